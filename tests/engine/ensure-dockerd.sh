@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Test-bed scaffolding: make sure a Docker engine answers on this machine.
+#
+# Idempotent, run as root. Installs Debian's docker.io when dockerd is missing,
+# starts dockerd in the background when `docker info` fails, waits (bounded)
+# until it answers and prints the server version. An engine that already
+# answers is left alone. The default data root (/var/lib/docker) is kept so a
+# rerun on the same machine reuses the images built before.
+set -euo pipefail
+
+readonly LOG_FILE="${AIIA_DOCKERD_LOG:-/var/log/aiia-dockerd.log}"
+readonly WAIT_SECONDS="${AIIA_DOCKERD_WAIT_SECONDS:-60}"
+
+log() { printf 'ensure-dockerd: %s\n' "$*" >&2; }
+
+engine_answers() { docker info >/dev/null 2>&1; }
+
+if [[ "$(id -u)" -ne 0 ]]; then
+    log "must run as root (it may install docker.io and start dockerd)"
+    exit 1
+fi
+
+if ! command -v dockerd >/dev/null 2>&1; then
+    log "dockerd missing: installing Debian's docker.io"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq docker.io >/dev/null
+fi
+
+# docker.io also ships a client; /usr/local/bin/docker (a newer client) may
+# shadow it, which is fine: both negotiate the API version with the server.
+if ! command -v docker >/dev/null 2>&1; then
+    log "no docker client on PATH after installing docker.io"
+    exit 1
+fi
+
+if engine_answers; then
+    log "engine already answers: nothing to do"
+else
+    log "engine does not answer: starting dockerd (log: ${LOG_FILE})"
+    # setsid detaches dockerd from this script's session so it outlives it.
+    setsid dockerd >>"${LOG_FILE}" 2>&1 </dev/null &
+    log "dockerd started with pid $!"
+    deadline=$((SECONDS + WAIT_SECONDS))
+    until engine_answers; do
+        if ((SECONDS >= deadline)); then
+            log "dockerd did not answer within ${WAIT_SECONDS}s; last lines of ${LOG_FILE}:"
+            tail -n 20 "${LOG_FILE}" >&2 || true
+            exit 1
+        fi
+        sleep 1
+    done
+    log "engine answers after $((SECONDS - deadline + WAIT_SECONDS))s"
+fi
+
+printf 'docker server version: %s\n' "$(docker version --format '{{.Server.Version}}')"

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Test-bed scaffolding: build the stand-in images the e2e tests run instead of
+# the upstream images named in production config (no registry on test hosts).
+#
+#   tests/images/build-standins.sh [--force] [NAME...]
+#
+# 1. aiia-standin/debian:bookworm: a Debian bookworm minbase root filesystem
+#    made with debootstrap from the host's own apt mirror, then docker import.
+# 2. one image per folder tests/images/<NAME>/ (Dockerfile + files), FROM it.
+#
+# Idempotent and fast when cached: an image is skipped when its tag exists and
+# carries the label aiia.standin.inputs-sha256 equal to the hash of its build
+# inputs (the folder's files, and for stand-ins the base image id; for the base
+# the suite, the mirrors and tests/images/debian/). --force rebuilds anyway.
+# NAME... limits the run to some stand-ins (the base is always ensured).
+# Run as root (debootstrap). Contract the images honour: tests/images/CONTRACT.md
+set -euo pipefail
+
+IMAGES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly IMAGES_DIR
+readonly SUITE=bookworm
+readonly BASE_TAG="aiia-standin/debian:${SUITE}"
+readonly HASH_LABEL=aiia.standin.inputs-sha256
+# Bump when the base recipe in this script changes in a way that matters.
+readonly BASE_RECIPE_VERSION=1
+readonly CACHE_DIR="${AIIA_STANDIN_CACHE_DIR:-/var/cache/aiia-standins}"
+readonly LOCK_FILE="${CACHE_DIR}/build.lock"
+
+# name | tag | upstream image it stands in for
+readonly STANDINS=(
+    "postgres|aiia-standin/postgres:15|postgres:15-bookworm"
+    "pgbouncer|aiia-standin/pgbouncer:1|edoburu/pgbouncer"
+    "redis|aiia-standin/redis:7|redis:7-bookworm"
+    "nginx|aiia-standin/nginx:1|nginx:1-bookworm"
+    "certbot|aiia-standin/certbot:2|certbot/certbot"
+    "python|aiia-standin/python:3.11|python:3.11-slim-bookworm"
+)
+
+log() { printf 'build-standins: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+force=false
+selected=()
+while (($#)); do
+    case "$1" in
+        --force) force=true ;;
+        -h | --help) usage; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) selected+=("$1") ;;
+    esac
+    shift
+done
+
+# ---------------------------------------------------------------------------
+# Mirror discovery: the URI the host's apt uses for SUITE (one-line .list or
+# deb822 .sources). Only http(s) mirrors are usable by debootstrap here.
+# ---------------------------------------------------------------------------
+apt_uri_for_suite() {
+    local suite="$1" file found=""
+    local -a files=(/etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources)
+    for file in "${files[@]}"; do
+        [[ -r "$file" ]] || continue
+        if [[ "$file" == *.sources ]]; then
+            found+="$(awk -v suite="$suite" '
+                BEGIN { RS = ""; FS = "\n" }
+                {
+                    types = ""; uris = ""; suites = ""; enabled = "yes"
+                    for (i = 1; i <= NF; i++) {
+                        line = $i
+                        if (line ~ /^[ \t]*#/ || index(line, ":") == 0) continue
+                        key = tolower(substr(line, 1, index(line, ":") - 1))
+                        value = substr(line, index(line, ":") + 1)
+                        gsub(/^[ \t]+|[ \t]+$/, "", value)
+                        if (key == "types") types = value
+                        else if (key == "uris") uris = value
+                        else if (key == "suites") suites = value
+                        else if (key == "enabled") enabled = tolower(value)
+                    }
+                    if (enabled == "no" || (" " types " ") !~ / deb /) next
+                    n = split(suites, names, /[ \t]+/)
+                    for (j = 1; j <= n; j++) if (names[j] == suite) { split(uris, u, /[ \t]+/); print u[1] }
+                }' "$file")"$'\n'
+        else
+            found+="$(awk -v suite="$suite" '
+                $1 == "deb" {
+                    i = 2
+                    if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+                    if ($(i + 1) == suite) print $i
+                }' "$file")"$'\n'
+        fi
+    done
+    local uri
+    while IFS= read -r uri; do
+        if [[ "$uri" =~ ^https?:// ]]; then
+            printf '%s\n' "${uri%/}"
+            return 0
+        fi
+    done <<<"$found"
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# Hashing of build inputs
+# ---------------------------------------------------------------------------
+hash_dir() {
+    # Relative path, mode and content of every file: renames, chmod +x and
+    # edits all change the hash; timestamps do not.
+    local dir="$1"
+    (
+        cd "$dir"
+        find . -type f -print0 | LC_ALL=C sort -z | while IFS= read -r -d '' path; do
+            printf '%s %s %s\n' "$path" "$(stat -c '%a' "$path")" "$(sha256sum <"$path" | cut -d' ' -f1)"
+        done
+    ) | sha256sum | cut -d' ' -f1
+}
+
+hash_text() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+
+image_label() {
+    docker image inspect --format "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
+}
+
+image_is_current() {
+    local tag="$1" inputs_hash="$2"
+    [[ "$force" == false && "$(image_label "$tag" "$HASH_LABEL")" == "$inputs_hash" ]]
+}
+
+built=()
+skipped=()
+
+# ---------------------------------------------------------------------------
+# Base image: debootstrap + docker import
+# ---------------------------------------------------------------------------
+build_base() {
+    local mirror security_mirror
+    mirror="${AIIA_DEBIAN_MIRROR:-$(apt_uri_for_suite "$SUITE" || echo http://deb.debian.org/debian)}"
+    security_mirror="${AIIA_DEBIAN_SECURITY_MIRROR:-$(apt_uri_for_suite "${SUITE}-security" || echo http://deb.debian.org/debian-security)}"
+
+    local inputs_hash
+    inputs_hash="$(hash_text "recipe=${BASE_RECIPE_VERSION} suite=${SUITE} mirror=${mirror} security=${security_mirror} files=$(hash_dir "${IMAGES_DIR}/debian")")"
+    if image_is_current "$BASE_TAG" "$inputs_hash"; then
+        log "skip  ${BASE_TAG} (inputs unchanged)"
+        skipped+=("$BASE_TAG")
+        return 0
+    fi
+
+    command -v debootstrap >/dev/null 2>&1 || die "debootstrap is missing: apt-get install -y debootstrap"
+    [[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root"
+
+    local started=$SECONDS work
+    work="$(mktemp -d "${CACHE_DIR}/rootfs.XXXXXX")"
+    # shellcheck disable=SC2064  # expand now: $work is local
+    trap "rm -rf -- '${work}'" EXIT
+    local rootfs="${work}/rootfs"
+    log "build ${BASE_TAG}: debootstrap ${SUITE} minbase from ${mirror}"
+    mkdir -p "${CACHE_DIR}/debs"
+    if ! debootstrap --variant=minbase --components=main --cache-dir="${CACHE_DIR}/debs" \
+        "$SUITE" "$rootfs" "$mirror" >"${work}/debootstrap.log" 2>&1; then
+        tail -n 30 "${work}/debootstrap.log" >&2
+        die "debootstrap failed (full log above)"
+    fi
+
+    cp -a "${IMAGES_DIR}/debian/overlay/." "$rootfs/"
+    rm -f "$rootfs/etc/apt/sources.list"
+    cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: ${mirror}
+Suites: ${SUITE} ${SUITE}-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: ${security_mirror}
+Suites: ${SUITE}-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    # What the overlay's dpkg excludes would have kept out, had they existed
+    # during debootstrap; apt state that only the bootstrap needed.
+    find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+    rm -rf "$rootfs/usr/share/man/"* "$rootfs/usr/share/info/"* \
+        "$rootfs/var/lib/apt/lists/"* "$rootfs/var/cache/apt/"*.bin \
+        "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/log/"*.log
+    find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
+    # Docker provides these at run time.
+    : >"$rootfs/etc/hostname"
+    : >"$rootfs/etc/resolv.conf"
+
+    tar --numeric-owner --xattrs -C "$rootfs" -c . | docker import \
+        --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        --change "LABEL org.opencontainers.image.description=\"Test stand-in base: Debian ${SUITE} minbase (debootstrap from ${mirror})\"" \
+        --change "LABEL ${HASH_LABEL}=${inputs_hash}" \
+        --change 'CMD ["bash"]' \
+        --message "debootstrap ${SUITE} minbase from ${mirror}" \
+        - "$BASE_TAG" >/dev/null
+    rm -rf -- "$work"
+    trap - EXIT
+    log "built ${BASE_TAG} in $((SECONDS - started))s"
+    built+=("$BASE_TAG")
+}
+
+# ---------------------------------------------------------------------------
+# Stand-ins: docker build per folder
+# ---------------------------------------------------------------------------
+build_standin() {
+    local name="$1" tag="$2" upstream="$3"
+    local context="${IMAGES_DIR}/${name}"
+    [[ -f "${context}/Dockerfile" ]] || die "${context}/Dockerfile is missing"
+
+    local base_id inputs_hash
+    base_id="$(docker image inspect --format '{{.Id}}' "$BASE_TAG")"
+    inputs_hash="$(hash_text "base=${base_id} files=$(hash_dir "$context")")"
+    if image_is_current "$tag" "$inputs_hash"; then
+        log "skip  ${tag} (inputs unchanged)"
+        skipped+=("$tag")
+        return 0
+    fi
+
+    local started=$SECONDS build_log
+    build_log="$(mktemp "${CACHE_DIR}/build-${name}.XXXXXX.log")"
+    log "build ${tag} (stand-in for ${upstream})"
+    # DOCKER_BUILDKIT=0: Debian's dockerd 20.10 and a client without buildx.
+    if ! DOCKER_BUILDKIT=0 docker build \
+        --tag "$tag" \
+        --label "${HASH_LABEL}=${inputs_hash}" \
+        --label "aiia.standin.upstream=${upstream}" \
+        "$context" >"$build_log" 2>&1; then
+        tail -n 40 "$build_log" >&2
+        die "docker build of ${tag} failed (log: ${build_log})"
+    fi
+    rm -f -- "$build_log"
+    log "built ${tag} in $((SECONDS - started))s"
+    built+=("$tag")
+}
+
+main() {
+    local started=$SECONDS
+    mkdir -p "$CACHE_DIR"
+    docker info >/dev/null 2>&1 || die "no Docker engine answers: run tests/engine/ensure-dockerd.sh"
+
+    # One build at a time on a machine (parallel test runs share the engine).
+    exec 9>"$LOCK_FILE"
+    flock 9
+
+    local entry name tag upstream known want
+    for want in "${selected[@]}"; do
+        known=false
+        for entry in "${STANDINS[@]}"; do
+            [[ "${entry%%|*}" == "$want" ]] && known=true
+        done
+        [[ "$known" == true ]] || die "unknown stand-in '${want}'"
+    done
+
+    build_base
+    for entry in "${STANDINS[@]}"; do
+        IFS='|' read -r name tag upstream <<<"$entry"
+        if ((${#selected[@]})) && [[ " ${selected[*]} " != *" ${name} "* ]]; then
+            continue
+        fi
+        build_standin "$name" "$tag" "$upstream"
+    done
+
+    log "built ${#built[@]}: ${built[*]:-none}"
+    log "skipped ${#skipped[@]}: ${skipped[*]:-none}"
+    log "done in $((SECONDS - started))s"
+}
+
+main
