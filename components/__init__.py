@@ -1,0 +1,1 @@
+"""Pulumi components of the AI-IA host: one ComponentResource per concept."""

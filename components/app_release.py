@@ -1,0 +1,176 @@
+"""One environment's app release: migrate, start beside the old one, switch nginx, record.
+
+Every release gets resources of its own: the image, the migration step and the container
+carry the release in their Pulumi *name*, not only in the container name. A release
+therefore never replaces anything: it creates the new release's resources, switches the
+upstream (an in-place update of one file), and only at the end of a fully successful
+update does Pulumi delete the previous release's resources, because the program no
+longer declares them. A failed update stops before any deletion, so the container nginx
+points at keeps running, and putting the previous value back re-declares it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pulumi
+import pulumi_docker as docker
+
+from components.host_files import HostConnection, HostFile, HostFileArgs, host_command
+from components.names import release_container_name, release_slug
+from components.nginx import reload_command, render_upstream
+from components.platform_reference import PlatformHandle
+from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.settings import ReleaseSettings, Settings
+from components.templates import render
+
+STATIC_ROOT = "/app/staticfiles"
+
+
+@dataclass
+class AppReleaseArgs:
+    settings: Settings
+    release: ReleaseSettings
+    platform: PlatformHandle
+    connection: HostConnection
+    docker_provider: docker.Provider
+
+
+def app_environment_variables(release: ReleaseSettings, environment: dict, platform: dict,
+                              database_password: str, redis_password: str,
+                              secret_key: str) -> list[tuple[str, str]]:
+    """The app image's contract (app/README.md): its whole configuration, as variables."""
+    name = release.environment
+    redis_url = (f"redis://{quote(environment['redis_user'], safe='')}:"
+                 f"{quote(redis_password, safe='')}@{platform['redis_host']}:"
+                 f"{platform['redis_port']}/0")
+    return [
+        ("ENVIRONMENT", name),
+        ("RELEASE", release.release),
+        ("PORT", str(environment["port"])),
+        ("ALLOWED_HOSTS", environment["domain"]),
+        ("SECRET_KEY", secret_key),
+        ("DATABASE_HOST", platform["pgbouncer_host"]),
+        ("DATABASE_PORT", str(platform["pgbouncer_port"])),
+        ("DATABASE_NAME", environment["database_name"]),
+        ("DATABASE_USER", environment["database_user"]),
+        ("DATABASE_PASSWORD", database_password),
+        ("REDIS_URL", redis_url),
+        ("CACHE_KEY_PREFIX", environment["redis_user"]),
+        ("STATIC_ROOT", STATIC_ROOT),
+        ("LOG_FILE", f"/var/log/aiia/{name}/django.log"),
+    ]
+
+
+def _ip_address(network_datas: list) -> str:
+    first = network_datas[0]
+    return first["ip_address"] if isinstance(first, dict) else first.ip_address
+
+
+class AppRelease(pulumi.ComponentResource):
+    def __init__(self, name: str, args: AppReleaseArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:release:AppRelease", name, None, opts)
+        settings, release = args.settings, args.release
+        env_name = release.environment
+        slug = release_slug(release.release)
+        prefix = settings.prefix
+        root = settings.host.root_dir.rstrip("/")
+        docker_opts = pulumi.ResourceOptions(parent=self, provider=args.docker_provider)
+        stack_name = settings.platform_stack or settings.stack
+        environment = args.platform.environment(env_name, stack_name)
+        platform_values = pulumi.Output.all(
+            **{key: args.platform.output(key)
+               for key in ("pgbouncer_host", "pgbouncer_port", "redis_host", "redis_port",
+                           "network_name", "prefix")})
+
+        def check_prefix(values: dict) -> dict:
+            if values["prefix"] != prefix:
+                raise ValueError(
+                    f"aiia:prefix={prefix!r} differs from the platform stack's prefix "
+                    f"{values['prefix']!r} ({stack_name}); set the same prefix in both stacks")
+            return values
+
+        platform_values = platform_values.apply(check_prefix)
+        variables = pulumi.Output.all(
+            environment, platform_values,
+            args.platform.secret("database_passwords", env_name),
+            args.platform.secret("redis_passwords", env_name),
+            pulumi.Output.secret(release.secret_key),
+        ).apply(lambda values: app_environment_variables(release, *values))
+        variables = pulumi.Output.secret(variables)
+
+        # The image of this release; kept on the host after the release is gone, so a
+        # rollback never depends on the registry.
+        self.image = docker.RemoteImage(
+            f"{name}-image-{slug}", name=release.image_reference, keep_locally=True,
+            opts=docker_opts)
+        self.container_name = release_container_name(prefix, env_name, release.release)
+        memory_mb = environment.apply(lambda env: env["app_memory_mb"])
+        network = platform_values.apply(lambda values: values["network_name"])
+        state_dir = f"{root}/state"
+        self.migrate = host_command(
+            f"{name}-migrate-{slug}", args.connection,
+            # `ready` (pgbouncer, redis and nginx healthy) makes the migration wait for them.
+            pulumi.Output.all(self.image.image_id, network, memory_mb,
+                              args.platform.output("ready")).apply(
+                lambda values: render(
+                    "app/migrate.sh.j2", environment=env_name, release=release.release,
+                    slug=slug, state_dir=state_dir, container_name=self.container_name,
+                    network=values[1], memory_mb=values[2], image=values[0],
+                    static_dir=f"{root}/www/{env_name}/static", static_root=STATIC_ROOT)),
+            stdin=variables.apply(lambda pairs: render("app/app.env.j2", variables=pairs)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image]),
+        )
+        self.container = service_container(
+            f"{name}-app-{slug}",
+            ServiceContainerArgs(
+                container_name=self.container_name,
+                image=self.image.image_id,
+                service="app",
+                environment=env_name,
+                memory_mb=memory_mb,
+                envs=variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs]),
+                healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"],
+                                        interval="5s", timeout="4s", retries=3,
+                                        start_period="60s"),
+                network=network,
+                volumes=[docker.ContainerVolumeArgs(host_path=f"{root}/logs/{env_name}",
+                                                    container_path=f"/var/log/aiia/{env_name}")],
+                extra_labels={"aiia.release": release.release},
+                # Long enough for requests and WebSockets to drain after the switch (nginx's
+                # worker_shutdown_timeout holds the client side for the same time).
+                stop_grace_seconds=release.stop_grace_seconds,
+            ),
+            pulumi.ResourceOptions.merge(docker_opts,
+                                         pulumi.ResourceOptions(depends_on=[self.migrate])),
+        )
+        # By address, not by name: nginx resolves names only when it loads its config, and
+        # an upstream whose name no longer resolves would stop nginx for every environment.
+        address = pulumi.Output.all(self.container.network_datas, environment).apply(
+            lambda values: f"{_ip_address(values[0])}:{values[1]['port']}")
+        # The switch: only once the new container is healthy (wait=True above) is the
+        # upstream rewritten, validated with nginx -t and reloaded gracefully.
+        nginx_container = f"{prefix}-nginx"
+        self.switch = HostFile(
+            f"{name}-upstream",
+            HostFileArgs(
+                connection=args.connection,
+                path=f"{root}/nginx/upstreams/{env_name}.conf",
+                content=address.apply(lambda server: render_upstream(
+                    env_name, server, f"release {release.release}: {self.container_name}")),
+                on_change=reload_command(nginx_container),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+        )
+        self.record = host_command(
+            f"{name}-record", args.connection,
+            self.image.image_id.apply(lambda image_id: render(
+                "app/record-release.sh.j2", environment=env_name, release=release.release,
+                slug=slug, state_dir=state_dir, image=release.image_reference,
+                image_id=image_id)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),
+        )
+        self.register_outputs({"container_name": self.container_name,
+                               "release": release.release})

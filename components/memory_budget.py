@@ -1,0 +1,103 @@
+"""The host's memory budget: what every service may use, steady and during a release.
+
+steady = OS reserve + every long-running container's limit (+ the dashboard service)
+peak   = steady + one extra app container per environment (old and new side by side
+         during a release) + the largest transient job (a certbot renewal)
+
+steady must fit the host's RAM; peak must fit RAM + swap. Both are computed from the
+same limits the containers are given, so the check cannot drift from what runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from components.settings import Settings
+
+
+@dataclass(frozen=True)
+class MemoryShare:
+    service: str
+    memory_mb: int
+    config_key: str
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    host_memory_mb: int
+    host_swap_mb: int
+    steady: tuple[MemoryShare, ...]
+    release_extra: tuple[MemoryShare, ...]
+    transient: tuple[MemoryShare, ...]
+
+    @property
+    def steady_mb(self) -> int:
+        return sum(share.memory_mb for share in self.steady)
+
+    @property
+    def peak_mb(self) -> int:
+        largest_transient = max((share.memory_mb for share in self.transient), default=0)
+        return self.steady_mb + sum(s.memory_mb for s in self.release_extra) + largest_transient
+
+    def table(self) -> str:
+        lines = [f"{share.service:<28} {share.memory_mb:>5} MB  ({share.config_key})"
+                 for share in self.steady]
+        lines.append(f"{'steady total':<28} {self.steady_mb:>5} MB  "
+                     f"(host.memory_mb={self.host_memory_mb})")
+        lines += [f"{'+ ' + share.service:<28} {share.memory_mb:>5} MB  ({share.config_key})"
+                  for share in self.release_extra]
+        if self.transient:
+            largest = max(self.transient, key=lambda share: share.memory_mb)
+            lines.append(f"{'+ ' + largest.service:<28} {largest.memory_mb:>5} MB  "
+                         f"({largest.config_key})")
+        lines.append(f"{'peak during a release':<28} {self.peak_mb:>5} MB  "
+                     f"(host.memory_mb + host.swap_mb = {self.host_memory_mb + self.host_swap_mb})")
+        return "\n".join(lines)
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.steady_mb > self.host_memory_mb:
+            problems.append(
+                f"memory budget: steady use {self.steady_mb} MB exceeds aiia:host.memory_mb="
+                f"{self.host_memory_mb}; lower a service's memory_mb or raise host.memory_mb. "
+                f"Shares:\n{self.table()}"
+            )
+        if self.peak_mb > self.host_memory_mb + self.host_swap_mb:
+            problems.append(
+                f"memory budget: peak during a release {self.peak_mb} MB exceeds "
+                f"aiia:host.memory_mb + aiia:host.swap_mb = "
+                f"{self.host_memory_mb + self.host_swap_mb}; raise host.swap_mb or lower an "
+                f"app_memory_mb. Shares:\n{self.table()}"
+            )
+        return problems
+
+
+def memory_budget(settings: Settings) -> MemoryBudget:
+    platform = settings.platform
+    assert platform is not None, "only the stack that owns the platform has a budget"
+    key = "aiia:platform"
+    steady = [
+        MemoryShare("OS and Docker reserve", settings.host.os_reserve_mb,
+                    "aiia:host.os_reserve_mb"),
+        MemoryShare("postgres", platform.postgres.memory_mb, f"{key}.postgres.memory_mb"),
+        MemoryShare("pgbouncer", platform.pgbouncer.memory_mb, f"{key}.pgbouncer.memory_mb"),
+        MemoryShare("redis", platform.redis.memory_mb, f"{key}.redis.memory_mb"),
+        MemoryShare("nginx", platform.nginx.memory_mb, f"{key}.nginx.memory_mb"),
+        MemoryShare("dashboard", platform.dashboard.memory_mb, f"{key}.dashboard.memory_mb"),
+    ]
+    apps = [MemoryShare(f"app {env.name}", env.app_memory_mb,
+                        f"{key}.environments.{env.name}.app_memory_mb")
+            for env in platform.environments]
+    release_extra = [MemoryShare(f"new release of {share.service}", share.memory_mb,
+                                 share.config_key) for share in apps]
+    transient = [MemoryShare("certbot renewal", platform.certbot.memory_mb,
+                             f"{key}.certbot.memory_mb")]
+    return MemoryBudget(
+        host_memory_mb=settings.host.memory_mb,
+        host_swap_mb=settings.host.swap_mb,
+        steady=tuple(steady + apps),
+        release_extra=tuple(release_extra),
+        transient=tuple(transient),
+    )

@@ -1,0 +1,37 @@
+"""Names of containers, databases and users, derived in one place from the prefix."""
+
+from __future__ import annotations
+
+import re
+
+from components.settings import DIGEST_RE
+
+
+def container_name(prefix: str, service: str) -> str:
+    return f"{prefix}-{service}"
+
+
+def release_slug(release: str) -> str:
+    """A release tag or digest as a name part: lower case, [a-z0-9-], at most 40 characters."""
+    if DIGEST_RE.match(release):
+        return "sha256-" + release.split(":", 1)[1][:12]
+    slug = re.sub(r"[^a-z0-9]+", "-", release.lower()).strip("-")
+    return slug[:40].rstrip("-") or "release"
+
+
+def release_container_name(prefix: str, environment: str, release: str) -> str:
+    """Each release gets a container of its own, so old and new run side by side."""
+    return f"{prefix}-app-{environment}-{release_slug(release)}"
+
+
+def database_name(prefix: str, environment: str) -> str:
+    return f"{prefix}_{environment}".replace("-", "_")
+
+
+def database_role(prefix: str, environment: str) -> str:
+    return database_name(prefix, environment)
+
+
+def redis_user(environment: str) -> str:
+    """The Redis ACL user of an environment; its keys are `<environment>:*`."""
+    return environment

@@ -1,0 +1,147 @@
+"""nginx: the one internet-facing container, routing every environment and the status domain.
+
+nginx is never replaced by a config change: its files live on the host (bind-mounted
+read-only) and a change is validated with `nginx -t` and applied with a graceful reload,
+so no connection is cut. The container's own inputs are kept free of anything that
+changes with a release; a release only rewrites its upstream file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.host_files import HostFile, HostFileArgs, host_command
+from components.platform_context import PlatformContext
+from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.templates import render
+
+CONFIG_DIR_IN_CONTAINER = "/etc/aiia-nginx"
+PLACEHOLDER_UPSTREAM = "127.0.0.1:8081"
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                           "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+
+
+def reload_command(container: str) -> str:
+    return render("nginx/reload.sh.j2", container=container).strip()
+
+
+def render_upstream(environment: str, server: str, description: str) -> str:
+    return render("nginx/upstream.conf.j2", environment=environment, server=server,
+                  description=description)
+
+
+def render_site(environment: str, domain: str, general_rate: int, api_rate: int,
+                ocsp_stapling: bool) -> str:
+    return render("nginx/site.conf.j2", environment=environment, domain=domain,
+                  general_rate_per_second=general_rate, api_rate_per_second=api_rate,
+                  ocsp_stapling=ocsp_stapling)
+
+
+@dataclass
+class NginxArgs:
+    context: PlatformContext
+    image_id: pulumi.Input[str]
+    cache_volume: docker.Volume
+    dashboard_address: pulumi.Input[str]
+    depends_on: list[pulumi.Resource]
+
+
+class Nginx(pulumi.ComponentResource):
+    def __init__(self, name: str, args: NginxArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:platform:Nginx", name, None, opts)
+        context = args.context
+        platform = context.platform
+        settings = platform.nginx
+        self.container_name = context.container_name("nginx")
+        self.reload_command = reload_command(self.container_name)
+        ocsp = platform.tls.mode == "letsencrypt"
+
+        def config_file(resource: str, relative_path: str, content: pulumi.Input[str],
+                        only_if_absent: bool = False) -> HostFile:
+            return HostFile(
+                f"{name}-{resource}",
+                HostFileArgs(connection=context.connection,
+                             path=context.host_path("nginx", relative_path),
+                             content=content, mode="0644", only_if_absent=only_if_absent,
+                             on_change=None if only_if_absent else self.reload_command),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        files = [
+            config_file("main", "nginx.conf", render(
+                "nginx/nginx.conf.j2",
+                worker_shutdown_timeout_seconds=settings.worker_shutdown_timeout_seconds,
+                general_rate_per_second=settings.general_rate_per_second,
+                api_rate_per_second=settings.api_rate_per_second,
+            )),
+            config_file("security-headers", "snippets/security-headers.conf", render(
+                "nginx/snippets/security-headers.conf.j2",
+                content_security_policy=CONTENT_SECURITY_POLICY)),
+            config_file("dhparam", "ffdhe2048.pem", render("nginx/ffdhe2048.pem.j2")),
+            config_file("status-site", "conf.d/status.conf", pulumi.Output.from_input(
+                args.dashboard_address).apply(lambda address: render(
+                    "nginx/status.conf.j2", domain=platform.status_domain,
+                    dashboard_address=address))),
+        ]
+        for env in platform.environments:
+            # Before an environment's first release its upstream answers 503; the release's
+            # switch owns the file from then on, so the platform never overwrites it.
+            files.append(config_file(
+                f"upstream-{env.name}", f"upstreams/{env.name}.conf",
+                render_upstream(env.name, PLACEHOLDER_UPSTREAM, "no release deployed yet"),
+                only_if_absent=True))
+            files.append(config_file(
+                f"site-{env.name}", f"conf.d/{env.name}.conf",
+                render_site(env.name, env.domain, settings.general_rate_per_second,
+                            settings.api_rate_per_second, ocsp)))
+        domains = [env.domain for env in platform.environments] + [platform.status_domain]
+        self.tls_bootstrap = host_command(
+            f"{name}-tls-bootstrap",
+            context.connection,
+            render("nginx/self-signed-bootstrap.sh.j2", domains=domains,
+                   tls_dir=context.host_path("nginx", "tls"),
+                   days=825 if platform.tls.mode == "self_signed" else 30),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        ports = [
+            docker.ContainerPortArgs(internal=80, external=settings.http_port,
+                                     ip=settings.bind_address),
+            docker.ContainerPortArgs(internal=443, external=settings.https_port,
+                                     ip=settings.bind_address),
+        ]
+        self.container = service_container(
+            f"{name}-container",
+            ServiceContainerArgs(
+                container_name=self.container_name,
+                image=args.image_id,
+                service="nginx",
+                environment="platform",
+                memory_mb=settings.memory_mb,
+                command=["nginx", "-c", f"{CONFIG_DIR_IN_CONTAINER}/nginx.conf",
+                         "-g", "daemon off;"],
+                healthcheck=healthcheck(
+                    ["CMD", "curl", "-fsS", "-o", "/dev/null",
+                     "http://127.0.0.1:8080/nginx-health"], start_period="10s"),
+                network=context.network_name,
+                ports=ports,
+                volumes=[
+                    docker.ContainerVolumeArgs(host_path=context.host_path("nginx"),
+                                               container_path=CONFIG_DIR_IN_CONTAINER,
+                                               read_only=True),
+                    docker.ContainerVolumeArgs(host_path=context.host_path("www"),
+                                               container_path="/var/www/aiia", read_only=True),
+                    docker.ContainerVolumeArgs(host_path=context.host_path("logs", "nginx"),
+                                               container_path="/var/log/aiia-nginx"),
+                    docker.ContainerVolumeArgs(volume_name=args.cache_volume.name,
+                                               container_path="/var/cache/nginx"),
+                ],
+                # SIGQUIT is nginx's graceful shutdown: in-flight requests finish first.
+                stop_signal="SIGQUIT",
+                stop_grace_seconds=settings.worker_shutdown_timeout_seconds,
+            ),
+            context.child(self, depends_on=[*files, self.tls_bootstrap, *args.depends_on]),
+        )
+        self.register_outputs({"container_name": self.container_name})

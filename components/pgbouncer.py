@@ -1,0 +1,102 @@
+"""PgBouncer in transaction mode in front of PostgreSQL; no host port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.host_files import HostFile, HostFileArgs
+from components.platform_context import PlatformContext
+from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.templates import render
+
+PGBOUNCER_UID = "70:70"  # the image's postgres user (Alpine)
+PORT = 6432
+
+
+def _userlist_quote(value: str) -> str:
+    # userlist.txt quotes with "…"; a quote inside is doubled.
+    return value.replace('"', '""')
+
+
+@dataclass
+class PgBouncerArgs:
+    context: PlatformContext
+    image_id: pulumi.Input[str]
+    postgres_host: str
+    databases: list[dict]
+    depends_on: list[pulumi.Resource]
+
+
+class PgBouncer(pulumi.ComponentResource):
+    def __init__(self, name: str, args: PgBouncerArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:platform:PgBouncer", name, None, opts)
+        context = args.context
+        settings = context.platform.pgbouncer
+        self.container_name = context.container_name("pgbouncer")
+        self.port = PORT
+        user = context.container_user(PGBOUNCER_UID)
+        # RELOAD re-reads both files without dropping client connections.
+        reload = f"docker kill --signal HUP {self.container_name} >/dev/null 2>&1 || true"
+        ini = HostFile(
+            f"{name}-ini",
+            HostFileArgs(
+                connection=context.connection,
+                path=context.host_path("pgbouncer", "pgbouncer.ini"),
+                content=render(
+                    "pgbouncer/pgbouncer.ini.j2",
+                    databases=args.databases,
+                    environments=context.platform.environments,
+                    postgres_host=args.postgres_host,
+                    max_client_conn=settings.max_client_conn,
+                    default_pool_size=settings.default_pool_size,
+                ),
+                mode="0600", owner=user, on_change=reload,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        passwords = context.platform.database_passwords
+        userlist_content = pulumi.Output.all(
+            *[passwords[db["environment"]] for db in args.databases]
+        ).apply(lambda values: render(
+            "pgbouncer/userlist.txt.j2",
+            databases=[{**db, "password": _userlist_quote(value)}
+                       for db, value in zip(args.databases, values, strict=True)],
+        ))
+        userlist = HostFile(
+            f"{name}-userlist",
+            HostFileArgs(
+                connection=context.connection,
+                path=context.host_path("pgbouncer", "userlist.txt"),
+                content=pulumi.Output.secret(userlist_content),
+                mode="0600", owner=user, on_change=reload,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.container = service_container(
+            f"{name}-container",
+            ServiceContainerArgs(
+                container_name=self.container_name,
+                image=args.image_id,
+                service="pgbouncer",
+                environment="platform",
+                memory_mb=settings.memory_mb,
+                user=user,
+                command=["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"],
+                healthcheck=healthcheck(["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(PORT)]),
+                network=context.network_name,
+                volumes=[docker.ContainerVolumeArgs(host_path=context.host_path("pgbouncer"),
+                                                    container_path="/etc/pgbouncer",
+                                                    read_only=True)],
+                # SIGINT: safe shutdown, waits for transactions in flight to finish.
+                stop_signal="SIGINT",
+                stop_grace_seconds=30,
+                read_only=True,
+                tmpfs={"/tmp": "size=1m,mode=1777"},
+            ),
+            context.child(self, depends_on=[ini, userlist, *args.depends_on]),
+        )
+        self.register_outputs({"container_name": self.container_name})

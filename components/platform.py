@@ -1,0 +1,149 @@
+"""The platform: the shared services of the host, owned by exactly one stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.certbot import Certbot, CertbotArgs
+from components.host_files import HostConnection, host_command
+from components.names import database_name, database_role, redis_user
+from components.nginx import Nginx, NginxArgs
+from components.pgbouncer import PgBouncer, PgBouncerArgs
+from components.platform_context import PlatformContext
+from components.postgres import Postgres, PostgresArgs
+from components.redis import Redis, RedisArgs
+from components.settings import Settings
+from components.templates import render
+
+APP_UID = "10001:10001"  # the reference app image's user; collectstatic writes as it
+
+
+@dataclass
+class PlatformArgs:
+    settings: Settings
+    connection: HostConnection
+    docker_provider: docker.Provider
+
+
+class Platform(pulumi.ComponentResource):
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:platform:Platform", name, None, opts)
+        settings = args.settings
+        platform = settings.platform
+        assert platform is not None
+        prefix = settings.prefix
+        docker_opts = pulumi.ResourceOptions(parent=self, provider=args.docker_provider)
+        # Stateful volumes are protected: `pulumi destroy` or a rename cannot delete data.
+        protected = pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(protect=True))
+
+        self.network = docker.Network(
+            f"{name}-network", name=prefix, driver="bridge",
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=platform.network_subnet)],
+            opts=docker_opts)
+        context = PlatformContext(settings=settings, connection=args.connection,
+                                  docker_provider=args.docker_provider,
+                                  network_name=self.network.name)
+        self.postgres_volume = docker.Volume(f"{name}-postgres-data",
+                                             name=f"{prefix}-postgres-data", opts=protected)
+        self.letsencrypt_volume = docker.Volume(f"{name}-letsencrypt",
+                                                name=f"{prefix}-letsencrypt", opts=protected)
+        self.redis_volume = docker.Volume(f"{name}-redis-data", name=f"{prefix}-redis-data",
+                                          opts=docker_opts)
+        self.nginx_cache_volume = docker.Volume(f"{name}-nginx-cache",
+                                                name=f"{prefix}-nginx-cache", opts=docker_opts)
+
+        directories = [
+            {"path": context.host_path(), "mode": "0755", "owner": "0:0"},
+            {"path": context.host_path("www"), "mode": "0755", "owner": "0:0"},
+            {"path": context.host_path("www", "acme"), "mode": "0755", "owner": "0:0"},
+            {"path": context.host_path("logs"), "mode": "0755", "owner": "0:0"},
+            {"path": context.host_path("logs", "nginx"), "mode": "0755", "owner": "0:0"},
+            {"path": context.host_path("state"), "mode": "0755", "owner": "0:0"},
+            {"path": context.host_path("backups"), "mode": "0700", "owner": "0:0"},
+        ]
+        for env in platform.environments:
+            directories += [
+                {"path": context.host_path("www", env.name), "mode": "0755", "owner": "0:0"},
+                {"path": context.host_path("www", env.name, "static"), "mode": "0755",
+                 "owner": APP_UID},
+                {"path": context.host_path("logs", env.name), "mode": "0755", "owner": APP_UID},
+            ]
+        self.directories = host_command(
+            f"{name}-directories", args.connection,
+            render("host/prepare-directories.sh.j2", root_dir=settings.host.root_dir,
+                   directories=directories),
+            opts=pulumi.ResourceOptions(parent=self))
+
+        images = {
+            service: docker.RemoteImage(f"{name}-{service}-image", name=reference,
+                                        keep_locally=True, opts=docker_opts)
+            for service, reference in vars(platform.images).items()
+            if service != "certbot" or platform.tls.mode != "self_signed"
+        }
+        self.postgres = Postgres(
+            f"{name}-postgres",
+            PostgresArgs(context=context, data_volume=self.postgres_volume,
+                         image_id=images["postgres"].image_id),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.directories]))
+        self.pgbouncer = PgBouncer(
+            f"{name}-pgbouncer",
+            PgBouncerArgs(context=context, image_id=images["pgbouncer"].image_id,
+                          postgres_host=self.postgres.container_name,
+                          databases=self.postgres.databases,
+                          depends_on=[self.postgres.init_databases]),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.redis = Redis(
+            f"{name}-redis",
+            RedisArgs(context=context, image_id=images["redis"].image_id,
+                      data_volume=self.redis_volume),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.directories]))
+        self.dashboard_address = platform.dashboard_address(settings.host.kind)
+        self.nginx = Nginx(
+            f"{name}-nginx",
+            NginxArgs(context=context, image_id=images["nginx"].image_id,
+                      cache_volume=self.nginx_cache_volume,
+                      dashboard_address=self.dashboard_address,
+                      depends_on=[self.directories]),
+            opts=pulumi.ResourceOptions(parent=self))
+        if platform.tls.mode != "self_signed":
+            self.certbot = Certbot(
+                f"{name}-certbot",
+                CertbotArgs(context=context, image_name=images["certbot"].name,
+                            letsencrypt_volume=self.letsencrypt_volume,
+                            nginx_reload=self.nginx.reload_command,
+                            depends_on=[self.nginx.container]),
+                opts=pulumi.ResourceOptions(parent=self))
+
+        # What an environment's release needs from the platform; staging reads these
+        # through a StackReference, so the secrets are exported as secrets.
+        self.environments = {
+            env.name: {
+                "domain": env.domain,
+                "port": env.port,
+                "app_memory_mb": env.app_memory_mb,
+                "database_name": database_name(prefix, env.name),
+                "database_user": database_role(prefix, env.name),
+                "redis_user": redis_user(env.name),
+            }
+            for env in platform.environments
+        }
+        self.outputs = {
+            "prefix": prefix,
+            "network_name": self.network.name,
+            "nginx_container": self.nginx.container_name,
+            "pgbouncer_host": self.pgbouncer.container_name,
+            "pgbouncer_port": self.pgbouncer.port,
+            "redis_host": self.redis.container_name,
+            "redis_port": self.redis.port,
+            "root_dir": settings.host.root_dir,
+            "environments": self.environments,
+            "database_passwords": pulumi.Output.secret(dict(platform.database_passwords)),
+            "redis_passwords": pulumi.Output.secret(dict(platform.redis_passwords)),
+            # What a release waits for before it runs migrations.
+            "ready": pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
+                                       self.nginx.container.id).apply(lambda _: True),
+        }
+        self.register_outputs(self.outputs)

@@ -1,0 +1,55 @@
+"""What every platform component is handed: settings, where the host is, the Docker provider."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.host_files import HostConnection
+from components.names import container_name
+from components.settings import PlatformSettings, Settings
+
+
+@dataclass
+class PlatformContext:
+    settings: Settings
+    connection: HostConnection
+    docker_provider: docker.Provider
+    network_name: pulumi.Input[str]
+
+    @property
+    def platform(self) -> PlatformSettings:
+        assert self.settings.platform is not None
+        return self.settings.platform
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.prefix
+
+    @property
+    def root_dir(self) -> str:
+        return self.settings.host.root_dir
+
+    def container_name(self, service: str) -> str:
+        return container_name(self.prefix, service)
+
+    def host_path(self, *parts: str) -> str:
+        return "/".join([self.root_dir.rstrip("/"), *parts])
+
+    def container_user(self, default: str) -> str:
+        """The uid:gid a service container runs as.
+
+        On a VPS the install step runs as root and hands each service's files to the uid
+        the image runs as. On a developer's machine `pulumi up -s local` usually runs
+        unprivileged and cannot chown, so the container runs as the developer instead and
+        the 0600 files stay readable to it alone.
+        """
+        if self.settings.host.kind == "local" and os.getuid() != 0:
+            return f"{os.getuid()}:{os.getgid()}"
+        return default
+
+    def child(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, provider=self.docker_provider, **kwargs)

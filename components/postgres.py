@@ -1,0 +1,106 @@
+"""PostgreSQL: one instance, one database and role per environment, tuned for 512 MB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.host_files import HostFile, HostFileArgs, host_command
+from components.names import database_name, database_role
+from components.platform_context import PlatformContext
+from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.templates import render
+
+CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
+POSTGRES_UID = "999:999"
+
+
+@dataclass
+class PostgresArgs:
+    context: PlatformContext
+    data_volume: docker.Volume
+    image_id: pulumi.Input[str]
+
+
+class Postgres(pulumi.ComponentResource):
+    def __init__(self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:platform:Postgres", name, None, opts)
+        context = args.context
+        settings = context.platform.postgres
+        self.container_name = context.container_name("postgres")
+        config = HostFile(
+            f"{name}-config",
+            HostFileArgs(
+                connection=context.connection,
+                path=context.host_path("postgres", "postgresql.conf"),
+                content=render(
+                    "postgres/postgresql.conf.j2",
+                    host_memory_mb=context.settings.host.memory_mb,
+                    memory_mb=settings.memory_mb,
+                    max_connections=settings.max_connections,
+                    shared_buffers_mb=settings.shared_buffers_mb,
+                    effective_cache_size_mb=settings.effective_cache_size_mb,
+                    work_mem_mb=settings.work_mem_mb,
+                    maintenance_work_mem_mb=settings.maintenance_work_mem_mb,
+                ),
+                mode="0644",
+                # Parameters that need a restart are listed by pg_settings.pending_restart.
+                on_change=f"docker exec {self.container_name} psql -U postgres -qc "
+                "'SELECT pg_reload_conf()' || true",
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.container = service_container(
+            f"{name}-container",
+            ServiceContainerArgs(
+                container_name=self.container_name,
+                image=args.image_id,
+                service="postgres",
+                environment="platform",
+                memory_mb=settings.memory_mb,
+                command=["postgres", "-c",
+                         f"config_file={CONFIG_DIR_IN_CONTAINER}/postgresql.conf"],
+                envs=pulumi.Output.secret(context.platform.postgres_password).apply(
+                    lambda password: [f"POSTGRES_PASSWORD={password}",
+                                      "PGDATA=/var/lib/postgresql/data/pgdata"]),
+                healthcheck=healthcheck(["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"],
+                                        start_period="60s"),
+                network=context.network_name,
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=args.data_volume.name,
+                                               container_path="/var/lib/postgresql/data"),
+                    docker.ContainerVolumeArgs(host_path=context.host_path("postgres"),
+                                               container_path=CONFIG_DIR_IN_CONTAINER,
+                                               read_only=True),
+                ],
+                # Fast shutdown: roll back open transactions, checkpoint, exit cleanly.
+                stop_signal="SIGINT",
+                stop_grace_seconds=60,
+            ),
+            context.child(self, depends_on=[config]),
+        )
+        databases = [
+            {"name": database_name(context.prefix, env.name),
+             "role": database_role(context.prefix, env.name), "environment": env.name}
+            for env in context.platform.environments
+        ]
+        self.databases = databases
+        passwords = context.platform.database_passwords
+        init_sql = pulumi.Output.all(*[passwords[db["environment"]] for db in databases]).apply(
+            lambda values: render(
+                "postgres/init-databases.sql.j2",
+                databases=[{**db, "password": value} for db, value in zip(databases, values,
+                                                                          strict=True)],
+            )
+        )
+        # Idempotent, so it runs again on any change (a new environment, a new password).
+        self.init_databases = host_command(
+            f"{name}-init-databases",
+            context.connection,
+            f"docker exec -i {self.container_name} psql -U postgres -v ON_ERROR_STOP=1 -q -f -",
+            stdin=pulumi.Output.secret(init_sql),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+        )
+        self.register_outputs({"container_name": self.container_name})

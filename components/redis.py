@@ -1,0 +1,88 @@
+"""Redis: a 50 MB cache shared by the environments, one ACL user and key prefix each."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.host_files import HostFile, HostFileArgs
+from components.names import redis_user
+from components.platform_context import PlatformContext
+from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.templates import render
+
+REDIS_UID = "999:999"
+PORT = 6379
+
+
+@dataclass
+class RedisArgs:
+    context: PlatformContext
+    image_id: pulumi.Input[str]
+    data_volume: docker.Volume
+
+
+class Redis(pulumi.ComponentResource):
+    def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:platform:Redis", name, None, opts)
+        context = args.context
+        settings = context.platform.redis
+        self.container_name = context.container_name("redis")
+        self.port = PORT
+        user = context.container_user(REDIS_UID)
+        environments = [env.name for env in context.platform.environments]
+        passwords = context.platform.redis_passwords
+        # The config holds only SHA-256 digests of the passwords (Redis ACL `#<hex>` rules).
+        content = pulumi.Output.all(*[passwords[env] for env in environments]).apply(
+            lambda values: render(
+                "redis/redis.conf.j2",
+                maxmemory_mb=settings.maxmemory_mb,
+                eviction_policy=settings.eviction_policy,
+                memory_mb=settings.memory_mb,
+                users=[{"name": redis_user(env),
+                        "password_sha256": hashlib.sha256(value.encode()).hexdigest()}
+                       for env, value in zip(environments, values, strict=True)],
+            )
+        )
+        config = HostFile(
+            f"{name}-config",
+            HostFileArgs(
+                connection=context.connection,
+                path=context.host_path("redis", "redis.conf"),
+                content=pulumi.Output.secret(content),
+                mode="0600", owner=user,
+                # No admin user exists to CONFIG SET / ACL LOAD with, on purpose; a change
+                # (new environment, rotated password) restarts the cache, which only costs
+                # a cold cache. The first install finds no container yet.
+                on_change=(f"if docker inspect {self.container_name} >/dev/null 2>&1; then "
+                           f"docker restart {self.container_name}; fi"),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.container = service_container(
+            f"{name}-container",
+            ServiceContainerArgs(
+                container_name=self.container_name,
+                image=args.image_id,
+                service="redis",
+                environment="platform",
+                memory_mb=settings.memory_mb,
+                user=user,
+                command=["redis-server", "/usr/local/etc/redis/redis.conf"],
+                healthcheck=healthcheck(["CMD", "redis-cli", "ping"]),
+                network=context.network_name,
+                volumes=[
+                    docker.ContainerVolumeArgs(host_path=context.host_path("redis"),
+                                               container_path="/usr/local/etc/redis",
+                                               read_only=True),
+                    docker.ContainerVolumeArgs(volume_name=args.data_volume.name,
+                                               container_path="/data"),
+                ],
+                stop_grace_seconds=10,
+            ),
+            context.child(self, depends_on=[config]),
+        )
+        self.register_outputs({"container_name": self.container_name})

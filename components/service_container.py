@@ -1,0 +1,85 @@
+"""The house rules every long-running container follows, in one place.
+
+Memory limit with swap equal to it (no hidden swap use), a health check, a restart
+policy, capped json-file logs, no new privileges, and the labels the dashboard reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+
+
+@dataclass
+class ServiceContainerArgs:
+    container_name: pulumi.Input[str]
+    image: pulumi.Input[str]
+    service: str
+    environment: str  # "platform" or the environment a release belongs to
+    memory_mb: pulumi.Input[int]
+    healthcheck: docker.ContainerHealthcheckArgs
+    network: pulumi.Input[str]
+    command: list[str] | None = None
+    envs: pulumi.Input[list[str]] | None = None
+    mounts: list[docker.ContainerMountArgs] = field(default_factory=list)
+    volumes: list[docker.ContainerVolumeArgs] = field(default_factory=list)
+    ports: list[docker.ContainerPortArgs] = field(default_factory=list)
+    user: str | None = None
+    capabilities: docker.ContainerCapabilitiesArgs | None = None
+    stop_signal: str | None = None
+    stop_grace_seconds: int = 10
+    extra_labels: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    read_only: bool = False
+    tmpfs: dict[str, str] | None = None
+
+
+def service_container(
+    resource_name: str, args: ServiceContainerArgs, opts: pulumi.ResourceOptions
+) -> docker.Container:
+    labels = {"aiia.service": args.service, "aiia.environment": args.environment,
+              **args.extra_labels}
+    return docker.Container(
+        resource_name,
+        name=args.container_name,
+        image=args.image,
+        command=args.command,
+        envs=args.envs,
+        memory=args.memory_mb,
+        memory_swap=args.memory_mb,
+        healthcheck=args.healthcheck,
+        # Wait for "healthy" so whatever depends on this container (a switch of traffic
+        # above all) runs only once it really serves.
+        wait=True,
+        wait_timeout=120,
+        restart="unless-stopped",
+        must_run=True,
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network)],
+        mounts=args.mounts or None,
+        volumes=args.volumes or None,
+        ports=args.ports or None,
+        user=args.user,
+        capabilities=args.capabilities,
+        security_opts=["no-new-privileges:true"],
+        log_driver="json-file",
+        log_opts=LOG_OPTIONS,
+        labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in
+                sorted(labels.items())],
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_grace_seconds,
+        destroy_grace_seconds=args.stop_grace_seconds,
+        read_only=args.read_only,
+        tmpfs=args.tmpfs,
+        opts=opts,
+    )
+
+
+def healthcheck(test: list[str], *, interval: str = "10s", timeout: str = "5s",
+                retries: int = 3, start_period: str = "30s") -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(
+        tests=test, interval=interval, timeout=timeout, retries=retries,
+        start_period=start_period,
+    )

@@ -1,0 +1,564 @@
+"""Typed, validated settings for one stack.
+
+Every component reads from a `Settings` object and none writes to it. `parse_settings`
+is pure (plain dicts in, dataclasses out) so every rule is tested without Pulumi;
+`load_settings` adapts `pulumi.Config` to it. All problems are collected and reported
+together, each naming the key, the value and the fix, before any resource is declared.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.memory_budget import MemoryBudget, memory_budget
+
+NAMESPACE = "aiia"
+TLS_MODES = ("self_signed", "letsencrypt", "letsencrypt_staging")
+EVICTION_POLICIES = (
+    "allkeys-lru",
+    "allkeys-lfu",
+    "volatile-lru",
+    "volatile-lfu",
+    "allkeys-random",
+    "volatile-random",
+    "volatile-ttl",
+    "noeviction",
+)
+# Ports the platform's containers use inside the network; an app port may not take them.
+RESERVED_PORTS = {80: "nginx http", 443: "nginx https", 5432: "postgres", 6379: "redis",
+                  6432: "pgbouncer", 8080: "nginx health listener"}
+
+_DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+DOMAIN_RE = re.compile(rf"^(?=.{{1,253}}$){_DOMAIN_LABEL}(\.{_DOMAIN_LABEL})+$")
+# Docker's reference grammar: a tag is [\w][\w.-]{0,127}; a digest is algorithm:hex.
+RELEASE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+IMAGE_REPOSITORY_RE = re.compile(
+    r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
+)
+IMAGE_REFERENCE_RE = re.compile(
+    r"^(?P<repository>[^:@]+(?::[0-9]+/[^:@]+)?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+ENVIRONMENT_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
+
+
+class ConfigError(Exception):
+    """A stack config that cannot be deployed; the message lists every problem found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid stack config ({len(problems)} problem(s)):\n{listing}")
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    host: str
+    user: str = "root"
+    port: int = 22
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """The machine everything runs on."""
+
+    kind: str  # "local": the developer's Docker, commands run here; "ssh": a VPS
+    memory_mb: int = 512
+    swap_mb: int = 1024
+    os_reserve_mb: int = 80
+    disk_gb: int = 20
+    root_dir: str = "/srv/aiia"
+    docker_host: str | None = None  # e.g. ssh://root@203.0.113.10; None: local socket
+    ssh: SshSettings | None = None
+    harden: bool = True
+    admin_ssh_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    """One environment served by the platform (its domain, port and app memory)."""
+
+    name: str
+    domain: str
+    port: int
+    app_memory_mb: int = 80
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    postgres: str = "postgres:15.10-bookworm"
+    pgbouncer: str = "edoburu/pgbouncer:v1.23.1-p3"
+    redis: str = "redis:7.2.7-bookworm"
+    nginx: str = "nginx:1.27.3-bookworm"
+    certbot: str = "certbot/certbot:v3.0.1"
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    memory_mb: int = 120
+    shared_buffers_mb: int = 32
+    effective_cache_size_mb: int = 96
+    work_mem_mb: int = 2
+    maintenance_work_mem_mb: int = 16
+    max_connections: int = 50
+
+
+@dataclass(frozen=True)
+class PgBouncerSettings:
+    memory_mb: int = 16
+    default_pool_size: int = 10
+    max_client_conn: int = 200
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    memory_mb: int = 64
+    maxmemory_mb: int = 50
+    eviction_policy: str = "allkeys-lru"
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    memory_mb: int = 32
+    general_rate_per_second: int = 200
+    api_rate_per_second: int = 500
+    http_port: int = 80
+    https_port: int = 443
+    bind_address: str = "0.0.0.0"  # noqa: S104 - the public entry point; local uses 127.0.0.1
+    # How long an old worker keeps in-flight requests and WebSockets after a reload.
+    worker_shutdown_timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    mode: str = "letsencrypt"
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    memory_mb: int = 32
+    port: int = 9100
+    user: str = "admin"
+
+
+@dataclass(frozen=True)
+class CertbotSettings:
+    memory_mb: int = 64  # a transient renewal container: counted in the peak, not steady
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """The shared services of the host; present only in the stack that owns them."""
+
+    environments: tuple[EnvironmentSettings, ...]
+    status_domain: str
+    tls: TlsSettings
+    network_subnet: str = "172.30.0.0/24"
+    images: ImageSettings = field(default_factory=ImageSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    pgbouncer: PgBouncerSettings = field(default_factory=PgBouncerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    nginx: NginxSettings = field(default_factory=NginxSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    certbot: CertbotSettings = field(default_factory=CertbotSettings)
+    # Secrets (pulumi Outputs in a real run; any opaque value in pure tests).
+    postgres_password: Any = None
+    database_passwords: Mapping[str, Any] = field(default_factory=dict)
+    redis_passwords: Mapping[str, Any] = field(default_factory=dict)
+    dashboard_password: Any = None
+
+    def environment(self, name: str) -> EnvironmentSettings:
+        return next(env for env in self.environments if env.name == name)
+
+    @property
+    def network_gateway(self) -> str:
+        return str(next(ipaddress.ip_network(self.network_subnet).hosts()))
+
+    def dashboard_address(self, host_kind: str) -> str:
+        """Where nginx finds the dashboard: on a VPS it is a host service listening on the
+        Docker network's gateway address (reachable from containers, not from outside);
+        locally it is a container on the network."""
+        if host_kind == "ssh":
+            return f"{self.network_gateway}:{self.dashboard.port}"
+        return f"dashboard:{self.dashboard.port}"
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """One environment's app release: a release is this one config value (`release`)."""
+
+    environment: str
+    image: str  # repository, e.g. ghcr.io/acme/aiia-backend
+    release: str  # the image tag, or a digest sha256:…
+    secret_key: Any = None
+    stop_grace_seconds: int = 30
+
+    @property
+    def image_reference(self) -> str:
+        separator = "@" if DIGEST_RE.match(self.release) else ":"
+        return f"{self.image}{separator}{self.release}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    prefix: str
+    host: HostSettings
+    platform: PlatformSettings | None  # None: read from `platform_stack`
+    platform_stack: str | None
+    releases: tuple[ReleaseSettings, ...]
+
+    @property
+    def owns_platform(self) -> bool:
+        return self.platform is not None
+
+    @property
+    def budget(self) -> MemoryBudget | None:
+        return memory_budget(self) if self.platform else None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Problems:
+    """Collects problems so that one run reports all of them."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+
+def _object(raw: Mapping[str, Any], key: str, problems: _Problems) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        problems.add(f"{NAMESPACE}:{key} must be an object, got {value!r}; see Pulumi.prod.yaml")
+        return {}
+    return value
+
+
+def _fields(cls: type, values: Mapping[str, Any], key: str, problems: _Problems) -> dict:
+    """Keep the known fields of `cls`, typed like its defaults; report unknown or mistyped ones."""
+    known = cls.__dataclass_fields__
+    result: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            problems.add(
+                f"{NAMESPACE}:{key}.{name} is not a setting; known: {', '.join(sorted(known))}"
+            )
+            continue
+        expected = known[name].type
+        if expected in ("int", int):
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                problems.add(f"{NAMESPACE}:{key}.{name}={value!r} must be a whole number")
+                continue
+            try:
+                value = int(value)
+            except ValueError:
+                problems.add(f"{NAMESPACE}:{key}.{name}={value!r} must be a whole number")
+                continue
+        elif expected in ("bool", bool) and isinstance(value, str):
+            if value.lower() not in ("true", "false"):
+                problems.add(f"{NAMESPACE}:{key}.{name}={value!r} must be true or false")
+                continue
+            value = value.lower() == "true"
+        result[name] = value
+    return result
+
+
+def _positive(value: int, key: str, problems: _Problems) -> None:
+    if value <= 0:
+        problems.add(f"{key}={value} must be greater than 0")
+
+
+def _check_domain(domain: Any, key: str, problems: _Problems) -> None:
+    if not isinstance(domain, str) or not DOMAIN_RE.match(domain):
+        problems.add(
+            f"{key}={domain!r} is not a valid domain name; use lower-case labels of letters, "
+            "digits and hyphens separated by dots, e.g. api.example.com or prod.localhost"
+        )
+
+
+def _check_image(reference: Any, key: str, problems: _Problems) -> None:
+    match = IMAGE_REFERENCE_RE.match(reference) if isinstance(reference, str) else None
+    if not match or not IMAGE_REPOSITORY_RE.match(match["repository"]):
+        problems.add(
+            f"{key}={reference!r} is not a valid image reference; "
+            "use repository:tag or repository@sha256:<digest>, e.g. postgres:15.10-bookworm"
+        )
+
+
+def _parse_host(raw: Mapping[str, Any], problems: _Problems) -> HostSettings:
+    values = _fields(HostSettings, _object(raw, "host", problems), "host", problems)
+    kind = values.get("kind", "ssh")
+    if kind not in ("local", "ssh"):
+        problems.add(f"{NAMESPACE}:host.kind={kind!r} must be 'local' or 'ssh'")
+        kind = "local"
+    ssh = values.pop("ssh", None)
+    ssh_settings = None
+    if ssh is not None:
+        ssh_values = _fields(SshSettings, ssh if isinstance(ssh, Mapping) else {}, "host.ssh",
+                             problems)
+        if "host" not in ssh_values:
+            problems.add(f"{NAMESPACE}:host.ssh.host is missing; set it to the VPS address")
+        else:
+            ssh_settings = SshSettings(**ssh_values)
+    if kind == "ssh" and ssh_settings is None:
+        problems.add(
+            f"{NAMESPACE}:host.ssh is missing; an ssh host needs host.ssh.host "
+            "(and host.ssh.user, default root) so files and commands reach it"
+        )
+    keys = values.pop("admin_ssh_keys", ())
+    values["kind"] = kind
+    host = HostSettings(ssh=ssh_settings, admin_ssh_keys=tuple(keys), **values)
+    for name in ("memory_mb", "os_reserve_mb", "disk_gb"):
+        _positive(getattr(host, name), f"{NAMESPACE}:host.{name}", problems)
+    if host.swap_mb < 0:
+        problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} must be 0 or more")
+    if not host.root_dir.startswith("/"):
+        problems.add(f"{NAMESPACE}:host.root_dir={host.root_dir!r} must be an absolute path")
+    return host
+
+
+def _parse_environments(
+    platform_raw: Mapping[str, Any], problems: _Problems
+) -> tuple[EnvironmentSettings, ...]:
+    raw_envs = platform_raw.get("environments") or {}
+    if not isinstance(raw_envs, Mapping) or not raw_envs:
+        problems.add(
+            f"{NAMESPACE}:platform.environments must map each environment name to its "
+            "domain and port, e.g. {prod: {domain: api.example.com, port: 8000}}"
+        )
+        return ()
+    environments = []
+    for name, values in raw_envs.items():
+        key = f"{NAMESPACE}:platform.environments.{name}"
+        if not ENVIRONMENT_NAME_RE.match(str(name)):
+            problems.add(f"{key}: environment name {name!r} must be lower-case letters and "
+                         "digits, starting with a letter, at most 16 characters")
+        values = _fields(EnvironmentSettings, values if isinstance(values, Mapping) else {},
+                         f"platform.environments.{name}", problems)
+        for required in ("domain", "port"):
+            if required not in values:
+                problems.add(f"{key}.{required} is missing")
+        if "domain" not in values or "port" not in values:
+            continue
+        environment = EnvironmentSettings(name=str(name), **values)
+        _check_domain(environment.domain, f"{key}.domain", problems)
+        if not 1024 <= environment.port <= 65535:
+            problems.add(f"{key}.port={environment.port} must be between 1024 and 65535")
+        _positive(environment.app_memory_mb, f"{key}.app_memory_mb", problems)
+        environments.append(environment)
+    return tuple(environments)
+
+
+def _check_ports(platform: PlatformSettings, problems: _Problems) -> None:
+    owners: dict[int, str] = {}
+    claims = [(env.port, f"{NAMESPACE}:platform.environments.{env.name}.port")
+              for env in platform.environments]
+    claims.append((platform.dashboard.port, f"{NAMESPACE}:platform.dashboard.port"))
+    for port, key in claims:
+        if port in RESERVED_PORTS:
+            problems.add(f"{key}={port} clashes with {RESERVED_PORTS[port]}; pick another port")
+        elif port in owners:
+            problems.add(f"{key}={port} is already used by {owners[port]}; "
+                         "give every environment and the dashboard a port of its own")
+        else:
+            owners[port] = key
+    published = {"http_port": platform.nginx.http_port, "https_port": platform.nginx.https_port}
+    if published["http_port"] == published["https_port"]:
+        problems.add(f"{NAMESPACE}:platform.nginx.https_port={published['https_port']} is the "
+                     "same as http_port; nginx needs two host ports")
+
+
+def _parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
+                    problems: _Problems) -> PlatformSettings:
+    platform_raw = _object(raw, "platform", problems)
+    environments = _parse_environments(platform_raw, problems)
+
+    def section(cls: type, name: str) -> Any:
+        values = platform_raw.get(name) or {}
+        if not isinstance(values, Mapping):
+            problems.add(f"{NAMESPACE}:platform.{name} must be an object")
+            values = {}
+        return cls(**_fields(cls, values, f"platform.{name}", problems))
+
+    tls = section(TlsSettings, "tls")
+    platform = PlatformSettings(
+        environments=environments,
+        status_domain=platform_raw.get("status_domain", ""),
+        network_subnet=str(platform_raw.get("network_subnet", "172.30.0.0/24")),
+        tls=tls,
+        images=section(ImageSettings, "images"),
+        postgres=section(PostgresSettings, "postgres"),
+        pgbouncer=section(PgBouncerSettings, "pgbouncer"),
+        redis=section(RedisSettings, "redis"),
+        nginx=section(NginxSettings, "nginx"),
+        dashboard=section(DashboardSettings, "dashboard"),
+        certbot=section(CertbotSettings, "certbot"),
+        postgres_password=secrets("postgres_password"),
+        database_passwords={env.name: secrets(f"{env.name}_db_password")
+                            for env in environments},
+        redis_passwords={env.name: secrets(f"{env.name}_redis_password")
+                         for env in environments},
+        dashboard_password=secrets("dashboard_password"),
+    )
+    _check_domain(platform.status_domain, f"{NAMESPACE}:platform.status_domain", problems)
+    try:
+        network = ipaddress.ip_network(platform.network_subnet)
+        if not network.is_private or network.num_addresses < 16:
+            raise ValueError
+    except ValueError:
+        problems.add(f"{NAMESPACE}:platform.network_subnet={platform.network_subnet!r} must "
+                     "be a private IPv4 network of at least 16 addresses, e.g. 172.30.0.0/24")
+    if tls.mode not in TLS_MODES:
+        problems.add(f"{NAMESPACE}:platform.tls.mode={tls.mode!r} is not a TLS mode; "
+                     f"use one of {', '.join(TLS_MODES)}")
+    elif tls.mode != "self_signed" and not (tls.email and EMAIL_RE.match(tls.email)):
+        problems.add(f"{NAMESPACE}:platform.tls.email={tls.email!r} must be an e-mail address "
+                     f"for Let's Encrypt (tls.mode={tls.mode}); set platform.tls.email")
+    for name, reference in vars(platform.images).items():
+        _check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
+    if platform.redis.eviction_policy not in EVICTION_POLICIES:
+        problems.add(f"{NAMESPACE}:platform.redis.eviction_policy="
+                     f"{platform.redis.eviction_policy!r} is not a Redis policy; "
+                     f"use one of {', '.join(EVICTION_POLICIES)}")
+    if platform.redis.maxmemory_mb >= platform.redis.memory_mb:
+        problems.add(f"{NAMESPACE}:platform.redis.maxmemory_mb={platform.redis.maxmemory_mb} "
+                     f"must be below its container limit memory_mb={platform.redis.memory_mb} "
+                     "(Redis needs headroom beyond its data); lower maxmemory_mb or raise "
+                     "memory_mb")
+    postgres = platform.postgres
+    if postgres.shared_buffers_mb * 2 > postgres.memory_mb:
+        problems.add(f"{NAMESPACE}:platform.postgres.shared_buffers_mb="
+                     f"{postgres.shared_buffers_mb} is more than half of its container limit "
+                     f"memory_mb={postgres.memory_mb}; the backends would be OOM-killed. "
+                     "Lower shared_buffers_mb or raise memory_mb")
+    if not 10 <= postgres.max_connections <= 500:
+        problems.add(f"{NAMESPACE}:platform.postgres.max_connections="
+                     f"{postgres.max_connections} must be between 10 and 500")
+    pool_total = platform.pgbouncer.default_pool_size * max(len(environments), 1)
+    if pool_total + 5 > postgres.max_connections:
+        problems.add(f"{NAMESPACE}:platform.pgbouncer.default_pool_size="
+                     f"{platform.pgbouncer.default_pool_size} × {len(environments)} environments "
+                     f"+ 5 admin connections exceeds postgres.max_connections="
+                     f"{postgres.max_connections}; lower the pool or raise max_connections")
+    _check_ports(platform, problems)
+    for secret_key in ["postgres_password", "dashboard_password"] + [
+        f"{env.name}_{kind}_password" for env in environments for kind in ("db", "redis")
+    ]:
+        if secrets(secret_key) is None:
+            problems.add(f"{NAMESPACE}:{secret_key} is missing; set it with "
+                         f"`pulumi config set --secret {NAMESPACE}:{secret_key} <value>`")
+    return platform
+
+
+def _parse_releases(raw: Mapping[str, Any], secrets: Callable[[str], Any],
+                    problems: _Problems) -> tuple[ReleaseSettings, ...]:
+    raw_releases = raw.get("releases") or {}
+    if not isinstance(raw_releases, Mapping):
+        problems.add(f"{NAMESPACE}:releases must map environment names to "
+                     "{image, release}")
+        return ()
+    releases = []
+    for environment, values in raw_releases.items():
+        key = f"{NAMESPACE}:releases.{environment}"
+        values = _fields(ReleaseSettings, values if isinstance(values, Mapping) else {},
+                         f"releases.{environment}", problems)
+        values.pop("environment", None)
+        values.pop("secret_key", None)
+        missing = [name for name in ("image", "release") if name not in values]
+        for name in missing:
+            problems.add(f"{key}.{name} is missing")
+        if missing:
+            continue
+        release = ReleaseSettings(environment=str(environment),
+                                  secret_key=secrets(f"{environment}_secret_key"), **values)
+        tag = str(release.release)
+        if not (RELEASE_TAG_RE.match(tag) or DIGEST_RE.match(tag)):
+            problems.add(
+                f"{key}.release={tag!r} is not a valid image tag; a tag is letters, digits, "
+                "'_', '.' and '-' (max 128, not starting with '.' or '-'), or use a digest "
+                "sha256:<64 hex>"
+            )
+        if not IMAGE_REPOSITORY_RE.match(str(release.image)):
+            problems.add(f"{key}.image={release.image!r} is not an image repository; "
+                         "give it without a tag, e.g. ghcr.io/acme/aiia-backend")
+        if release.secret_key is None:
+            problems.add(f"{NAMESPACE}:{environment}_secret_key is missing; set it with "
+                         f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
+                         "<value>`")
+        if not 1 <= release.stop_grace_seconds <= 300:
+            problems.add(f"{key}.stop_grace_seconds={release.stop_grace_seconds} must be "
+                         "between 1 and 300")
+        releases.append(release)
+    return tuple(releases)
+
+
+def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any]) -> Settings:
+    """Build and validate the settings of `stack` from plain config values and secrets.
+
+    `raw` holds the non-secret keys of the `aiia` namespace (objects already decoded);
+    `secrets(key)` returns a secret key's value (a Pulumi Output in a real run) or None.
+    Raises ConfigError listing every problem found.
+    """
+    problems = _Problems()
+    prefix = str(raw.get("prefix", "aiia"))
+    if not PREFIX_RE.match(prefix):
+        problems.add(f"{NAMESPACE}:prefix={prefix!r} must be lower-case letters, digits and "
+                     "hyphens, starting with a letter, at most 20 characters")
+    host = _parse_host(raw, problems)
+    owner = _object(raw, "platform", problems).get("owner", True)
+    platform = None
+    platform_stack = None
+    if str(owner).lower() == "true":
+        platform = _parse_platform(raw, secrets, problems)
+    else:
+        platform_stack = raw.get("platform_stack")
+        if not platform_stack or not STACK_NAME_RE.match(str(platform_stack)):
+            problems.add(
+                f"{NAMESPACE}:platform_stack={platform_stack!r} must name the stack that owns "
+                "the platform (platform.owner is false), e.g. acme/aiia/prod"
+            )
+    releases = _parse_releases(raw, secrets, problems)
+    names = [release.environment for release in releases]
+    if platform:
+        known = {env.name for env in platform.environments}
+        for name in names:
+            if name not in known:
+                problems.add(f"{NAMESPACE}:releases.{name} names an environment the platform "
+                             f"does not serve; add it to platform.environments "
+                             f"(known: {', '.join(sorted(known)) or 'none'})")
+    settings = Settings(stack=stack, prefix=prefix, host=host, platform=platform,
+                        platform_stack=platform_stack, releases=releases)
+    if platform and not problems.items:
+        budget = memory_budget(settings)
+        problems.items.extend(budget.problems())
+    if problems.items:
+        raise ConfigError(problems.items)
+    return settings
+
+
+TEXT_KEYS = ("prefix", "platform_stack")
+OBJECT_KEYS = ("host", "platform", "releases")
+
+
+def load_settings(stack: str, config: Any) -> Settings:
+    """Read the `aiia` namespace from a `pulumi.Config` and validate it.
+
+    Secrets are read with `get_secret`, so they stay Pulumi secrets all the way.
+    """
+    raw = {key: config.get(key) for key in TEXT_KEYS}
+    raw |= {key: config.get_object(key) for key in OBJECT_KEYS}
+    raw = {key: value for key, value in raw.items() if value is not None}
+    return parse_settings(stack, raw, config.get_secret)

@@ -1,0 +1,187 @@
+"""Test scaffolding: run the Pulumi program under Pulumi's own mocks and record everything.
+
+Every resource the program registers is recorded in declaration order with its inputs
+(secrets keep their secret marker), parent, dependencies and options, so unit tests
+assert on what `pulumi up` would be asked to do, and the e2e replay can create it on a
+real Docker engine. This is not how production runs: production always goes through the
+Pulumi engine.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+
+def reveal(value: Any) -> Any:
+    """The plain value behind secret markers, recursively."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {key: reveal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [reveal(item) for item in value]
+    return value
+
+
+def contains_secret(value: Any) -> bool:
+    if is_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(contains_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(contains_secret(item) for item in value)
+    return False
+
+
+@dataclass
+class RecordedResource:
+    type: str
+    name: str
+    urn: str
+    inputs: dict
+    parent: str
+    dependencies: list[str]
+    protect: bool
+    delete_before_replace: bool
+    custom: bool
+    outputs: dict = field(default_factory=dict)
+
+    @property
+    def plain(self) -> dict:
+        return reveal(self.inputs)
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: _Mocks):
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+        self._mocks = mocks
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            from pulumi.runtime import rpc
+
+            self.recorded.append(RecordedResource(
+                type=request.type, name=request.name, urn=response.urn,
+                inputs=rpc.deserialize_properties(request.object),
+                parent=request.parent, dependencies=list(request.dependencies),
+                protect=bool(request.protect), delete_before_replace=request.deleteBeforeReplace,
+                custom=request.custom,
+                outputs=self.resources[response.urn].state if response.urn in self.resources
+                else {},
+            ))
+        return response
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Outputs a provider would compute: ids, image ids, container addresses."""
+
+    def __init__(self, stack_outputs: dict[str, dict] | None = None):
+        self.stack_outputs = stack_outputs or {}
+        self._address = 10
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            outputs["image_id"] = f"sha256:{abs(hash(args.inputs['name'])):064x}"[:71]
+            outputs["repo_digest"] = f"{args.inputs['name']}@sha256:{'0' * 64}"
+        elif args.typ == "docker:index/container:Container":
+            self._address += 1
+            outputs["network_datas"] = [{"ip_address": f"172.30.0.{self._address}",
+                                         "network_name": "aiia"}]
+        elif args.typ == "pulumi:pulumi:StackReference":
+            outputs["outputs"] = self.stack_outputs.get(args.inputs["name"], {})
+            outputs["secretOutputNames"] = ["database_passwords", "redis_passwords"]
+        elif args.typ in ("command:local:Command", "command:remote:Command"):
+            outputs["stdout"] = ""
+            outputs["stderr"] = ""
+        return [f"{args.name}-id", outputs]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The committed Pulumi.<stack>.yaml config values, plus test secrets."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return dict(document.get("config") or {})
+
+
+def test_secrets(config: dict[str, Any]) -> dict[str, str]:
+    """Made-up values for every secret the config needs (never real ones)."""
+    secrets = {"aiia:postgres_password": "test-postgres-superuser",
+               "aiia:dashboard_password": "test-dashboard"}
+    platform = config.get("aiia:platform") or {}
+    for env in (platform.get("environments") or {}):
+        secrets[f"aiia:{env}_db_password"] = f"test-{env}-db"
+        secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"
+    for env in (config.get("aiia:releases") or {}):
+        secrets[f"aiia:{env}_secret_key"] = f"test-{env}-django-secret-key"
+    return secrets
+
+
+@dataclass
+class ProgramRun:
+    resources: list[RecordedResource]
+    exports: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [resource for resource in self.resources if resource.type == type_]
+
+    def named(self, name: str) -> RecordedResource:
+        matches = [resource for resource in self.resources if resource.name == name]
+        assert matches, f"no resource named {name}; have {[r.name for r in self.resources]}"
+        return matches[0]
+
+    def containers(self) -> dict[str, RecordedResource]:
+        return {resource.plain["name"]: resource
+                for resource in self.of_type("docker:index/container:Container")}
+
+
+def run_program(stack: str, config: dict[str, Any] | None = None,
+                secrets: dict[str, str] | None = None,
+                stack_outputs: dict[str, dict] | None = None) -> ProgramRun:
+    """Run __main__.py for `stack` under mocks (preview=False) and record what it declares."""
+    config = stack_config(stack) if config is None else config
+    secrets = test_secrets(config) if secrets is None else secrets
+    mocks = _Mocks(stack_outputs)
+    monitor = _RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="aiia", stack=stack, preview=False, monitor=monitor)
+    values = {key: value if isinstance(value, str) else json.dumps(value)
+              for key, value in {**config, **secrets}.items()}
+    pulumi.runtime.set_all_config(values, secret_keys=list(secrets))
+    exports: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        original_export = pulumi.export
+
+        def record_export(name: str, value: Any) -> None:
+            exports[name] = value
+            original_export(name, value)
+
+        pulumi.export = record_export
+        try:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        finally:
+            pulumi.export = original_export
+
+    program()
+    return ProgramRun(resources=monitor.recorded, exports=exports)
