@@ -131,6 +131,27 @@ image_is_current() {
 
 built=()
 skipped=()
+# Image ids a rebuild left without a tag; removed at the end (children first).
+superseded=()
+
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+
+note_superseded() {
+    local old_id="$1" tag="$2"
+    if [[ -n "$old_id" && "$old_id" != "$(image_id "$tag")" ]]; then
+        superseded=("$old_id" "${superseded[@]}")
+    fi
+}
+
+remove_superseded() {
+    local id
+    for id in "${superseded[@]}"; do
+        # Fails harmlessly when a container or another tag still uses it.
+        if docker image rm "$id" >/dev/null 2>&1; then
+            log "removed superseded image ${id#sha256:}"
+        fi
+    done
+}
 
 # ---------------------------------------------------------------------------
 # Base image: debootstrap + docker import
@@ -151,7 +172,8 @@ build_base() {
     command -v debootstrap >/dev/null 2>&1 || die "debootstrap is missing: apt-get install -y debootstrap"
     [[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root"
 
-    local started=$SECONDS work
+    local started=$SECONDS work old_id
+    old_id="$(image_id "$BASE_TAG")"
     work="$(mktemp -d "${CACHE_DIR}/rootfs.XXXXXX")"
     # shellcheck disable=SC2064  # expand now: $work is local
     trap "rm -rf -- '${work}'" EXIT
@@ -199,6 +221,7 @@ EOF
         - "$BASE_TAG" >/dev/null
     rm -rf -- "$work"
     trap - EXIT
+    note_superseded "$old_id" "$BASE_TAG"
     log "built ${BASE_TAG} in $((SECONDS - started))s"
     built+=("$BASE_TAG")
 }
@@ -220,7 +243,8 @@ build_standin() {
         return 0
     fi
 
-    local started=$SECONDS build_log
+    local started=$SECONDS build_log old_id
+    old_id="$(image_id "$tag")"
     build_log="$(mktemp "${CACHE_DIR}/build-${name}.XXXXXX.log")"
     log "build ${tag} (stand-in for ${upstream})"
     # DOCKER_BUILDKIT=0: Debian's dockerd 20.10 and a client without buildx.
@@ -233,6 +257,7 @@ build_standin() {
         die "docker build of ${tag} failed (log: ${build_log})"
     fi
     rm -f -- "$build_log"
+    note_superseded "$old_id" "$tag"
     log "built ${tag} in $((SECONDS - started))s"
     built+=("$tag")
 }
@@ -264,6 +289,7 @@ main() {
         build_standin "$name" "$tag" "$upstream"
     done
 
+    remove_superseded
     log "built ${#built[@]}: ${built[*]:-none}"
     log "skipped ${#skipped[@]}: ${skipped[*]:-none}"
     log "done in $((SECONDS - started))s"
