@@ -40,19 +40,22 @@ class AppReleaseArgs:
 def app_environment_variables(release: ReleaseSettings, environment: dict, platform: dict,
                               database_password: str, redis_password: str,
                               secret_key: str) -> list[tuple[str, str]]:
-    """The app image's contract (app/README.md): its whole configuration, as variables."""
+    """The app image's contract (app/README.md): its whole configuration, as variables.
+
+    Numbers read through a StackReference arrive as floats (JSON), hence the int()s.
+    """
     name = release.environment
     redis_url = (f"redis://{quote(environment['redis_user'], safe='')}:"
                  f"{quote(redis_password, safe='')}@{platform['redis_host']}:"
-                 f"{platform['redis_port']}/0")
+                 f"{int(platform['redis_port'])}/0")
     return [
         ("ENVIRONMENT", name),
         ("RELEASE", release.release),
-        ("PORT", str(environment["port"])),
+        ("PORT", str(int(environment["port"]))),
         ("ALLOWED_HOSTS", environment["domain"]),
         ("SECRET_KEY", secret_key),
         ("DATABASE_HOST", platform["pgbouncer_host"]),
-        ("DATABASE_PORT", str(platform["pgbouncer_port"])),
+        ("DATABASE_PORT", str(int(platform["pgbouncer_port"]))),
         ("DATABASE_NAME", environment["database_name"]),
         ("DATABASE_USER", environment["database_user"]),
         ("DATABASE_PASSWORD", database_password),
@@ -107,7 +110,7 @@ class AppRelease(pulumi.ComponentResource):
             f"{name}-image-{slug}", name=release.image_reference, keep_locally=True,
             opts=docker_opts)
         self.container_name = release_container_name(prefix, env_name, release.release)
-        memory_mb = environment.apply(lambda env: env["app_memory_mb"])
+        memory_mb = environment.apply(lambda env: int(env["app_memory_mb"]))
         network = platform_values.apply(lambda values: values["network_name"])
         state_dir = f"{root}/state"
         self.migrate = host_command(
@@ -149,7 +152,7 @@ class AppRelease(pulumi.ComponentResource):
         # By address, not by name: nginx resolves names only when it loads its config, and
         # an upstream whose name no longer resolves would stop nginx for every environment.
         address = pulumi.Output.all(self.container.network_datas, environment).apply(
-            lambda values: f"{_ip_address(values[0])}:{values[1]['port']}")
+            lambda values: f"{_ip_address(values[0])}:{int(values[1]['port'])}")
         # The switch: only once the new container is healthy (wait=True above) is the
         # upstream rewritten, validated with nginx -t and reloaded gracefully.
         nginx_container = f"{prefix}-nginx"

@@ -10,6 +10,7 @@ Pulumi engine.
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,16 @@ def reveal(value: Any) -> Any:
     return value
 
 
+def snake_case(value: Any) -> Any:
+    """Wire names (camelCase) to the Python SDK's argument names, recursively."""
+    if isinstance(value, dict):
+        return {re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower(): snake_case(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [snake_case(item) for item in value]
+    return value
+
+
 def contains_secret(value: Any) -> bool:
     if is_secret(value):
         return True
@@ -64,7 +75,8 @@ class RecordedResource:
 
     @property
     def plain(self) -> dict:
-        return reveal(self.inputs)
+        """Inputs with secrets revealed and Python argument names (memory_swap, …)."""
+        return snake_case(reveal(self.inputs))
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -87,6 +99,19 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=self.resources[response.urn].state if response.urn in self.resources
                 else {},
             ))
+        return response
+
+
+    def ReadResource(self, request):  # noqa: N802 - gRPC method name (StackReference reads)
+        response = super().ReadResource(request)
+        from pulumi.runtime import rpc
+
+        self.recorded.append(RecordedResource(
+            type=request.type, name=request.name, urn=response.urn,
+            inputs=rpc.deserialize_properties(request.properties), parent=request.parent,
+            dependencies=list(request.dependencies), protect=False,
+            delete_before_replace=False, custom=True,
+        ))
         return response
 
 
@@ -124,7 +149,7 @@ def stack_config(stack: str) -> dict[str, Any]:
     return dict(document.get("config") or {})
 
 
-def test_secrets(config: dict[str, Any]) -> dict[str, str]:
+def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:
     """Made-up values for every secret the config needs (never real ones)."""
     secrets = {"aiia:postgres_password": "test-postgres-superuser",
                "aiia:dashboard_password": "test-dashboard"}
@@ -160,7 +185,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
                 stack_outputs: dict[str, dict] | None = None) -> ProgramRun:
     """Run __main__.py for `stack` under mocks (preview=False) and record what it declares."""
     config = stack_config(stack) if config is None else config
-    secrets = test_secrets(config) if secrets is None else secrets
+    secrets = made_up_secrets(config) if secrets is None else secrets
     mocks = _Mocks(stack_outputs)
     monitor = _RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="aiia", stack=stack, preview=False, monitor=monitor)

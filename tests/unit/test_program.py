@@ -1,0 +1,210 @@
+"""The whole program under Pulumi's mocks, per stack file: what `pulumi up` would declare."""
+
+import copy
+
+import pytest
+
+from components.platform_reference import OUTPUT_KEYS
+from tests.harness.program import contains_secret, is_secret, run_program, stack_config
+
+CONTAINER = "docker:index/container:Container"
+PLATFORM_SERVICES = {"postgres", "pgbouncer", "redis", "nginx"}
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return run_program("prod")
+
+
+@pytest.fixture(scope="module")
+def local():
+    return run_program("local")
+
+
+def prod_outputs_for_staging() -> dict:
+    """What prod exports, as a StackReference hands it to staging."""
+    return {
+        "prefix": "aiia", "network_name": "aiia", "nginx_container": "aiia-nginx",
+        "pgbouncer_host": "aiia-pgbouncer", "pgbouncer_port": 6432,
+        "redis_host": "aiia-redis", "redis_port": 6379, "root_dir": "/srv/aiia",
+        "environments": {
+            "staging": {"domain": "staging-api.eduaiia.com", "port": 8001, "app_memory_mb": 80,
+                        "database_name": "aiia_staging", "database_user": "aiia_staging",
+                        "redis_user": "staging"},
+        },
+        "database_passwords": {"staging": "from-prod-staging-db"},
+        "redis_passwords": {"staging": "from-prod-staging-redis"},
+        "ready": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def staging():
+    return run_program("staging",
+                       stack_outputs={"eduaiia/aiia/prod": prod_outputs_for_staging()})
+
+
+def service_of(container) -> str:
+    labels = {label["label"]: label["value"] for label in container.plain["labels"]}
+    return labels["aiia.service"]
+
+
+@pytest.mark.parametrize("stack_fixture", ["prod", "local"])
+def test_every_platform_service_runs_with_limits_health_and_restart(stack_fixture, request):
+    run = request.getfixturevalue(stack_fixture)
+    containers = run.containers()
+    services = {service_of(container) for container in containers.values()}
+    assert PLATFORM_SERVICES <= services
+    network = run.named("platform-network").plain["name"]
+    for name, container in containers.items():
+        inputs = container.plain
+        assert inputs["memory"] > 0, name
+        assert inputs["memory_swap"] == inputs["memory"], f"{name}: swap must equal memory"
+        assert inputs["healthcheck"]["tests"][0] == "CMD", name
+        assert inputs["wait"] is True, name
+        assert inputs["restart"] == "unless-stopped", name
+        assert inputs["log_driver"] == "json-file", name
+        assert inputs["log_opts"] == {"max-size": "10m", "max-file": "3"}, name
+        assert "no-new-privileges:true" in inputs["security_opts"], name
+        assert [n["name"] for n in inputs["networks_advanced"]] == [network], name
+
+
+def test_memory_limits_are_the_configured_ones(prod):
+    config = stack_config("prod")["aiia:platform"]
+    limits = {service_of(c): c.plain["memory"] for c in prod.containers().values()}
+    assert limits["postgres"] == 120
+    assert limits["pgbouncer"] == 16
+    assert limits["redis"] == 64
+    assert limits["nginx"] == 32
+    assert limits["app"] == config["environments"]["prod"]["app_memory_mb"]
+
+
+@pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])
+def test_only_nginx_publishes_ports_and_only_80_and_443(stack_fixture, request):
+    run = request.getfixturevalue(stack_fixture)
+    for name, container in run.containers().items():
+        ports = container.plain.get("ports") or []
+        if service_of(container) == "nginx":
+            assert sorted(port["internal"] for port in ports) == [80, 443]
+        else:
+            assert ports == [], f"{name} must not publish a host port"
+
+
+def test_local_nginx_binds_loopback_only(local):
+    nginx = next(c for c in local.containers().values() if service_of(c) == "nginx")
+    assert {port["ip"] for port in nginx.plain["ports"]} == {"127.0.0.1"}
+
+
+def test_secrets_stay_secrets(prod):
+    containers = prod.containers()
+    for container in containers.values():
+        if service_of(container) in ("postgres", "app"):
+            assert is_secret(container.inputs["envs"]), "env holding passwords must be secret"
+    commands = {r.name: r for r in prod.resources if r.type.startswith("command:")}
+    for name in ("platform-pgbouncer-userlist-install", "platform-redis-config-install",
+                 "platform-postgres-init-databases", "app-prod-migrate-2026-11-26-1"):
+        assert is_secret(commands[name].inputs["stdin"]), f"{name} stdin must be secret"
+    # No plain input anywhere carries a secret value in clear text.
+    for resource in prod.resources:
+        if contains_secret(resource.inputs):
+            continue
+        text = repr(resource.inputs)
+        for secret in ("test-postgres-superuser", "test-prod-db", "test-staging-redis",
+                       "test-prod-django-secret-key"):
+            assert secret not in text, f"{resource.name} holds {secret} in the clear"
+
+
+def test_secret_files_are_private(prod):
+    commands = {r.name: r.plain for r in prod.resources if r.type.startswith("command:")}
+    for name in ("platform-pgbouncer-userlist-install", "platform-redis-config-install"):
+        assert "chmod 0600" in commands[name]["create"]
+
+
+def test_stateful_volumes_are_protected(prod):
+    protected = {r.plain["name"] for r in prod.of_type("docker:index/volume:Volume")
+                 if r.protect}
+    assert protected == {"aiia-postgres-data", "aiia-letsencrypt"}
+
+
+def test_prod_exports_what_staging_reads(prod):
+    assert set(OUTPUT_KEYS) <= set(prod.exports)
+
+
+def test_staging_reads_the_platform_from_prod(staging):
+    references = staging.of_type("pulumi:pulumi:StackReference")
+    assert [r.plain["name"] for r in references] == ["eduaiia/aiia/prod"]
+    types = {r.type for r in staging.resources}
+    assert "aiia:platform:Platform" not in types
+    app = staging.containers()["aiia-app-staging-2026-11-26-1"]
+    assert is_secret(app.inputs["envs"])
+    env = dict(item.split("=", 1) for item in app.plain["envs"])
+    assert env["DATABASE_PASSWORD"] == "from-prod-staging-db"
+    assert env["DATABASE_HOST"] == "aiia-pgbouncer"
+    assert env["REDIS_URL"] == "redis://staging:from-prod-staging-redis@aiia-redis:6379/0"
+    assert env["PORT"] == "8001"
+    assert app.plain["memory"] == 80
+    # staging declares nothing of prod's.
+    assert not [name for name in staging.containers() if "prod" in name]
+
+
+def test_app_container_contract(prod):
+    app = prod.containers()["aiia-app-prod-2026-11-26-1"]
+    env = dict(item.split("=", 1) for item in app.plain["envs"])
+    assert env["PORT"] == "8000"
+    assert env["ALLOWED_HOSTS"] == "api.eduaiia.com"
+    assert env["CACHE_KEY_PREFIX"] == "prod"
+    assert env["RELEASE"] == "2026.11.26-1"
+    assert app.plain["healthcheck"]["tests"] == ["CMD", "python3", "/app/healthcheck.py"]
+    assert app.plain["image"].startswith("sha256:")
+
+
+def test_release_waits_for_migration_and_switch_waits_for_healthy_container(prod):
+    by_urn = {r.urn: r for r in prod.resources}
+    app = prod.named("app-prod-app-2026-11-26-1")
+    assert "app-prod-migrate-2026-11-26-1" in {by_urn[d].name for d in app.dependencies}
+    switch = prod.named("app-prod-upstream-install")
+    assert "app-prod-app-2026-11-26-1" in {by_urn[d].name for d in switch.dependencies}
+    create = switch.plain["create"]
+    assert "nginx -c /etc/aiia-nginx/nginx.conf -t" in create
+    assert "-s reload" in create
+    assert "docker restart" not in create
+
+
+def test_nginx_config_change_reloads_and_never_touches_the_container(prod):
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:platform"]["nginx"] = {"general_rate_per_second": 150}
+    changed = run_program("prod", config=config)
+    before = prod.containers()["aiia-nginx"].plain
+    after = changed.containers()["aiia-nginx"].plain
+    assert before == after
+    main_before = prod.named("platform-nginx-main-install").plain
+    main_after = changed.named("platform-nginx-main-install").plain
+    assert main_before["stdin"] != main_after["stdin"]
+    assert "rate=150r/s" in main_after["stdin"]
+
+
+def test_a_new_release_adds_resources_of_its_own_and_keeps_the_switch(prod):
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:releases"]["prod"]["release"] = "2026.11.27-1"
+    next_release = run_program("prod", config=config)
+    names_before = {r.name for r in prod.resources}
+    names_after = {r.name for r in next_release.resources}
+    assert "app-prod-app-2026-11-27-1" in names_after - names_before
+    assert "app-prod-app-2026-11-26-1" in names_before - names_after
+    assert "app-prod-upstream" in names_before & names_after
+    assert "aiia-app-prod-2026-11-27-1" in next_release.containers()
+
+
+def test_a_bad_config_stops_the_program_before_any_resource(capsys):
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:platform"]["tls"]["mode"] = "bogus"
+    with pytest.raises(Exception, match="aiia:platform.tls.mode='bogus' is not a TLS mode"):
+        run_program("prod", config=config)
+
+
+def test_staging_with_a_prefix_other_than_prods_fails_clearly():
+    config = copy.deepcopy(stack_config("staging"))
+    config["aiia:prefix"] = "other"
+    with pytest.raises(Exception, match="differs from the platform stack's prefix"):
+        run_program("staging", config=config,
+                    stack_outputs={"eduaiia/aiia/prod": prod_outputs_for_staging()})

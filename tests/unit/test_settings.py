@@ -1,0 +1,203 @@
+"""Settings are validated before any resource exists; each error names key, value and fix."""
+
+import copy
+
+import pytest
+
+from components.settings import ConfigError, parse_settings
+from tests.harness.program import made_up_secrets, stack_config
+
+
+def raw_config(stack: str) -> dict:
+    """The committed stack file as the program's loader sees it (namespace stripped)."""
+    return {key.split(":", 1)[1]: value for key, value in stack_config(stack).items()}
+
+
+def secrets_of(stack: str):
+    values = {key.split(":", 1)[1]: value
+              for key, value in made_up_secrets(stack_config(stack)).items()}
+    return values.get
+
+
+def parse(stack: str, change=None, secrets=None):
+    raw = copy.deepcopy(raw_config(stack))
+    if change:
+        change(raw)
+    return parse_settings(stack, raw, secrets or secrets_of(stack))
+
+
+def problems(stack: str, change=None, secrets=None) -> str:
+    with pytest.raises(ConfigError) as error:
+        parse(stack, change, secrets)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging", "local"])
+def test_shipped_stack_files_are_valid(stack):
+    settings = parse(stack)
+    assert settings.stack == stack
+
+
+@pytest.mark.parametrize("stack", ["prod", "local"])
+def test_shipped_defaults_fit_a_512_mb_host_with_swap(stack):
+    budget = parse(stack).budget
+    assert budget.host_memory_mb == 512
+    assert budget.steady_mb <= 512
+    assert budget.peak_mb <= 512 + budget.host_swap_mb
+    # Two app containers per environment during a release, plus a certbot renewal.
+    apps = sum(share.memory_mb for share in budget.steady if share.service.startswith("app "))
+    assert budget.peak_mb == budget.steady_mb + apps + 64
+
+
+def test_memory_over_budget_lists_every_share():
+    def grow_app(raw):
+        raw["platform"]["environments"]["prod"]["app_memory_mb"] = 300
+
+    message = problems("prod", grow_app)
+    assert "steady use 724 MB exceeds aiia:host.memory_mb=512" in message
+    for service in ("postgres", "pgbouncer", "redis", "nginx", "dashboard", "app prod",
+                    "app staging", "OS and Docker reserve"):
+        assert service in message
+    assert "aiia:platform.environments.prod.app_memory_mb" in message
+
+
+def test_peak_over_ram_plus_swap_is_refused_even_when_steady_fits():
+    def no_swap(raw):
+        raw["host"]["swap_mb"] = 0
+
+    message = problems("prod", no_swap)
+    assert "peak during a release" in message
+    assert "raise host.swap_mb" in message
+    assert "steady use" not in message
+
+
+def test_unknown_tls_mode():
+    def bad_tls(raw):
+        raw["platform"]["tls"]["mode"] = "acme-magic"
+
+    message = problems("prod", bad_tls)
+    assert "aiia:platform.tls.mode='acme-magic' is not a TLS mode" in message
+    assert "self_signed, letsencrypt, letsencrypt_staging" in message
+
+
+def test_letsencrypt_needs_an_email():
+    def no_email(raw):
+        del raw["platform"]["tls"]["email"]
+
+    assert "aiia:platform.tls.email=None must be an e-mail address" in problems("prod", no_email)
+
+
+@pytest.mark.parametrize("domain", ["api..example.com", "-api.example.com", "API example.com",
+                                    "localhost", "x" * 64 + ".example.com"])
+def test_malformed_domain(domain):
+    def bad_domain(raw):
+        raw["platform"]["environments"]["staging"]["domain"] = domain
+
+    message = problems("prod", bad_domain)
+    assert f"aiia:platform.environments.staging.domain={domain!r} is not a valid domain" in message
+
+
+def test_duplicate_port():
+    def same_port(raw):
+        raw["platform"]["environments"]["staging"]["port"] = 8000
+
+    message = problems("prod", same_port)
+    assert "aiia:platform.environments.staging.port=8000 is already used by" in message
+    assert "aiia:platform.environments.prod.port" in message
+
+
+def test_port_clashing_with_a_platform_service():
+    def clash(raw):
+        raw["platform"]["environments"]["staging"]["port"] = 6432
+
+    assert "staging.port=6432 clashes with pgbouncer" in problems("prod", clash)
+
+
+def test_missing_secret_names_the_command_that_sets_it():
+    values = secrets_of("prod")
+
+    def without_staging_db(key):
+        return None if key == "staging_db_password" else values(key)
+
+    message = problems("prod", secrets=without_staging_db)
+    assert "aiia:staging_db_password is missing" in message
+    assert "pulumi config set --secret aiia:staging_db_password" in message
+
+
+def test_missing_django_secret_key_of_a_release():
+    values = secrets_of("staging")
+
+    def without(key):
+        return None if key == "staging_secret_key" else values(key)
+
+    assert "aiia:staging_secret_key is missing" in problems("staging", secrets=without)
+
+
+@pytest.mark.parametrize("tag", ["", "-leading-dash", ".dot", "has space", "a" * 129,
+                                 "v1:2", "sha256:abc"])
+def test_release_that_is_not_an_image_tag(tag):
+    def bad_release(raw):
+        raw["releases"]["prod"]["release"] = tag
+
+    message = problems("prod", bad_release)
+    assert f"aiia:releases.prod.release={tag!r} is not a valid image tag" in message
+
+
+@pytest.mark.parametrize("tag", ["2026.11.26-1", "v1.2.3", "latest", "sha-0a1b2c3",
+                                 "sha256:" + "a" * 64])
+def test_valid_release_tags(tag):
+    def release(raw):
+        raw["releases"]["prod"]["release"] = tag
+
+    assert parse("prod", release).releases[0].release == tag
+
+
+def test_every_problem_is_reported_at_once():
+    def many(raw):
+        raw["platform"]["tls"]["mode"] = "nope"
+        raw["platform"]["status_domain"] = "bad_domain"
+        raw["releases"]["prod"]["release"] = "bad tag"
+
+    error_text = problems("prod", many)
+    assert "3 problem(s)" in error_text
+
+
+def test_unknown_setting_is_named_with_the_known_ones():
+    def typo(raw):
+        raw["platform"]["redis"] = {"maxmemory": 50}
+
+    message = problems("prod", typo)
+    assert "aiia:platform.redis.maxmemory is not a setting" in message
+    assert "maxmemory_mb" in message
+
+
+def test_staging_must_name_the_platform_stack():
+    def no_reference(raw):
+        del raw["platform_stack"]
+
+    assert "aiia:platform_stack=None must name the stack" in problems("staging", no_reference)
+
+
+def test_release_of_an_environment_the_platform_does_not_serve():
+    def extra(raw):
+        raw["releases"]["qa"] = {"image": "ghcr.io/x/y", "release": "1"}
+
+    def with_qa_secret(key):
+        return "k" if key == "qa_secret_key" else secrets_of("prod")(key)
+
+    message = problems("prod", extra, with_qa_secret)
+    assert "aiia:releases.qa names an environment the platform does not serve" in message
+
+
+def test_redis_maxmemory_must_leave_headroom_in_its_container():
+    def tight(raw):
+        raw["platform"]["redis"] = {"memory_mb": 50, "maxmemory_mb": 50}
+
+    assert "must be below its container limit" in problems("prod", tight)
+
+
+def test_postgres_shared_buffers_must_fit_its_container():
+    def huge(raw):
+        raw["platform"]["postgres"] = {"shared_buffers_mb": 128}
+
+    assert "shared_buffers_mb=128 is more than half" in problems("prod", huge)
