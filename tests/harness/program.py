@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import runpy
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,22 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
 
     program()
     return ProgramRun(resources=monitor.recorded, exports=exports)
+
+
+def host_files(run: ProgramRun) -> dict[str, str]:
+    """Every file the program places on the host: path → content (secrets revealed)."""
+    files = {}
+    for resource in run.resources:
+        if not resource.type.startswith("command:") or not resource.name.endswith("-install"):
+            continue
+        inputs = resource.plain
+        match = re.search(r"^target=(.+)$", inputs["create"], re.MULTILINE)
+        assert match, f"{resource.name}: no target in its install script"
+        files[shlex.split(match.group(1))[0]] = inputs["stdin"]
+    return files
+
+
+def host_scripts(run: ProgramRun) -> dict[str, str]:
+    """Every script the program runs on the host: resource name → bash source."""
+    return {resource.name: resource.plain["create"] for resource in run.resources
+            if resource.type.startswith("command:")}
