@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The test command (README.md): lint, unit, rendered files through the real programs, and
+# the end-to-end suite on a real Docker engine. On a fresh Debian machine, as root, it
+# installs what it needs first; heavy work (venv, images) is cached across runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache=${AIIA_CACHE:-/var/cache/aiia-ci}
+log() { printf '\n== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+debian_packages=(
+  python3 python3-venv openssl ca-certificates curl
+  docker.io debootstrap
+  nginx postgresql-15 pgbouncer redis-server shellcheck
+  chromium fonts-dejavu-core
+)
+missing=()
+for package in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+    || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]}; run as root or install them" >&2
+    exit 2
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Package installs may start daemons; the tests start their own servers on free ports.
+for daemon in nginx redis-server pgbouncer; do
+  pkill -x "$daemon" 2>/dev/null || true
+done
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+requirements_hash=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+venv="$cache/venv-$requirements_hash"
+if [ ! -x "$venv/bin/pytest" ]; then
+  log "creating the test virtualenv at $venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv.partial"
+  "$venv.partial/bin/pip" install -q --upgrade pip
+  "$venv.partial/bin/pip" install -q -r requirements-dev.txt
+  rm -rf "$venv"
+  mv "$venv.partial" "$venv"
+fi
+export PATH="$venv/bin:$PATH"
+
+log "ruff"
+ruff check .
+
+if [ -x tests/engine/ensure-dockerd.sh ] || [ -f tests/engine/ensure-dockerd.sh ]; then
+  log "Docker engine"
+  bash tests/engine/ensure-dockerd.sh
+fi
+if [ -f tests/images/build-standins.sh ]; then
+  log "stand-in images"
+  bash tests/images/build-standins.sh
+fi
+
+log "pytest"
+set +e
+pytest -p no:cacheprovider -ra "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests" >&2
+fi
+exit "$status"
