@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_harness import (
+
+from tests.app.app_harness import (
     POSTGRES_BIN,
     AppServer,
     Postgres,

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from app_harness import (
+
+from tests.app.app_harness import (
     APP_DIR,
     OPCODE_BINARY,
     OPCODE_TEXT,
