@@ -37,10 +37,15 @@ fi
 if engine_answers; then
     log "engine already answers: nothing to do"
 else
-    log "engine does not answer: starting dockerd (log: ${LOG_FILE})"
-    # setsid detaches dockerd from this script's session so it outlives it.
-    setsid dockerd >>"${LOG_FILE}" 2>&1 </dev/null &
-    log "dockerd started with pid $!"
+    if pgrep -x dockerd >/dev/null 2>&1; then
+        # Started moments ago (by hand or by a parallel run): wait, do not start a second.
+        log "dockerd is running but does not answer yet: waiting for it"
+    else
+        log "engine does not answer: starting dockerd (log: ${LOG_FILE})"
+        # setsid detaches dockerd from this script's session so it outlives it.
+        setsid dockerd >>"${LOG_FILE}" 2>&1 </dev/null &
+        log "dockerd started with pid $!"
+    fi
     deadline=$((SECONDS + WAIT_SECONDS))
     until engine_answers; do
         if ((SECONDS >= deadline)); then
