@@ -58,6 +58,8 @@ fi
 if [ -f tests/images/build-standins.sh ]; then
   log "stand-in images"
   bash tests/images/build-standins.sh
+  log "app and dashboard images"
+  bash tests/e2e/build-images.sh
 fi
 
 log "pytest"

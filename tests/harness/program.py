@@ -9,6 +9,7 @@ Pulumi engine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import runpy
@@ -116,22 +117,32 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+def mock_image_id(image_name: str) -> str:
+    return "sha256:" + hashlib.sha256(f"mock-image:{image_name}".encode()).hexdigest()
+
+
+def mock_ip_address(resource_name: str) -> str:
+    """A placeholder address from the benchmarking range 198.18.0.0/15, stable per name, so
+    two runs of the program agree on it and the replay can swap in the real one."""
+    digest = hashlib.sha256(f"mock-ip:{resource_name}".encode()).digest()
+    return f"198.18.{digest[0]}.{digest[1] % 253 + 1}"
+
+
 class _Mocks(pulumi.runtime.Mocks):
-    """Outputs a provider would compute: ids, image ids, container addresses."""
+    """Outputs a provider would compute: ids, image ids, container addresses. Deterministic,
+    so that the same program and config give the same inputs (as Pulumi's state would)."""
 
     def __init__(self, stack_outputs: dict[str, dict] | None = None):
         self.stack_outputs = stack_outputs or {}
-        self._address = 10
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
         if args.typ == "docker:index/remoteImage:RemoteImage":
-            outputs["image_id"] = f"sha256:{abs(hash(args.inputs['name'])):064x}"[:71]
-            outputs["repo_digest"] = f"{args.inputs['name']}@sha256:{'0' * 64}"
+            outputs["image_id"] = mock_image_id(args.inputs["name"])
+            outputs["repo_digest"] = ""
         elif args.typ == "docker:index/container:Container":
-            self._address += 1
-            outputs["network_datas"] = [{"ip_address": f"172.30.0.{self._address}",
-                                         "network_name": "aiia"}]
+            outputs["network_datas"] = [{"ip_address": mock_ip_address(args.name),
+                                         "network_name": ""}]
         elif args.typ == "pulumi:pulumi:StackReference":
             outputs["outputs"] = self.stack_outputs.get(args.inputs["name"], {})
             outputs["secretOutputNames"] = ["database_passwords", "redis_passwords"]

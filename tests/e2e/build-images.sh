@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the images the e2e suite deploys, from this repository, offline, FROM the
+# stand-in bases; skips a build whose inputs have not changed (hash label).
+#   aiia-e2e-app:build        app/Dockerfile (wheels downloaded on the host)
+#   aiia-e2e-dashboard:test   dashboard/Dockerfile
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+inputs_hash() {
+  find "$@" -type f ! -path '*/__pycache__/*' ! -path 'app/wheels/*' -print0 | sort -z \
+    | xargs -0 sha256sum | sha256sum | cut -c1-16
+}
+current_hash() {
+  docker image inspect --format '{{ index .Config.Labels "aiia.e2e.inputs-sha256" }}' "$1" \
+    2>/dev/null || true
+}
+
+app_hash=$(inputs_hash app/Dockerfile app/requirements.txt app/aiia app/notes app/manage.py \
+  app/healthcheck.py)
+if [ "$(current_hash aiia-e2e-app:build)" = "$app_hash" ]; then
+  echo "aiia-e2e-app:build up to date"
+else
+  echo "building aiia-e2e-app:build"
+  if ! ls app/wheels/*.whl >/dev/null 2>&1; then
+    bash app/build-wheels.sh
+  fi
+  docker build -q --build-arg BASE_IMAGE=aiia-standin/python:3.11 \
+    --build-arg PIP_INSTALL_MODE=wheels --label "aiia.e2e.inputs-sha256=$app_hash" \
+    -t aiia-e2e-app:build app
+fi
+
+dashboard_hash=$(inputs_hash dashboard)
+if [ "$(current_hash aiia-e2e-dashboard:test)" = "$dashboard_hash" ]; then
+  echo "aiia-e2e-dashboard:test up to date"
+else
+  echo "building aiia-e2e-dashboard:test"
+  docker build -q --build-arg BASE_IMAGE=aiia-standin/debian:bookworm \
+    --label "aiia.e2e.inputs-sha256=$dashboard_hash" -t aiia-e2e-dashboard:test dashboard
+fi

@@ -1,0 +1,243 @@
+"""The `local` stack on a real Docker engine, checked from the outside (through nginx from
+127.0.0.1, or inside the project's own containers)."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.harness.client import WebSocket
+
+pytestmark = pytest.mark.e2e
+
+PLATFORM = ("postgres", "pgbouncer", "redis", "nginx", "dashboard", "dashboard-collector")
+
+
+def inspect(stack, name):
+    return stack.engine.container(name)
+
+
+def test_every_container_is_healthy_with_the_declared_memory(local_stack):
+    declared = {c.plain["name"]: c.plain for c in local_stack.run.of_type(
+        "docker:index/container:Container")}
+    assert {local_stack.container(s) for s in PLATFORM} <= set(declared)
+    for name, inputs in declared.items():
+        details = inspect(local_stack, name)
+        assert details["State"]["Health"]["Status"] == "healthy", name
+        assert details["HostConfig"]["Memory"] == inputs["memory"] * 1024 * 1024, name
+        assert details["HostConfig"]["MemorySwap"] == inputs["memory_swap"] * 1024 * 1024, name
+        assert details["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped", name
+        assert details["HostConfig"]["LogConfig"]["Config"] == {"max-size": "10m",
+                                                                "max-file": "3"}, name
+
+
+def test_only_nginx_is_published_and_only_on_loopback(local_stack):
+    for name in [local_stack.container(s) for s in PLATFORM] + [
+            c for c in local_stack.run.containers() if "-app-" in c]:
+        ports = inspect(local_stack, name)["NetworkSettings"]["Ports"] or {}
+        bindings = [binding for value in ports.values() for binding in (value or [])]
+        if name == local_stack.container("nginx"):
+            assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+            assert {int(b["HostPort"]) for b in bindings} == {local_stack.http_port,
+                                                              local_stack.https_port}
+        else:
+            assert bindings == [], f"{name} publishes {bindings}"
+
+
+def psql_through_pgbouncer(stack, environment, database, sql):
+    """A query from the app network (a throwaway client in the postgres image) through
+    PgBouncer, as the environment's own role."""
+    password = stack.secrets[f"aiia:{environment}_db_password"]
+    return stack.exec(
+        stack.container("postgres"), "env", f"PGPASSWORD={password}", "psql",
+        "-h", stack.container("pgbouncer"), "-p", "6432", "-U", f"{stack.prefix}_{environment}",
+        "-d", database, "-tAc", sql, check=False)
+
+
+@pytest.mark.parametrize("environment", ["prod", "staging"])
+def test_each_environment_reaches_its_own_database_through_pgbouncer(local_stack, environment):
+    database = f"{local_stack.prefix}_{environment}"
+    result = psql_through_pgbouncer(local_stack, environment, database,
+                                    "SELECT current_database() || ' ' || current_user")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{database} {database}"
+    # The app's migration ran into its own database.
+    tables = psql_through_pgbouncer(local_stack, environment, database,
+                                    "SELECT count(*) FROM django_migrations "
+                                    "WHERE app = 'notes'")
+    assert int(tables.stdout.strip()) >= 1, tables.stderr
+
+
+def test_one_environment_cannot_read_the_others_database(local_stack):
+    other = f"{local_stack.prefix}_prod"
+    result = psql_through_pgbouncer(local_stack, "staging", other, "SELECT 1")
+    assert result.returncode != 0
+    assert "permission denied" in result.stderr or "not allowed" in result.stderr \
+        or "no such database" in result.stderr, result.stderr
+
+
+def redis(stack, user, *command):
+    password = stack.secrets[f"aiia:{user}_redis_password"]
+    return stack.exec(stack.container("redis"), "redis-cli", "--no-auth-warning", "--user",
+                      user, "--pass", password, *command, check=False).stdout.strip()
+
+
+def test_redis_caps_memory_and_keeps_environments_apart(local_stack):
+    info = redis(local_stack, "prod", "INFO", "memory")
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    assert fields["maxmemory"].strip() == "52428800"
+    assert fields["maxmemory_policy"].strip() == "allkeys-lru"
+    assert redis(local_stack, "prod", "SET", "prod:probe", "1") == "OK"
+    assert redis(local_stack, "staging", "SET", "staging:probe", "2") == "OK"
+    assert "NOPERM" in redis(local_stack, "staging", "GET", "prod:probe")
+    assert "NOPERM" in redis(local_stack, "prod", "GET", "staging:probe")
+    anonymous = local_stack.exec(local_stack.container("redis"), "redis-cli", "GET", "prod:probe",
+                                 check=False).stdout
+    assert "NOPERM" in anonymous
+
+
+@pytest.mark.parametrize("environment", ["prod", "staging"])
+def test_each_domain_reaches_its_own_release(local_stack, environment):
+    response = local_stack.get(environment, "/")
+    assert response.status == 200
+    assert json.loads(response.body)["environment"] == environment
+    assert response.headers["x-release"] == "release-a"
+
+
+def test_http_redirects_to_https(local_stack):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", local_stack.http_port, timeout=5)
+    connection.request("GET", "/x", headers={"Host": local_stack.domain("prod")})
+    response = connection.getresponse()
+    assert response.status == 301
+    assert response.getheader("Location") == f"https://{local_stack.domain('prod')}/x"
+
+
+SECURITY_HEADERS = ("strict-transport-security", "x-content-type-options", "x-frame-options",
+                    "referrer-policy", "content-security-policy")
+
+
+@pytest.mark.parametrize("path,status", [("/", 200), ("/healthz/", 200),
+                                         ("/static/does-not-exist.css", 404),
+                                         ("/no-such-page/", 404)])
+def test_security_headers_on_normal_and_error_responses(local_stack, path, status):
+    response = local_stack.get("prod", path)
+    assert response.status == status
+    for header in SECURITY_HEADERS:
+        assert header in response.headers, f"{header} missing on {path} ({status})"
+    assert "max-age=63072000" in response.headers["strict-transport-security"]
+
+
+def test_static_files_are_served_by_nginx(local_stack):
+    response = local_stack.get("staging", "/static/notes/hello.txt")
+    assert response.status == 200
+    assert "x-release" not in response.headers  # nginx served it, not the app
+    assert "max-age=604800" in response.headers.get("cache-control", "")
+
+
+def test_websocket_upgrades_and_echoes_through_nginx(local_stack):
+    socket = WebSocket(local_stack.https_port, local_stack.domain("prod"), "/ws/echo/")
+    try:
+        assert socket.status == 101
+        socket.send_text("hello through nginx")
+        assert socket.receive() == (1, b"hello through nginx")
+    finally:
+        socket.close()
+
+
+@pytest.mark.parametrize("environment", ["prod", "staging"])
+def test_health_endpoint_passes_both_checks(local_stack, environment):
+    response = local_stack.get(environment, "/healthz/")
+    body = json.loads(response.body)
+    assert response.status == 200
+    assert body["checks"] == {"database": "ok", "cache": "ok"}
+    assert "no-store" in response.headers.get("cache-control", "")
+
+
+def test_health_fails_without_pgbouncer_and_recovers_by_itself(local_stack):
+    pgbouncer = local_stack.container("pgbouncer")
+    subprocess_run(["docker", "stop", "-t", "5", pgbouncer])
+    try:
+        response = local_stack.get("prod", "/healthz/")
+        body = json.loads(response.body)
+        assert response.status == 503
+        assert body["checks"]["database"] != "ok"
+        assert body["checks"]["cache"] == "ok"
+    finally:
+        subprocess_run(["docker", "start", pgbouncer])
+    local_stack.wait_healthy(pgbouncer)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if local_stack.get("prod", "/healthz/").status == 200:
+            break
+        time.sleep(1)
+    assert local_stack.get("prod", "/healthz/").status == 200
+
+
+def test_rate_limit_answers_429_beyond_the_burst(local_stack):
+    # 200 r/s with a burst of 400: 700 requests as fast as one keep-alive connection goes
+    # must see some 429s; bounded to that many requests and a few seconds.
+    from tests.harness.client import SniHTTPSConnection
+
+    connection = SniHTTPSConnection(local_stack.https_port, local_stack.domain("staging"))
+    statuses = []
+    deadline = time.monotonic() + 20
+    for _ in range(700):
+        if time.monotonic() > deadline:
+            break
+        connection.request("GET", "/static/notes/hello.txt",
+                           headers={"Host": local_stack.domain("staging")})
+        response = connection.getresponse()
+        response.read()
+        statuses.append(response.status)
+    connection.close()
+    assert 429 in statuses, f"no 429 in {len(statuses)} requests"
+    assert statuses[0] == 200
+
+
+def test_access_log_is_json_per_environment(local_stack):
+    local_stack.get("prod", "/")
+    log = (local_stack.root / "logs/nginx/access.log").read_text().splitlines()
+    records = [json.loads(line) for line in log[-20:]]
+    assert {"time", "env", "host", "status", "request_time", "release"} <= set(records[-1])
+    assert any(r["env"] == "prod" and r["status"] == 200 for r in records)
+
+
+def subprocess_run(command):
+    import subprocess
+
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("service", ["postgres", "pgbouncer", "redis", "nginx"])
+def test_a_crashed_service_comes_back_through_its_restart_policy(local_stack, service):
+    name = local_stack.container(service)
+    pid = inspect(local_stack, name)["State"]["Pid"]
+    restarts = inspect(local_stack, name)["RestartCount"]
+    # A crash, not an operator's stop: `docker kill` marks the container manually stopped,
+    # which disables its restart policy; SIGKILL to its main process does not.
+    os.kill(pid, signal.SIGKILL)
+    other = "staging"
+    served_meanwhile = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        details = inspect(local_stack, name)
+        if details["RestartCount"] > restarts and \
+                details["State"].get("Health", {}).get("Status") == "healthy":
+            break
+        if service != "nginx":
+            served_meanwhile.append(local_stack.get(other, "/static/notes/hello.txt").status)
+        time.sleep(1)
+    details = inspect(local_stack, name)
+    assert details["RestartCount"] > restarts
+    assert details["State"]["Health"]["Status"] == "healthy"
+    assert set(served_meanwhile) <= {200}
+    # The whole stack is healthy again before the next test.
+    for environment in ("prod", "staging"):
+        deadline = time.monotonic() + 30
+        while local_stack.get(environment, "/healthz/").status != 200:
+            assert time.monotonic() < deadline, f"{environment} did not recover after {service}"
+            time.sleep(1)

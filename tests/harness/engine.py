@@ -1,0 +1,152 @@
+"""Test scaffolding: a small client for the Docker Engine API over its unix socket."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import tarfile
+import time
+import urllib.parse
+from typing import Any
+
+SOCKET = "/var/run/docker.sock"
+
+
+class EngineError(Exception):
+    pass
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+class DockerEngine:
+    def __init__(self, path: str = SOCKET, timeout: float = 120.0):
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, body: Any = None, *, raw: bytes | None = None,
+                content_type: str = "application/json", ok: tuple[int, ...] = (200, 201, 204),
+                timeout: float | None = None) -> Any:
+        connection = _UnixConnection(self.path, timeout or self.timeout)
+        try:
+            payload = raw if raw is not None else (
+                json.dumps(body).encode() if body is not None else None)
+            headers = {"Content-Type": content_type} if payload is not None else {}
+            connection.request(method, url, body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        if response.status not in ok:
+            raise EngineError(f"{method} {url}: {response.status} {data.decode(errors='replace')}")
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+
+    # ---------------------------------------------------------------- objects
+
+    def image(self, reference: str) -> dict | None:
+        quoted = urllib.parse.quote(reference, safe="")
+        try:
+            return self.request("GET", f"/images/{quoted}/json")
+        except EngineError:
+            return None
+
+    def container(self, name: str) -> dict | None:
+        try:
+            return self.request("GET", f"/containers/{urllib.parse.quote(name)}/json")
+        except EngineError:
+            return None
+
+    def containers(self, label: str) -> list[dict]:
+        filters = urllib.parse.quote(json.dumps({"label": [label]}))
+        return self.request("GET", f"/containers/json?all=1&filters={filters}")
+
+    def create_container(self, name: str, config: dict) -> str:
+        result = self.request("POST", f"/containers/create?name={urllib.parse.quote(name)}",
+                              config)
+        return result["Id"]
+
+    def put_file(self, container: str, path: str, content: bytes, mode: int) -> None:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(content)
+            info.mode = mode
+            archive.addfile(info, io.BytesIO(content))
+        self.request("PUT", f"/containers/{container}/archive?path=/", raw=buffer.getvalue(),
+                     content_type="application/x-tar")
+
+    def start(self, name: str) -> None:
+        self.request("POST", f"/containers/{urllib.parse.quote(name)}/start", ok=(204, 304))
+
+    def stop(self, name: str, grace_seconds: int) -> None:
+        self.request("POST", f"/containers/{urllib.parse.quote(name)}/stop?t={grace_seconds}",
+                     ok=(204, 304, 404), timeout=grace_seconds + 30)
+
+    def remove_container(self, name: str) -> None:
+        self.request("DELETE", f"/containers/{urllib.parse.quote(name)}?force=1&v=0",
+                     ok=(204, 404))
+
+    def wait_healthy(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = (self.container(name) or {}).get("State", {})
+            health = state.get("Health", {}).get("Status")
+            if state.get("Running") and health in (None, "healthy"):
+                return
+            if not state.get("Running") and state.get("Status") in ("exited", "dead"):
+                raise EngineError(f"container {name} exited ({state.get('ExitCode')}): "
+                                  f"{self.logs(name)[-2000:]}")
+            if time.monotonic() > deadline:
+                raise EngineError(f"container {name} not healthy after {timeout:.0f}s "
+                                  f"(health: {health}); last logs: {self.logs(name)[-2000:]}")
+            time.sleep(0.5)
+
+    def logs(self, name: str, tail: int = 100) -> str:
+        try:
+            data = self.request("GET", f"/containers/{urllib.parse.quote(name)}/logs"
+                                f"?stdout=1&stderr=1&tail={tail}")
+        except EngineError as error:
+            return str(error)
+        if isinstance(data, bytes | bytearray):
+            return _demultiplex(bytes(data))
+        return json.dumps(data)
+
+    def create_network(self, name: str, driver: str, subnets: list[str]) -> str:
+        config: dict[str, Any] = {"Name": name, "Driver": driver, "CheckDuplicate": True}
+        if subnets:
+            config["IPAM"] = {"Config": [{"Subnet": subnet} for subnet in subnets]}
+        return self.request("POST", "/networks/create", config)["Id"]
+
+    def remove_network(self, name: str) -> None:
+        self.request("DELETE", f"/networks/{urllib.parse.quote(name)}", ok=(204, 404))
+
+    def create_volume(self, name: str) -> str:
+        return self.request("POST", "/volumes/create", {"Name": name})["Name"]
+
+    def remove_volume(self, name: str) -> None:
+        self.request("DELETE", f"/volumes/{urllib.parse.quote(name)}?force=1", ok=(204, 404))
+
+
+def _demultiplex(data: bytes) -> str:
+    """Docker's log stream: 8-byte frame headers before each chunk (non-TTY containers)."""
+    output = []
+    while len(data) >= 8:
+        size = int.from_bytes(data[4:8], "big")
+        output.append(data[8:8 + size])
+        data = data[8 + size:]
+    return b"".join(output).decode(errors="replace")
