@@ -1,0 +1,109 @@
+"""Command line: ``python3 -m dashboard {serve,collect,hash-password} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import signal
+import sys
+import time
+
+from .auth import DEFAULT_ITERATIONS, hash_password
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m dashboard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the page and the JSON API (unprivileged)")
+    serve.add_argument("--config", required=True, help="path to the dashboard's config.json")
+    serve.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="skip the refusal to run as root or with Docker socket access "
+        "(throwaway test containers only)",
+    )
+
+    collect = commands.add_parser("collect", help="collect once (or --every N seconds)")
+    collect.add_argument("--config", required=True, help="path to the dashboard's config.json")
+    collect.add_argument(
+        "--every",
+        type=int,
+        metavar="SECONDS",
+        help="keep collecting every SECONDS (local stack); default: once",
+    )
+
+    hashing = commands.add_parser(
+        "hash-password", help="print a pbkdf2_sha256 hash for auth_password_hash"
+    )
+    hashing.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    hashing.add_argument("--stdin", action="store_true", help="read the password from stdin")
+
+    args = parser.parse_args(argv)
+    if args.command == "hash-password":
+        password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass()
+        print(hash_password(password, iterations=args.iterations))
+        return 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"dashboard: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        # Imported here, not at the top: the server process never loads the collector's
+        # Docker client, and the collector never loads the HTTP server.
+        from .server import PreflightError
+        from .server import serve as run_server
+
+        try:
+            run_server(config, allow_privileged=args.allow_privileged)
+        except PreflightError as error:
+            print(f"dashboard: {error}", file=sys.stderr)
+            return 3
+        except KeyboardInterrupt:
+            pass
+        return 0
+    return _collect(config, args.every)
+
+
+def _collect(config, every: int | None) -> int:
+    from .collector import CollectorBusy, collect_once
+
+    stopping = False
+
+    def stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        started = time.monotonic()
+        try:
+            document = collect_once(config)
+            errors = document["collector"]["errors"]
+            print(
+                f"collected in {document['collector']['duration_ms']:.0f} ms"
+                + (
+                    f"; {len(errors)} step(s) failed: "
+                    + "; ".join(f"{e['step']}: {e['message']}" for e in errors)
+                    if errors
+                    else ""
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+        except CollectorBusy as error:
+            print(f"dashboard: {error}; skipping this run", file=sys.stderr, flush=True)
+        if every is None:
+            return 0
+        remaining = every - (time.monotonic() - started)
+        while remaining > 0 and not stopping:
+            time.sleep(min(remaining, 1.0))
+            remaining = every - (time.monotonic() - started)
+        if stopping:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

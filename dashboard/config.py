@@ -1,0 +1,291 @@
+"""The dashboard's config file (JSON, rendered from templates/dashboard/config.json.j2).
+
+Loaded once at start by both processes and validated up front: a wrong value stops the
+process with a message naming the key, instead of a page that silently shows nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    domain: str
+    health_url: str
+    host_header: str
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service the operator expects to run; matched to containers by label or name."""
+
+    name: str
+    memory_limit_mb: int
+    container_label: str | None = None  # value of the `aiia.service` label
+    container_name: str | None = None
+    environment: str | None = None  # value of `aiia.environment`, narrows a label match
+
+    def matches(self, container_name: str, labels: dict[str, str]) -> bool:
+        if self.container_name is not None:
+            return container_name == self.container_name
+        if labels.get("aiia.service") != self.container_label:
+            return False
+        return self.environment is None or labels.get("aiia.environment") == self.environment
+
+
+@dataclass(frozen=True)
+class Certificate:
+    domain: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """Where a service's last lines come from: one of a file, a container, a labelled service."""
+
+    service: str
+    file: Path | None = None
+    container: str | None = None
+    container_label: str | None = None
+    environment: str | None = None
+
+    def describe(self) -> str:
+        if self.file is not None:
+            return f"file {self.file}"
+        if self.container is not None:
+            return f"container {self.container}"
+        suffix = f" ({self.environment})" if self.environment else ""
+        return f"containers labelled aiia.service={self.container_label}{suffix}"
+
+
+@dataclass(frozen=True)
+class Retention:
+    probe_days: int = 35
+    host_hours: int = 25
+    request_hours: int = 25
+
+
+@dataclass(frozen=True)
+class Config:
+    listen_host: str
+    listen_port: int
+    state_dir: Path
+    root_dir: Path
+    environments: tuple[Environment, ...]
+    services: tuple[Service, ...]
+    certificates: tuple[Certificate, ...]
+    access_log: Path
+    releases_file: Path
+    backups_file: Path
+    restore_tests_file: Path
+    log_sources: tuple[LogSource, ...]
+    auth_user: str
+    auth_password_hash: str
+    docker_socket: Path = Path(DEFAULT_DOCKER_SOCKET)
+    poll_seconds: int = 5
+    probe_timeout_seconds: float = 5.0
+    collect_every_seconds: int = 60
+    retention: Retention = field(default_factory=Retention)
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "dashboard.sqlite3"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def log_source(self, service: str) -> LogSource | None:
+        return next((s for s in self.log_sources if s.service == service), None)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read the dashboard config {path}: {error.strerror}") from error
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); re-render it") from error
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: Any, source: str = "config") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object")
+    reader = _Reader(raw, source)
+    environments = tuple(
+        _environment(reader, i, e) for i, e in enumerate(reader.list("environments"))
+    )
+    services = tuple(_service(reader, i, s) for i, s in enumerate(reader.list("services")))
+    certificates = tuple(
+        Certificate(
+            domain=reader.text(f"certificates[{i}].domain", c.get("domain")),
+            path=Path(reader.text(f"certificates[{i}].path", c.get("path"))),
+        )
+        for i, c in enumerate(reader.list("certificates"))
+    )
+    log_sources_raw = raw.get("log_sources", {})
+    if not isinstance(log_sources_raw, dict):
+        raise ConfigError(f"{source}: log_sources must be a map service → source")
+    log_sources = tuple(_log_source(reader, name, spec) for name, spec in log_sources_raw.items())
+    password_hash = reader.text("auth_password_hash", raw.get("auth_password_hash"))
+    if not password_hash.startswith("pbkdf2_sha256$") or password_hash.count("$") != 3:
+        raise ConfigError(
+            f"{source}: auth_password_hash must look like pbkdf2_sha256$<iterations>$<salt>$<hash>;"
+            " make one with `python3 -m dashboard hash-password`"
+        )
+    retention_raw = raw.get("retention", {})
+    retention = Retention(
+        probe_days=reader.positive_int("retention.probe_days", retention_raw.get("probe_days", 35)),
+        host_hours=reader.positive_int("retention.host_hours", retention_raw.get("host_hours", 25)),
+        request_hours=reader.positive_int(
+            "retention.request_hours", retention_raw.get("request_hours", 25)
+        ),
+    )
+    if retention.probe_days < 30:
+        raise ConfigError(f"{source}: retention.probe_days must be ≥ 30 to show 30-day uptime")
+    names = [e.name for e in environments]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: environments has duplicate names {names}")
+    return Config(
+        listen_host=reader.text("listen_host", raw.get("listen_host")),
+        listen_port=reader.port("listen_port", raw.get("listen_port")),
+        state_dir=Path(reader.text("state_dir", raw.get("state_dir"))),
+        root_dir=Path(reader.text("root_dir", raw.get("root_dir"))),
+        environments=environments,
+        services=services,
+        certificates=certificates,
+        access_log=Path(reader.text("access_log", raw.get("access_log"))),
+        releases_file=Path(reader.text("releases_file", raw.get("releases_file"))),
+        backups_file=Path(reader.text("backups_file", raw.get("backups_file"))),
+        restore_tests_file=Path(reader.text("restore_tests_file", raw.get("restore_tests_file"))),
+        log_sources=log_sources,
+        auth_user=reader.text("auth_user", raw.get("auth_user")),
+        auth_password_hash=password_hash,
+        docker_socket=Path(
+            reader.text("docker_socket", raw.get("docker_socket", DEFAULT_DOCKER_SOCKET))
+        ),
+        poll_seconds=reader.positive_int("poll_seconds", raw.get("poll_seconds", 5)),
+        probe_timeout_seconds=float(
+            reader.positive_int("probe_timeout_seconds", raw.get("probe_timeout_seconds", 5))
+        ),
+        collect_every_seconds=reader.positive_int(
+            "collect_every_seconds", raw.get("collect_every_seconds", 60)
+        ),
+        retention=retention,
+    )
+
+
+class _Reader:
+    def __init__(self, raw: dict[str, Any], source: str) -> None:
+        self.raw = raw
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key} {problem}")
+
+    def text(self, key: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string (got {value!r})")
+        return value
+
+    def name(self, key: str, value: Any) -> str:
+        value = self.text(key, value)
+        if not _NAME.match(value):
+            raise self.fail(
+                key, f"must be lower-case letters, digits, '.', '_' or '-' (got {value!r})"
+            )
+        return value
+
+    def positive_int(self, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(key, f"must be a positive integer (got {value!r})")
+        return value
+
+    def port(self, key: str, value: Any) -> int:
+        port = self.positive_int(key, value)
+        if port > 65535:
+            raise self.fail(key, f"must be a TCP port 1-65535 (got {port})")
+        return port
+
+    def list(self, key: str) -> list[dict[str, Any]]:
+        value = self.raw.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, "must be a list of objects")
+        return value
+
+
+def _environment(reader: _Reader, index: int, raw: dict[str, Any]) -> Environment:
+    key = f"environments[{index}]"
+    health_url = reader.text(f"{key}.health_url", raw.get("health_url"))
+    if not health_url.startswith(("http://", "https://")):
+        raise reader.fail(f"{key}.health_url", f"must be an http(s) URL (got {health_url!r})")
+    return Environment(
+        name=reader.name(f"{key}.name", raw.get("name")),
+        domain=reader.text(f"{key}.domain", raw.get("domain")),
+        health_url=health_url,
+        host_header=reader.text(f"{key}.host_header", raw.get("host_header", raw.get("domain"))),
+    )
+
+
+def _service(reader: _Reader, index: int, raw: dict[str, Any]) -> Service:
+    key = f"services[{index}]"
+    label, name = raw.get("container_label"), raw.get("container_name")
+    if (label is None) == (name is None):
+        raise reader.fail(key, "needs exactly one of container_label or container_name")
+    environment = raw.get("environment")
+    return Service(
+        name=reader.name(f"{key}.name", raw.get("name")),
+        memory_limit_mb=reader.positive_int(f"{key}.memory_limit_mb", raw.get("memory_limit_mb")),
+        container_label=None if label is None else reader.text(f"{key}.container_label", label),
+        container_name=None if name is None else reader.text(f"{key}.container_name", name),
+        environment=None if environment is None else reader.name(f"{key}.environment", environment),
+    )
+
+
+def _log_source(reader: _Reader, service: str, spec: Any) -> LogSource:
+    key = f"log_sources.{service}"
+    reader.name(f"{key} (the service name)", service)
+    if isinstance(spec, str):
+        # A bare string: an absolute path is a file, anything else a container name.
+        spec = {"file": spec} if spec.startswith("/") else {"container": spec}
+    if (
+        not isinstance(spec, dict)
+        or len({"file", "container", "container_label"} & spec.keys()) != 1
+    ):
+        raise reader.fail(
+            key,
+            "must be a path, a container name, or one of "
+            "{file}, {container}, {container_label[, environment]}",
+        )
+    return LogSource(
+        service=service,
+        file=Path(reader.text(f"{key}.file", spec["file"])) if "file" in spec else None,
+        container=reader.text(f"{key}.container", spec["container"])
+        if "container" in spec
+        else None,
+        container_label=(
+            reader.text(f"{key}.container_label", spec["container_label"])
+            if "container_label" in spec
+            else None
+        ),
+        environment=spec.get("environment"),
+    )
