@@ -183,7 +183,7 @@ build_base() {
     if ! debootstrap --variant=minbase --components=main --cache-dir="${CACHE_DIR}/debs" \
         "$SUITE" "$rootfs" "$mirror" >"${work}/debootstrap.log" 2>&1; then
         tail -n 30 "${work}/debootstrap.log" >&2
-        die "debootstrap failed (full log above)"
+        die "debootstrap failed (last lines of its log above)"
     fi
 
     cp -a "${IMAGES_DIR}/debian/overlay/." "$rootfs/"
