@@ -37,6 +37,7 @@ CACHE_KEY_PREFIX = "prod"
 UVICORN_FLAGS = [
     "--workers", "1",
     "--ws", "wsproto",
+    "--ws-max-size", "1048576",
     "--lifespan", "on",
     "--proxy-headers",
     "--forwarded-allow-ips", "*",
@@ -99,8 +100,10 @@ def venv_cache_root() -> Path:
 
 
 def ensure_app_venv() -> Path:
-    """A venv with app/requirements.txt, cached by the file's hash; returns its python."""
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+    """A venv with app/requirements.txt, cached by the file's and Python's hash; returns
+    its python."""
+    python_version = ".".join(map(str, sys.version_info[:3])).encode()
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes() + python_version).hexdigest()[:16]
     root = venv_cache_root()
     root.mkdir(parents=True, exist_ok=True)
     venv = root / f"app-venv-{digest}"
@@ -404,7 +407,7 @@ def rss_kib(pid: int) -> dict[str, int]:
 # --- a minimal WebSocket client (RFC 6455), standard library only --------------------------
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE = 0x1, 0x2, 0x8
+OPCODE_TEXT, OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 class WebSocketRejected(HarnessError):
@@ -460,6 +463,15 @@ class WebSocket:
         self.socket.sendall(header + mask + masked)
 
     def receive(self) -> tuple[int, bytes]:
+        """The next data or close frame; pings are answered, pongs skipped."""
+        while True:
+            opcode, payload = self._receive_frame()
+            if opcode == OPCODE_PING:
+                self._send_frame(OPCODE_PONG, payload)
+            elif opcode != OPCODE_PONG:
+                return opcode, payload
+
+    def _receive_frame(self) -> tuple[int, bytes]:
         first, second = self._read(2)
         opcode = first & 0x0F
         length = second & 0x7F

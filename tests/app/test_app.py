@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import signal
 import socket
 import subprocess
@@ -13,8 +15,11 @@ import pytest
 from tests.app.app_harness import (
     APP_DIR,
     OPCODE_BINARY,
+    OPCODE_CLOSE,
     OPCODE_TEXT,
+    UVICORN_FLAGS,
     AppServer,
+    HarnessError,
     Postgres,
     Redis,
     WebSocket,
@@ -130,6 +135,15 @@ def test_websocket_echoes_text_and_binary_and_closes_cleanly(app_server: AppServ
     assert websocket.close(1000) == 1000
 
 
+def test_websocket_messages_over_1_mib_are_refused(app_server: AppServer) -> None:
+    websocket = WebSocket(app_server.port, "/ws/echo/")
+    websocket.send(b"x" * (1024 * 1024 + 1))
+
+    opcode, payload = websocket.receive()
+    assert opcode == OPCODE_CLOSE
+    assert int.from_bytes(payload[:2], "big") == 1009  # message too big
+
+
 def test_websocket_paths_other_than_echo_are_refused(app_server: AppServer) -> None:
     with pytest.raises(WebSocketRejected) as rejected:
         WebSocket(app_server.port, "/ws/other/")
@@ -193,7 +207,7 @@ def test_a_missing_variable_is_named_by_manage_and_by_the_server(
     assert "Traceback" not in migrate.stderr
 
     server = AppServer(app_python, broken, tmp_path / "uvicorn.log")
-    with pytest.raises(Exception, match="exited"):
+    with pytest.raises(HarnessError, match="exited"):
         server.start()
     assert server.process.wait(10) != 0
     assert f"missing required environment variable(s): {missing}" in server.log()
@@ -322,6 +336,17 @@ def test_health_fails_naming_the_database_while_postgres_is_down_then_recovers(
     assert notes.status == 500
     assert up.status == 200, up.body
     assert app_server.request("GET", "/api/notes/").status == 200
+
+
+def test_the_image_runs_uvicorn_with_the_flags_tested_here() -> None:
+    # The tests start uvicorn with UVICORN_FLAGS; the image must run the same server.
+    dockerfile = (APP_DIR / "Dockerfile").read_text()
+    cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
+    assert cmd[:2] == ["sh", "-c"]
+    command = shlex.split(cmd[2])
+    assert command[:3] == ["exec", "uvicorn", "aiia.asgi:application"]
+    assert command[3:7] == ["--host", "0.0.0.0", "--port", "${PORT:-8000}"]  # noqa: S104
+    assert command[7:] == UVICORN_FLAGS
 
 
 def test_sigterm_shuts_down_cleanly_through_lifespan(
