@@ -164,6 +164,18 @@ def test_one_log_line_per_request_on_stdout_and_in_log_file(
     assert line in django_log.read_text()
 
 
+def test_an_unwritable_log_file_falls_back_to_stdout(
+    app_python: Path, environment: dict[str, str], tmp_path: Path
+) -> None:
+    # The deploy's migrate job gets the release's LOG_FILE but not its log volume.
+    log_file = tmp_path / "no-such-directory" / "django.log"
+    result = manage(app_python, {**environment, "LOG_FILE": str(log_file)}, "migrate", "--noinput")
+
+    assert result.returncode == 0, result.stderr
+    assert f"LOG_FILE={log_file} is not writable" in result.stderr
+    assert not log_file.exists()
+
+
 def test_healthcheck_script_follows_the_health_endpoint(
     app_server: AppServer, app_python: Path
 ) -> None:
