@@ -1,12 +1,12 @@
 """Django settings, read from environment variables only (see app/README.md)."""
 
-import sys
 from pathlib import Path
 
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from aiia.env import Environment
+from aiia.log import usable_log_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -113,25 +113,6 @@ X_FRAME_OPTIONS = "DENY"
 # would also redirect the plain-HTTP health checks on the Docker network.
 SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 
-
-def usable_log_file(path: str) -> str:
-    """`path` if the app can append to it, else "" after a warning on stderr.
-
-    Jobs such as `manage.py migrate` get the release's whole environment but not its log
-    volume: they must still run, logging to stdout only.
-    """
-    if not path:
-        return ""
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as error:
-        print(f"aiia: LOG_FILE={path} is not writable ({error}); logging to stdout only",
-              file=sys.stderr)  # fmt: skip
-        return ""
-    return path
-
-
 LOG_FILE = usable_log_file(LOG_FILE)
 LOG_HANDLERS = ["stdout", "file"] if LOG_FILE else ["stdout"]
 LOGGING = {
@@ -139,8 +120,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "line": {
+            "()": "aiia.log.UTCFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
         },
     },
     "handlers": {
