@@ -143,6 +143,14 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         for i, c in enumerate(reader.list("certificates"))
     )
     log_sources_raw = raw.get("log_sources", {})
+    if isinstance(log_sources_raw, list):
+        # Also accepted: a list of {"service": name, <source keys>}.
+        if not all(isinstance(item, dict) and "service" in item for item in log_sources_raw):
+            raise ConfigError(f"{source}: every log_sources item needs a service name")
+        log_sources_raw = {
+            item["service"]: {k: v for k, v in item.items() if k != "service" and v is not None}
+            for item in log_sources_raw
+        }
     if not isinstance(log_sources_raw, dict):
         raise ConfigError(f"{source}: log_sources must be a map service → source")
     log_sources = tuple(_log_source(reader, name, spec) for name, spec in log_sources_raw.items())

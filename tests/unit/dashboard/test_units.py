@@ -1,0 +1,152 @@
+"""The systemd units of the dashboard: rendered with jinja2, checked by systemd itself."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer")
+VARIABLES = {
+    # An interpreter that exists here: `systemd-analyze verify` checks ExecStart's binary.
+    "python": "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
+    "install_dir": "/opt/aiia",
+    "config_path": "/srv/aiia/dashboard/config.json",
+    "state_dir": "/srv/aiia/state/dashboard",
+    "root_dir": "/srv/aiia",
+}
+systemd_analyze = shutil.which("systemd-analyze")
+needs_systemd = pytest.mark.skipif(systemd_analyze is None, reason="systemd-analyze not installed")
+
+
+def render(unit: str, **variables) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader("templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - systemd units, not HTML
+    )
+    return environment.get_template(f"dashboard/{unit}.j2").render(**variables)
+
+
+@pytest.fixture(autouse=True)
+def _from_repository_root(monkeypatch):
+    monkeypatch.chdir(TEMPLATES.parent)
+
+
+@pytest.fixture
+def rendered(tmp_path) -> Path:
+    for unit in UNITS:
+        (tmp_path / unit).write_text(render(unit, **VARIABLES))
+    return tmp_path
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+@pytest.mark.parametrize("unit", UNITS[:2])  # the timer takes no variables
+def test_every_template_variable_is_required(unit):
+    with pytest.raises(jinja2.UndefinedError):
+        render(unit, **{k: v for k, v in VARIABLES.items() if k != "python"})
+
+
+def test_the_server_runs_unprivileged_without_the_docker_socket(rendered):
+    server = directives((rendered / "aiia-dashboard.service").read_text())
+    assert server["User"] == ["aiia-dashboard"]
+    assert server["ExecStart"] == [
+        "/usr/bin/python3 -m dashboard serve --config /srv/aiia/dashboard/config.json"
+        if VARIABLES["python"] == "/usr/bin/python3"
+        else f"{VARIABLES['python']} -m dashboard serve --config /srv/aiia/dashboard/config.json"
+    ]
+    assert server["CapabilityBoundingSet"] == [""]
+    assert server["ReadOnlyPaths"] == ["/srv/aiia/state/dashboard"]
+    assert "ReadWritePaths" not in server
+    assert "/run/docker.sock" in server["InaccessiblePaths"][0]
+    assert server["MemoryMax"] == ["32M"]
+
+
+def test_the_collector_writes_only_its_state_dir(rendered):
+    collector = directives((rendered / "aiia-dashboard-collect.service").read_text())
+    assert "User" not in collector  # root: the Docker socket is root:docker
+    assert collector["ReadWritePaths"] == ["/srv/aiia/state/dashboard"]
+    assert collector["ProtectSystem"] == ["strict"]
+    assert collector["CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
+
+
+@needs_systemd
+def test_systemd_accepts_the_units_without_a_single_warning(rendered):
+    result = subprocess.run(
+        [systemd_analyze, "verify", "--man=no", *(str(rendered / unit) for unit in UNITS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # systemd only *warns* about an unknown or misspelt setting and carries on: any output
+    # at all is a unit that does not do what it says.
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "" and result.stdout.strip() == ""
+
+
+@needs_systemd
+def test_systemd_notices_a_broken_setting(tmp_path):
+    """The check above can fail: a misspelt value is reported."""
+    broken = render("aiia-dashboard.service", **VARIABLES).replace(
+        "ProtectSystem=strict", "ProtectSystem=stric"
+    )
+    (tmp_path / "aiia-dashboard.service").write_text(broken)
+    result = subprocess.run(
+        [systemd_analyze, "verify", "--man=no", str(tmp_path / "aiia-dashboard.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Failed to parse protect system value, ignoring: stric" in result.stderr
+
+
+@needs_systemd
+@pytest.mark.parametrize(
+    ("unit", "limit"), [("aiia-dashboard.service", 2.0), ("aiia-dashboard-collect.service", 3.0)]
+)
+def test_systemd_rates_the_sandbox_as_tight(rendered, unit, limit):
+    """`systemd-analyze security`: 0 is fully locked down, 10 is no sandbox at all."""
+    result = subprocess.run(
+        [systemd_analyze, "security", "--offline=yes", "--no-pager", str(rendered / unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    if match is None:
+        pytest.skip(f"systemd-analyze security --offline unsupported here: {result.stderr[:200]}")
+    assert float(match.group(1)) <= limit, result.stdout
+
+
+@needs_systemd
+def test_the_timer_fires_every_minute(rendered):
+    timer = directives((rendered / "aiia-dashboard-collect.timer").read_text())
+    assert timer["Unit"] == ["aiia-dashboard-collect.service"]
+    result = subprocess.run(
+        [systemd_analyze, "calendar", "--iterations=3", timer["OnCalendar"][0]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    elapses = re.findall(r"(\d\d):(\d\d):(\d\d) UTC", result.stdout)
+    seconds = [int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in elapses]
+    assert len(seconds) == 3
+    assert {(b - a) % 86400 for a, b in zip(seconds, seconds[1:], strict=False)} == {60}
