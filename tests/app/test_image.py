@@ -69,7 +69,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
         timeout=300,
     )
     docker(
-        "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+        "build", "--force-rm", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
         "--build-arg", "PIP_INSTALL_MODE=wheels", "--tag", IMAGE, str(context),
         timeout=600,
     )  # fmt: skip
