@@ -1,0 +1,576 @@
+"""Debian's nginx accepts the full rendered tree and, started from it, behaves as designed.
+
+The rendered files are copied into a scratch directory with a small, explicit map from the
+container's paths to the copy's (CONTAINER_PATHS); for the running server the listen ports
+and upstream addresses are also mapped to free 127.0.0.1 ports. The TLS certificates are
+made by the program's own bootstrap script, pointed at the copy. A tiny Python server stands
+in for the app (what it answers is in StandInApp).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.rendered.conftest import (
+    IS_ROOT,
+    STACKS,
+    Rendered,
+    free_port,
+    replace_exactly,
+    run,
+    running,
+    scratch_dir,
+    write_tree,
+)
+
+pytestmark = pytest.mark.rendered
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# Container path → path in the test copy (relative to its scratch directory).
+CONTAINER_PATHS = {
+    "/etc/aiia-nginx": "conf",  # the host's {root}/nginx, mounted read-only
+    "/var/www/aiia": "www",  # the host's {root}/www (static files, ACME webroot)
+    "/var/log/aiia-nginx": "logs",  # the host's {root}/logs/nginx
+    "/var/cache/nginx": "cache",  # the cache volume
+    "/etc/nginx/mime.types": "mime.types",  # shipped by the nginx image (and by Debian)
+    "/var/run/nginx.pid": "run/nginx.pid",
+}
+# The image's worker user; Debian has www-data instead. As non-root, nginx ignores `user`.
+WORKER_USER = "www-data"
+SECURITY_HEADERS = ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
+                    "Referrer-Policy", "Content-Security-Policy")
+ACCESS_LOG_FIELDS = {"time", "env", "host", "method", "uri", "status", "bytes", "request_time",
+                     "upstream", "upstream_status", "release"}  # docs/architecture.md
+
+
+@dataclass
+class NginxTree:
+    directory: Path
+    config: Path
+    tls: Path
+    www: Path
+    logs: Path
+
+    def command(self, *args: str) -> list[str]:
+        return [NGINX, "-p", f"{self.directory}/", "-e", str(self.logs / "startup-error.log"),
+                "-c", str(self.config), *args]
+
+
+def write_nginx_tree(stack: Rendered, directory: Path,
+                     addresses: Mapping[str, str] | None = None) -> NginxTree:
+    """The stack's nginx files (and TLS from its bootstrap script) under `directory`.
+
+    `addresses` maps address text in the rendered files (`listen 80`, an upstream server)
+    to what the copy uses instead.
+    """
+    def rewrite(relative: str, content: str) -> str:
+        for container_path, copy_path in CONTAINER_PATHS.items():
+            content = content.replace(container_path, str(directory / copy_path))
+        if relative == "nginx.conf":
+            content = replace_exactly(content, "\nuser nginx;\n",
+                                      f"\nuser {WORKER_USER};\n" if IS_ROOT else "\n")
+        for rendered_address, test_address in (addresses or {}).items():
+            content = re.sub(rf"{re.escape(rendered_address)}(?=[ ;])", test_address, content)
+        return content
+
+    root = stack.root_dir
+    write_tree(stack.files, f"{root}/nginx", directory / "conf", rewrite)
+    # Test-only: temporary files in the copy too, not in Debian's /var/lib/nginx.
+    (directory / "conf" / "conf.d" / "zz-test-only-temp-paths.conf").write_text("".join(
+        f"{kind}_temp_path {directory}/temp/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))
+    for relative in ("logs", "cache", "run", "temp", "www/acme"):
+        (directory / relative).mkdir(parents=True, exist_ok=True)
+    shutil.copy("/etc/nginx/mime.types", directory / "mime.types")
+    for env in stack.settings.platform.environments:
+        (directory / "www" / env.name / "static").mkdir(parents=True, exist_ok=True)
+
+    # The program's own self-signed bootstrap, with its tls_dir pointed at the copy.
+    domains = [env.domain for env in stack.settings.platform.environments]
+    domains.append(stack.settings.platform.status_domain)
+    script = replace_exactly(stack.script("platform-nginx-tls-bootstrap"), f"{root}/nginx/tls/",
+                             f"{directory}/conf/tls/", count=len(domains))
+    output = run(["bash", "-c", script]).stdout
+    assert output.count("self-signed certificate created for") == len(domains), output
+    return NginxTree(directory=directory, config=directory / "conf" / "nginx.conf",
+                     tls=directory / "conf" / "tls", www=directory / "www",
+                     logs=directory / "logs")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nginx_accepts_the_full_rendered_tree(rendered, stack):
+    version = run([NGINX, "-V"]).stderr
+    for module in ("http_ssl_module", "http_v2_module", "http_stub_status_module"):
+        assert f"--with-{module}" in version, f"{NGINX} lacks {module}: install Debian's nginx"
+    # Upstream addresses must resolve: the local stack names the dashboard by container name.
+    names = {"dashboard:9100": "127.0.0.1:9100"}
+    with scratch_dir("nginx-t") as directory:
+        tree = write_nginx_tree(rendered[stack], directory, names)
+        result = run(tree.command("-t"), check=False)
+        assert result.returncode == 0, result.stderr
+        assert "test is successful" in result.stderr
+        # No warning either (a conflicting server name, a duplicate listen option, …), but
+        # for OCSP stapling, which a self-signed certificate cannot have.
+        unexpected = [line for line in result.stderr.splitlines()
+                    if "[warn]" in line and '"ssl_stapling" ignored' not in line]
+        assert unexpected == []
+        included = set(run(tree.command("-T")).stdout.split("# configuration file ")[1:])
+        files = {entry.split(":", 1)[0] for entry in included}
+        rendered_files = {str(path) for path in (directory / "conf").rglob("*.conf")}
+        assert rendered_files <= files, "a rendered file is not part of the configuration"
+
+
+# --- a running nginx from the prod stack's tree ----------------------------------------------
+
+
+class StandInApp:
+    """Stands in for the Django app: what nginx proxies to.
+
+    200 with `X-Release: test` and a JSON echo of the request; 500 on /boom; a WebSocket
+    upgrade on /ws/ (then echoes bytes). Like Django's SecurityMiddleware and
+    XFrameOptionsMiddleware with their defaults, it sends security headers of its own.
+    """
+
+    APP_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                   "Referrer-Policy": "same-origin", "Cross-Origin-Opener-Policy": "same-origin"}
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.server: ThreadingHTTPServer | None = None
+        self.connections: set[socket.socket] = set()
+
+    def start(self) -> None:
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in separate writes: without this, Nagle's algorithm
+                # and nginx's delayed ACK add 40 ms to every response.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                app.connections.add(self.connection)
+
+            def finish(self) -> None:
+                app.connections.discard(self.connection)
+                super().finish()
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.startswith("/ws/") and \
+                        self.headers.get("Upgrade", "").lower() == "websocket":
+                    return self.websocket()
+                status = 500 if self.path == "/boom" else 200
+                body = json.dumps({"path": self.path, "host": self.headers.get("Host"),
+                                   "proto": self.headers.get("X-Forwarded-Proto")}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Release", "test")
+                for name, value in app.APP_HEADERS.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def websocket(self) -> None:
+                self.send_response(101)
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.send_header("Sec-WebSocket-Accept",
+                                 websocket_accept(self.headers["Sec-WebSocket-Key"]))
+                self.end_headers()
+                self.wfile.flush()
+                while data := self.connection.recv(4096):
+                    self.connection.sendall(data)
+                self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Down for real: no listener and no kept-alive connection left for nginx to reuse."""
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        for connection in list(self.connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def websocket_accept(key: str) -> str:
+    """RFC 6455's answer to a Sec-WebSocket-Key."""
+    digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode(),
+                          usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode()
+
+
+@dataclass
+class Site:
+    tree: NginxTree
+    http_port: int
+    https_port: int
+    health_port: int
+    app: StandInApp
+    domains: dict[str, str]  # prod, staging, status → domain
+    stack: Rendered
+
+    def tls_context(self, domain: str) -> ssl.SSLContext:
+        """Trusts exactly the certificate the bootstrap made for `domain`."""
+        return ssl.create_default_context(cafile=str(self.tree.tls / domain / "fullchain.pem"))
+
+
+@pytest.fixture(scope="module")
+def site(rendered) -> Iterator[Site]:
+    """nginx started from the prod stack's tree on free ports, the stand-in app behind it."""
+    prod = rendered["prod"]
+    platform = prod.settings.platform
+    app = StandInApp()
+    http_port, https_port, health_port, placeholder_port = (free_port() for _ in range(4))
+    dead_port = free_port()  # the dashboard: nothing listens there
+    upstream_prod = re.search(r"server (\S+) ", prod.file("nginx", "upstreams", "prod.conf"))
+    dashboard = re.search(r"server (\S+);", prod.file("nginx", "conf.d", "status.conf"))
+    assert upstream_prod and dashboard
+    ipv6 = socket.has_ipv6 and _loopback_ipv6()
+    addresses = {
+        "listen 80": f"listen 127.0.0.1:{http_port}",
+        "listen 443": f"listen 127.0.0.1:{https_port}",
+        "listen [::]:80": f"listen [::1]:{http_port}" if ipv6 else "#listen [::]:80",
+        "listen [::]:443": f"listen [::1]:{https_port}" if ipv6 else "#listen [::]:443",
+        "127.0.0.1:8080": f"127.0.0.1:{health_port}",  # internal health listener
+        "127.0.0.1:8081": f"127.0.0.1:{placeholder_port}",  # "no release deployed yet"
+        upstream_prod.group(1): f"127.0.0.1:{app.port}",
+        dashboard.group(1): f"127.0.0.1:{dead_port}",
+    }
+    with scratch_dir("nginx") as directory:
+        tree = write_nginx_tree(prod, directory, addresses)
+        app.start()
+        try:
+            with running("nginx", tree.command("-g", "daemon off;"), port=https_port,
+                         log=directory / "nginx.log"):
+                yield Site(tree=tree, http_port=http_port, https_port=https_port,
+                           health_port=health_port, app=app, stack=prod,
+                           domains={**{env.name: env.domain for env in platform.environments},
+                                    "status": platform.status_domain})
+        finally:
+            app.stop()
+
+
+def _loopback_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class LoopbackHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 with `domain` as SNI and Host, as a browser would send them."""
+
+    def __init__(self, domain: str, port: int, **kwargs):
+        super().__init__(domain, port, **kwargs)
+        source = kwargs.get("source_address")
+        self._create_connection = lambda _address, timeout, _source: socket.create_connection(
+            ("127.0.0.1", port), timeout, source)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+
+def https_get(site: Site, domain: str, path: str, host: str | None = None) -> Response:
+    connection = LoopbackHTTPSConnection(domain, site.https_port,
+                                         context=site.tls_context(domain), timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": host} if host else {})
+        response = connection.getresponse()
+        return Response(response.status, response.getheaders(), response.read())
+    finally:
+        connection.close()
+
+
+def http_get(site: Site, host: str, path: str) -> Response:
+    connection = http.client.HTTPConnection("127.0.0.1", site.http_port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        return Response(response.status, response.getheaders(), response.read())
+    finally:
+        connection.close()
+
+
+def expected_security_headers(site: Site) -> dict[str, str]:
+    """What the rendered snippet sets, which must include the required headers."""
+    snippet = site.stack.file("nginx", "snippets", "security-headers.conf")
+    headers = dict(re.findall(r'^add_header (\S+) "([^"]*)" always;$', snippet, re.MULTILINE))
+    assert set(SECURITY_HEADERS) <= set(headers)
+    max_age = re.search(r"max-age=(\d+)", headers["Strict-Transport-Security"])
+    assert max_age and int(max_age.group(1)) >= 31536000  # at least a year
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    return headers
+
+
+def assert_security_headers(site: Site, response: Response, what: str) -> None:
+    """Each header once, with nginx's value (a second, different copy would be ambiguous)."""
+    for name, value in expected_security_headers(site).items():
+        assert response.header(name) == [value], (
+            f"{what} ({response.status}): {name} is {response.header(name)}")
+
+
+def test_http_redirects_to_https_and_serves_acme_challenges(site):
+    domain = site.domains["prod"]
+    redirect = http_get(site, domain, "/notes/?page=2")
+    assert redirect.status == 301
+    assert redirect.header("Location") == [f"https://{domain}/notes/?page=2"]
+
+    token = site.tree.www / "acme" / ".well-known" / "acme-challenge" / "token-123"
+    token.parent.mkdir(parents=True, exist_ok=True)
+    token.write_text("token-123.thumbprint")
+    token.chmod(0o644)
+    challenge = http_get(site, domain, "/.well-known/acme-challenge/token-123")
+    assert (challenge.status, challenge.body) == (200, b"token-123.thumbprint")
+
+    health = http.client.HTTPConnection("127.0.0.1", site.health_port, timeout=5)
+    health.request("GET", "/nginx-health")
+    assert health.getresponse().status == 200  # the container health check's endpoint
+    health.close()
+
+
+def test_each_domain_gets_its_own_certificate_and_http2(site):
+    for domain in site.domains.values():
+        context = site.tls_context(domain)  # verification fails on any other certificate
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", site.https_port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=domain) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+
+
+def tls_handshake(site: Site, version: ssl.TLSVersion) -> str:
+    """The negotiated protocol, or raises ssl.SSLError."""
+    domain = site.domains["prod"]
+    context = site.tls_context(domain)
+    if version < ssl.TLSVersion.TLSv1_2:
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.1 at all
+    with warnings.catch_warnings():  # Python deprecates the old versions; that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = context.maximum_version = version
+    with socket.create_connection(("127.0.0.1", site.https_port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=domain) as tls:
+        return tls.version()
+
+
+def test_tls_1_2_and_1_3_are_accepted_and_1_1_is_refused(site):
+    assert tls_handshake(site, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    assert tls_handshake(site, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    with pytest.raises(ssl.SSLError) as refused:
+        tls_handshake(site, ssl.TLSVersion.TLSv1_1)
+    # Refused by the server (its protocol_version alert), not by this client's own settings.
+    assert "ALERT_PROTOCOL_VERSION" in refused.value.reason, refused.value
+
+
+def test_security_headers_are_on_every_response_error_pages_included(site):
+    prod, staging, status = (site.domains[name] for name in ("prod", "staging", "status"))
+    static = site.tree.www / "prod" / "static" / "app.css"
+    static.write_text("body { color: black; }\n")
+    static.chmod(0o644)
+    cases = {
+        "app 200": (prod, "/", 200),
+        "static 200": (prod, "/static/app.css", 200),
+        "static 404": (prod, "/static/missing.css", 404),
+        "app 500": (prod, "/boom", 500),
+        "staging before its first release 503": (staging, "/", 503),
+        "dashboard down 502": (status, "/", 502),
+        "API 200": (prod, "/api/x", 200),
+    }
+    for what, (domain, path, status_code) in cases.items():
+        response = https_get(site, domain, path)
+        assert response.status == status_code, what
+        assert_security_headers(site, response, what)
+
+    app = https_get(site, prod, "/")
+    assert app.header("X-Release") == ["test"]
+    # The app sees the real Host and the scheme (Django's SECURE_PROXY_SSL_HEADER).
+    assert json.loads(app.body) == {"path": "/", "host": prod, "proto": "https"}
+    asset = https_get(site, prod, "/static/app.css")
+    assert asset.body == static.read_bytes()
+    assert asset.header("Cache-Control") == ["max-age=604800"]  # expires 7d
+
+
+def test_security_headers_stay_on_the_502_when_the_app_is_down(site):
+    site.app.stop()
+    try:
+        response = https_get(site, site.domains["prod"], "/down")
+        assert response.status == 502
+        assert_security_headers(site, response, "prod app down")
+    finally:
+        site.app.start()
+    assert https_get(site, site.domains["prod"], "/").status == 200
+
+
+def test_an_unknown_host_gets_no_answer(site):
+    prod = site.domains["prod"]
+    # Plain HTTP: the default server closes the connection without a response (444).
+    with pytest.raises(http.client.RemoteDisconnected):
+        http_get(site, "evil.example", "/")
+    # TLS: no certificate is offered for an unknown name, nor for no name at all.
+    for server_name in ("evil.example", None):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", site.https_port), timeout=5) as raw, \
+                pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            context.wrap_socket(raw, server_hostname=server_name)
+    # A known name in SNI with another Host, or an absolute URI (open-proxy probing): the
+    # request goes to the default server, never to an app or out to the named host.
+    with pytest.raises(http.client.RemoteDisconnected):
+        https_get(site, prod, "/", host="evil.example")
+    with pytest.raises(http.client.RemoteDisconnected):
+        https_get(site, prod, "http://evil.example/")
+
+
+def test_the_static_alias_does_not_escape_its_directory(site):
+    secret = site.tree.www / "prod" / "secret.txt"  # beside static/, inside the mount
+    secret.write_text("not-for-the-internet\n")
+    secret.chmod(0o644)
+    domain = site.domains["prod"]
+    for path in ("/static../secret.txt", "/static/../secret.txt", "/static/..%2fsecret.txt",
+                 "/static/%2e%2e/secret.txt", "/static..%2fsecret.txt", "/static../etc/passwd",
+                 "/static/../../../../etc/passwd"):
+        response = https_get(site, domain, path)
+        assert b"not-for-the-internet" not in response.body, path
+        assert b"root:" not in response.body, path
+        assert response.status in (200, 400, 404), path  # 200: the app (outside /static/)
+        if response.status == 200:
+            assert response.header("X-Release") == ["test"], path
+
+
+def test_the_access_log_is_json_lines_with_the_documented_fields(site):
+    domain = site.domains["prod"]
+    marker = f"/logged/{time.monotonic_ns()}"
+    assert https_get(site, domain, marker).status == 200
+    with contextlib.suppress(http.client.RemoteDisconnected):
+        http_get(site, "evil.example", marker)
+    entries = [json.loads(line) for line in
+               (site.tree.logs / "access.log").read_text().splitlines()]
+    assert entries and all(set(entry) == ACCESS_LOG_FIELDS for entry in entries)
+    assert all(isinstance(entry["status"], int) for entry in entries)
+    assert all(isinstance(entry["bytes"], int) for entry in entries)
+    assert all(isinstance(entry["request_time"], int | float) for entry in entries)
+    mine = [entry for entry in entries if entry["uri"] == marker]
+    assert len(mine) == 2
+    app, refused = mine
+    assert app["env"] == "prod" and app["host"] == domain and app["method"] == "GET"
+    assert app["status"] == 200 and app["release"] == "test"
+    assert app["upstream"] == f"127.0.0.1:{site.app.port}" and app["upstream_status"] == "200"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", app["time"])
+    assert refused["env"] == "-" and refused["status"] == 444
+
+
+def test_websocket_upgrade_through_nginx(site):
+    domain = site.domains["prod"]
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", site.https_port), timeout=5) as raw, \
+            site.tls_context(domain).wrap_socket(raw, server_hostname=domain) as tls:
+        tls.sendall((f"GET /ws/echo/ HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += tls.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert f"Sec-WebSocket-Accept: {websocket_accept(key)}\r\n".encode() in head
+        frame = b"\x81\x05hello"  # a text frame, echoed back byte for byte by the stand-in
+        tls.sendall(frame)
+        echoed = b""
+        while len(echoed) < len(frame):
+            echoed += tls.recv(4096)
+        assert echoed == frame
+
+
+def test_the_general_rate_limit_answers_429_beyond_rate_and_burst(site):
+    """2×burst+100 requests as fast as 8 kept-alive connections go, from their own address.
+
+    127.0.0.2 is a loopback address of its own, so this burst has a bucket of its own and
+    the other tests' requests do not count.
+    """
+    rate = site.stack.settings.platform.nginx.general_rate_per_second
+    site_conf = site.stack.file("nginx", "conf.d", "prod.conf")
+    burst_match = re.search(r"location / \{\s+limit_req zone=general burst=(\d+) nodelay;",
+                            site_conf)
+    assert burst_match, "the general location has no limit_req"
+    burst = int(burst_match.group(1))
+    total = 2 * burst + 100
+    domain = site.domains["prod"]
+    statuses: list[int] = []
+    sample_429: list[Response] = []
+    lock = threading.Lock()
+
+    def client(count: int) -> None:
+        connection = None
+        for _ in range(count):
+            try:
+                if connection is None:
+                    connection = LoopbackHTTPSConnection(
+                        domain, site.https_port, context=site.tls_context(domain), timeout=10,
+                        source_address=("127.0.0.2", 0))
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                body = response.read()
+                status = response.status
+                if status == 429 and not sample_429:
+                    sample_429.append(Response(status, response.getheaders(), body))
+            except (OSError, http.client.HTTPException):
+                status = -1
+                connection = None
+            with lock:
+                statuses.append(status)
+        if connection:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(total // 8 + (index < total % 8),))
+               for index in range(8)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    elapsed = time.monotonic() - started
+    assert elapsed < 5, f"{total} requests took {elapsed:.1f}s"
+    assert len(statuses) == total and set(statuses) <= {200, 429}, sorted(set(statuses))
+    accepted = statuses.count(200)
+    # All of the burst is served at once (nodelay); beyond it, only what the rate refills.
+    assert accepted >= burst
+    assert accepted <= burst + 1 + rate * elapsed + 10, (accepted, elapsed)
+    assert statuses.count(429) > 0
+    assert_security_headers(site, sample_429[0], "rate limited 429")
