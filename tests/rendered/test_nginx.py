@@ -13,6 +13,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -68,6 +69,8 @@ class NginxTree:
     tls: Path
     www: Path
     logs: Path
+    tls_bootstrap: str  # the program's bootstrap script, pointed at this copy
+    domains: list[str]
 
     def command(self, *args: str) -> list[str]:
         return [NGINX, "-p", f"{self.directory}/", "-e", str(self.logs / "startup-error.log"),
@@ -112,7 +115,32 @@ def write_nginx_tree(stack: Rendered, directory: Path,
     assert output.count("self-signed certificate created for") == len(domains), output
     return NginxTree(directory=directory, config=directory / "conf" / "nginx.conf",
                      tls=directory / "conf" / "tls", www=directory / "www",
-                     logs=directory / "logs")
+                     logs=directory / "logs", tls_bootstrap=script, domains=domains)
+
+
+def container_names_to_loopback(stack: Rendered) -> dict[str, str]:
+    """Upstream servers named by Docker container name (`dashboard:9100`) → 127.0.0.1.
+
+    nginx resolves upstream names when it loads its configuration; on the Docker network
+    Docker's DNS answers for container names, here nothing does.
+    """
+    names = {}
+    for path, content in stack.files.items():
+        if not path.startswith(f"{stack.root_dir}/nginx/"):
+            continue
+        for host, port in re.findall(r"^\s*server ([^\s;{]+):(\d+)[\s;]", content,
+                                     re.MULTILINE):
+            if not is_ip_address(host):
+                names[f"{host}:{port}"] = f"127.0.0.1:{port}"
+    return names
+
+
+def is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -120,10 +148,9 @@ def test_nginx_accepts_the_full_rendered_tree(rendered, stack):
     version = run([NGINX, "-V"]).stderr
     for module in ("http_ssl_module", "http_v2_module", "http_stub_status_module"):
         assert f"--with-{module}" in version, f"{NGINX} lacks {module}: install Debian's nginx"
-    # Upstream addresses must resolve: the local stack names the dashboard by container name.
-    names = {"dashboard:9100": "127.0.0.1:9100"}
     with scratch_dir("nginx-t") as directory:
-        tree = write_nginx_tree(rendered[stack], directory, names)
+        tree = write_nginx_tree(rendered[stack], directory,
+                                container_names_to_loopback(rendered[stack]))
         result = run(tree.command("-t"), check=False)
         assert result.returncode == 0, result.stderr
         assert "test is successful" in result.stderr
@@ -136,6 +163,14 @@ def test_nginx_accepts_the_full_rendered_tree(rendered, stack):
         files = {entry.split(":", 1)[0] for entry in included}
         rendered_files = {str(path) for path in (directory / "conf").rglob("*.conf")}
         assert rendered_files <= files, "a rendered file is not part of the configuration"
+
+        # The TLS bootstrap is idempotent: a second run keeps the certificates it made.
+        certificates = {path: path.read_bytes() for path in tree.tls.rglob("*.pem")}
+        again = run(["bash", "-c", tree.tls_bootstrap]).stdout
+        assert again.count("certificate present for") == len(tree.domains), again
+        assert {path: path.read_bytes() for path in tree.tls.rglob("*.pem")} == certificates
+        assert {oct(path.stat().st_mode & 0o777) for path in tree.tls.rglob("privkey.pem")} \
+            == {"0o600"}
 
 
 # --- a running nginx from the prod stack's tree ----------------------------------------------
@@ -417,6 +452,7 @@ def test_security_headers_are_on_every_response_error_pages_included(site):
         response = https_get(site, domain, path)
         assert response.status == status_code, what
         assert_security_headers(site, response, what)
+        assert response.header("Server") == ["nginx"], what  # server_tokens off: no version
 
     app = https_get(site, prod, "/")
     assert app.header("X-Release") == ["test"]
