@@ -55,9 +55,20 @@ def overall(alerts: list[dict[str, str]]) -> str:
 
 
 def _collector(status: dict[str, Any], now: float) -> list[dict[str, str]]:
+    alerts = []
+    if status.get("snapshot_error"):
+        alerts.append(
+            _alert(
+                CRITICAL,
+                "collector",
+                "dashboard",
+                f"{status['snapshot_error']}: showing the last snapshot it could read. "
+                "The state directory must be setgid to the server's group (mode 2750).",
+            )
+        )
     collected = parse_utc(status.get("collected_at"))
     if collected is None:
-        return [
+        return alerts + [
             _alert(
                 CRITICAL,
                 "collector",
@@ -66,7 +77,6 @@ def _collector(status: dict[str, Any], now: float) -> list[dict[str, str]]:
                 "Check the aiia-dashboard-collect timer.",
             )
         ]
-    alerts = []
     every = (status.get("collector") or {}).get("every_s") or 60
     age = now - collected
     if age > max(3 * every, 180):

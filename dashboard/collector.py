@@ -239,9 +239,11 @@ class Collection:
     def _environment_view(self, db: sqlite3.Connection, name: str) -> dict[str, Any]:
         environment = next(e for e in self.config.environments if e.name == name)
         longest = max(UPTIME_WINDOWS.values())
-        rows = store.probes_since(db, name, self.now - longest - uptime.DEFAULT_MAX_GAP_SECONDS)
+        points = store.probe_points_since(
+            db, name, self.now - longest - uptime.DEFAULT_MAX_GAP_SECONDS
+        )
         first = store.first_probe_ts(db, name)
-        intervals = uptime.probe_intervals([(r.ts, r.ok) for r in rows], self.now)
+        intervals = uptime.probe_intervals(points, self.now)
         uptimes = {}
         for window, seconds in UPTIME_WINDOWS.items():
             result = uptime.uptime(intervals, self.now - seconds, self.now, first)
@@ -253,24 +255,15 @@ class Collection:
                 "since": format_utc(result.window_start),
             }
         strip_start = _bucket_start(self.now, 24, TIMELINE_STEP_SECONDS)
-        last = rows[-1] if rows else None
         latency_start = _bucket_start(self.now, HISTORY_HOURS)
+        recent = store.probes_since(db, name, latency_start)
+        last = recent[-1] if recent else None
         latency_cells: list[list[float]] = [[] for _ in range(HISTORY_HOURS * 12)]
-        for row in rows:
+        for row in recent:
             index = int((row.ts - latency_start) // HISTORY_STEP_SECONDS)
-            if (
-                row.ts >= latency_start
-                and index < len(latency_cells)
-                and row.latency_ms is not None
-            ):
+            if index < len(latency_cells) and row.latency_ms is not None:
                 latency_cells[index].append(row.latency_ms)
-        failing_since = None
-        if last is not None and not last.ok:
-            failing_since = last.ts
-            for row in reversed(rows):
-                if row.ok:
-                    break
-                failing_since = row.ts
+        failing_since = None if last is None or last.ok else store.failing_since(db, name)
         return {
             "name": name,
             "domain": environment.domain,

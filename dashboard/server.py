@@ -105,6 +105,7 @@ class Dashboard:
         self._lock = threading.Lock()
         self._snapshot_key: tuple[int, int] | None = None
         self._snapshot: dict[str, Any] = {}
+        self._snapshot_error: str | None = None
         self._host: tuple[float, dict[str, Any]] | None = None
         live_host(config.root_dir)  # primes psutil's CPU % so the first poll is meaningful
 
@@ -118,9 +119,13 @@ class Dashboard:
             if key != self._snapshot_key:
                 try:
                     self._snapshot = json.loads(self.config.status_path.read_bytes())
-                except (OSError, ValueError):
-                    return self._snapshot  # mid-replace or damaged: keep the last good one
+                except (OSError, ValueError) as error:
+                    # Keep serving the last good snapshot, and say why it is not the newest.
+                    reason = getattr(error, "strerror", None) or str(error)
+                    self._snapshot_error = f"cannot read {self.config.status_path}: {reason}"
+                    return self._snapshot
                 self._snapshot_key = key
+                self._snapshot_error = None
             return self._snapshot
 
     def host(self) -> dict[str, Any]:
@@ -139,6 +144,7 @@ class Dashboard:
             "version": __version__,
             "poll_seconds": self.config.poll_seconds,
             "collected_at": snapshot.get("collected_at"),
+            "snapshot_error": self._snapshot_error,
             "collector_age_s": round(now - collected) if collected is not None else None,
             "collector": snapshot.get("collector")
             or {"errors": [], "every_s": None, "duration_ms": None},

@@ -113,7 +113,9 @@ class FakeDockerEngine:
                 self.wfile.write(body)
 
         self._server = _UnixHTTPServer(str(self.socket_path), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> FakeDockerEngine:
         self._thread.start()
@@ -239,7 +241,9 @@ class FakeHealthEndpoint:
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self.url = f"https://127.0.0.1:{self.port}/health/"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> FakeHealthEndpoint:
         self._thread.start()
@@ -859,6 +863,18 @@ def open_up(root: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+def share_state_dir(config_path: Path) -> None:
+    """As on a host: the state dir is setgid to the server's group, mode 2750, so files the
+    collector (root) writes later are readable by the server and nobody else."""
+    if os.geteuid() != 0:
+        return  # collector and server run as the same user: nothing to share
+    state_dir = Path(json.loads(config_path.read_text())["state_dir"])
+    for path in [state_dir, *state_dir.rglob("*")]:
+        os.chown(path, 0, NOBODY_UID)
+        if path.is_dir():
+            path.chmod(0o2750)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -941,6 +957,7 @@ def running_server(
     port = free_port()
     set_port(config_path, port)
     open_up(config_path.parent)
+    share_state_dir(config_path)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     process = subprocess.Popen(
         command or server_command(config_path),

@@ -337,3 +337,12 @@ def test_critical_alerts_come_first():
         ("critical", "backup"),
         ("warning", "certificate"),
     ]
+
+
+def test_an_unreadable_snapshot_is_critical_and_says_how_to_fix_it():
+    alerts = alerts_after(
+        lambda d: d.update(
+            snapshot_error="cannot read /srv/aiia/state/dashboard/status.json: Permission denied"
+        )
+    )
+    only(alerts, "critical", "collector", ["Permission denied", "2750"])

@@ -1,0 +1,229 @@
+"""The collector against a stand-in Docker Engine, health endpoint and realistic files."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from dashboard import store
+from dashboard.collector import CollectorBusy, collect_once
+from dashboard.config import load_config
+from dashboard.docker_api import DockerClient
+from dashboard.timestamps import format_utc
+from tests.unit.dashboard import dashboard_fixtures as fixtures
+from tests.unit.dashboard.dashboard_fixtures import REPO_ROOT, access_log_line
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def fresh_host(tmp_path):
+    """A realistic host of its own, for tests that change it."""
+    with fixtures.realistic_host(tmp_path) as host:
+        yield host
+
+
+def status_of(host) -> dict:
+    return json.loads(load_config(host.state.config_path).status_path.read_text())
+
+
+def service(status: dict, name: str) -> dict:
+    return next(s for s in status["services"] if s["name"] == name)
+
+
+def test_services_are_matched_by_label_and_environment(realistic_host):
+    status = status_of(realistic_host)
+    names = [s["name"] for s in status["services"]]
+    assert names == [
+        "postgres",
+        "pgbouncer",
+        "redis",
+        "nginx",
+        "certbot",
+        "app-prod",
+        "app-staging",
+    ]
+    prod = service(status, "app-prod")
+    assert prod["container"] == "aiia-app-prod-2026-11-25-1"
+    assert prod["release"] == "2026.11.25-1"
+    assert prod["state"] == "running" and prod["health"] == "healthy"
+    # docker stats semantics: usage minus the reclaimable page cache.
+    assert prod["memory_used_bytes"] == int(71.8 * MiB)
+    assert prod["memory_limit_bytes"] == 96 * MiB
+    assert prod["memory_percent"] == pytest.approx(74.8, abs=0.1)
+    staging = service(status, "app-staging")
+    assert staging["restarts"] == 2 and staging["environment"] == "staging"
+    assert service(status, "certbot")["health"] is None
+
+
+def test_probes_reach_each_environment_through_its_host_header_and_sni(realistic_host):
+    status = status_of(realistic_host)
+    assert ("prod.example.com", "prod.example.com") in realistic_host.health.seen
+    assert ("staging.example.com", "staging.example.com") in realistic_host.health.seen
+    for environment in status["environments"]:
+        assert environment["probe"]["ok"] is True
+        assert environment["probe"]["status_code"] == 200
+        assert environment["uptime"]["30d"]["percent"] < 100  # the seeded outages count
+
+
+def test_log_tails_from_docker_and_from_files(realistic_host):
+    logs_dir = load_config(realistic_host.state.config_path).logs_dir
+    app = json.loads((logs_dir / "app-prod.json").read_text())
+    assert app["error"] is None
+    assert len(app["lines"]) == 120  # the stand-in container logged 120 lines
+    assert any("ERROR django.request" in line for line in app["lines"])
+    access = json.loads((logs_dir / "nginx-access.json").read_text())
+    assert len(access["lines"]) == 200 and access["source"].startswith("file ")
+    # The Docker API was asked for the newest running app container of prod only.
+    assert any(
+        "/containers/"
+        + fixtures.FakeContainer("aiia-app-prod-2026-11-25-1", "", "", 0, 0).id
+        + "/logs"
+        in path
+        for path in realistic_host.docker.requests
+    )
+
+
+def test_outputs_are_readable_by_the_server_group_only(realistic_host):
+    config = load_config(realistic_host.state.config_path)
+    for path in [config.status_path, *config.logs_dir.iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+    assert not list(config.state_dir.glob(".*.tmp"))  # atomic writes left nothing behind
+
+
+def test_a_failing_health_endpoint_is_recorded_as_down(fresh_host):
+    config = load_config(fresh_host.state.collector_config_path)
+    fresh_host.health.statuses["staging.example.com"] = 503
+    started = int(time.time())
+    collect_once(config, now=started)
+    status = collect_once(config, now=started + 60)  # the next minute, still failing
+    staging = next(e for e in status["environments"] if e["name"] == "staging")
+    assert staging["probe"]["ok"] is False
+    assert staging["probe"]["status_code"] == 503
+    assert "HTTP 503" in staging["probe"]["error"]
+    assert staging["probe"]["failing_since"] == format_utc(started)
+    assert staging["probe"]["at"] == format_utc(started + 60)
+
+
+def test_docker_unreachable_is_reported_and_everything_else_still_collected(fresh_host):
+    config = load_config(fresh_host.state.config_path)  # names a socket that does not exist
+    status = collect_once(config)
+    assert [e["step"] for e in status["collector"]["errors"]] == ["docker"]
+    assert {s["state"] for s in status["services"]} == {"unknown"}
+    assert status["environments"][0]["probe"]["ok"] is True
+    assert len(status["certificates"]) == 3 and status["releases"]["total"] == 9
+    app_log = json.loads((config.logs_dir / "app-prod.json").read_text())
+    assert "Docker unreachable" in app_log["error"]
+
+
+def test_a_missing_container_and_a_leftover_one(fresh_host):
+    fresh_host.docker.containers = [c for c in fresh_host.docker.containers if c.service != "redis"]
+    fresh_host.docker.containers.append(
+        fixtures.FakeContainer(
+            "aiia-app-prod-2026-11-20-2",
+            "app-old",
+            "prod",
+            96,
+            0,
+            state="exited",
+            exit_code=137,
+            started_at=time.time() - 86400,
+        )
+    )
+    fresh_host.collect()
+    status = status_of(fresh_host)
+    assert service(status, "redis")["state"] == "missing"
+    leftover = service(status, "app-old")
+    assert leftover["configured"] is False and leftover["exit_code"] == 137
+
+
+def test_the_access_log_is_read_once_per_line_across_runs(fresh_host):
+    config = load_config(fresh_host.state.collector_config_path)
+    before = collect_once(config)["environments"][0]["errors"]["5m"]
+    with open(config.access_log, "a") as log:
+        log.write("".join(access_log_line(time.time(), "prod", 502) + "\n" for _ in range(10)))
+    after = collect_once(config)["environments"][0]["errors"]["5m"]
+    assert after["errors_5xx"] == before["errors_5xx"] + 10
+    assert after["requests"] == before["requests"] + 10
+    again = collect_once(config)["environments"][0]["errors"]["5m"]
+    assert again["requests"] == after["requests"]
+
+
+def test_host_cpu_is_averaged_between_two_runs(fresh_host):
+    config = load_config(fresh_host.state.collector_config_path)
+    collect_once(config)
+    time.sleep(0.3)
+    collect_once(config)
+    with store.open_store(config.database_path) as db:
+        sample = store.last_host_sample(db)
+    assert sample.cpu_percent is not None and 0 <= sample.cpu_percent <= 100
+
+
+def test_each_collection_enforces_retention(fresh_host):
+    config = load_config(fresh_host.state.collector_config_path)
+    docker = DockerClient(config.docker_socket)
+    collect_once(config, now=time.time() + 10 * 86400, docker=docker)  # ten days later
+    with store.open_store(config.database_path) as db:
+        oldest = db.execute("SELECT MIN(ts) FROM probes").fetchone()[0]
+        host_rows = store.row_counts(db)["host_samples"]
+    assert oldest >= time.time() + 10 * 86400 - 35 * 86400 - 5
+    assert host_rows == 1  # a day of samples, all older than 25 h by then, but the new one
+
+
+def test_a_second_collection_waits_its_turn(fresh_host):
+    config = load_config(fresh_host.state.collector_config_path)
+    with open(config.state_dir / ".collect.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(CollectorBusy):
+            collect_once(config)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dashboard",
+                "collect",
+                "--config",
+                str(fresh_host.state.collector_config_path),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 0 and "skipping this run" in result.stderr
+
+
+def test_collect_every_keeps_collecting_until_stopped(fresh_host):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dashboard",
+            "collect",
+            "--config",
+            str(fresh_host.state.collector_config_path),
+            "--every",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 20
+    while sum("collected in" in line for line in lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    reader.join(timeout=5)
+    assert sum("collected in" in line for line in lines) >= 2, lines
