@@ -6,6 +6,7 @@ rule is tested on fixture data and the server can evaluate it per request for fr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from .certificates import CRITICAL_DAYS, WARNING_DAYS
@@ -34,11 +35,29 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 86400} days ago"
 
 
+def _when(text: str | None, now: float) -> str:
+    """ "16:16 UTC, 5 min ago" for today, "2026-11-20 16:16 UTC" before: readable at a glance."""
+    moment = parse_utc(text)
+    if moment is None:
+        return "unknown time"
+    stamp = datetime.fromtimestamp(moment, tz=UTC)
+    if now - moment < 86400:
+        return f"{stamp:%H:%M} UTC, {_ago(now - moment)}"
+    return f"{stamp:%Y-%m-%d %H:%M} UTC"
+
+
+def _day(text: str | None) -> str:
+    moment = parse_utc(text)
+    return (
+        "unknown date" if moment is None else f"{datetime.fromtimestamp(moment, tz=UTC):%Y-%m-%d}"
+    )
+
+
 def evaluate(status: dict[str, Any], now: float) -> list[dict[str, str]]:
     alerts: list[dict[str, str]] = []
     alerts += _collector(status, now)
     alerts += _services(status.get("services") or [], now)
-    alerts += _environments(status.get("environments") or [])
+    alerts += _environments(status.get("environments") or [], now)
     alerts += _certificates(status.get("certificates") or [])
     alerts += _backups(status.get("backups"), status.get("restore_tests"), now)
     alerts += _releases(status.get("releases"), now)
@@ -163,7 +182,7 @@ def _services(services: list[dict[str, Any]], now: float) -> list[dict[str, str]
     return alerts
 
 
-def _environments(environments: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _environments(environments: list[dict[str, Any]], now: float) -> list[dict[str, str]]:
     alerts = []
     for env in environments:
         name, probe = env["name"], env.get("probe")
@@ -176,7 +195,7 @@ def _environments(environments: list[dict[str, Any]]) -> list[dict[str, str]]:
                     CRITICAL,
                     "environment",
                     name,
-                    f"Health check failing since {since}: {probe.get('error')}",
+                    f"Health check failing since {_when(since, now)}: {probe.get('error')}",
                 )
             )
         day = (env.get("uptime") or {}).get("24h") or {}
@@ -228,7 +247,9 @@ def _certificates(certificates: list[dict[str, Any]]) -> list[dict[str, str]]:
             alerts.append(_alert(CRITICAL, "certificate", domain, f"Unreadable: {cert['error']}."))
         elif days is not None and days < 0:
             alerts.append(
-                _alert(CRITICAL, "certificate", domain, f"Expired on {cert.get('not_after')}.")
+                _alert(
+                    CRITICAL, "certificate", domain, f"Expired on {_day(cert.get('not_after'))}."
+                )
             )
         elif days is not None and days < CRITICAL_DAYS:
             alerts.append(
@@ -236,7 +257,7 @@ def _certificates(certificates: list[dict[str, Any]]) -> list[dict[str, str]]:
                     CRITICAL,
                     "certificate",
                     domain,
-                    f"Expires in {days:.1f} days ({cert.get('not_after')}). "
+                    f"Expires in {days:.1f} days ({_day(cert.get('not_after'))}). "
                     "Renewal is failing; see the certificate runbook.",
                 )
             )
@@ -246,7 +267,7 @@ def _certificates(certificates: list[dict[str, Any]]) -> list[dict[str, str]]:
                     WARNING,
                     "certificate",
                     domain,
-                    f"Expires in {days:.0f} days ({cert.get('not_after')}); "
+                    f"Expires in {days:.0f} days ({_day(cert.get('not_after'))}); "
                     "renewal should have happened by now.",
                 )
             )
@@ -272,7 +293,7 @@ def _backups(
                     CRITICAL,
                     "backup",
                     "backups",
-                    f"Last backup failed ({last.get('started_at')}): "
+                    f"Last backup failed ({_when(last.get('started_at'), now)}): "
                     f"{last.get('reason') or 'no reason recorded'}.",
                 )
             )
@@ -282,7 +303,7 @@ def _backups(
                     CRITICAL,
                     "backup",
                     "backups",
-                    f"Last backup ({last.get('started_at')}) was not verified.",
+                    f"Last backup ({_when(last.get('started_at'), now)}) was not verified.",
                 )
             )
         good_at = parse_utc((good or {}).get("finished_at") or (good or {}).get("started_at"))
@@ -302,7 +323,7 @@ def _backups(
                     CRITICAL,
                     "restore",
                     "restore test",
-                    f"Last restore test failed ({last.get('started_at')}): "
+                    f"Last restore test failed ({_when(last.get('started_at'), now)}): "
                     f"{last.get('reason') or 'no reason recorded'}.",
                 )
             )
@@ -330,7 +351,7 @@ def _releases(releases: dict[str, Any] | None, now: float) -> list[dict[str, str
                     "release",
                     env,
                     f"Release {last.get('release')} {last.get('outcome')} "
-                    f"({last.get('started_at')}){reason}.{serving}",
+                    f"({_when(last.get('started_at'), now)}){reason}.{serving}",
                 )
             )
         started = parse_utc(last.get("started_at"))

@@ -165,7 +165,9 @@
     }
     fill("alert-list", alerts.map((a) => el("li", { class: "alert " + a.severity },
       el("span", { class: "sev " + a.severity }, a.severity),
-      el("span", { class: "subject" }, a.subject, el("span", { class: "area" }, " · " + a.area)),
+      el("span", { class: "subject" }, a.subject,
+        // "backups · backup" says nothing twice: show the area only when it adds something.
+        a.subject.toLowerCase().startsWith(a.area) ? null : el("span", { class: "area" }, " · " + a.area)),
       el("span", { class: "message" }, a.message))));
   }
 
@@ -306,7 +308,7 @@
     const good = last.outcome === "succeeded" && (kind !== "backup" || last.verified === true);
     const level = last.outcome === "failed" || (kind === "backup" && !good && last.outcome !== "in_progress") ? "critical" : good ? "ok" : "warning";
     const details = kind === "backup"
-      ? [el("dt", {}, "Size"), el("dd", {}, mib(last.size_bytes)),
+      ? [el("dt", {}, "Size"), el("dd", {}, last.size_bytes ? mib(last.size_bytes) : "—"),
          el("dt", {}, "Databases"), el("dd", {}, (last.databases || []).join(", ") || "—"),
          el("dt", {}, "Verified"), el("dd", {}, last.verified ? badge("verified", "ok") : badge("not verified", "critical"))]
       : [el("dt", {}, "Database"), el("dd", {}, el("code", {}, last.database || "—")),

@@ -262,7 +262,7 @@ def test_environment_down_and_error_rates():
         ),
         "critical",
         "environment",
-        ["since 2027-01-01T03:00:00Z", "503"],
+        ["since 2027-01-01 03:00 UTC", "503"],
     )
     only(
         alerts_after(
@@ -346,3 +346,15 @@ def test_an_unreadable_snapshot_is_critical_and_says_how_to_fix_it():
         )
     )
     only(alerts, "critical", "collector", ["Permission denied", "2750"])
+
+
+def test_times_in_messages_read_at_a_glance():
+    def failing(d):
+        d["environments"][0]["probe"] = {
+            "ok": False,
+            "at": format_utc(NOW),
+            "failing_since": format_utc(NOW - 300),
+            "error": "x",
+        }
+
+    only(alerts_after(failing), "critical", "environment", ["since 07:55 UTC, 5 min ago"])
