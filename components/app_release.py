@@ -21,7 +21,12 @@ from components.host_files import HostConnection, HostFile, HostFileArgs, host_c
 from components.names import release_container_name, release_slug
 from components.nginx import reload_command, render_upstream
 from components.platform_reference import PlatformHandle
-from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.service_container import (
+    ServiceContainerArgs,
+    container_address,
+    healthcheck,
+    service_container,
+)
 from components.settings import ReleaseSettings, Settings
 from components.templates import render
 
@@ -64,11 +69,6 @@ def app_environment_variables(release: ReleaseSettings, environment: dict, platf
         ("STATIC_ROOT", STATIC_ROOT),
         ("LOG_FILE", f"/var/log/aiia/{name}/django.log"),
     ]
-
-
-def _ip_address(network_datas: list) -> str:
-    first = network_datas[0]
-    return first["ip_address"] if isinstance(first, dict) else first.ip_address
 
 
 class AppRelease(pulumi.ComponentResource):
@@ -149,10 +149,7 @@ class AppRelease(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(docker_opts,
                                          pulumi.ResourceOptions(depends_on=[self.migrate])),
         )
-        # By address, not by name: nginx resolves names only when it loads its config, and
-        # an upstream whose name no longer resolves would stop nginx for every environment.
-        address = pulumi.Output.all(self.container.network_datas, environment).apply(
-            lambda values: f"{_ip_address(values[0])}:{int(values[1]['port'])}")
+        address = container_address(self.container, environment.apply(lambda env: env["port"]))
         # The switch: only once the new container is healthy (wait=True above) is the
         # upstream rewritten, validated with nginx -t and reloaded gracefully.
         nginx_container = f"{prefix}-nginx"

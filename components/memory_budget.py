@@ -94,6 +94,11 @@ def memory_budget(settings: Settings) -> MemoryBudget:
                                  share.config_key) for share in apps]
     transient = [MemoryShare("certbot renewal", platform.certbot.memory_mb,
                              f"{key}.certbot.memory_mb")]
+    collector = MemoryShare("dashboard collector", platform.dashboard.collector_memory_mb,
+                            f"{key}.dashboard.collector_memory_mb")
+    # On a VPS the collector is a systemd timer run for a second a minute; on a developer's
+    # machine it is a resident container.
+    (steady if settings.host.kind == "local" else transient).append(collector)
     return MemoryBudget(
         host_memory_mb=settings.host.memory_mb,
         host_swap_mb=settings.host.swap_mb,

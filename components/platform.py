@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.certbot import Certbot, CertbotArgs
+from components.dashboard import Dashboard, DashboardArgs
 from components.host_files import HostConnection, host_command
 from components.names import database_name, database_role, redis_user
 from components.nginx import Nginx, NginxArgs
@@ -100,12 +101,15 @@ class Platform(pulumi.ComponentResource):
             RedisArgs(context=context, image_id=images["redis"].image_id,
                       data_volume=self.redis_volume),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.directories]))
-        self.dashboard_address = platform.dashboard_address(settings.host.kind)
+        self.dashboard = Dashboard(
+            f"{name}-dashboard",
+            DashboardArgs(context=context, depends_on=[self.directories]),
+            opts=pulumi.ResourceOptions(parent=self))
         self.nginx = Nginx(
             f"{name}-nginx",
             NginxArgs(context=context, image_id=images["nginx"].image_id,
                       cache_volume=self.nginx_cache_volume,
-                      dashboard_address=self.dashboard_address,
+                      dashboard_address=self.dashboard.address,
                       depends_on=[self.directories]),
             opts=pulumi.ResourceOptions(parent=self))
         if platform.tls.mode != "self_signed":

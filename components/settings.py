@@ -145,9 +145,11 @@ class TlsSettings:
 
 @dataclass(frozen=True)
 class DashboardSettings:
-    memory_mb: int = 32
+    memory_mb: int = 32  # the HTTP server (systemd MemoryMax on a VPS)
+    collector_memory_mb: int = 24  # the collector: a timer run on a VPS, resident locally
     port: int = 9100
     user: str = "admin"
+    image: str = "aiia-dashboard:local"  # local stack only: the image both containers run
 
 
 @dataclass(frozen=True)
@@ -182,14 +184,6 @@ class PlatformSettings:
     @property
     def network_gateway(self) -> str:
         return str(next(ipaddress.ip_network(self.network_subnet).hosts()))
-
-    def dashboard_address(self, host_kind: str) -> str:
-        """Where nginx finds the dashboard: on a VPS it is a host service listening on the
-        Docker network's gateway address (reachable from containers, not from outside);
-        locally it is a container on the network."""
-        if host_kind == "ssh":
-            return f"{self.network_gateway}:{self.dashboard.port}"
-        return f"dashboard:{self.dashboard.port}"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from components.settings import ImageSettings
 from tests.harness.client import Response, https_request
 from tests.harness.engine import DockerEngine
 from tests.harness.program import ProgramRun, made_up_secrets, run_program, stack_config
@@ -59,8 +60,10 @@ def free_subnet(engine: DockerEngine) -> str:
 
 
 def image_map(config: dict) -> dict[str, str]:
+    """Every upstream image the config names (or the defaults it leaves) → its stand-in."""
+    images = {**vars(ImageSettings()), **config["aiia:platform"].get("images", {})}
     mapping = {}
-    for reference in config["aiia:platform"].get("images", {}).values():
+    for reference in images.values():
         repository = reference.split("@")[0].rsplit(":", 1)[0]
         mapping[reference] = STANDINS[repository]
     return mapping
@@ -83,21 +86,23 @@ def _tag(engine: DockerEngine, source: str, target: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def app_images(engine: DockerEngine) -> dict[str, str]:
+def built_images(engine: DockerEngine) -> None:
+    """The app and dashboard images from this checkout (a no-op when inputs are unchanged)."""
+    subprocess.run(["bash", str(ROOT / "tests/e2e/build-images.sh")], check=True)
+
+
+@pytest.fixture(scope="session")
+def app_images(engine: DockerEngine, built_images: None) -> dict[str, str]:
     """Two tags of the reference app, as two releases of it (the release name is what
     differs: the app reports it in X-Release)."""
     built = "aiia-e2e-app:build"
-    if engine.image(built) is None:
-        subprocess.run(["bash", str(ROOT / "tests/e2e/build-images.sh")], check=True)
     for release in ("release-a", "release-b"):
         _tag(engine, built, f"{APP_IMAGE}:{release}")
     return {"a": "release-a", "b": "release-b"}
 
 
 @pytest.fixture(scope="session")
-def dashboard_image(engine: DockerEngine) -> str:
-    if engine.image(DASHBOARD_IMAGE) is None:
-        subprocess.run(["bash", str(ROOT / "tests/e2e/build-images.sh")], check=True)
+def dashboard_image(built_images: None) -> str:
     return DASHBOARD_IMAGE
 
 

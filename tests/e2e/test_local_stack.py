@@ -84,18 +84,37 @@ def redis(stack, user, *command):
                       user, "--pass", password, *command, check=False).stdout.strip()
 
 
-def test_redis_caps_memory_and_keeps_environments_apart(local_stack):
-    info = redis(local_stack, "prod", "INFO", "memory")
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    assert fields["maxmemory"].strip() == "52428800"
-    assert fields["maxmemory_policy"].strip() == "allkeys-lru"
+def resp(*arguments: str) -> str:
+    """One command in Redis's wire protocol, for `redis-cli --pipe`."""
+    return f"*{len(arguments)}\r\n" + "".join(
+        f"${len(argument.encode())}\r\n{argument}\r\n" for argument in arguments)
+
+
+def test_redis_keeps_environments_apart(local_stack):
     assert redis(local_stack, "prod", "SET", "prod:probe", "1") == "OK"
     assert redis(local_stack, "staging", "SET", "staging:probe", "2") == "OK"
     assert "NOPERM" in redis(local_stack, "staging", "GET", "prod:probe")
     assert "NOPERM" in redis(local_stack, "prod", "GET", "staging:probe")
-    anonymous = local_stack.exec(local_stack.container("redis"), "redis-cli", "GET", "prod:probe",
-                                 check=False).stdout
+    assert "NOPERM" in redis(local_stack, "prod", "FLUSHALL")
+    anonymous = local_stack.exec(local_stack.container("redis"), "redis-cli", "GET",
+                                 "prod:probe", check=False).stdout
     assert "NOPERM" in anonymous
+
+
+def test_redis_evicts_at_its_50_mb_cap(local_stack):
+    # The environment users may not read CONFIG or INFO (by design), so the cap is shown by
+    # what Redis does: 80 MiB written, fewer than 50 MiB kept, the container under its limit.
+    value = "x" * (1024 * 1024)
+    password = local_stack.secrets["aiia:prod_redis_password"]
+    commands = resp("AUTH", "prod", password) + "".join(
+        resp("SET", f"prod:big:{index}", value) for index in range(80))
+    local_stack.exec(local_stack.container("redis"), "redis-cli", "--pipe", stdin=commands)
+    kept = sum(int(redis(local_stack, "prod", "EXISTS", f"prod:big:{index}"))
+               for index in range(80))
+    assert 0 < kept < 50
+    stats = local_stack.engine.request(
+        "GET", f"/containers/{local_stack.container('redis')}/stats?stream=false")
+    assert stats["memory_stats"]["usage"] < 64 * 1024 * 1024
 
 
 @pytest.mark.parametrize("environment", ["prod", "staging"])

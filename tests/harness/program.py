@@ -43,12 +43,15 @@ def reveal(value: Any) -> Any:
 
 
 def snake_case(value: Any) -> Any:
-    """Wire names (camelCase) to the Python SDK's argument names, recursively."""
+    """Wire names (camelCase) to the Python SDK's argument names, recursively; whole numbers
+    back to int (Pulumi's wire format carries every number as a double)."""
     if isinstance(value, dict):
         return {re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower(): snake_case(item)
                 for key, item in value.items()}
     if isinstance(value, list):
         return [snake_case(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

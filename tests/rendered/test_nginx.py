@@ -562,9 +562,10 @@ def test_the_general_rate_limit_answers_429_beyond_rate_and_burst(site):
     """
     rate = site.stack.settings.platform.nginx.general_rate_per_second
     site_conf = site.stack.file("nginx", "conf.d", "prod.conf")
-    burst_match = re.search(r"location / \{\s+limit_req zone=general burst=(\d+) nodelay;",
-                            site_conf)
-    assert burst_match, "the general location has no limit_req"
+    # Server-level, so it covers every location that sets no limit of its own.
+    burst_match = re.search(r"^    limit_req zone=general burst=(\d+) nodelay;", site_conf,
+                            re.MULTILINE)
+    assert burst_match, "the prod server has no general limit_req"
     burst = int(burst_match.group(1))
     total = 2 * burst + 100
     domain = site.domains["prod"]

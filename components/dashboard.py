@@ -1,0 +1,209 @@
+"""The status dashboard: installed on the host, routed by nginx on the status domain.
+
+On a VPS it runs as two systemd units (components: dashboard/ package + templates/dashboard):
+an unprivileged, sandboxed HTTP server and a collector on a timer, which alone touches the
+Docker socket. On a developer's machine (`local`) the same package runs as two containers:
+the server (no socket, non-root) and the collector (the socket, no published port).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+from components.host_files import HostFile, HostFileArgs, host_command
+from components.platform_context import PlatformContext
+from components.service_container import (
+    ServiceContainerArgs,
+    container_address,
+    healthcheck,
+    service_container,
+)
+from components.templates import render
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "dashboard"
+INSTALL_DIR = "/opt/aiia"
+DASHBOARD_UID = "10002:10002"
+PASSWORD_ITERATIONS = 200_000
+
+
+def hash_password(password: str, salt_source: str) -> str:
+    """pbkdf2_sha256$<iterations>$<salt>$<hash>, with a salt stable per stack so that the
+    rendered config (and so the preview) only changes when the password does."""
+    salt = hashlib.sha256(f"aiia-dashboard:{salt_source}".encode()).digest()[:16]
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PASSWORD_ITERATIONS)
+    return f"pbkdf2_sha256${PASSWORD_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def package_archive() -> str:
+    """The dashboard package as a reproducible tar (base64): same source, same bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as archive:
+        for path in sorted(PACKAGE_DIR.rglob("*")):
+            if path.is_dir() or "__pycache__" in path.parts or path.name == "Dockerfile":
+                continue
+            info = tarfile.TarInfo(str(path.relative_to(PACKAGE_DIR.parent)))
+            info.size = path.stat().st_size
+            info.mode = 0o644
+            info.mtime = 0
+            archive.addfile(info, io.BytesIO(path.read_bytes()))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@dataclass
+class DashboardArgs:
+    context: PlatformContext
+    depends_on: list[pulumi.Resource]
+
+
+class Dashboard(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DashboardArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:platform:Dashboard", name, None, opts)
+        context = args.context
+        platform = context.platform
+        settings = platform.dashboard
+        local = context.settings.host.kind == "local"
+        state_dir = context.host_path("state", "dashboard")
+        config_path = context.host_path("dashboard", "config.json")
+        # Inside the local containers the host's root is mounted at the same path, so one
+        # config file serves both kinds of host.
+        listen_host = "0.0.0.0" if local else platform.network_gateway  # noqa: S104
+        nginx = context.container_name("nginx")
+        environments = [
+            {"name": env.name, "domain": env.domain,
+             "health_url": f"https://{nginx}/healthz/" if local
+             else f"https://127.0.0.1:{platform.nginx.https_port}/healthz/",
+             "host_header": env.domain}
+            for env in platform.environments
+        ]
+        services = [
+            {"name": service, "container_label": service, "environment": None,
+             "memory_limit_mb": getattr(platform, service).memory_mb}
+            for service in ("postgres", "pgbouncer", "redis", "nginx")
+        ] + [
+            {"name": f"app-{env.name}", "container_label": "app", "environment": env.name,
+             "memory_limit_mb": env.app_memory_mb}
+            for env in platform.environments
+        ]
+        domains = [env.domain for env in platform.environments] + [platform.status_domain]
+        certificates = [{"domain": domain,
+                         "path": context.host_path("nginx", "tls", domain, "fullchain.pem")}
+                        for domain in domains]
+        log_sources = [{"service": s["name"], "container_label": s["container_label"],
+                        "environment": s["environment"]} for s in services]
+        log_sources.append({"service": "nginx-access",
+                            "file": context.host_path("logs", "nginx", "access.log")})
+        config_content = pulumi.Output.secret(platform.dashboard_password).apply(
+            lambda password: render(
+                "dashboard/config.json.j2",
+                listen_host=listen_host, listen_port=settings.port, state_dir=state_dir,
+                root_dir=context.root_dir, environments=environments, services=services,
+                certificates=certificates,
+                access_log=context.host_path("logs", "nginx", "access.log"),
+                releases_file=context.host_path("state", "releases.jsonl"),
+                backups_file=context.host_path("state", "backups.jsonl"),
+                restore_tests_file=context.host_path("state", "restore-tests.jsonl"),
+                log_sources=log_sources, auth_user=settings.user,
+                auth_password_hash=hash_password(password, context.settings.stack)))
+        user = context.container_user(DASHBOARD_UID)
+        self.config = HostFile(
+            f"{name}-config",
+            HostFileArgs(connection=context.connection, path=config_path,
+                         content=config_content, mode="0640", owner=user),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        if local:
+            self._containers(name, args, user, config_path, state_dir)
+        else:
+            self._systemd_units(name, args, config_path, state_dir)
+        self.register_outputs({"address": self.address})
+
+    def _containers(self, name: str, args: DashboardArgs, user: str, config_path: str,
+                    state_dir: str) -> None:
+        context = args.context
+        platform = context.platform
+        image = docker.RemoteImage(f"{name}-image", name=platform.dashboard.image,
+                                   keep_locally=True, opts=context.child(self))
+        root_mount = docker.ContainerVolumeArgs(host_path=context.root_dir,
+                                                container_path=context.root_dir, read_only=True)
+        state_mount = docker.ContainerVolumeArgs(host_path=state_dir, container_path=state_dir)
+        prepare = host_command(
+            f"{name}-state-dir", context.connection,
+            render("host/prepare-directories.sh.j2", root_dir=context.root_dir,
+                   directories=[{"path": state_dir, "mode": "0750", "owner": user}]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        self.collector = service_container(
+            f"{name}-collector",
+            ServiceContainerArgs(
+                container_name=context.container_name("dashboard-collector"),
+                image=image.image_id, service="dashboard-collector", environment="platform",
+                memory_mb=platform.dashboard.collector_memory_mb,
+                command=["python3", "-m", "dashboard", "collect", "--config", config_path,
+                         "--every", "30"],
+                healthcheck=healthcheck(["CMD", "python3", "-c", "import dashboard"]),
+                network=context.network_name,
+                volumes=[root_mount, state_mount,
+                         docker.ContainerVolumeArgs(host_path="/var/run/docker.sock",
+                                                    container_path="/var/run/docker.sock",
+                                                    read_only=True)],
+            ),
+            context.child(self, depends_on=[self.config, prepare]))
+        self.server = service_container(
+            f"{name}-server",
+            ServiceContainerArgs(
+                container_name=context.container_name("dashboard"),
+                image=image.image_id, service="dashboard", environment="platform",
+                memory_mb=platform.dashboard.memory_mb, user=user,
+                command=["python3", "-m", "dashboard", "serve", "--config", config_path],
+                healthcheck=healthcheck(
+                    ["CMD", "python3", "-c",
+                     "import socket; socket.create_connection(('127.0.0.1', "
+                     f"{platform.dashboard.port}), 2)"]),
+                network=context.network_name,
+                volumes=[root_mount],
+                read_only=True,
+            ),
+            context.child(self, depends_on=[self.config, prepare]))
+        self.address = container_address(self.server, platform.dashboard.port)
+
+    def _systemd_units(self, name: str, args: DashboardArgs, config_path: str,
+                       state_dir: str) -> None:
+        context = args.context
+        platform = context.platform
+        unit_context = {"python": "/usr/bin/python3", "install_dir": INSTALL_DIR,
+                        "config_path": config_path, "state_dir": state_dir,
+                        "root_dir": context.root_dir}
+        archive = package_archive()
+        package = host_command(
+            f"{name}-package", context.connection,
+            render("host/install-archive.sh.j2", install_dir=INSTALL_DIR,
+                   digest=hashlib.sha256(archive.encode()).hexdigest()),
+            stdin=archive,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        restart = "systemctl daemon-reload && systemctl restart aiia-dashboard.service"
+        units = [
+            HostFile(f"{name}-{unit.replace('.', '-')}",
+                     HostFileArgs(connection=context.connection,
+                                  path=f"/etc/systemd/system/{unit}",
+                                  content=render(f"dashboard/{unit}.j2", **unit_context),
+                                  mode="0644", on_change="systemctl daemon-reload"),
+                     opts=pulumi.ResourceOptions(parent=self))
+            for unit in ("aiia-dashboard.service", "aiia-dashboard-collect.service",
+                         "aiia-dashboard-collect.timer")
+        ]
+        self.enable = host_command(
+            f"{name}-enable", context.connection,
+            "set -euo pipefail\nsystemctl daemon-reload\n"
+            "systemctl enable --now aiia-dashboard-collect.timer\n"
+            "systemctl enable aiia-dashboard.service\n" + restart,
+            triggers=[hashlib.sha256(archive.encode()).hexdigest()],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[package, self.config, *units]))
+        self.address = pulumi.Output.from_input(
+            f"{platform.network_gateway}:{platform.dashboard.port}")
