@@ -1,72 +1,24 @@
 """End-to-end fixtures: the `local` stack replayed onto a real Docker engine.
 
-Each module that uses `local_stack` gets a platform of its own: a random name prefix, a
-free subnet and free 127.0.0.1 ports, a temporary host root, and everything it created
+Each module that uses `local_stack` gets a platform of its own (tests/harness/local_stack.py)
 removed afterwards, even when a test fails.
 """
 
 from __future__ import annotations
 
-import copy
-import ipaddress
-import secrets
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from components.settings import ImageSettings
-from tests.harness.client import Response, https_request
 from tests.harness.engine import DockerEngine
-from tests.harness.program import ProgramRun, made_up_secrets, run_program, stack_config
-from tests.harness.replay import Replay
-
-ROOT = Path(__file__).resolve().parents[2]
-# Upstream image (by repository) → the stand-in built by tests/images/build-standins.sh.
-STANDINS = {
-    "postgres": "aiia-standin/postgres:15",
-    "edoburu/pgbouncer": "aiia-standin/pgbouncer:1",
-    "redis": "aiia-standin/redis:7",
-    "nginx": "aiia-standin/nginx:1",
-    "certbot/certbot": "aiia-standin/certbot:2",
-}
-APP_IMAGE = "aiia-e2e-app"
-DASHBOARD_IMAGE = "aiia-e2e-dashboard:test"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def free_subnet(engine: DockerEngine) -> str:
-    taken = []
-    for network in engine.request("GET", "/networks"):
-        for config in (network.get("IPAM") or {}).get("Config") or []:
-            if config.get("Subnet"):
-                taken.append(ipaddress.ip_network(config["Subnet"]))
-    for _ in range(200):
-        candidate = ipaddress.ip_network(
-            f"172.{secrets.choice(range(20, 31))}.{secrets.randbelow(256)}.0/24")
-        if not any(candidate.overlaps(network) for network in taken):
-            return str(candidate)
-    raise RuntimeError("no free /24 for the test network")
-
-
-def image_map(config: dict) -> dict[str, str]:
-    """Every upstream image the config names (or the defaults it leaves) → its stand-in."""
-    images = {**vars(ImageSettings()), **config["aiia:platform"].get("images", {})}
-    mapping = {}
-    for reference in images.values():
-        repository = reference.split("@")[0].rsplit(":", 1)[0]
-        mapping[reference] = STANDINS[repository]
-    return mapping
+from tests.harness.local_stack import (
+    DASHBOARD_IMAGE,
+    LocalStack,
+    build_images,
+    release_tags,
+    remove_everything,
+    start_local_stack,
+)
 
 
 @pytest.fixture(scope="session")
@@ -80,25 +32,14 @@ def engine() -> DockerEngine:
     return engine
 
 
-def _tag(engine: DockerEngine, source: str, target: str) -> None:
-    repository, tag = target.rsplit(":", 1)
-    engine.request("POST", f"/images/{source}/tag?repo={repository}&tag={tag}", ok=(201,))
-
-
 @pytest.fixture(scope="session")
 def built_images(engine: DockerEngine) -> None:
-    """The app and dashboard images from this checkout (a no-op when inputs are unchanged)."""
-    subprocess.run(["bash", str(ROOT / "tests/e2e/build-images.sh")], check=True)
+    build_images()
 
 
 @pytest.fixture(scope="session")
 def app_images(engine: DockerEngine, built_images: None) -> dict[str, str]:
-    """Two tags of the reference app, as two releases of it (the release name is what
-    differs: the app reports it in X-Release)."""
-    built = "aiia-e2e-app:build"
-    for release in ("release-a", "release-b"):
-        _tag(engine, built, f"{APP_IMAGE}:{release}")
-    return {"a": "release-a", "b": "release-b"}
+    return release_tags(engine)
 
 
 @pytest.fixture(scope="session")
@@ -106,94 +47,10 @@ def dashboard_image(built_images: None) -> str:
     return DASHBOARD_IMAGE
 
 
-@dataclass
-class LocalStack:
-    """The `local` stack as it runs on the engine, with what tests need to reach it."""
-
-    prefix: str
-    root: Path
-    config: dict
-    secrets: dict[str, str]
-    http_port: int
-    https_port: int
-    replay: Replay
-    run: ProgramRun
-    engine: DockerEngine
-
-    def domain(self, environment: str) -> str:
-        return self.config["aiia:platform"]["environments"][environment]["domain"]
-
-    def get(self, environment: str, path: str, **kwargs) -> Response:
-        return https_request(self.https_port, self.domain(environment), path, **kwargs)
-
-    def container(self, service: str) -> str:
-        return f"{self.prefix}-{service}"
-
-    def exec(self, container: str, *command: str, stdin: str | None = None,
-             check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "exec", "-i", container, *command], input=stdin,
-                              capture_output=True, text=True, timeout=60, check=check)
-
-    def program(self, config: dict | None = None) -> ProgramRun:
-        return run_program("local", config=config or self.config, secrets=self.secrets)
-
-    def up(self, config: dict | None = None) -> ProgramRun:
-        """`pulumi up` of this stack with `config` (default: its current config)."""
-        if config is not None:
-            self.config = config
-        self.run = self.program()
-        self.replay.apply(self.run)
-        return self.run
-
-    def with_release(self, environment: str, release: str) -> dict:
-        config = copy.deepcopy(self.config)
-        config["aiia:releases"][environment]["release"] = release
-        return config
-
-    def wait_healthy(self, container: str, timeout: float = 90) -> float:
-        started = time.monotonic()
-        self.engine.wait_healthy(container, timeout)
-        return time.monotonic() - started
-
-
-def e2e_config(prefix: str, root: Path, subnet: str, http_port: int, https_port: int,
-               releases: dict[str, str]) -> dict:
-    config = copy.deepcopy(stack_config("local"))
-    config["aiia:prefix"] = prefix
-    config["aiia:host"]["root_dir"] = str(root)
-    platform = config["aiia:platform"]
-    platform["network_subnet"] = subnet
-    platform["nginx"].update({"http_port": http_port, "https_port": https_port})
-    platform["dashboard"] = {**platform.get("dashboard", {}), "image": DASHBOARD_IMAGE}
-    for environment in config["aiia:releases"]:
-        config["aiia:releases"][environment] = {"image": APP_IMAGE,
-                                                "release": releases["a"]}
-    return config
-
-
-def remove_everything(engine: DockerEngine, prefix: str, root: Path) -> None:
-    for container in engine.request("GET", "/containers/json?all=1"):
-        if any(name.lstrip("/").startswith(f"{prefix}-") for name in container["Names"]):
-            engine.remove_container(container["Id"])
-    engine.remove_network(prefix)
-    for volume in (engine.request("GET", "/volumes").get("Volumes") or []):
-        if volume["Name"].startswith(f"{prefix}-"):
-            engine.remove_volume(volume["Name"])
-    shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def local_stack(engine, app_images, dashboard_image, tmp_path_factory) -> Iterator[LocalStack]:
-    prefix = f"e2e{secrets.token_hex(3)}"
-    root = Path(f"/tmp/aiia-{prefix}")
-    http_port, https_port = free_port(), free_port()
-    config = e2e_config(prefix, root, free_subnet(engine), http_port, https_port, app_images)
-    stack = LocalStack(prefix=prefix, root=root, config=config,
-                       secrets=made_up_secrets(config), http_port=http_port,
-                       https_port=https_port, replay=Replay(engine, image_map(config)),
-                       run=None, engine=engine)  # type: ignore[arg-type]
+def local_stack(engine, app_images, dashboard_image) -> Iterator[LocalStack]:
+    stack = start_local_stack(engine, app_images)
     try:
-        stack.up()
         yield stack
     finally:
-        remove_everything(engine, prefix, root)
+        remove_everything(engine, stack.prefix, stack.root)
