@@ -37,14 +37,15 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 requirements_hash=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 venv="$cache/venv-$requirements_hash"
-if [ ! -x "$venv/bin/pytest" ]; then
+# A venv cannot be moved (its scripts name their own path), so completeness is a marker.
+if [ ! -e "$venv/.complete" ]; then
   log "creating the test virtualenv at $venv"
-  mkdir -p "$cache"
-  "$python" -m venv "$venv.partial"
-  "$venv.partial/bin/pip" install -q --upgrade pip
-  "$venv.partial/bin/pip" install -q -r requirements-dev.txt
   rm -rf "$venv"
-  mv "$venv.partial" "$venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r requirements-dev.txt
+  touch "$venv/.complete"
 fi
 export PATH="$venv/bin:$PATH"
 
