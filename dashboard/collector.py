@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from . import __version__, access_log, host, records, store, uptime
 from .certificates import certificate_status
 from .config import Config, LogSource
@@ -134,7 +136,7 @@ class Collection:
     # -- host ---------------------------------------------------------------------------
     def _record_host_sample(self, db: sqlite3.Connection) -> None:
         store.insert_host_sample(
-            db, host.sample(self.config.root_dir, self.now, store.last_host_sample(db))
+            db, host_sample(self.config.root_dir, self.now, store.last_host_sample(db))
         )
 
     def _host_history(self, db: sqlite3.Connection) -> dict[str, Any]:
@@ -414,6 +416,27 @@ def _service_view(
         "memory_limit_bytes": limit,
         "memory_percent": round(100.0 * memory_used / limit, 1) if memory_used and limit else None,
     }
+
+
+def host_sample(root_dir: Path, now: int, previous: store.HostSample | None) -> store.HostSample:
+    """One history point; CPU % averages over the time since the previous collection."""
+    busy, total = host.cpu_counters()
+    cpu_percent = None
+    if previous is not None and total > previous.cpu_total_s and busy >= previous.cpu_busy_s:
+        cpu_percent = round(
+            100.0 * (busy - previous.cpu_busy_s) / (total - previous.cpu_total_s), 1
+        )
+    memory = psutil.virtual_memory()
+    return store.HostSample(
+        ts=now,
+        cpu_percent=cpu_percent,
+        memory_percent=round(100.0 * (memory.total - memory.available) / memory.total, 1),
+        swap_percent=psutil.swap_memory().percent,
+        disk_percent=psutil.disk_usage(host.disk_path(root_dir)).percent,
+        load1=round(os.getloadavg()[0], 2),
+        cpu_busy_s=busy,
+        cpu_total_s=total,
+    )
 
 
 def collect_once(

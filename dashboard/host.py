@@ -1,4 +1,7 @@
-"""Host numbers from psutil: CPU, memory, swap, disk, load. Needs no privilege."""
+"""Host numbers from psutil: CPU, memory, swap, disk, load. Needs no privilege.
+
+Imported by the server: keep it free of SQLite and the Docker client (memory budget).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-from .store import HostSample
 
 
 def cpu_counters() -> tuple[float, float]:
@@ -53,24 +54,3 @@ def live_host(root_dir: Path) -> dict[str, Any]:
             "percent": disk.percent,
         },
     }
-
-
-def sample(root_dir: Path, now: int, previous: HostSample | None) -> HostSample:
-    """One history point; CPU % averages over the time since the previous collection."""
-    busy, total = cpu_counters()
-    cpu_percent = None
-    if previous is not None and total > previous.cpu_total_s and busy >= previous.cpu_busy_s:
-        cpu_percent = round(
-            100.0 * (busy - previous.cpu_busy_s) / (total - previous.cpu_total_s), 1
-        )
-    memory = psutil.virtual_memory()
-    return HostSample(
-        ts=now,
-        cpu_percent=cpu_percent,
-        memory_percent=round(100.0 * (memory.total - memory.available) / memory.total, 1),
-        swap_percent=psutil.swap_memory().percent,
-        disk_percent=psutil.disk_usage(disk_path(root_dir)).percent,
-        load1=round(os.getloadavg()[0], 2),
-        cpu_busy_s=busy,
-        cpu_total_s=total,
-    )

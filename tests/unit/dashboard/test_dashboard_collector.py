@@ -147,14 +147,15 @@ def test_a_missing_container_and_a_leftover_one(fresh_host):
 
 def test_the_access_log_is_read_once_per_line_across_runs(fresh_host):
     config = load_config(fresh_host.state.collector_config_path)
-    before = collect_once(config)["environments"][0]["errors"]["5m"]
+    now = time.time()  # one instant for all three runs: the windows must not slide between them
+    before = collect_once(config, now=now)["environments"][0]["errors"]["5m"]
     with open(config.access_log, "a") as log:
-        log.write("".join(access_log_line(time.time(), "prod", 502) + "\n" for _ in range(10)))
-    after = collect_once(config)["environments"][0]["errors"]["5m"]
+        log.write("".join(access_log_line(now - 1, "prod", 502) + "\n" for _ in range(10)))
+    after = collect_once(config, now=now)["environments"][0]["errors"]["5m"]
     assert after["errors_5xx"] == before["errors_5xx"] + 10
     assert after["requests"] == before["requests"] + 10
-    again = collect_once(config)["environments"][0]["errors"]["5m"]
-    assert again["requests"] == after["requests"]
+    again = collect_once(config, now=now)["environments"][0]["errors"]["5m"]
+    assert again == after
 
 
 def test_host_cpu_is_averaged_between_two_runs(fresh_host):

@@ -394,7 +394,8 @@ def test_without_any_collection_yet_the_server_still_answers(tmp_path):
 AUDIT_WRAPPER = """
 import os, sys
 log = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
-WATCHED = ("socket.connect", "socket.__new__", "socket.bind", "open", "subprocess.Popen")
+WATCHED = ("socket.connect", "socket.__new__", "socket.bind", "open", "subprocess.Popen",
+           "import")
 "".encode("unicode_escape")  # load the codec now: an import inside the hook would recurse
 busy = []
 def hook(event, args):
@@ -442,6 +443,9 @@ def test_the_server_runs_unprivileged_and_never_touches_the_docker_socket(realis
     ]
     assert families and socket.AF_UNIX.value not in families  # TCP (accepted clients) only
     assert not [e for e in events if e.startswith("subprocess")]
+    imported = {e.split()[1].strip("(',") for e in events if e.startswith("import ")}
+    assert "dashboard.server" in imported
+    assert not imported & {"dashboard.docker_api", "dashboard.collector", "sqlite3"}
 
     collector_log = audit_dir / "collector-audit.log"
     collector_log.write_text("")
