@@ -37,3 +37,18 @@ else
   docker build -q --build-arg BASE_IMAGE=aiia-standin/debian:bookworm \
     --label "aiia.e2e.inputs-sha256=$dashboard_hash" -t aiia-e2e-dashboard:test dashboard
 fi
+
+# Variants of the reference app for the release tests (tests/e2e/images/README.md), each
+# FROM aiia-e2e-app:build: rebuilt when their own files or that base image change.
+for variant in unhealthy broken schema-b bad-migration; do
+  variant_hash=$( { inputs_hash "tests/e2e/images/$variant"
+                    docker image inspect --format '{{ .Id }}' aiia-e2e-app:build; } \
+    | sha256sum | cut -c1-16)
+  if [ "$(current_hash "aiia-e2e-app:$variant")" = "$variant_hash" ]; then
+    echo "aiia-e2e-app:$variant up to date"
+  else
+    echo "building aiia-e2e-app:$variant"
+    docker build -q --label "aiia.e2e.inputs-sha256=$variant_hash" \
+      -t "aiia-e2e-app:$variant" "tests/e2e/images/$variant"
+  fi
+done
