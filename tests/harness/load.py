@@ -304,6 +304,7 @@ class Load:
         self.started_at: float | None = None
         self.deadline: float | None = None
         self.late = 0
+        self.cpu_seconds = 0.0  # CPU time the worker threads used (the generator's own cost)
         self._issued = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -389,6 +390,8 @@ class Load:
                 self.results.append(self._request(connection, started))
         finally:
             connection.close()
+            with self._lock:
+                self.cpu_seconds += time.thread_time()
 
     def _request(self, connection: Connection, started: float) -> Record:
         deadline = started + self.timeout
