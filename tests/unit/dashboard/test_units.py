@@ -70,7 +70,7 @@ def test_the_server_runs_unprivileged_without_the_docker_socket(rendered):
         else f"{VARIABLES['python']} -m dashboard serve --config /srv/aiia/dashboard/config.json"
     ]
     assert server["CapabilityBoundingSet"] == [""]
-    assert server["ReadOnlyPaths"] == ["/srv/aiia/state/dashboard"]
+    assert server["ReadOnlyPaths"] == ["-/srv/aiia/state/dashboard"]
     assert "ReadWritePaths" not in server
     assert "/run/docker.sock" in server["InaccessiblePaths"][0]
     assert server["MemoryMax"] == ["32M"]
@@ -79,7 +79,11 @@ def test_the_server_runs_unprivileged_without_the_docker_socket(rendered):
 def test_the_collector_writes_only_its_state_dir(rendered):
     collector = directives((rendered / "aiia-dashboard-collect.service").read_text())
     assert "User" not in collector  # root: the Docker socket is root:docker
-    assert collector["ReadWritePaths"] == ["/srv/aiia/state/dashboard"]
+    assert collector["ReadWritePaths"] == ["-/srv/aiia/state/dashboard"]
+    # The state dir exists before the sandbox needs it, setgid to the server's group.
+    assert collector["ExecStartPre"] == [
+        "+/usr/bin/install -d -m 2750 -o root -g aiia-dashboard /srv/aiia/state/dashboard"
+    ]
     assert collector["ProtectSystem"] == ["strict"]
     assert collector["CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
 

@@ -1,0 +1,298 @@
+"""The dashboard's systemd units for real: a Debian container running systemd as PID 1
+(the stand-in for the VPS), the units rendered from templates/dashboard/, Debian's python3
+and python3-psutil, the host's Docker socket mounted where the VPS has it.
+
+Shows that the sandboxing does not break the program (seccomp filter, no capabilities,
+MemoryDenyWriteExecute, read-only system), that the timer collects every minute, that the
+files are shared through the setgid state dir, and that the server refuses to run as root
+or with access to the Docker socket even when its unit is changed to allow it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+
+import jinja2
+import pytest
+
+from dashboard.auth import hash_password
+from tests.unit.dashboard.dashboard_fixtures import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+BASE = "aiia-standin/debian:bookworm"  # tests/images/build-standins.sh
+IMAGE = "aiia-e2e-dashboard-systemd:test"
+DOCKERFILE = f"""FROM {BASE}
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends systemd systemd-sysv python3 python3-psutil \\
+ && rm -rf /var/lib/apt/lists/*
+STOPSIGNAL SIGRTMIN+3
+CMD ["/sbin/init"]
+"""
+UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer")
+VARIABLES = {
+    "python": "/usr/bin/python3",
+    "install_dir": "/opt/aiia",
+    "config_path": "/srv/aiia/dashboard/config.json",
+    "state_dir": "/srv/aiia/state/dashboard",
+    "root_dir": "/srv/aiia",
+}
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+class Host:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def sh(self, script: str, check: bool = True, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            ["docker", "exec", "-i", self.name, "sh", "-c", script],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode:
+            raise AssertionError(f"{script!r} failed: {result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+    def write(self, path: str, content: str) -> None:
+        self.sh(f"cat > {path}", stdin=content)
+
+    def get(self, path: str, authorization: str | None) -> tuple[int, str]:
+        headers = {"Authorization": authorization} if authorization else {}
+        script = (
+            "import http.client, sys\n"
+            "c = http.client.HTTPConnection('127.0.0.1', 9100, timeout=5)\n"
+            f"c.request('GET', {path!r}, headers={headers!r})\n"
+            "r = c.getresponse(); print(r.status); sys.stdout.write(r.read().decode())\n"
+        )
+        deadline = time.monotonic() + 20  # "active" comes before the socket is listening
+        while True:
+            result = subprocess.run(
+                ["docker", "exec", "-i", self.name, "python3", "-"],
+                input=script,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if result.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert result.returncode == 0, result.stderr
+        status, _, body = result.stdout.partition("\n")
+        return int(status), body
+
+    def wait_active(self, unit: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.sh(f"systemctl is-active {unit}", check=False) != "active":
+            if time.monotonic() > deadline:
+                raise AssertionError(self.sh(f"systemctl status {unit} --no-pager", check=False))
+            time.sleep(0.5)
+
+
+def render(template: str, **variables) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(REPO_ROOT / "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - units and JSON, not HTML
+    )
+    return environment.get_template(template).render(**variables)
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    if os.geteuid() != 0:
+        pytest.skip("runs a systemd container (needs root)")
+    if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode:
+        pytest.fail(f"{BASE} missing; build it with tests/images/build-standins.sh")
+    subprocess.run(
+        ["docker", "build", "-q", "-t", IMAGE, "-"],
+        input=DOCKERFILE,
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    name = f"aiia-dashtest-systemd-{secrets.token_hex(3)}"
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--cap-add",
+            "SYS_ADMIN",
+            "--cap-add",
+            "NET_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--cgroupns=host",
+            "-v",
+            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "-v",
+            f"{DOCKER_SOCKET}:/run/docker.sock",
+            IMAGE,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    machine = Host(name)
+    try:
+        deadline = time.monotonic() + 60
+        while machine.sh("systemctl is-system-running", check=False) not in ("running", "degraded"):
+            assert time.monotonic() < deadline, "systemd did not boot"
+            time.sleep(0.5)
+        install(machine)
+        yield machine
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def install(machine: Host) -> None:
+    """What components/dashboard.py does on an SSH host, done by hand."""
+    machine.sh(
+        "groupadd --system aiia-dashboard && useradd --system -g aiia-dashboard -M "
+        "-s /usr/sbin/nologin aiia-dashboard && mkdir -p /opt/aiia /srv/aiia/dashboard"
+    )
+    archive = subprocess.run(
+        ["tar", "--exclude=__pycache__", "-cf", "-", "dashboard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(
+        ["docker", "exec", "-i", machine.name, "tar", "-xf", "-", "-C", "/opt/aiia"],
+        input=archive,
+        check=True,
+    )
+    for unit in UNITS:
+        machine.write(f"/etc/systemd/system/{unit}", render(f"dashboard/{unit}.j2", **VARIABLES))
+    machine.write(
+        VARIABLES["config_path"],
+        render(
+            "dashboard/config.json.j2",
+            listen_host="127.0.0.1",
+            listen_port=9100,
+            state_dir=VARIABLES["state_dir"],
+            root_dir="/srv/aiia",
+            environments=[
+                {
+                    "name": "prod",
+                    "domain": "prod.example.com",
+                    "health_url": "http://127.0.0.1:9/healthz/",
+                    "host_header": "prod.example.com",
+                }
+            ],
+            services=[
+                {"name": "anything", "container_label": "no-such-service", "memory_limit_mb": 32}
+            ],
+            certificates=[],
+            access_log="/srv/aiia/logs/nginx/access.log",
+            releases_file="/srv/aiia/state/releases.jsonl",
+            backups_file="/srv/aiia/state/backups.jsonl",
+            restore_tests_file="/srv/aiia/state/restore-tests.jsonl",
+            log_sources=[],
+            auth_user="operator",
+            auth_password_hash=hash_password("pw", iterations=1000),
+        ),
+    )
+    machine.sh(
+        f"chown root:aiia-dashboard {VARIABLES['config_path']} && "
+        f"chmod 0640 {VARIABLES['config_path']} && systemctl daemon-reload && "
+        "systemctl enable --now aiia-dashboard-collect.timer aiia-dashboard.service"
+    )
+
+
+AUTH = "Basic " + base64.b64encode(b"operator:pw").decode()
+
+
+def test_the_server_runs_sandboxed_and_unprivileged(host):
+    host.wait_active("aiia-dashboard.service")
+    pid = host.sh("systemctl show -p MainPID --value aiia-dashboard.service")
+    status = dict(line.split(":", 1) for line in host.sh(f"cat /proc/{pid}/status").splitlines())
+    uid = host.sh("id -u aiia-dashboard")
+    assert status["Uid"].split() == [uid] * 4
+    assert status["CapEff"].strip() == status["CapBnd"].strip() == "0000000000000000"
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"  # a system-call filter is loaded
+    assert host.get("/api/status", None)[0] == 401
+
+
+def test_the_collector_runs_from_the_timer_and_hands_over_through_the_state_dir(host):
+    host.sh("systemctl start aiia-dashboard-collect.service")
+    assert host.sh("stat -c '%a %U:%G' /srv/aiia/state/dashboard") == "2750 root:aiia-dashboard"
+    assert (
+        host.sh("stat -c '%a %U:%G' /srv/aiia/state/dashboard/status.json")
+        == "640 root:aiia-dashboard"
+    )
+    code, body = host.get("/api/status", AUTH)
+    assert code == 200
+    status = json.loads(body)
+    assert status["collector"]["errors"] == []  # the Docker socket was reached
+    assert status["snapshot_error"] is None
+    assert status["services"][0]["state"] == "missing"
+    # The timer fires on the minute: wait for the next run.
+    before = host.sh(
+        "systemctl show -p ExecMainStartTimestampMonotonic --value aiia-dashboard-collect.service"
+    )
+    deadline = time.monotonic() + 75
+    while (
+        host.sh(
+            "systemctl show -p ExecMainStartTimestampMonotonic --value "
+            "aiia-dashboard-collect.service"
+        )
+        == before
+    ):
+        assert time.monotonic() < deadline, host.sh("systemctl list-timers --no-pager")
+        time.sleep(1)
+    assert host.sh("systemctl show -p Result --value aiia-dashboard-collect.service") == "success"
+
+
+@pytest.mark.parametrize(
+    ("override", "refusal"),
+    [
+        ("User=root\n", "running as root"),
+        # Lift the unit's protections: the program itself still refuses the socket.
+        ("SupplementaryGroups=dockerhost\nInaccessiblePaths=\n", "can open the Docker socket"),
+    ],
+)
+def test_the_server_refuses_privilege_even_if_its_unit_grants_it(host, override, refusal):
+    drop_in = "/etc/systemd/system/aiia-dashboard.service.d"
+    socket_gid = os.stat(DOCKER_SOCKET).st_gid
+    host.sh(
+        f"getent group {socket_gid} >/dev/null || groupadd -g {socket_gid} dockerhost; "
+        f"mkdir -p {drop_in}"
+    )
+    override = override.replace("dockerhost", host.sh(f"getent group {socket_gid} | cut -d: -f1"))
+    host.write(f"{drop_in}/privileged.conf", "[Service]\n" + override)
+    try:
+        host.sh("systemctl daemon-reload && systemctl restart aiia-dashboard.service", check=False)
+        deadline = time.monotonic() + 20
+        while refusal not in host.sh(
+            "journalctl -u aiia-dashboard.service --no-pager -n 20", check=False
+        ):
+            assert time.monotonic() < deadline, host.sh(
+                "journalctl -u aiia-dashboard.service --no-pager -n 20", check=False
+            )
+            time.sleep(0.5)
+        assert (
+            host.sh("systemctl is-active aiia-dashboard.service", check=False) != "active"
+            or host.sh("systemctl show -p NRestarts --value aiia-dashboard.service") != "0"
+        )
+    finally:
+        host.sh(
+            f"rm -rf {drop_in} && systemctl daemon-reload && "
+            "systemctl restart aiia-dashboard.service"
+        )
+    host.wait_active("aiia-dashboard.service")
