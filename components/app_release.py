@@ -113,19 +113,34 @@ class AppRelease(pulumi.ComponentResource):
         memory_mb = environment.apply(lambda env: int(env["app_memory_mb"]))
         network = platform_values.apply(lambda values: values["network_name"])
         state_dir = f"{root}/state"
+        upstream_file = f"{root}/nginx/upstreams/{env_name}.conf"
+        nginx_container = f"{prefix}-nginx"
+        script_values = pulumi.Output.all(self.image.image_id, network, memory_mb,
+                                          environment, args.platform.output("ready"))
+
+        def script(template: str, **extra) -> pulumi.Output[str]:
+            return script_values.apply(lambda values: render(
+                template, environment=env_name, release=release.release, slug=slug,
+                state_dir=state_dir, container_name=self.container_name, network=values[1],
+                memory_mb=values[2], image_id=values[0], image=release.image_reference,
+                domain=values[3]["domain"], upstream_file=upstream_file,
+                nginx_container=nginx_container, **extra))
+
+        gate_watch = script("app/release-gate-watch.sh.j2", timeout_seconds=300)
+        # `ready` (pgbouncer, redis and nginx healthy) in the inputs makes this wait for them.
         self.migrate = host_command(
             f"{name}-migrate-{slug}", args.connection,
-            # `ready` (pgbouncer, redis and nginx healthy) makes the migration wait for them.
-            pulumi.Output.all(self.image.image_id, network, memory_mb,
-                              args.platform.output("ready")).apply(
-                lambda values: render(
-                    "app/migrate.sh.j2", environment=env_name, release=release.release,
-                    slug=slug, state_dir=state_dir, container_name=self.container_name,
-                    network=values[1], memory_mb=values[2], image=values[0],
-                    static_dir=f"{root}/www/{env_name}/static", static_root=STATIC_ROOT)),
+            pulumi.Output.all(gate_watch, script_values).apply(lambda values: render(
+                "app/release-begin.sh.j2", environment=env_name, release=release.release,
+                slug=slug, state_dir=state_dir, container_name=self.container_name,
+                network=values[1][1], memory_mb=values[1][2], image_id=values[1][0],
+                image=release.image_reference, upstream_file=upstream_file,
+                static_dir=f"{root}/www/{env_name}/static", static_root=STATIC_ROOT,
+                gate_watch=values[0])),
             stdin=variables.apply(lambda pairs: render("app/app.env.j2", variables=pairs)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image]),
         )
+
         self.container = service_container(
             f"{name}-app-{slug}",
             ServiceContainerArgs(
@@ -137,7 +152,7 @@ class AppRelease(pulumi.ComponentResource):
                 envs=variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs]),
                 healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"],
                                         interval="5s", timeout="4s", retries=3,
-                                        start_period="60s"),
+                                        start_period="20s"),
                 network=network,
                 volumes=[docker.ContainerVolumeArgs(host_path=f"{root}/logs/{env_name}",
                                                     container_path=f"/var/log/aiia/{env_name}")],
@@ -145,31 +160,35 @@ class AppRelease(pulumi.ComponentResource):
                 # Long enough for requests and WebSockets to drain after the switch (nginx's
                 # worker_shutdown_timeout holds the client side for the same time).
                 stop_grace_seconds=release.stop_grace_seconds,
+                # Past its start period (20 s) and three failed checks it is unhealthy.
+                wait_timeout_seconds=60,
             ),
             pulumi.ResourceOptions.merge(docker_opts,
                                          pulumi.ResourceOptions(depends_on=[self.migrate])),
         )
         address = container_address(self.container, environment.apply(lambda env: env["port"]))
         # The switch: only once the new container is healthy (wait=True above) is the
-        # upstream rewritten, validated with nginx -t and reloaded gracefully.
-        nginx_container = f"{prefix}-nginx"
+        # upstream rewritten, validated with nginx -t and reloaded gracefully. One resource
+        # for every release, updated in place.
         self.switch = HostFile(
             f"{name}-upstream",
             HostFileArgs(
                 connection=args.connection,
-                path=f"{root}/nginx/upstreams/{env_name}.conf",
+                path=upstream_file,
                 content=address.apply(lambda server: render_upstream(
                     env_name, server, f"release {release.release}: {self.container_name}")),
                 on_change=reload_command(nginx_container),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
-        self.record = host_command(
-            f"{name}-record", args.connection,
-            self.image.image_id.apply(lambda image_id: render(
-                "app/record-release.sh.j2", environment=env_name, release=release.release,
-                slug=slug, state_dir=state_dir, image=release.image_reference,
-                image_id=image_id)),
+        self.watch = host_command(
+            f"{name}-watch", args.connection,
+            script("app/release-watch.sh.j2", watch_seconds=release.watch_seconds,
+                   max_error_percent=release.watch_max_error_percent,
+                   min_requests=release.watch_min_requests, keep_images=release.keep_images,
+                   access_log=f"{root}/logs/nginx/access.log",
+                   image_repository=release.image,
+                   nginx_reload=reload_command(nginx_container)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),
         )
         self.register_outputs({"container_name": self.container_name,

@@ -35,6 +35,7 @@ class ServiceContainerArgs:
     extra_labels: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     read_only: bool = False
     tmpfs: dict[str, str] | None = None
+    wait_timeout_seconds: int = 120
 
 
 def service_container(
@@ -54,7 +55,7 @@ def service_container(
         # Wait for "healthy" so whatever depends on this container (a switch of traffic
         # above all) runs only once it really serves.
         wait=True,
-        wait_timeout=120,
+        wait_timeout=args.wait_timeout_seconds,
         restart="unless-stopped",
         must_run=True,
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network)],

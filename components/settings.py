@@ -194,7 +194,11 @@ class ReleaseSettings:
     image: str  # repository, e.g. ghcr.io/acme/aiia-backend
     release: str  # the image tag, or a digest sha256:…
     secret_key: Any = None
-    stop_grace_seconds: int = 30
+    stop_grace_seconds: int = 30  # matches nginx's worker_shutdown_timeout_seconds
+    watch_seconds: int = 30  # how long the new release is watched after the switch
+    watch_max_error_percent: int = 5  # 5xx share that sends traffic back to the previous one
+    watch_min_requests: int = 20  # below this many requests only the health probes count
+    keep_images: int = 5  # release images kept on the host per environment, for rollbacks
 
     @property
     def image_reference(self) -> str:
@@ -492,9 +496,12 @@ def _parse_releases(raw: Mapping[str, Any], secrets: Callable[[str], Any],
             problems.add(f"{NAMESPACE}:{environment}_secret_key is missing; set it with "
                          f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
                          "<value>`")
-        if not 1 <= release.stop_grace_seconds <= 300:
-            problems.add(f"{key}.stop_grace_seconds={release.stop_grace_seconds} must be "
-                         "between 1 and 300")
+        for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
+                                ("watch_max_error_percent", 0, 100),
+                                ("watch_min_requests", 1, 100000), ("keep_images", 1, 50)):
+            value = getattr(release, name)
+            if not low <= value <= high:
+                problems.add(f"{key}.{name}={value} must be between {low} and {high}")
         releases.append(release)
     return tuple(releases)
 

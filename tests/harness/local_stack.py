@@ -128,8 +128,11 @@ def e2e_config(prefix: str, root: Path, subnet: str, http_port: int, https_port:
     platform["nginx"].update({"http_port": http_port, "https_port": https_port})
     platform["dashboard"] = {**platform.get("dashboard", {}), "image": DASHBOARD_IMAGE}
     for environment in config["aiia:releases"]:
-        config["aiia:releases"][environment] = {"image": APP_IMAGE,
-                                                "release": releases["a"]}
+        # A shorter watch than production's 30 s keeps the suite quick; long enough for the
+        # watch to see a bad release's 5xx under the tests' load.
+        config["aiia:releases"][environment] = {"image": app_repository(prefix),
+                                                "release": releases["a"],
+                                                "watch_seconds": 12}
     return config
 
 
@@ -138,6 +141,10 @@ def remove_everything(engine: DockerEngine, prefix: str, root: Path) -> None:
         if any(name.lstrip("/").startswith(f"{prefix}-") for name in container["Names"]):
             engine.remove_container(container["Id"])
     engine.remove_network(prefix)
+    for image in engine.request("GET", "/images/json"):
+        for reference in image.get("RepoTags") or []:
+            if reference.startswith(f"{app_repository(prefix)}:"):
+                engine.request("DELETE", f"/images/{reference}", ok=(200, 404, 409))
     for volume in (engine.request("GET", "/volumes").get("Volumes") or []):
         if volume["Name"].startswith(f"{prefix}-"):
             engine.remove_volume(volume["Name"])
@@ -151,11 +158,28 @@ def build_images() -> None:
     subprocess.run(["bash", str(ROOT / "tests/e2e/build-images.sh")], check=True)
 
 
+VARIANTS = ("unhealthy", "broken", "schema-b", "bad-migration")
+
+
 def release_tags(engine: DockerEngine) -> dict[str, str]:
-    """Two tags of the reference app as two releases (the app reports its release name)."""
-    for release in ("release-a", "release-b"):
-        tag_image(engine, "aiia-e2e-app:build", f"{APP_IMAGE}:{release}")
-    return {"a": "release-a", "b": "release-b"}
+    """The releases a stack can deploy: two of the reference app (the app reports its
+    release name) and the misbehaving variants built by tests/e2e/build-images.sh."""
+    return {"a": "release-a", "b": "release-b",
+            **{variant: variant for variant in VARIANTS
+               if engine.image(f"{APP_IMAGE}:{variant}") is not None}}
+
+
+def app_repository(prefix: str) -> str:
+    """Each stack deploys from a repository of its own, so pruning old release images in
+    one stack never touches another's."""
+    return f"{prefix}-app"
+
+
+def tag_releases(engine: DockerEngine, prefix: str, releases: dict[str, str]) -> None:
+    for release in releases.values():
+        source = "aiia-e2e-app:build" if release.startswith("release-") else \
+            f"{APP_IMAGE}:{release}"
+        tag_image(engine, source, f"{app_repository(prefix)}:{release}")
 
 
 def start_local_stack(engine: DockerEngine, releases: dict[str, str]) -> LocalStack:
@@ -164,6 +188,7 @@ def start_local_stack(engine: DockerEngine, releases: dict[str, str]) -> LocalSt
     root = Path(f"/tmp/aiia-{prefix}")
     http_port, https_port = free_port(), free_port()
     config = e2e_config(prefix, root, free_subnet(engine), http_port, https_port, releases)
+    tag_releases(engine, prefix, releases)
     stack = LocalStack(prefix=prefix, root=root, config=config,
                        secrets=made_up_secrets(config), http_port=http_port,
                        https_port=https_port, replay=Replay(engine, image_map(config)),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +136,8 @@ class Replay:
         self.log = log
         self.state: dict[str, Applied] = {}
         self.substitutions: dict[str, str] = {}
-        self.events: list[tuple[str, str]] = []  # (action, resource name), for assertions
+        # (action, resource name, monotonic start, monotonic end) of every step, in order.
+        self.events: list[tuple[str, str, float, float]] = []
 
     # ----------------------------------------------------------------- the update
 
@@ -205,8 +207,11 @@ class Replay:
             raise ReplayError(f"{resource.name}: resource type {resource.type} is not "
                               "understood by the replay")
         self.log(f"create {resource.name}")
-        self.events.append(("create", resource.name))
-        real = creators[resource.type](resource, real_inputs, "create")
+        started = time.monotonic()
+        try:
+            real = creators[resource.type](resource, real_inputs, "create")
+        finally:
+            self.events.append(("create", resource.name, started, time.monotonic()))
         self.state[resource.urn] = Applied(urn=resource.urn, type=resource.type,
                                            name=resource.name, inputs=inputs, real=real,
                                            protect=resource.protect)
@@ -215,11 +220,15 @@ class Replay:
     def _update(self, resource: RecordedResource, current: Applied, inputs: dict,
                 changed: set[str]) -> None:
         self.log(f"update {resource.name}: {', '.join(sorted(changed))}")
-        self.events.append(("update", resource.name))
+        started = time.monotonic()
         real_inputs = _substitute(inputs, self.substitutions)
         if resource.type == LOCAL_COMMAND:
-            current.real = self._run_command(resource, real_inputs, "update")
+            try:
+                current.real = self._run_command(resource, real_inputs, "update")
+            finally:
+                self.events.append(("update", resource.name, started, time.monotonic()))
         else:
+            self.events.append(("update", resource.name, started, started))
             self.engine.request("POST", f"/containers/{current.real['name']}/update", {
                 "Memory": real_inputs["memory"] * 1024 * 1024,
                 "MemorySwap": real_inputs.get("memory_swap", 0) * 1024 * 1024,
@@ -232,7 +241,7 @@ class Replay:
             raise ReplayError(f"{applied.name} is protected and cannot be deleted "
                               "(as `pulumi up` would refuse)")
         self.log(f"delete {applied.name}")
-        self.events.append(("delete", applied.name))
+        started = time.monotonic()
         if applied.type == CONTAINER:
             grace = int(applied.inputs.get("destroy_grace_seconds") or 0)
             self.engine.stop(applied.real["name"], grace)
@@ -245,6 +254,7 @@ class Replay:
             self._run_script(applied.name, applied.inputs["delete"], None,
                              applied.inputs.get("interpreter"))
         self.state.pop(applied.urn, None)
+        self.events.append(("delete", applied.name, started, time.monotonic()))
 
     def _learn(self, resource: RecordedResource, real: dict) -> None:
         """Remember which real value stands for each placeholder the mocks produced."""

@@ -208,3 +208,20 @@ def test_staging_with_a_prefix_other_than_prods_fails_clearly():
     with pytest.raises(Exception, match="differs from the platform stack's prefix"):
         run_program("staging", config=config,
                     stack_outputs={"eduaiia/aiia/prod": prod_outputs_for_staging()})
+
+
+def test_the_watch_follows_the_switch_and_knows_how_to_switch_back(local):
+    by_urn = {r.urn: r for r in local.resources}
+    watch = local.named("app-prod-watch")
+    assert "app-prod-upstream-install" in {by_urn[d].name for d in watch.dependencies}
+    script = watch.plain["create"]
+    assert "for 30 s" in script  # the default watch window
+    assert "previous-upstream" in script
+    assert "nginx -c /etc/aiia-nginx/nginx.conf -t" in script
+    assert "pulumi config set --path 'aiia:releases.prod.release'" in script
+
+
+def test_the_migration_snapshots_the_serving_upstream_first(local):
+    script = local.named("app-prod-migrate-local-1").plain["create"]
+    assert script.index("begin_attempt\n") < script.index("previous-upstream")
+    assert script.index("previous-upstream") < script.index("manage.py")

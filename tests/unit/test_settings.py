@@ -201,3 +201,12 @@ def test_postgres_shared_buffers_must_fit_its_container():
         raw["platform"]["postgres"] = {"shared_buffers_mb": 128}
 
     assert "shared_buffers_mb=128 is more than half" in problems("prod", huge)
+
+
+@pytest.mark.parametrize("key,value", [("watch_seconds", 601), ("watch_max_error_percent", 101),
+                                       ("keep_images", 0), ("stop_grace_seconds", 0)])
+def test_release_tuning_out_of_range(key, value):
+    def tune(raw):
+        raw["releases"]["prod"][key] = value
+
+    assert f"aiia:releases.prod.{key}={value} must be between" in problems("prod", tune)
