@@ -113,12 +113,21 @@ class Dashboard(pulumi.ComponentResource):
                 restore_tests_file=context.host_path("state", "restore-tests.jsonl"),
                 log_sources=log_sources, auth_user=settings.user,
                 auth_password_hash=hash_password(password, context.settings.stack)))
-        user = context.container_user(DASHBOARD_UID)
+        # The config holds the password hash: readable by the server's account alone.
+        if local:
+            user = context.container_user(DASHBOARD_UID)
+            owner, prerequisites = user, list(args.depends_on)
+        else:
+            user, owner = "aiia-dashboard", "root:aiia-dashboard"
+            prerequisites = [host_command(
+                f"{name}-prerequisites", context.connection,
+                render("dashboard/prepare-host.sh.j2"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))]
         self.config = HostFile(
             f"{name}-config",
             HostFileArgs(connection=context.connection, path=config_path,
-                         content=config_content, mode="0640", owner=user),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+                         content=config_content, mode="0640", owner=owner),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
         if local:
             self._containers(name, args, user, config_path, state_dir)
         else:
@@ -147,6 +156,9 @@ class Dashboard(pulumi.ComponentResource):
                 memory_mb=platform.dashboard.collector_memory_mb,
                 command=["python3", "-m", "dashboard", "collect", "--config", config_path,
                          "--every", "30"],
+                # The privileged half by design (it reads the Docker socket); it publishes
+                # nothing and nginx never routes to it.
+                user="0:0",
                 healthcheck=healthcheck(["CMD", "python3", "-c", "import dashboard"]),
                 network=context.network_name,
                 volumes=[root_mount, state_mount,
@@ -187,7 +199,6 @@ class Dashboard(pulumi.ComponentResource):
                    digest=hashlib.sha256(archive.encode()).hexdigest()),
             stdin=archive,
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
-        restart = "systemctl daemon-reload && systemctl restart aiia-dashboard.service"
         units = [
             HostFile(f"{name}-{unit.replace('.', '-')}",
                      HostFileArgs(connection=context.connection,
@@ -200,10 +211,7 @@ class Dashboard(pulumi.ComponentResource):
         ]
         self.enable = host_command(
             f"{name}-enable", context.connection,
-            "set -euo pipefail\nsystemctl daemon-reload\n"
-            "systemctl enable --now aiia-dashboard-collect.timer\n"
-            "systemctl enable aiia-dashboard.service\n" + restart,
-            triggers=[hashlib.sha256(archive.encode()).hexdigest()],
+            render("dashboard/enable.sh.j2", digest=hashlib.sha256(archive.encode()).hexdigest()),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[package, self.config, *units]))
         self.address = pulumi.Output.from_input(
             f"{platform.network_gateway}:{platform.dashboard.port}")

@@ -11,7 +11,7 @@ debian_packages=(
   python3 python3-venv openssl ca-certificates curl
   docker.io debootstrap
   nginx postgresql-15 pgbouncer redis-server shellcheck
-  chromium fonts-dejavu-core
+  chromium fonts-dejavu-core python3-psutil
 )
 missing=()
 for package in "${debian_packages[@]}"; do

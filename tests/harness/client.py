@@ -72,9 +72,11 @@ class WebSocket:
         self.status = int(status_line.split()[1]) if status_line else 0
 
     def send_text(self, text: str) -> None:
-        payload = text.encode()
+        self._send(0x1, text.encode())
+
+    def _send(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
-        header = bytes([0x81])
+        header = bytes([0x80 | opcode])
         if len(payload) < 126:
             header += bytes([0x80 | len(payload)])
         else:
@@ -92,14 +94,22 @@ class WebSocket:
         return data
 
     def receive(self) -> tuple[int, bytes]:
-        """(opcode, payload) of the next frame: 1 text, 2 binary, 8 close."""
-        first, second = self._read_exact(2)
-        length = second & 0x7F
-        if length == 126:
-            length = struct.unpack("!H", self._read_exact(2))[0]
-        elif length == 127:
-            length = struct.unpack("!Q", self._read_exact(8))[0]
-        return first & 0x0F, self._read_exact(length)
+        """(opcode, payload) of the next data or close frame: 1 text, 2 binary, 8 close.
+        Pings from the server are answered with a pong, as any client must."""
+        while True:
+            first, second = self._read_exact(2)
+            length = second & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", self._read_exact(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", self._read_exact(8))[0]
+            opcode, payload = first & 0x0F, self._read_exact(length)
+            if opcode == 0x9:
+                self._send(0xA, payload)
+                continue
+            if opcode == 0xA:
+                continue
+            return opcode, payload
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
