@@ -260,6 +260,16 @@ def container_resource(stack: LocalStack, release: str) -> str | None:
     return None
 
 
+def precise_ends(steps: list[Step], events: list) -> None:
+    """Where the replay records (action, name, started, ended) itself, take its end times
+    (a step's end is otherwise the start of the next one)."""
+    for step in steps:
+        for event in events:
+            if (isinstance(event, tuple) and len(event) == 4 and event[0] == step.action
+                    and event[1] == step.name and abs(event[2] - step.at) < 0.05):
+                step.ended = event[3]
+
+
 def run_switch(stack: LocalStack, timeline: Timeline, label: str, source: str, target: str,
                args: argparse.Namespace) -> SwitchResult:
     old_resource = container_resource(stack, source)
@@ -288,6 +298,7 @@ def run_switch(stack: LocalStack, timeline: Timeline, label: str, source: str, t
     load.stop()
     result = SwitchResult(label, source, target, load, up_started, up_ended, error,
                           timeline.between(up_started, up_ended))
+    precise_ends(result.steps, stack.replay.events)
     new_resource = container_resource(stack, target)
     for step in result.steps:
         if step.action == "create" and step.name == new_resource:
@@ -441,6 +452,11 @@ def conditions(engine: DockerEngine, stack: LocalStack, args: argparse.Namespace
         reference = f"{stack.config['aiia:releases'][ENVIRONMENT]['image']}:{releases[key]}"
         image = engine.image(reference) or {}
         print(f"  release {key.upper()}: {reference} ({(image.get('Id') or '?')[:19]})")
+    others = [c["Names"][0].lstrip("/") for c in engine.request("GET", "/containers/json")
+              if not c["Names"][0].lstrip("/").startswith(f"{stack.prefix}-")]
+    load1, load5, _ = os.getloadavg()
+    print(f"  host load average {load1:.2f} (1 min) {load5:.2f} (5 min); "
+          f"{len(others)} other containers running on the engine")
     print(f"  stack: prefix {stack.prefix}, both environments up (prod and staging), "
           f"prod app container limit {app_memory} MB; replay of the program "
           "(tests/harness/replay.py) on the real engine")
