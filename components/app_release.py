@@ -136,7 +136,7 @@ class AppRelease(pulumi.ComponentResource):
                 network=values[1][1], memory_mb=values[1][2], image_id=values[1][0],
                 image=release.image_reference, upstream_file=upstream_file,
                 static_dir=f"{root}/www/{env_name}/static", static_root=STATIC_ROOT,
-                gate_watch=values[0])),
+                gate_watch=values[0], stack=prefix)),
             stdin=variables.apply(lambda pairs: render("app/app.env.j2", variables=pairs)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image]),
         )
@@ -144,6 +144,7 @@ class AppRelease(pulumi.ComponentResource):
         self.container = service_container(
             f"{name}-app-{slug}",
             ServiceContainerArgs(
+                stack=prefix,
                 container_name=self.container_name,
                 image=self.image.image_id,
                 service="app",

@@ -111,7 +111,7 @@ class Dashboard(pulumi.ComponentResource):
                 releases_file=context.host_path("state", "releases.jsonl"),
                 backups_file=context.host_path("state", "backups.jsonl"),
                 restore_tests_file=context.host_path("state", "restore-tests.jsonl"),
-                log_sources=log_sources, auth_user=settings.user,
+                log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
                 auth_password_hash=hash_password(password, context.settings.stack)))
         # The config holds the password hash: readable by the server's account alone.
         if local:
@@ -151,6 +151,7 @@ class Dashboard(pulumi.ComponentResource):
         self.collector = service_container(
             f"{name}-collector",
             ServiceContainerArgs(
+                stack=context.prefix,
                 container_name=context.container_name("dashboard-collector"),
                 image=image.image_id, service="dashboard-collector", environment="platform",
                 memory_mb=platform.dashboard.collector_memory_mb,
@@ -170,6 +171,7 @@ class Dashboard(pulumi.ComponentResource):
         self.server = service_container(
             f"{name}-server",
             ServiceContainerArgs(
+                stack=context.prefix,
                 container_name=context.container_name("dashboard"),
                 image=image.image_id, service="dashboard", environment="platform",
                 memory_mb=platform.dashboard.memory_mb, user=user,

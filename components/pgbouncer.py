@@ -79,6 +79,7 @@ class PgBouncer(pulumi.ComponentResource):
         self.container = service_container(
             f"{name}-container",
             ServiceContainerArgs(
+                stack=context.prefix,
                 container_name=self.container_name,
                 image=args.image_id,
                 service="pgbouncer",

@@ -65,6 +65,7 @@ class Redis(pulumi.ComponentResource):
         self.container = service_container(
             f"{name}-container",
             ServiceContainerArgs(
+                stack=context.prefix,
                 container_name=self.container_name,
                 image=args.image_id,
                 service="redis",

@@ -16,6 +16,7 @@ LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 
 @dataclass
 class ServiceContainerArgs:
+    stack: str  # the prefix: the label aiia.stack tells this stack's containers apart
     container_name: pulumi.Input[str]
     image: pulumi.Input[str]
     service: str
@@ -42,7 +43,7 @@ def service_container(
     resource_name: str, args: ServiceContainerArgs, opts: pulumi.ResourceOptions
 ) -> docker.Container:
     labels = {"aiia.service": args.service, "aiia.environment": args.environment,
-              **args.extra_labels}
+              "aiia.stack": args.stack, **args.extra_labels}
     return docker.Container(
         resource_name,
         name=args.container_name,

@@ -89,7 +89,9 @@ class Collection:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         with store.open_store(config.database_path) as db:
             self.step("host", lambda: self._record_host_sample(db))
-            self.containers = self.step("docker", self.docker.labelled_containers)
+            self.containers = self.step(
+                "docker", lambda: self.docker.labelled_containers(stack=config.stack)
+            )
             memory = self.step("docker stats", self._memory_usage, {}) if self.containers else {}
             self.step("probes", lambda: self._probe_environments(db))
             access = self.step("access log", lambda: self._read_access_log(db), {})

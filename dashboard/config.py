@@ -99,6 +99,7 @@ class Config:
     probe_timeout_seconds: float = 5.0
     collect_every_seconds: int = 60
     retention: Retention = field(default_factory=Retention)
+    stack: str | None = None  # only containers labelled aiia.stack=<stack> are this host's
 
     @property
     def database_path(self) -> Path:
@@ -199,6 +200,7 @@ def parse_config(raw: Any, source: str = "config") -> Config:
             "collect_every_seconds", raw.get("collect_every_seconds", 60)
         ),
         retention=retention,
+        stack=reader.name("stack", raw["stack"]) if raw.get("stack") is not None else None,
     )
 
 

@@ -74,13 +74,17 @@ class DockerClient:
     def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         return json.loads(self._get(path, params))
 
-    def labelled_containers(self, label: str = "aiia.service") -> list[ContainerState]:
-        """Every container (running or not) that carries ``label``."""
+    def labelled_containers(
+        self, label: str = "aiia.service", stack: str | None = None
+    ) -> list[ContainerState]:
+        """Every container (running or not) that carries ``label`` (and, when given, the
+        label ``aiia.stack=<stack>``: one engine can hold more than one stack's containers)."""
+        labels = [label] + ([f"aiia.stack={stack}"] if stack else [])
         listed = self._get_json(
             "/containers/json",
             {
                 "all": "1",
-                "filters": json.dumps({"label": [label]}),
+                "filters": json.dumps({"label": labels}),
             },
         )
         return [self.inspect(item["Id"]) for item in listed]

@@ -260,3 +260,33 @@ def test_a_crashed_service_comes_back_through_its_restart_policy(local_stack, se
         while local_stack.get(environment, "/healthz/").status != 200:
             assert time.monotonic() < deadline, f"{environment} did not recover after {service}"
             time.sleep(1)
+
+
+def test_the_dashboard_behind_nginx_asks_for_credentials_and_shows_this_stack(local_stack):
+    import base64
+
+    domain = local_stack.config["aiia:platform"]["status_domain"]
+    from tests.harness.client import https_request
+
+    anonymous = https_request(local_stack.https_port, domain, "/api/status")
+    assert anonymous.status == 401
+    password = local_stack.secrets["aiia:dashboard_password"]
+    token = base64.b64encode(f"admin:{password}".encode()).decode()
+    deadline = time.monotonic() + 90
+    while True:
+        response = https_request(local_stack.https_port, domain, "/api/status",
+                                 headers={"Authorization": f"Basic {token}"})
+        assert response.status == 200
+        status = json.loads(response.body)
+        services = {s["name"]: s for s in status.get("services") or []}
+        ready = services and all(s.get("health") == "healthy" for name, s in services.items()
+                                 if name in ("postgres", "pgbouncer", "redis", "nginx",
+                                             "app-prod", "app-staging"))
+        if ready:
+            break
+        assert time.monotonic() < deadline, f"dashboard never saw a healthy stack: {services}"
+        time.sleep(5)
+    names = [s["name"] for s in status["services"]]
+    assert len(names) == len(set(names)), f"another stack's containers listed: {names}"
+    containers = [s.get("container") or "" for s in status["services"]]
+    assert all(c.startswith(local_stack.prefix) for c in containers if c)

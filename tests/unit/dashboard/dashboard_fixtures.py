@@ -68,6 +68,7 @@ class FakeContainer:
     exit_code: int = 0
     oom_killed: bool = False
     log_lines: list[str] = field(default_factory=list)
+    stack: str | None = None
 
     @property
     def id(self) -> str:
@@ -78,6 +79,8 @@ class FakeContainer:
         labels = {"aiia.service": self.service, "aiia.environment": self.environment}
         if self.release:
             labels["aiia.release"] = self.release
+        if self.stack:
+            labels["aiia.stack"] = self.stack
         return labels
 
 
@@ -140,7 +143,13 @@ class FakeDockerEngine:
             listed = [
                 {"Id": c.id, "Names": ["/" + c.name], "Labels": c.labels}
                 for c in self.containers
-                if all(k in c.labels for k in wanted)
+                # Docker's label filter: "key" (present) or "key=value" (equal); all must match.
+                if all(
+                    c.labels.get(k.split("=", 1)[0]) == k.split("=", 1)[1]
+                    if "=" in k
+                    else k in c.labels
+                    for k in wanted
+                )
             ]
             return 200, json.dumps(listed).encode(), "application/json"
         if len(parts) == 3 and parts[0] == "containers":

@@ -228,3 +228,17 @@ def test_collect_every_keeps_collecting_until_stopped(fresh_host):
     assert process.wait(timeout=30) == 0
     reader.join(timeout=5)
     assert sum("collected in" in line for line in lines) >= 2, lines
+
+
+def test_only_this_stacks_containers_are_listed(tmp_path):
+    # One engine can hold two stacks (a test bed, a second platform): the collector asks
+    # Docker for aiia.stack=<its stack> and sees only its own.
+    containers = [
+        fixtures.FakeContainer("a-postgres", "postgres", "platform", 120, 50, stack="a"),
+        fixtures.FakeContainer("b-postgres", "postgres", "platform", 120, 50, stack="b"),
+    ]
+    with fixtures.FakeDockerEngine(tmp_path / "docker.sock", containers):
+        client = DockerClient(tmp_path / "docker.sock")
+        assert [c.name for c in client.labelled_containers(stack="a")] == ["a-postgres"]
+        assert sorted(c.name for c in client.labelled_containers()) == ["a-postgres",
+                                                                         "b-postgres"]
