@@ -20,12 +20,7 @@ import pulumi_docker as docker
 
 from components.host_files import HostFile, HostFileArgs, host_command
 from components.platform_context import PlatformContext
-from components.service_container import (
-    ServiceContainerArgs,
-    container_address,
-    healthcheck,
-    service_container,
-)
+from components.service_container import container_address, healthcheck, service_container
 from components.templates import render
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "dashboard"
@@ -150,10 +145,8 @@ class Dashboard(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
         self.collector = service_container(
             f"{name}-collector",
-            ServiceContainerArgs(
-                stack=context.prefix,
-                container_name=context.container_name("dashboard-collector"),
-                image=image.image_id, service="dashboard-collector", environment="platform",
+            context.service_args(
+                image=image.image_id, service="dashboard-collector",
                 memory_mb=platform.dashboard.collector_memory_mb,
                 command=["python3", "-m", "dashboard", "collect", "--config", config_path,
                          "--every", "30"],
@@ -161,7 +154,6 @@ class Dashboard(pulumi.ComponentResource):
                 # nothing and nginx never routes to it.
                 user="0:0",
                 healthcheck=healthcheck(["CMD", "python3", "-c", "import dashboard"]),
-                network=context.network_name,
                 volumes=[root_mount, state_mount,
                          docker.ContainerVolumeArgs(host_path="/var/run/docker.sock",
                                                     container_path="/var/run/docker.sock",
@@ -170,17 +162,14 @@ class Dashboard(pulumi.ComponentResource):
             context.child(self, depends_on=[self.config, prepare]))
         self.server = service_container(
             f"{name}-server",
-            ServiceContainerArgs(
-                stack=context.prefix,
-                container_name=context.container_name("dashboard"),
-                image=image.image_id, service="dashboard", environment="platform",
+            context.service_args(
+                image=image.image_id, service="dashboard",
                 memory_mb=platform.dashboard.memory_mb, user=user,
                 command=["python3", "-m", "dashboard", "serve", "--config", config_path],
                 healthcheck=healthcheck(
                     ["CMD", "python3", "-c",
                      "import socket; socket.create_connection(('127.0.0.1', "
                      f"{platform.dashboard.port}), 2)"]),
-                network=context.network_name,
                 volumes=[root_mount],
                 read_only=True,
             ),

@@ -15,7 +15,7 @@ import pulumi_docker as docker
 
 from components.host_files import HostFile, HostFileArgs, host_command
 from components.platform_context import PlatformContext
-from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.service_container import healthcheck, service_container
 from components.templates import render
 
 CONFIG_DIR_IN_CONTAINER = "/etc/aiia-nginx"
@@ -114,19 +114,15 @@ class Nginx(pulumi.ComponentResource):
         ]
         self.container = service_container(
             f"{name}-container",
-            ServiceContainerArgs(
-                stack=context.prefix,
-                container_name=self.container_name,
+            context.service_args(
                 image=args.image_id,
                 service="nginx",
-                environment="platform",
                 memory_mb=settings.memory_mb,
                 command=["nginx", "-c", f"{CONFIG_DIR_IN_CONTAINER}/nginx.conf",
                          "-g", "daemon off;"],
                 healthcheck=healthcheck(
                     ["CMD", "curl", "-fsS", "-o", "/dev/null",
                      "http://127.0.0.1:8080/nginx-health"], start_period="10s"),
-                network=context.network_name,
                 ports=ports,
                 volumes=[
                     docker.ContainerVolumeArgs(host_path=context.host_path("nginx"),

@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from components.host_files import HostFile, HostFileArgs
 from components.platform_context import PlatformContext
-from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.service_container import healthcheck, service_container
 from components.templates import render
 
 PGBOUNCER_UID = "70:70"  # the image's postgres user (Alpine)
@@ -78,17 +78,13 @@ class PgBouncer(pulumi.ComponentResource):
         )
         self.container = service_container(
             f"{name}-container",
-            ServiceContainerArgs(
-                stack=context.prefix,
-                container_name=self.container_name,
+            context.service_args(
                 image=args.image_id,
                 service="pgbouncer",
-                environment="platform",
                 memory_mb=settings.memory_mb,
                 user=user,
                 command=["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"],
                 healthcheck=healthcheck(["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(PORT)]),
-                network=context.network_name,
                 volumes=[docker.ContainerVolumeArgs(host_path=context.host_path("pgbouncer"),
                                                     container_path="/etc/pgbouncer",
                                                     read_only=True)],

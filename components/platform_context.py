@@ -10,6 +10,7 @@ import pulumi_docker as docker
 
 from components.host_files import HostConnection
 from components.names import container_name
+from components.service_container import ServiceContainerArgs
 from components.settings import PlatformSettings, Settings
 
 
@@ -50,6 +51,14 @@ class PlatformContext:
         if self.settings.host.kind == "local" and os.getuid() != 0:
             return f"{os.getuid()}:{os.getgid()}"
         return default
+
+    def service_args(self, service: str, image: pulumi.Input[str], memory_mb: int,
+                     **options) -> ServiceContainerArgs:
+        """A platform service's container: named, labelled and networked like the others."""
+        return ServiceContainerArgs(
+            stack=self.prefix, container_name=self.container_name(service), image=image,
+            service=service, environment="platform", memory_mb=memory_mb,
+            network=self.network_name, **options)
 
     def child(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.docker_provider, **kwargs)

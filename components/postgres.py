@@ -10,7 +10,7 @@ import pulumi_docker as docker
 from components.host_files import HostFile, HostFileArgs, host_command
 from components.names import database_name, database_role
 from components.platform_context import PlatformContext
-from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.service_container import healthcheck, service_container
 from components.templates import render
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
@@ -54,12 +54,9 @@ class Postgres(pulumi.ComponentResource):
         )
         self.container = service_container(
             f"{name}-container",
-            ServiceContainerArgs(
-                stack=context.prefix,
-                container_name=self.container_name,
+            context.service_args(
                 image=args.image_id,
                 service="postgres",
-                environment="platform",
                 memory_mb=settings.memory_mb,
                 command=["postgres", "-c",
                          f"config_file={CONFIG_DIR_IN_CONTAINER}/postgresql.conf"],
@@ -68,7 +65,6 @@ class Postgres(pulumi.ComponentResource):
                                       "PGDATA=/var/lib/postgresql/data/pgdata"]),
                 healthcheck=healthcheck(["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"],
                                         start_period="60s"),
-                network=context.network_name,
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=args.data_volume.name,
                                                container_path="/var/lib/postgresql/data"),

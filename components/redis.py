@@ -11,7 +11,7 @@ import pulumi_docker as docker
 from components.host_files import HostFile, HostFileArgs
 from components.names import redis_user
 from components.platform_context import PlatformContext
-from components.service_container import ServiceContainerArgs, healthcheck, service_container
+from components.service_container import healthcheck, service_container
 from components.templates import render
 
 REDIS_UID = "999:999"
@@ -64,17 +64,13 @@ class Redis(pulumi.ComponentResource):
         )
         self.container = service_container(
             f"{name}-container",
-            ServiceContainerArgs(
-                stack=context.prefix,
-                container_name=self.container_name,
+            context.service_args(
                 image=args.image_id,
                 service="redis",
-                environment="platform",
                 memory_mb=settings.memory_mb,
                 user=user,
                 command=["redis-server", "/usr/local/etc/redis/redis.conf"],
                 healthcheck=healthcheck(["CMD", "redis-cli", "ping"]),
-                network=context.network_name,
                 volumes=[
                     docker.ContainerVolumeArgs(host_path=context.host_path("redis"),
                                                container_path="/usr/local/etc/redis",
