@@ -219,16 +219,18 @@ class NginxWorkers:
                 return  # nginx is gone
             now = time.monotonic()
             for pid, title in titles.items():
-                if self._titles.get(pid) != title:
+                # A fresh fork still carries the master's title, an exiting worker none:
+                # only the titles nginx gives its workers are states worth reporting.
+                if self._titles.get(pid) != title and title.startswith("worker process"):
                     self.events.append(WorkerEvent(now, pid, title))
             for pid in set(self._titles) - set(titles):
-                self.events.append(WorkerEvent(now, pid, "exited"))
+                if self._titles[pid].startswith("worker process"):
+                    self.events.append(WorkerEvent(now, pid, "exited"))
             self._titles = titles
             self._stop.wait(self.interval)
 
     def between(self, start: float, end: float) -> list[WorkerEvent]:
-        return [event for event in self.events
-                if start <= event.at <= end and "cache" not in event.state]
+        return [event for event in self.events if start <= event.at <= end]
 
 
 # ---------------------------------------------------------------------- one switch
@@ -457,8 +459,11 @@ def conditions(engine: DockerEngine, stack: LocalStack, args: argparse.Namespace
     load1, load5, _ = os.getloadavg()
     print(f"  host load average {load1:.2f} (1 min) {load5:.2f} (5 min); "
           f"{len(others)} other containers running on the engine")
+    release = stack.config["aiia:releases"][ENVIRONMENT]
     print(f"  stack: prefix {stack.prefix}, both environments up (prod and staging), "
-          f"prod app container limit {app_memory} MB; replay of the program "
+          f"prod app container limit {app_memory} MB, prod watch_seconds "
+          f"{release.get('watch_seconds', 'default')}, stop_grace_seconds "
+          f"{release.get('stop_grace_seconds', 'default')}; replay of the program "
           "(tests/harness/replay.py) on the real engine")
 
 
@@ -479,6 +484,9 @@ def main() -> int:
                         help="seconds of load before pulumi up (the baseline)")
     parser.add_argument("--after", type=float, default=15,
                         help="seconds of load at least after pulumi up ends")
+    parser.add_argument("--watch-seconds", type=int, default=None,
+                        help="override prod's releases.prod.watch_seconds (the stack's "
+                             "default otherwise)")
     parser.add_argument("--no-build", action="store_true",
                         help="skip tests/e2e/build-images.sh")
     parser.add_argument("--quiet", action="store_true", help="do not echo the replay's steps")
@@ -499,6 +507,8 @@ def main() -> int:
         stack = start_local_stack(engine, releases)
         print(f"  up in {time.monotonic() - started:.0f} s (prefix {stack.prefix})", flush=True)
         stack.replay.log = timeline.log
+        if args.watch_seconds is not None:
+            stack.config["aiia:releases"][ENVIRONMENT]["watch_seconds"] = args.watch_seconds
         memory = MemorySampler(engine, stack.prefix).start()
         nginx = engine.container(stack.container("nginx")) or {}
         workers = NginxWorkers(nginx["State"]["Pid"]).start() if nginx else None
