@@ -33,14 +33,18 @@ access log) so the cause can be read from the run's own evidence.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import http.client
 import json
 import os
 import platform
 import re
+import socket
 import sys
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,8 +233,85 @@ class NginxWorkers:
             self._titles = titles
             self._stop.wait(self.interval)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def between(self, start: float, end: float) -> list[WorkerEvent]:
         return [event for event in self.events if start <= event.at <= end]
+
+
+# ---------------------------------------------------------------------- engine events
+
+
+@dataclass
+class EngineEvent:
+    at: float  # monotonic time it arrived (the stream is live)
+    container: str
+    action: str  # start, die, kill, oom, stop, health_status: healthy, …
+    detail: str
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=None)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self._path)
+
+
+class EngineEvents:
+    """The engine's live event stream for the stack's containers (`docker events`): when a
+    container started, became healthy, was killed or died, and with which exit code. The
+    engine keeps only its last 256 events, so they are recorded as they come."""
+
+    def __init__(self, engine: DockerEngine, prefix: str):
+        self.path, self.prefix = engine.path, prefix
+        self.events: list[EngineEvent] = []
+        self._connection = _UnixHTTPConnection(self.path)
+        self._thread = threading.Thread(target=self._run, name="engine-events", daemon=True)
+
+    def start(self) -> EngineEvents:
+        filters = urllib.parse.quote(json.dumps({"type": ["container"]}))
+        self._connection.request("GET", f"/events?filters={filters}")
+        self._response = self._connection.getresponse()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._connection.sock.shutdown(socket.SHUT_RDWR)
+        self._connection.close()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                line = self._response.readline()
+            except (OSError, ValueError, http.client.HTTPException):
+                return
+            if not line:
+                return
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            attributes = (event.get("Actor") or {}).get("Attributes") or {}
+            name, action = attributes.get("name", ""), event.get("Action", "")
+            if not name.startswith(f"{self.prefix}-") or action.startswith("exec_"):
+                continue
+            detail = ", ".join(f"{key} {attributes[key]}" for key in ("exitCode", "signal")
+                               if key in attributes)
+            self.events.append(EngineEvent(time.monotonic(), name, action, detail))
+
+    def between(self, start: float, end: float) -> list[EngineEvent]:
+        return [event for event in self.events if start <= event.at <= end]
+
+    def healthy(self, container: str, after: float) -> float | None:
+        return next((event.at for event in self.events if event.container == container
+                     and event.action == "health_status: healthy" and event.at >= after), None)
 
 
 # ---------------------------------------------------------------------- one switch
@@ -247,6 +328,7 @@ class SwitchResult:
     error: BaseException | None
     steps: list[Step]
     healthy_at: float | None = None  # the new container's create step finished
+    healthy_event_at: float | None = None  # the engine reported it healthy
     switch_at: float | None = None  # the upstream switch step started
     switch_ended: float | None = None
     old_removed_at: float | None = None  # the old container's delete step finished
@@ -272,8 +354,8 @@ def precise_ends(steps: list[Step], events: list) -> None:
                 step.ended = event[3]
 
 
-def run_switch(stack: LocalStack, timeline: Timeline, label: str, source: str, target: str,
-               args: argparse.Namespace) -> SwitchResult:
+def run_switch(stack: LocalStack, timeline: Timeline, events: EngineEvents, label: str,
+               source: str, target: str, args: argparse.Namespace) -> SwitchResult:
     old_resource = container_resource(stack, source)
     domain = stack.domain(ENVIRONMENT)
     # Bounded: at most twice the requests asked for, and a hard deadline.
@@ -315,6 +397,8 @@ def run_switch(stack: LocalStack, timeline: Timeline, label: str, source: str, t
         iter(after_healthy), None)
     if switch is not None:
         result.switch_at, result.switch_ended = switch.at, switch.ended
+    result.healthy_event_at = events.healthy(
+        release_container_name(stack.prefix, ENVIRONMENT, target), up_started)
     start = load.started_at or up_started
     end = max(record.started for record in load.results) + 1e-6 if load.results else up_ended
     switch_at = result.switch_at or up_started
@@ -337,7 +421,7 @@ def ms(value: float | None) -> str:
 
 
 def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
-                 workers: NginxWorkers | None) -> None:
+                 workers: NginxWorkers | None, events: EngineEvents) -> None:
     load = result.load
     whole = result.windows["whole run"]
     print(f"\n-- {result.label}: {result.source} → {result.target}"
@@ -365,9 +449,14 @@ def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
     if result.switch_at is not None:
         print(f"  switch step at +{result.switch_at - result.up_started:.1f} s, "
               f"took {((result.switch_ended or result.up_ended) - result.switch_at):.2f} s")
+    if result.healthy_event_at is not None:
+        print(f"  engine reported it healthy at +{result.healthy_event_at - result.up_started:.2f}"
+              " s (health_status event)")
     if new and result.healthy_at is not None:
         print(f"  healthy → first request served by {result.target}: "
-              f"{new.first - result.healthy_at:.2f} s")
+              f"{new.first - result.healthy_at:.2f} s after its create step ended"
+              + (f", {new.first - result.healthy_event_at:.2f} s after the engine's "
+                 "health_status event" if result.healthy_event_at is not None else ""))
     elif not new:
         print(f"  no request was served by {result.target}")
     if old and result.switch_ended is not None:
@@ -384,12 +473,20 @@ def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
         took = f"{(step.ended or result.up_ended) - step.at:6.2f} s"
         print(f"    +{step.at - result.up_started:6.2f}  {took}  {step.line}")
     if workers is not None:
-        events = workers.between(result.up_started, result.up_ended + 5)
+        changes = workers.between(result.up_started, result.up_ended + 5)
         print("  nginx workers (host /proc, seconds after pulumi up started):")
-        for event in events:
-            print(f"    +{event.at - result.up_started:7.3f}  pid {event.pid}: {event.state}")
-        if not events:
-            print("    no change (no reload took effect)")
+        for change in changes:
+            print(f"    +{change.at - result.up_started:7.3f}  pid {change.pid}: {change.state}")
+        if not changes:
+            print("    no change seen" + ("" if workers.running else
+                                          " (the watch lost nginx's master: it restarted)"))
+    load_start = result.load.started_at or result.up_started
+    load_end = max((r.finished for r in load.results), default=result.up_ended)
+    print("  engine events of the stack's containers during the load (seconds after pulumi "
+          "up started):")
+    for event in events.between(load_start, load_end):
+        print(f"    +{event.at - result.up_started:7.3f}  {event.container}: {event.action}"
+              f"{' (' + event.detail + ')' if event.detail else ''}")
 
 
 def failure_timeline(result: SwitchResult) -> None:
@@ -501,6 +598,7 @@ def main() -> int:
     stack: LocalStack | None = None
     memory: MemorySampler | None = None
     workers: NginxWorkers | None = None
+    events: EngineEvents | None = None
     started = time.monotonic()
     try:
         print("== standing up the local stack", flush=True)
@@ -510,6 +608,7 @@ def main() -> int:
         if args.watch_seconds is not None:
             stack.config["aiia:releases"][ENVIRONMENT]["watch_seconds"] = args.watch_seconds
         memory = MemorySampler(engine, stack.prefix).start()
+        events = EngineEvents(engine, stack.prefix).start()
         nginx = engine.container(stack.container("nginx")) or {}
         workers = NginxWorkers(nginx["State"]["Pid"]).start() if nginx else None
         budget = budget_of(stack)
@@ -518,14 +617,14 @@ def main() -> int:
         print(f"  GET / before the load: {warm.status}, X-Release "
               f"{warm.headers.get('x-release')}")
         results = [
-            run_switch(stack, timeline, "release", releases["a"], releases["b"], args),
-            run_switch(stack, timeline, "rollback", releases["b"], releases["a"], args),
+            run_switch(stack, timeline, events, "release", releases["a"], releases["b"], args),
+            run_switch(stack, timeline, events, "rollback", releases["b"], releases["a"], args),
         ]
         time.sleep(2)  # one more memory sample at steady state
         memory.stop()
         print("\n== results")
         for result in results:
-            print_switch(result, memory, budget.host_memory_mb, workers)
+            print_switch(result, memory, budget.host_memory_mb, workers, events)
             if result.windows["whole run"].failures:
                 failure_timeline(result)
         if any(result.windows["whole run"].failures for result in results):
@@ -560,6 +659,8 @@ def main() -> int:
             memory.stop()
         if workers is not None:
             workers.stop()
+        if events is not None:
+            events.stop()
         if stack is not None:
             print(f"\n== removing the stack {stack.prefix}", flush=True)
             remove_everything(engine, stack.prefix, stack.root)
