@@ -18,16 +18,23 @@ It prints, per phase:
 
 - requests, failures (non-2xx or connection errors, by kind), retries (a reused keep-alive
   connection found closed before any response byte, retried once like a browser does),
-- p50 / p99 latency before the switch (the baseline of the same run), during it (from the
-  upstream switch until the old container is removed) and after it,
+- p50 / p99 latency per window of the load, cut at the program's steps: before `pulumi
+  up` (the baseline of the same run), while the new release migrates and starts, ±1 s
+  around the switch step, during the switch (from the upstream switch until the old
+  container is removed: the watch) and after it,
 - the time from "new container healthy" (its create step done: Pulumi waits for healthy)
   to "first request served by it" (the first response carrying the new X-Release),
 - total release time (`pulumi up`), and the last response of the old release,
 - peak memory of all the stack's containers (docker stats: usage − inactive file cache,
   sampled every second) against the host budget of the stack's settings.
 
-When requests fail, it prints what nginx logged then (error log, 5xx/499 lines of the
-access log) so the cause can be read from the run's own evidence.
+Evidence of what happened, from the run itself: nginx's worker generations (host /proc:
+when a reload's new worker started and the old one began shutting down and exited), the
+engine's events for the stack's containers (kill, die, health), and, when requests fail,
+what nginx logged then (error log, 5xx/499 lines of the access log).
+
+`--watch-seconds 0` measures the switch without the post-switch watch (the previous release
+is stopped right after the switch), which shows whether the switch itself is safe.
 """
 
 from __future__ import annotations
@@ -281,16 +288,16 @@ class EngineEvents:
         return self
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):
             self._connection.sock.shutdown(socket.SHUT_RDWR)
-        self._connection.close()
         self._thread.join(timeout=5)
+        self._connection.close()
 
     def _run(self) -> None:
         while True:
             try:
                 line = self._response.readline()
-            except (OSError, ValueError, http.client.HTTPException):
+            except Exception:  # the stream ended: stop() shut the socket down
                 return
             if not line:
                 return
@@ -406,6 +413,8 @@ def run_switch(stack: LocalStack, timeline: Timeline, events: EngineEvents, labe
     result.windows = {
         "before the release (steady)": load.summary(start, up_started),
         "release, before the switch": load.summary(up_started, switch_at),
+        "around the switch step (±1 s)": load.summary(
+            switch_at - 1, (result.switch_ended or switch_at) + 1),
         "during the switch (to old removed)": load.summary(switch_at, drained),
         "after the switch": load.summary(drained, end),
         "whole run": load.summary(),
