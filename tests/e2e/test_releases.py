@@ -179,13 +179,22 @@ def test_migrations_run_before_the_new_release_serves(local_stack):
     assert stack.get("prod", "/").headers["x-release"] == "schema-b"
 
 
-def test_staging_releases_never_touch_prod(local_stack):
+def test_staging_releases_never_touch_prod_and_old_images_are_pruned(local_stack):
     stack = local_stack
+    mine = f"/{stack.prefix}-app-prod-"  # the engine may run other stacks too
     prod_before = {c["Names"][0]: c["Id"] for c in stack.engine.request(
-        "GET", "/containers/json") if "-app-prod-" in c["Names"][0]}
-    stack.up(stack.with_release("staging", "release-b"))
+        "GET", "/containers/json") if c["Names"][0].startswith(mine)}
+    config = stack.with_release("staging", "release-b")
+    # Keep one release image per environment: staging's previous one (release-a, which
+    # no container runs any more) goes; what each environment runs stays.
+    config["aiia:releases"]["staging"]["keep_images"] = 1
+    stack.up(config)
     prod_after = {c["Names"][0]: c["Id"] for c in stack.engine.request(
-        "GET", "/containers/json") if "-app-prod-" in c["Names"][0]}
+        "GET", "/containers/json") if c["Names"][0].startswith(mine)}
     assert prod_before == prod_after
     assert stack.get("staging", "/").headers["x-release"] == "release-b"
     assert stack.get("prod", "/").headers["x-release"] == "schema-b"
+    repository = stack.config["aiia:releases"]["staging"]["image"]
+    assert stack.engine.image(f"{repository}:release-a") is None
+    assert stack.engine.image(f"{repository}:release-b") is not None
+    assert stack.engine.image(f"{repository}:schema-b") is not None
