@@ -219,7 +219,9 @@ class NginxWorkers:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            titles[int(pid)] = title.decode(errors="replace").strip().removeprefix("nginx: ")
+            title = title.decode(errors="replace").strip().removeprefix("nginx: ")
+            if title:  # an exiting process has no command line left: it is gone
+                titles[int(pid)] = title
         return titles
 
     def _run(self) -> None:
