@@ -138,10 +138,12 @@ class Dashboard(pulumi.ComponentResource):
         root_mount = docker.ContainerVolumeArgs(host_path=context.root_dir,
                                                 container_path=context.root_dir, read_only=True)
         state_mount = docker.ContainerVolumeArgs(host_path=state_dir, container_path=state_dir)
+        # setgid: what the collector (root) writes there belongs to the server's group, the
+        # same arrangement as the collector's systemd unit makes on a VPS.
         prepare = host_command(
             f"{name}-state-dir", context.connection,
             render("host/prepare-directories.sh.j2", root_dir=context.root_dir,
-                   directories=[{"path": state_dir, "mode": "0750", "owner": user}]),
+                   directories=[{"path": state_dir, "mode": "2750", "owner": user}]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
         self.collector = service_container(
             f"{name}-collector",
