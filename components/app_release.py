@@ -119,24 +119,22 @@ class AppRelease(pulumi.ComponentResource):
                                           environment, args.platform.output("ready"))
 
         def script(template: str, **extra) -> pulumi.Output[str]:
-            return script_values.apply(lambda values: render(
-                template, environment=env_name, release=release.release, slug=slug,
-                state_dir=state_dir, container_name=self.container_name, network=values[1],
-                memory_mb=values[2], image_id=values[0], image=release.image_reference,
-                domain=values[3]["domain"], upstream_file=upstream_file,
-                nginx_container=nginx_container, **extra))
+            """A release script; `extra` may hold Outputs too."""
+            return pulumi.Output.all(script_values, pulumi.Output.from_input(extra)).apply(
+                lambda values: render(
+                    template, environment=env_name, release=release.release, slug=slug,
+                    state_dir=state_dir, container_name=self.container_name,
+                    network=values[0][1], memory_mb=values[0][2], image_id=values[0][0],
+                    image=release.image_reference, domain=values[0][3]["domain"],
+                    upstream_file=upstream_file, nginx_container=nginx_container, stack=prefix,
+                    **values[1]))
 
-        gate_watch = script("app/release-gate-watch.sh.j2", timeout_seconds=300)
         # `ready` (pgbouncer, redis and nginx healthy) in the inputs makes this wait for them.
         self.migrate = host_command(
             f"{name}-migrate-{slug}", args.connection,
-            pulumi.Output.all(gate_watch, script_values).apply(lambda values: render(
-                "app/release-begin.sh.j2", environment=env_name, release=release.release,
-                slug=slug, state_dir=state_dir, container_name=self.container_name,
-                network=values[1][1], memory_mb=values[1][2], image_id=values[1][0],
-                image=release.image_reference, upstream_file=upstream_file,
-                static_dir=f"{root}/www/{env_name}/static", static_root=STATIC_ROOT,
-                gate_watch=values[0], stack=prefix)),
+            script("app/release-begin.sh.j2", static_dir=f"{root}/www/{env_name}/static",
+                   static_root=STATIC_ROOT,
+                   gate_watch=script("app/release-gate-watch.sh.j2", timeout_seconds=300)),
             stdin=variables.apply(lambda pairs: render("app/app.env.j2", variables=pairs)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image]),
         )

@@ -9,6 +9,7 @@ the server (no socket, non-root) and the collector (the socket, no published por
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import tarfile
@@ -40,7 +41,7 @@ def hash_password(password: str, salt_source: str) -> str:
 def package_archive() -> str:
     """The dashboard package as a reproducible tar (base64): same source, same bytes."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as archive:
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
         for path in sorted(PACKAGE_DIR.rglob("*")):
             if path.is_dir() or "__pycache__" in path.parts or path.name == "Dockerfile":
                 continue
@@ -49,7 +50,8 @@ def package_archive() -> str:
             info.mode = 0o644
             info.mtime = 0
             archive.addfile(info, io.BytesIO(path.read_bytes()))
-    return base64.b64encode(buffer.getvalue()).decode()
+    # gzip with a fixed header time: the archive's digest must change only with its content.
+    return base64.b64encode(gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0)).decode()
 
 
 @dataclass

@@ -225,3 +225,15 @@ def test_the_migration_snapshots_the_serving_upstream_first(local):
     script = local.named("app-prod-migrate-local-1").plain["create"]
     assert script.index("begin_attempt\n") < script.index("previous-upstream")
     assert script.index("previous-upstream") < script.index("manage.py")
+
+
+def test_the_dashboard_package_archive_is_reproducible():
+    # Its digest triggers a reinstall and restart on the VPS: it must change only with the
+    # package's content, not with the time it was built.
+    import time
+
+    from components.dashboard import package_archive
+
+    first = package_archive()
+    time.sleep(1.1)
+    assert package_archive() == first
