@@ -336,6 +336,7 @@ class SwitchResult:
     up_ended: float
     error: BaseException | None
     steps: list[Step]
+    up_started_utc: str  # to match other logs (nginx's, the engine's) by wall-clock time
     healthy_at: float | None = None  # the new container's create step finished
     healthy_event_at: float | None = None  # the engine reported it healthy
     switch_at: float | None = None  # the upstream switch step started
@@ -377,6 +378,7 @@ def run_switch(stack: LocalStack, timeline: Timeline, events: EngineEvents, labe
     load.start()
     time.sleep(args.before)
     up_started = time.monotonic()
+    up_started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     error: BaseException | None = None
     try:
         stack.up(stack.with_release(ENVIRONMENT, target))
@@ -390,7 +392,7 @@ def run_switch(stack: LocalStack, timeline: Timeline, events: EngineEvents, labe
         time.sleep(0.2)
     load.stop()
     result = SwitchResult(label, source, target, load, up_started, up_ended, error,
-                          timeline.between(up_started, up_ended))
+                          timeline.between(up_started, up_ended), up_started_utc)
     precise_ends(result.steps, stack.replay.events)
     new_resource = container_resource(stack, target)
     for step in result.steps:
@@ -451,7 +453,8 @@ def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
           f"{whole.duration:.1f} s, {load.late} started >100 ms late, generator CPU "
           f"{load.cpu_seconds:.1f} s ({100 * load.cpu_seconds / max(whole.duration, 1e-9):.0f} "
           f"% of one core, ~{1000 * load.cpu_seconds / max(whole.requests, 1):.2f} ms/request)")
-    print(f"  total release time (pulumi up): {result.up_ended - result.up_started:.1f} s")
+    print(f"  total release time (pulumi up): {result.up_ended - result.up_started:.1f} s, "
+          f"started at {result.up_started_utc}")
     seen = {s.release: s for s in whole.releases}
     new, old = seen.get(result.target), seen.get(result.source)
     if result.healthy_at is not None:
