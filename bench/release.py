@@ -368,10 +368,12 @@ def run_switch(stack: LocalStack, timeline: Timeline, events: EngineEvents, labe
                source: str, target: str, args: argparse.Namespace) -> SwitchResult:
     old_resource = container_resource(stack, source)
     domain = stack.domain(ENVIRONMENT)
-    # Bounded: at most twice the requests asked for, and a hard deadline.
-    load = Load(stack.https_port, domain, "/", rate=args.rate, total=args.requests * 2,
+    # Bounded in requests and time, with room for a release of up to three minutes; it is
+    # stopped once the release is over, --after seconds have passed and --requests were sent.
+    total = max(args.requests * 2, int(args.rate * (args.before + 180 + args.after)))
+    load = Load(stack.https_port, domain, "/", rate=args.rate, total=total,
                 connections=args.connections, timeout=args.timeout,
-                max_seconds=args.requests * 2 / args.rate + args.timeout)
+                max_seconds=total / args.rate + args.timeout)
     print(f"\n== {label}: {source} → {target} under load "
           f"({args.rate:.0f} r/s, ≥{args.requests} requests, {args.connections} connections)",
           flush=True)
@@ -390,6 +392,9 @@ def run_switch(stack: LocalStack, timeline: Timeline, events: EngineEvents, labe
     while load.running and (time.monotonic() < up_ended + args.after
                             or len(load.results) < args.requests):
         time.sleep(0.2)
+    if not load.running:
+        print(f"  WARNING: the load ended ({len(load.results)} requests) before "
+              f"{args.after:.0f} s after the release: the 'after' window is short", flush=True)
     load.stop()
     result = SwitchResult(label, source, target, load, up_started, up_ended, error,
                           timeline.between(up_started, up_ended), up_started_utc)
