@@ -27,7 +27,7 @@ from components.service_container import (
     healthcheck,
     service_container,
 )
-from components.settings import ReleaseSettings, Settings
+from components.settings import RELEASE_DRAIN_SECONDS, ReleaseSettings, Settings
 from components.templates import render
 
 STATIC_ROOT = "/app/staticfiles"
@@ -186,6 +186,7 @@ class AppRelease(pulumi.ComponentResource):
                    max_error_percent=release.watch_max_error_percent,
                    min_requests=release.watch_min_requests, keep_images=release.keep_images,
                    access_log=f"{root}/logs/nginx/access.log",
+                   drain_seconds=RELEASE_DRAIN_SECONDS,
                    image_repository=release.image,
                    nginx_reload=reload_command(nginx_container)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),

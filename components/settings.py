@@ -29,6 +29,9 @@ EVICTION_POLICIES = (
     "noeviction",
 )
 # Ports the platform's containers use inside the network; an app port may not take them.
+# After a release's watch, how long to wait for nginx's old workers to finish their HTTP
+# requests before Pulumi may stop the previous release.
+RELEASE_DRAIN_SECONDS = 5
 RESERVED_PORTS = {80: "nginx http", 443: "nginx https", 5432: "postgres", 6379: "redis",
                   6432: "pgbouncer", 8080: "nginx health listener"}
 
@@ -133,8 +136,10 @@ class NginxSettings:
     http_port: int = 80
     https_port: int = 443
     bind_address: str = "0.0.0.0"  # noqa: S104 - the public entry point; local uses 127.0.0.1
-    # How long an old worker keeps in-flight requests and WebSockets after a reload.
-    worker_shutdown_timeout_seconds: int = 30
+    # How long an old worker keeps in-flight requests and WebSockets after a reload. It must
+    # outlast a release's watch and drain, so that a WebSocket held by an old worker is
+    # closed by the previous release (a normal close) when Pulumi stops it, not cut by nginx.
+    worker_shutdown_timeout_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ class ReleaseSettings:
     image: str  # repository, e.g. ghcr.io/acme/aiia-backend
     release: str  # the image tag, or a digest sha256:…
     secret_key: Any = None
-    stop_grace_seconds: int = 30  # matches nginx's worker_shutdown_timeout_seconds
+    stop_grace_seconds: int = 30  # the old container's SIGTERM→SIGKILL (uvicorn drains 20 s)
     watch_seconds: int = 30  # how long the new release is watched after the switch
     watch_max_error_percent: int = 5  # 5xx share that sends traffic back to the previous one
     watch_min_requests: int = 20  # below this many requests only the health probes count
@@ -542,6 +547,17 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
                              f"(known: {', '.join(sorted(known)) or 'none'})")
     settings = Settings(stack=stack, prefix=prefix, host=host, platform=platform,
                         platform_stack=platform_stack, releases=releases)
+    if platform:
+        shutdown = platform.nginx.worker_shutdown_timeout_seconds
+        for release in releases:
+            if release.watch_seconds + RELEASE_DRAIN_SECONDS >= shutdown:
+                problems.add(
+                    f"{NAMESPACE}:releases.{release.environment}.watch_seconds="
+                    f"{release.watch_seconds} plus the {RELEASE_DRAIN_SECONDS} s drain must "
+                    f"end before nginx's worker_shutdown_timeout_seconds={shutdown}, or "
+                    "WebSockets open across a release are cut by nginx instead of closed by "
+                    "the previous release; shorten the watch or raise "
+                    "platform.nginx.worker_shutdown_timeout_seconds")
     if platform and not problems.items:
         budget = memory_budget(settings)
         problems.items.extend(budget.problems())

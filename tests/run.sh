@@ -29,8 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Package installs may start daemons; the tests start their own servers on free ports.
+# Only this host's own processes (--ns/--nslist pid): the same names run inside containers.
 for daemon in nginx redis-server pgbouncer; do
-  pkill -x "$daemon" 2>/dev/null || true
+  pkill --ns $$ --nslist pid -x "$daemon" 2>/dev/null || true
 done
 
 python=${PYTHON:-python3.11}

@@ -210,3 +210,12 @@ def test_release_tuning_out_of_range(key, value):
         raw["releases"]["prod"][key] = value
 
     assert f"aiia:releases.prod.{key}={value} must be between" in problems("prod", tune)
+
+
+def test_a_watch_longer_than_nginx_keeps_old_workers_is_refused():
+    def long_watch(raw):
+        raw["releases"]["prod"]["watch_seconds"] = 58
+
+    message = problems("prod", long_watch)
+    assert "aiia:releases.prod.watch_seconds=58 plus the 5 s drain" in message
+    assert "worker_shutdown_timeout_seconds=60" in message
