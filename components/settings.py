@@ -77,12 +77,9 @@ class HostSettings:
     memory_mb: int = 512
     swap_mb: int = 1024
     os_reserve_mb: int = 80
-    disk_gb: int = 20
     root_dir: str = "/srv/aiia"
     docker_host: str | None = None  # e.g. ssh://root@203.0.113.10; None: local socket
     ssh: SshSettings | None = None
-    harden: bool = True
-    admin_ssh_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -321,10 +318,9 @@ def _parse_host(raw: Mapping[str, Any], problems: _Problems) -> HostSettings:
             f"{NAMESPACE}:host.ssh is missing; an ssh host needs host.ssh.host "
             "(and host.ssh.user, default root) so files and commands reach it"
         )
-    keys = values.pop("admin_ssh_keys", ())
     values["kind"] = kind
-    host = HostSettings(ssh=ssh_settings, admin_ssh_keys=tuple(keys), **values)
-    for name in ("memory_mb", "os_reserve_mb", "disk_gb"):
+    host = HostSettings(ssh=ssh_settings, **values)
+    for name in ("memory_mb", "os_reserve_mb"):
         _positive(getattr(host, name), f"{NAMESPACE}:host.{name}", problems)
     if host.swap_mb < 0:
         problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} must be 0 or more")
