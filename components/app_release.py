@@ -114,6 +114,7 @@ class AppRelease(pulumi.ComponentResource):
         network = platform_values.apply(lambda values: values["network_name"])
         state_dir = f"{root}/state"
         upstream_file = f"{root}/nginx/upstreams/{env_name}.conf"
+        old_workers_file = f"{state_dir}/release-{env_name}.old-nginx-workers"
         nginx_container = f"{prefix}-nginx"
         script_values = pulumi.Output.all(self.image.image_id, network, memory_mb,
                                           environment, args.platform.output("ready"))
@@ -176,7 +177,7 @@ class AppRelease(pulumi.ComponentResource):
                 path=upstream_file,
                 content=address.apply(lambda server: render_upstream(
                     env_name, server, f"release {release.release}: {self.container_name}")),
-                on_change=reload_command(nginx_container),
+                on_change=reload_command(nginx_container, workers_file=old_workers_file),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
@@ -186,7 +187,7 @@ class AppRelease(pulumi.ComponentResource):
                    max_error_percent=release.watch_max_error_percent,
                    min_requests=release.watch_min_requests, keep_images=release.keep_images,
                    access_log=f"{root}/logs/nginx/access.log",
-                   drain_seconds=RELEASE_DRAIN_SECONDS,
+                   drain_seconds=RELEASE_DRAIN_SECONDS, old_workers_file=old_workers_file,
                    image_repository=release.image,
                    nginx_reload=reload_command(nginx_container)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),

@@ -24,8 +24,10 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; object-src
                            "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
-def reload_command(container: str) -> str:
-    return render("nginx/reload.sh.j2", container=container).strip()
+def reload_command(container: str, workers_file: str | None = None) -> str:
+    """`nginx -t`, then a graceful reload. With `workers_file`, the pids of the workers that
+    serve before the reload are written there, so a release can wait for them to finish."""
+    return render("nginx/reload.sh.j2", container=container, workers_file=workers_file).strip()
 
 
 def render_upstream(environment: str, server: str, description: str) -> str:
