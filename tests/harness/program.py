@@ -77,6 +77,9 @@ class RecordedResource:
     delete_before_replace: bool
     custom: bool
     outputs: dict = field(default_factory=dict)
+    # The program set delete_before_replace explicitly (True or False); otherwise the
+    # engine takes the provider's answer.
+    delete_before_replace_defined: bool = False
 
     @property
     def plain(self) -> dict:
@@ -100,6 +103,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=rpc.deserialize_properties(request.object),
                 parent=request.parent, dependencies=list(request.dependencies),
                 protect=bool(request.protect), delete_before_replace=request.deleteBeforeReplace,
+                delete_before_replace_defined=request.deleteBeforeReplaceDefined,
                 custom=request.custom,
                 outputs=self.resources[response.urn].state if response.urn in self.resources
                 else {},

@@ -2,20 +2,70 @@
 
 Production always goes through the Pulumi engine; nothing here is used by it. This exists
 because the Pulumi CLI and its provider plugins cannot run on our machines, so the tests
-show that what the program declares works by creating it for real:
+show that what the program declares works by creating it for real: networks, volumes and
+images (upstream names mapped to the stand-ins under tests/images), containers (every
+pulumi-docker `Container` input the program uses mapped to the Docker Engine API; an input
+the replay does not understand fails by name) and `command.local` commands, run for real.
 
-- networks, volumes and images (upstream names mapped to the stand-ins under tests/images),
-- containers, with every pulumi-docker `Container` input the program uses mapped to the
-  Docker Engine API; an input the replay does not understand fails by name,
-- `command.local` commands, run for real with their stdin.
+Between two runs of the program it applies the difference the way `pulumi up` does. Each
+behaviour below names the upstream source it follows (pinned versions: pulumi 3.272,
+pulumi-docker 5.2.0 wrapping kreuzwerker/terraform-provider-docker, pulumi-command 1.2.1);
+`tests/unit/test_replay.py` pins each one.
 
-Between two runs of the program (before/after a config change) it applies the difference
-the way Pulumi does: creates and updates in dependency order, a changed input that
-pulumi-docker cannot update in place replaces the resource (create-before-delete unless
-`delete_before_replace`), and deletions of resources the program no longer declares (and
-of replaced ones) come last, only when every create and update succeeded. When an update
-fails, the replaced resources stay pending deletion and the *next* apply deletes them
-first, before anything else (pulumi/pulumi#9979).
+- Steps run concurrently over the dependency graph (pulumi/pulumi
+  `pkg/resource/deploy/step_executor.go`: a pool of `--parallel` workers, default
+  unbounded in `pkg/cmd/pulumi/operations/up.go`; the language host registers a resource
+  only once the resources it depends on have completed). After a failed step no new step
+  starts, the running ones finish, and the update fails.
+- A container whose changed inputs the provider cannot update in place is replaced
+  **delete-before-create**: pulumi-docker marks `docker_container` `DeleteBeforeReplace:
+  true` (`provider/resources.go`) and the engine uses the provider's answer unless the
+  program set `delete_before_replace` explicitly (`step_generator.go`, `generateSteps`:
+  `goal.DeleteBeforeReplace` when defined, else `diff.DeleteBeforeReplace`). The inputs
+  updated in place are those `resourceDockerContainerUpdate` handles
+  (terraform-provider-docker `internal/provider/resource_docker_container_funcs.go`);
+  every other attribute is `ForceNew` in `resource_docker_container.go`.
+- Create-before-delete replacements (the engine's default, and a container whose program
+  set `delete_before_replace=False`): the new resource is created, the old one is marked
+  pending deletion at once (`step.go`, `CreateStep.Apply`: `s.old.Delete = true`) and
+  deleted at the end of the update with every undeclared resource, in reverse dependency
+  order, only if every step succeeded. Pending deletions left by a failed update are
+  deleted at the end of the next successful update, not first (pulumi/pulumi#11027, which
+  closed #9979).
+- A container whose health wait fails already has its id (terraform-provider-docker
+  `resourceDockerContainerCreate`: `d.SetId` before the `wait` loop), so the engine keeps it
+  with init errors and the update fails. The next `pulumi up` with unchanged inputs issues
+  an Update for it (`step_generator.go`: `hasInitErrors` makes an update step), which
+  waits for nothing: the provider's update does not run the health wait
+  (pulumi/pulumi#21458). Its address becomes known only then (the provider reads
+  `network_data` after a successful create or update, not after a failed create).
+- Read-back: the state holds what the provider reads back, not what was declared.
+  Healthcheck durations are read back in Go's canonical form (`"60s"` → `"1m0s"`,
+  `resourceDockerContainerRead` formats `time.Duration`), so a declaration in another
+  form differs from state on every run. Set-typed attributes (labels, envs, volumes,
+  mounts, ports, networks_advanced, …: `schema.TypeSet` in `resource_docker_container.go`)
+  are compared without regard to order.
+- `command:local:Command` (pulumi-command v1.2.1, `provider/pkg/provider/common/` and
+  `local/`): only a change of `triggers` replaces (the SDK sets `replaceOnChanges:
+  ["triggers[*]"]`); any other change is an update that runs `update` (or `create` when
+  `update` is unset); `delete` runs with the stdin and environment stored in state; stdin
+  is attached only when non-empty; the interpreter defaults to `/bin/sh -c`; the
+  environment is added to the provider's own.
+- A protected resource is never deleted or replaced: the update fails
+  (`step_generator.go`, "refusing to delete protected resource").
+
+What it does not model (so the tests cannot see it):
+- read-back drift other than the healthcheck durations and set ordering above: default
+  values the provider fills in, environment variables that come from the image, a
+  container changed by hand, `pulumi refresh`;
+- the engine's dependent replacements around a delete-before-replace
+  (`calculateDependentReplacements`): no resource of this program depends on a container
+  in a way that would be replaced with it (the dependents are commands, updated in place);
+- `command:remote:Command` and Docker over `ssh://` (the SSH path of prod and staging),
+  custom timeouts, `retainOnDelete`, `ignore_changes`, aliases, imports, `pulumi cancel`
+  and an interrupted update (its pending operations);
+- the provider's own image pull: stand-ins are on the engine already (`RemoteImage` keeps
+  the pull in a step of its own, before the containers that take its `image_id`).
 """
 
 from __future__ import annotations
@@ -23,13 +73,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.harness.engine import DockerEngine, EngineError
-from tests.harness.program import ProgramRun, RecordedResource
+from tests.harness.program import ProgramRun, RecordedResource, mock_image_id, mock_ip_address
 
 CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -38,10 +90,15 @@ VOLUME = "docker:index/volume:Volume"
 LOCAL_COMMAND = "command:local:Command"
 SKIPPED_TYPES = ("pulumi:providers:", "pulumi:pulumi:StackReference")
 
-# pulumi-docker (terraform-provider-docker) updates these container inputs in place;
-# every other change replaces the container.
+# terraform-provider-docker `resourceDockerContainerUpdate` applies these in place (docker
+# update, or state only); every other container attribute is ForceNew.
 CONTAINER_UPDATABLE = {"memory", "memory_swap", "restart", "cpu_shares", "max_retry_count",
                        "wait", "wait_timeout", "destroy_grace_seconds", "must_run"}
+# pulumi-docker `provider/resources.go`: docker_container is DeleteBeforeReplace.
+PROVIDER_DELETE_BEFORE_REPLACE = {CONTAINER}
+# schema.TypeSet attributes of docker_container: their order is not part of the state.
+CONTAINER_SETS = {"envs", "labels", "volumes", "mounts", "ports", "networks_advanced",
+                  "uploads", "group_adds", "security_opts", "tmpfs"}
 CONTAINER_INPUTS = {
     "name", "image", "command", "entrypoints", "envs", "memory", "memory_swap", "healthcheck",
     "wait", "wait_timeout", "restart", "must_run", "networks_advanced", "mounts", "volumes",
@@ -54,6 +111,8 @@ COMMAND_INPUTS = {"create", "update", "delete", "stdin", "triggers", "interprete
 IMAGE_INPUTS = {"name", "keep_locally", "pull_triggers", "force_remove"}
 NETWORK_INPUTS = {"name", "driver", "ipam_configs", "internal", "attachable", "labels"}
 VOLUME_INPUTS = {"name", "driver", "labels"}
+HEALTHCHECK_DURATIONS = ("interval", "timeout", "start_period")
+DEFAULT_PARALLEL = 16
 
 
 class ReplayError(Exception):
@@ -62,8 +121,8 @@ class ReplayError(Exception):
 
 @dataclass
 class Applied:
-    """One resource as it exists on the engine: its inputs (as the program declared them)
-    and the real values that replaced the mocks' placeholders."""
+    """One resource as it exists: its state (inputs as the provider reads them back) and
+    the real values that replaced the mocks' placeholders."""
 
     urn: str
     type: str
@@ -72,16 +131,115 @@ class Applied:
     real: dict = field(default_factory=dict)
     protect: bool = False
     pending_delete: bool = False
+    init_errors: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
 
 
-def _duration_ns(value: str | None) -> int:
+# --------------------------------------------------------------------- pure semantics
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def duration_ns(value: str | None) -> int:
+    """A Go duration string (`time.ParseDuration`: "1m30s", "500ms", "0s") in nanoseconds."""
     if not value:
         return 0
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", value)
-    if not match:
+    parts = _DURATION_RE.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
         raise ReplayError(f"duration {value!r} not understood")
-    scale = {"ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}[match.group(2)]
-    return int(float(match.group(1)) * scale)
+    return round(sum(float(number) * _DURATION_NS[unit] for number, unit in parts))
+
+
+def _fraction(value: int, scale: int) -> str:
+    whole, rest = divmod(value, scale)
+    if not rest:
+        return str(whole)
+    digits = str(rest).rjust(len(str(scale)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}"
+
+
+def go_duration(nanoseconds: int) -> str:
+    """Go's `time.Duration.String()` (src/time/time.go): what the provider reads back."""
+    if nanoseconds == 0:
+        return "0s"
+    if nanoseconds < 1_000:
+        return f"{nanoseconds}ns"
+    if nanoseconds < 1_000_000:
+        return f"{_fraction(nanoseconds, 1_000)}µs"
+    if nanoseconds < 1_000_000_000:
+        return f"{_fraction(nanoseconds, 1_000_000)}ms"
+    hours, rest = divmod(nanoseconds, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = f"{_fraction(rest, 1_000_000_000)}s"
+    if hours:
+        return f"{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{minutes}m{seconds}"
+    return seconds
+
+
+def read_back(type_: str, inputs: dict) -> dict:
+    """The state the provider stores after creating or updating with `inputs`."""
+    if type_ != CONTAINER or not inputs.get("healthcheck"):
+        return inputs
+    health = dict(inputs["healthcheck"])
+    for key in HEALTHCHECK_DURATIONS:
+        if key in health:
+            health[key] = go_duration(duration_ns(health[key]))
+    return {**inputs, "healthcheck": health}
+
+
+def _canonical_set(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    return sorted(items, key=repr)
+
+
+def changed_inputs(type_: str, declared: dict, state: dict) -> set[str]:
+    """The top-level inputs whose declared value differs from the state's."""
+    sets = CONTAINER_SETS if type_ == CONTAINER else set()
+    changed = set()
+    for key in set(declared) | set(state):
+        new, old = declared.get(key), state.get(key)
+        if key in sets and isinstance(new, dict) and isinstance(old, dict):
+            same = new == old  # tmpfs: a map
+        elif key in sets:
+            same = _canonical_set(new or []) == _canonical_set(old or [])
+        else:
+            same = new == old
+        if not same:
+            changed.add(key)
+    return changed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the engine does with one resource: same, create, update or replace."""
+
+    action: str
+    changed: frozenset[str] = frozenset()
+    delete_before_replace: bool = False
+
+
+def plan_step(resource: RecordedResource, current: Applied | None) -> Plan:
+    if current is None:
+        return Plan("create")
+    changed = frozenset(changed_inputs(resource.type, resource.plain, current.inputs))
+    if not changed:
+        return Plan("update") if current.init_errors else Plan("same")
+    if resource.type == LOCAL_COMMAND:
+        # pulumi-command: replaceOnChanges ["triggers[*]"]; everything else updates.
+        return Plan("replace" if "triggers" in changed else "update", changed)
+    if resource.type == CONTAINER and changed <= CONTAINER_UPDATABLE:
+        return Plan("update", changed)
+    if resource.delete_before_replace_defined:
+        delete_first = resource.delete_before_replace
+    else:
+        delete_first = resource.type in PROVIDER_DELETE_BEFORE_REPLACE
+    return Plan("replace", changed, delete_first)
 
 
 def _check_inputs(resource: RecordedResource, inputs: dict, known: set[str]) -> None:
@@ -104,157 +262,253 @@ def _substitute(value: Any, substitutions: dict[str, str]) -> Any:
     return value
 
 
-def _ordered(resources: list[RecordedResource]) -> list[RecordedResource]:
-    """Dependency order, keeping the program's registration order where it is free."""
+def _placeholders(value: Any) -> set[str]:
+    """Mock placeholders (198.18.x.y addresses) still in a value: an unknown output."""
+    if isinstance(value, str):
+        return set(re.findall(r"198\.18\.\d+\.\d+", value))
+    if isinstance(value, dict):
+        return set().union(*(_placeholders(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_placeholders(item) for item in value))
+    return set()
+
+
+def dependency_graph(resources: list[RecordedResource]) -> dict[str, set[str]]:
+    """urn → the urns (among `resources`) it waits for; fails on a cycle."""
     by_urn = {resource.urn: resource for resource in resources}
+    graph = {resource.urn: {d for d in resource.dependencies if d in by_urn}
+             for resource in resources}
     done: set[str] = set()
-    ordered: list[RecordedResource] = []
 
-    def visit(resource: RecordedResource, path: tuple[str, ...]) -> None:
-        if resource.urn in done:
+    def visit(urn: str, path: tuple[str, ...]) -> None:
+        if urn in done:
             return
-        if resource.urn in path:
-            raise ReplayError(f"dependency cycle through {resource.name}")
-        for dependency in resource.dependencies:
-            if dependency in by_urn:
-                visit(by_urn[dependency], (*path, resource.urn))
-        done.add(resource.urn)
-        ordered.append(resource)
+        if urn in path:
+            raise ReplayError(f"dependency cycle through {by_urn[urn].name}")
+        for dependency in graph[urn]:
+            visit(dependency, (*path, urn))
+        done.add(urn)
 
-    for resource in resources:
-        visit(resource, ())
-    return ordered
+    for urn in graph:
+        visit(urn, ())
+    return graph
+
+
+# --------------------------------------------------------------------- the engine
 
 
 class Replay:
     """Applies program runs to the engine one after another, like successive `pulumi up`s."""
 
     def __init__(self, engine: DockerEngine, image_map: dict[str, str],
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, parallel: int = DEFAULT_PARALLEL):
         self.engine = engine
         self.image_map = image_map
         self.log = log
+        self.parallel = parallel
         self.state: dict[str, Applied] = {}
         self.substitutions: dict[str, str] = {}
-        # (action, resource name, monotonic start, monotonic end) of every step, in order.
+        # (action, resource name, monotonic start, monotonic end) of every step, in order of
+        # completion.
         self.events: list[tuple[str, str, float, float]] = []
+        self._lock = threading.RLock()
+        self._replacements = 0
 
     # ----------------------------------------------------------------- the update
 
     def apply(self, run: ProgramRun) -> None:
         """One `pulumi up` of `run`; raises (like a failed update) when a step fails."""
-        for applied in [a for a in self.state.values() if a.pending_delete]:
-            self._delete(applied)
         resources = [r for r in run.resources
                      if r.custom and not r.type.startswith(SKIPPED_TYPES)]
-        declared = {resource.urn for resource in resources}
-        replaced: list[Applied] = []
-        try:
-            for resource in _ordered(resources):
-                self._converge(resource, replaced)
-        except Exception:
-            for applied in replaced:
-                applied.pending_delete = True
-            raise
-        for applied in replaced:
-            self._delete(applied)
-        undeclared = [a for a in self.state.values() if a.urn not in declared]
-        for applied in reversed(undeclared):
-            self._delete(applied)
+        graph = dependency_graph(resources)
+        by_urn = {resource.urn: resource for resource in resources}
+        self._run_graph(graph, lambda urn: self._step(by_urn[urn]))
+        self._delete_at_end({resource.urn for resource in resources})
 
-    def _converge(self, resource: RecordedResource, replaced: list[Applied]) -> None:
-        inputs = resource.plain
-        current = self.state.get(resource.urn)
-        if current and current.inputs == inputs:
-            return
-        if current is None:
-            self._create(resource, inputs)
-            return
-        changed = {key for key in set(inputs) | set(current.inputs)
-                   if inputs.get(key) != current.inputs.get(key)}
-        if self._updatable(resource.type, changed):
-            self._update(resource, current, inputs, changed)
-            return
-        self.log(f"replace {resource.name}: {', '.join(sorted(changed))} changed")
-        if resource.delete_before_replace:
-            self._delete(current)
-            self._create(resource, inputs)
-            return
-        old_urn = f"{resource.urn}#replaced#{len(replaced)}"
-        self.state[old_urn] = Applied(urn=old_urn, type=current.type, name=current.name,
-                                      inputs=current.inputs, real=current.real,
-                                      protect=current.protect)
-        replaced.append(self.state[old_urn])
-        del self.state[resource.urn]
-        self._create(resource, inputs)
+    def _run_graph(self, graph: dict[str, set[str]], step: Callable[[str], None]) -> None:
+        """Each step once its dependencies succeeded, up to `parallel` at once; after a
+        failure no new step starts and the first error is raised once the rest finished."""
+        remaining = dict(graph)
+        succeeded: set[str] = set()
+        errors: list[BaseException] = []
+        running: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
+            while True:
+                if not errors:
+                    ready = [urn for urn, needs in remaining.items() if needs <= succeeded]
+                    for urn in ready[:max(1, self.parallel) - len(running)]:
+                        del remaining[urn]
+                        running[pool.submit(step, urn)] = urn
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    urn = running.pop(future)
+                    if future.exception() is not None:
+                        errors.append(future.exception())
+                    else:
+                        succeeded.add(urn)
+        if errors:
+            raise errors[0]
 
-    @staticmethod
-    def _updatable(type_: str, changed: set[str]) -> bool:
-        if type_ == LOCAL_COMMAND:
-            return True  # the program always sets `update`; triggers then update too
-        if type_ == CONTAINER:
-            return changed <= CONTAINER_UPDATABLE
-        return False
+    def _step(self, resource: RecordedResource) -> None:
+        with self._lock:
+            current = self.state.get(resource.urn)
+            if current and current.pending_delete:
+                current = None
+        plan = plan_step(resource, current)
+        if plan.action == "same":
+            return
+        if plan.action == "create":
+            self._create(resource)
+        elif plan.action == "update":
+            assert current is not None
+            self._update(resource, current, plan.changed)
+        else:
+            assert current is not None
+            if current.protect:
+                raise ReplayError(f"{resource.name} is protected and cannot be replaced "
+                                  f"({', '.join(sorted(plan.changed))} changed), as "
+                                  "`pulumi up` would refuse")
+            order = "delete-before-create" if plan.delete_before_replace else \
+                "create-before-delete"
+            self.log(f"replace {resource.name} ({order}): "
+                     f"{', '.join(sorted(plan.changed))} changed")
+            if plan.delete_before_replace:
+                self._delete(current)
+            else:
+                self._condemn(current)
+            self._create(resource)
+
+    def _condemn(self, current: Applied) -> None:
+        """The old resource of a create-before-delete replacement: pending deletion."""
+        with self._lock:
+            self._replacements += 1
+            old_urn = f"{current.urn}#replaced#{self._replacements}"
+            del self.state[current.urn]
+            current.urn = old_urn
+            current.pending_delete = True
+            self.state[old_urn] = current
+
+    def _delete_at_end(self, declared: set[str]) -> None:
+        """Pending deletions and undeclared resources, dependents first."""
+        doomed = {urn: applied for urn, applied in self.state.items()
+                  if applied.pending_delete or urn not in declared}
+        for applied in doomed.values():
+            if applied.protect:
+                raise ReplayError(f"{applied.name} is protected and cannot be deleted "
+                                  "(as `pulumi up` would refuse)")
+        # Deleting in reverse: a resource waits for every doomed resource that depends on it.
+        base = {urn.split("#replaced#")[0]: urn for urn in doomed}
+        graph = {urn: set() for urn in doomed}
+        for urn, applied in doomed.items():
+            for dependency in applied.dependencies:
+                if dependency in base and base[dependency] != urn:
+                    graph[base[dependency]].add(urn)
+        self._run_graph(graph, lambda urn: self._delete(doomed[urn]))
 
     # ----------------------------------------------------------------- steps
 
-    def _create(self, resource: RecordedResource, inputs: dict) -> None:
-        real_inputs = _substitute(inputs, self.substitutions)
+    def _timed(self, action: str, name: str, work: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return work()
+        finally:
+            with self._lock:
+                self.events.append((action, name, started, time.monotonic()))
+
+    def _real_inputs(self, resource: RecordedResource) -> dict:
+        with self._lock:
+            inputs = _substitute(resource.plain, self.substitutions)
+        unknown = _placeholders(inputs)
+        if unknown:
+            # An output the engine does not know yet (e.g. the address of a container whose
+            # create failed): Pulumi would not run this step with it.
+            raise ReplayError(f"{resource.name}: input depends on an unknown output "
+                              f"({', '.join(sorted(unknown))}); a dependency did not finish")
+        return inputs
+
+    def _create(self, resource: RecordedResource) -> None:
         creators = {CONTAINER: self._create_container, IMAGE: self._create_image,
                     NETWORK: self._create_network, VOLUME: self._create_volume,
                     LOCAL_COMMAND: self._run_command}
         if resource.type not in creators:
             raise ReplayError(f"{resource.name}: resource type {resource.type} is not "
                               "understood by the replay")
+        inputs = self._real_inputs(resource)
         self.log(f"create {resource.name}")
-        started = time.monotonic()
+        applied = Applied(urn=resource.urn, type=resource.type, name=resource.name,
+                          inputs=read_back(resource.type, resource.plain),
+                          protect=resource.protect,
+                          dependencies=list(resource.dependencies))
         try:
-            real = creators[resource.type](resource, real_inputs, "create")
-        finally:
-            self.events.append(("create", resource.name, started, time.monotonic()))
-        self.state[resource.urn] = Applied(urn=resource.urn, type=resource.type,
-                                           name=resource.name, inputs=inputs, real=real,
-                                           protect=resource.protect)
-        self._learn(resource, real)
+            applied.real = self._timed("create", resource.name,
+                                       lambda: creators[resource.type](resource, inputs,
+                                                                       "create"))
+        except _InitError as error:
+            applied.real = error.real
+            applied.init_errors = [str(error)]
+            with self._lock:
+                self.state[resource.urn] = applied
+            raise ReplayError(f"{resource.name}: {error}") from error
+        with self._lock:
+            self.state[resource.urn] = applied
+            self._learn(resource, applied.real)
 
-    def _update(self, resource: RecordedResource, current: Applied, inputs: dict,
-                changed: set[str]) -> None:
-        self.log(f"update {resource.name}: {', '.join(sorted(changed))}")
-        started = time.monotonic()
-        real_inputs = _substitute(inputs, self.substitutions)
+    def _update(self, resource: RecordedResource, current: Applied,
+                changed: frozenset[str]) -> None:
+        inputs = self._real_inputs(resource)
+        why = ", ".join(sorted(changed)) or "init errors of its create"
+        self.log(f"update {resource.name}: {why}")
         if resource.type == LOCAL_COMMAND:
-            try:
-                current.real = self._run_command(resource, real_inputs, "update")
-            finally:
-                self.events.append(("update", resource.name, started, time.monotonic()))
+            current.real = self._timed("update", resource.name,
+                                       lambda: self._run_command(resource, inputs, "update"))
+        elif resource.type == CONTAINER:
+            def update_container() -> dict:
+                name = current.real["name"]
+                self.engine.request("POST", f"/containers/{name}/update", {
+                    "Memory": inputs["memory"] * 1024 * 1024,
+                    "MemorySwap": inputs.get("memory_swap", 0) * 1024 * 1024,
+                    "RestartPolicy": self._restart_policy(inputs),
+                })
+                # The provider reads the container back after an update: its address is
+                # known from now on (even if it never became healthy).
+                return {**current.real, **self._container_facts(resource, name)}
+
+            current.real = self._timed("update", resource.name, update_container)
         else:
-            self.events.append(("update", resource.name, started, started))
-            self.engine.request("POST", f"/containers/{current.real['name']}/update", {
-                "Memory": real_inputs["memory"] * 1024 * 1024,
-                "MemorySwap": real_inputs.get("memory_swap", 0) * 1024 * 1024,
-                "RestartPolicy": self._restart_policy(real_inputs),
-            })
-        current.inputs = inputs
+            raise ReplayError(f"{resource.name}: {resource.type} cannot be updated in place")
+        with self._lock:
+            current.inputs = read_back(resource.type, resource.plain)
+            current.dependencies = list(resource.dependencies)
+            current.init_errors = []
+            self._learn(resource, current.real)
 
     def _delete(self, applied: Applied) -> None:
         if applied.protect:
             raise ReplayError(f"{applied.name} is protected and cannot be deleted "
                               "(as `pulumi up` would refuse)")
         self.log(f"delete {applied.name}")
-        started = time.monotonic()
-        if applied.type == CONTAINER:
-            grace = int(applied.inputs.get("destroy_grace_seconds") or 0)
-            self.engine.stop(applied.real["name"], grace)
-            self.engine.remove_container(applied.real["name"])
-        elif applied.type == NETWORK:
-            self.engine.remove_network(applied.real["name"])
-        elif applied.type == VOLUME:
-            self.engine.remove_volume(applied.real["name"])
-        elif applied.type == LOCAL_COMMAND and applied.inputs.get("delete"):
-            self._run_script(applied.name, applied.inputs["delete"], None,
-                             applied.inputs.get("interpreter"))
-        self.state.pop(applied.urn, None)
-        self.events.append(("delete", applied.name, started, time.monotonic()))
+
+        def delete() -> None:
+            if applied.type == CONTAINER:
+                grace = int(applied.inputs.get("destroy_grace_seconds") or 0)
+                self.engine.stop(applied.real["name"], grace)
+                self.engine.remove_container(applied.real["name"])
+            elif applied.type == NETWORK:
+                self.engine.remove_network(applied.real["name"])
+            elif applied.type == VOLUME:
+                self.engine.remove_volume(applied.real["name"])
+            elif applied.type == LOCAL_COMMAND and applied.inputs.get("delete"):
+                # pulumi-command: delete gets the stdin and environment of the state.
+                stored = applied.real.get("inputs", {})
+                self._run_script(applied.name, stored.get("delete") or applied.inputs["delete"],
+                                 stored.get("stdin"), stored.get("interpreter"),
+                                 stored.get("environment"), stored.get("dir"))
+
+        self._timed("delete", applied.name, delete)
+        with self._lock:
+            self.state.pop(applied.urn, None)
 
     def _learn(self, resource: RecordedResource, real: dict) -> None:
         """Remember which real value stands for each placeholder the mocks produced."""
@@ -274,8 +528,6 @@ class Replay:
             raise ReplayError(f"{resource.name}: image {local_name!r} (for {name!r}) is not on "
                               "the engine; build it with tests/images/build-standins.sh or the "
                               "app image build")
-        from tests.harness.program import mock_image_id
-
         return {"name": local_name, "image_id": image["Id"], "mock_image_id": mock_image_id(name)}
 
     def _create_network(self, resource: RecordedResource, inputs: dict, _action: str) -> dict:
@@ -295,13 +547,18 @@ class Replay:
         output = self._run_script(resource.name, script, inputs.get("stdin"),
                                   inputs.get("interpreter"), inputs.get("environment"),
                                   inputs.get("dir"))
-        return {"stdout": output}
+        stored = {key: inputs.get(key) for key in
+                  ("delete", "stdin", "interpreter", "environment", "dir")}
+        return {"stdout": output, "inputs": stored}
 
     def _run_script(self, name: str, script: str, stdin: str | None,
                     interpreter: list[str] | None, environment: dict | None = None,
                     directory: str | None = None) -> str:
         command = [*(interpreter or ["/bin/sh", "-c"]), script]
-        result = subprocess.run(command, input=stdin or "", capture_output=True, text=True,
+        # pulumi-command local: stdin is attached only when non-empty.
+        result = subprocess.run(command, input=stdin if stdin else None,
+                                stdin=None if stdin else subprocess.DEVNULL,
+                                capture_output=True, text=True,
                                 timeout=600, env={**os.environ, **(environment or {})},
                                 cwd=directory, check=False)
         if result.returncode != 0:
@@ -316,6 +573,14 @@ class Replay:
         if restart == "on-failure":
             policy["MaximumRetryCount"] = inputs.get("max_retry_count") or 0
         return policy
+
+    def _container_facts(self, resource: RecordedResource, name: str) -> dict:
+        details = self.engine.container(name) or {}
+        addresses = [network.get("IPAddress") for network in
+                     details.get("NetworkSettings", {}).get("Networks", {}).values()]
+        return {"name": name, "id": details.get("Id"),
+                "ip_address": addresses[0] if addresses else "",
+                "mock_ip_address": mock_ip_address(resource.name)}
 
     def _create_container(self, resource: RecordedResource, inputs: dict, _action: str) -> dict:
         _check_inputs(resource, inputs, CONTAINER_INPUTS)
@@ -375,10 +640,10 @@ class Replay:
         if health:
             config["Healthcheck"] = {
                 "Test": health["tests"],
-                "Interval": _duration_ns(health.get("interval")),
-                "Timeout": _duration_ns(health.get("timeout")),
+                "Interval": duration_ns(health.get("interval")),
+                "Timeout": duration_ns(health.get("timeout")),
                 "Retries": health.get("retries") or 0,
-                "StartPeriod": _duration_ns(health.get("start_period")),
+                "StartPeriod": duration_ns(health.get("start_period")),
             }
         config = {key: value for key, value in config.items() if value is not None}
         self._refuse_name_clash(name)
@@ -396,19 +661,10 @@ class Replay:
             try:
                 self.engine.wait_healthy(name, float(inputs.get("wait_timeout") or 60))
             except EngineError as error:
-                # Like pulumi-docker: the resource exists (tainted) and the update fails.
-                self.state[resource.urn] = Applied(urn=resource.urn, type=CONTAINER,
-                                                   name=resource.name, inputs=resource.plain,
-                                                   real={"name": name})
-                raise ReplayError(f"{resource.name}: {error}") from error
-        details = self.engine.container(name) or {}
-        addresses = [network.get("IPAddress") for network in
-                     details.get("NetworkSettings", {}).get("Networks", {}).values()]
-        from tests.harness.program import mock_ip_address
-
-        return {"name": name, "id": details.get("Id"),
-                "ip_address": addresses[0] if addresses else "",
-                "mock_ip_address": mock_ip_address(resource.name)}
+                # The id is set before the wait: the engine keeps the container, with init
+                # errors and without the outputs a read would give (its address).
+                raise _InitError(str(error), {"name": name}) from error
+        return self._container_facts(resource, name)
 
     def _refuse_name_clash(self, name: str) -> None:
         """Docker refuses a second container of one name; so does this, by name."""
@@ -420,6 +676,15 @@ class Replay:
 
     def container_name(self, resource_name: str) -> str:
         for applied in self.state.values():
-            if applied.name == resource_name and applied.type == CONTAINER:
+            if applied.name == resource_name and applied.type == CONTAINER \
+                    and not applied.pending_delete:
                 return applied.real["name"]
         raise KeyError(resource_name)
+
+
+class _InitError(Exception):
+    """A create that made the resource but failed after (pulumi's `InitError`)."""
+
+    def __init__(self, message: str, real: dict):
+        super().__init__(message)
+        self.real = real

@@ -1,10 +1,15 @@
-"""The replay applies program runs like successive `pulumi up`s (no engine: a fake one)."""
+"""The replay applies program runs like successive `pulumi up`s (no engine: a fake one).
+
+One test per behaviour the replay imitates; each names the upstream source it follows
+(the full list, and what is not modelled, is at the top of tests/harness/replay.py)."""
+
+import threading
 
 import pytest
 
 from tests.harness.engine import EngineError
 from tests.harness.program import ProgramRun, RecordedResource
-from tests.harness.replay import Replay, ReplayError
+from tests.harness.replay import Replay, ReplayError, duration_ns, go_duration
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:local:Command"
@@ -15,6 +20,12 @@ class FakeEngine:
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, dict] = {}
         self.unhealthy = set(unhealthy)
+        self.waited: list[str] = []
+        self._lock = threading.Lock()
+
+    def _call(self, *call):
+        with self._lock:
+            self.calls.append(call)
 
     def image(self, reference):
         return {"Id": f"sha256:{reference}"}
@@ -23,41 +34,44 @@ class FakeEngine:
         return self.containers.get(name)
 
     def create_container(self, name, config):
-        self.calls.append(("create", name))
+        self._call("create", name)
         self.containers[name] = {"Id": name, "Config": config, "NetworkSettings": {
-            "Networks": {"n": {"IPAddress": "10.0.0.2"}}}}
+            "Networks": {"n": {"IPAddress": f"10.0.0.{len(self.containers) + 2}"}}}}
         return name
 
     def start(self, name):
-        self.calls.append(("start", name))
+        self._call("start", name)
 
     def wait_healthy(self, name, timeout):
+        self.waited.append(name)
         if name in self.unhealthy:
             raise EngineError(f"container {name} not healthy")
 
     def stop(self, name, grace):
-        self.calls.append(("stop", name))
+        self._call("stop", name)
 
     def remove_container(self, name):
-        self.calls.append(("remove", name))
+        self._call("remove", name)
         self.containers.pop(name, None)
 
     def request(self, method, url, body=None, **_):
-        self.calls.append(("update", url))
+        self._call("update", url)
 
 
-def container(name, urn=None, dependencies=(), **inputs):
+def container(name, urn=None, dependencies=(), delete_before_replace=None, **inputs):
     plain = {"name": name, "image": "img", "memory": 64, "memorySwap": 64, "wait": True,
              **inputs}
     return RecordedResource(type=CONTAINER, name=name, urn=urn or f"urn:{name}", inputs=plain,
                             parent="", dependencies=list(dependencies), protect=False,
-                            delete_before_replace=False, custom=True)
+                            delete_before_replace=bool(delete_before_replace),
+                            delete_before_replace_defined=delete_before_replace is not None,
+                            custom=True)
 
 
-def command(name, script, dependencies=()):
+def command(name, script, dependencies=(), update=None, **inputs):
     return RecordedResource(type=COMMAND, name=name, urn=f"urn:{name}",
-                            inputs={"create": script, "update": script,
-                                    "interpreter": ["/bin/bash", "-c"]},
+                            inputs={"create": script, **({"update": update} if update else {}),
+                                    "interpreter": ["/bin/bash", "-c"], **inputs},
                             parent="", dependencies=list(dependencies), protect=False,
                             delete_before_replace=False, custom=True)
 
@@ -66,10 +80,13 @@ def run(*resources):
     return ProgramRun(resources=list(resources), exports={})
 
 
+def quiet_replay(engine, **kwargs):
+    return Replay(engine, {}, log=lambda _: None, **kwargs)
+
+
 def test_dependencies_come_first_whatever_the_registration_order(tmp_path):
     marker = tmp_path / "order"
-    engine = FakeEngine()
-    replay = Replay(engine, {}, log=lambda _: None)
+    replay = quiet_replay(FakeEngine())
     replay.apply(run(
         command("second", f"echo second >> {marker}", dependencies=["urn:first"]),
         command("first", f"echo first >> {marker}"),
@@ -77,60 +94,196 @@ def test_dependencies_come_first_whatever_the_registration_order(tmp_path):
     assert marker.read_text().split() == ["first", "second"]
 
 
+def test_independent_steps_run_at_the_same_time(tmp_path):
+    # step_executor.go: a worker pool. Each command waits for the other's marker, which
+    # only works if both run at once (run one after the other, the first times out).
+    a, b = tmp_path / "a", tmp_path / "b"
+    wait_for = "for _ in $(seq 50); do [ -e {0} ] && exit 0; sleep 0.1; done; exit 1"
+    replay = quiet_replay(FakeEngine())
+    replay.apply(run(command("one", f"touch {a}; " + wait_for.format(b)),
+                     command("two", f"touch {b}; " + wait_for.format(a))))
+    # With one worker the same program fails: the replay is what makes them concurrent.
+    a.unlink()
+    b.unlink()
+    serial = quiet_replay(FakeEngine(), parallel=1)
+    with pytest.raises(ReplayError, match="command failed"):
+        serial.apply(run(command("one", f"touch {a}; " + wait_for.format(b)),
+                         command("two", f"touch {b}; " + wait_for.format(a))))
+
+
+def test_after_a_failed_step_no_new_step_starts(tmp_path):
+    marker = tmp_path / "ran"
+    replay = quiet_replay(FakeEngine(), parallel=1)
+    with pytest.raises(ReplayError, match="first: command failed"):
+        replay.apply(run(command("first", "exit 3"),
+                         command("later", f"touch {marker}")))
+    assert not marker.exists()
+
+
 def test_an_unknown_container_input_fails_by_name():
-    replay = Replay(FakeEngine(), {}, log=lambda _: None)
+    replay = quiet_replay(FakeEngine())
     with pytest.raises(ReplayError, match="sysctls not understood"):
         replay.apply(run(container("c", sysctls={"net.core.somaxconn": "1024"})))
 
 
-def test_in_place_update_versus_replacement():
+def test_memory_is_updated_in_place():
+    # resourceDockerContainerUpdate handles memory/memory_swap with `docker update`.
     engine = FakeEngine()
-    replay = Replay(engine, {}, log=lambda _: None)
+    replay = quiet_replay(engine)
     replay.apply(run(container("c")))
-    replay.apply(run(container("c", memory=96, memorySwap=96)))
-    assert ("update", "/containers/c/update") in engine.calls
     engine.calls.clear()
-    # A changed command replaces; the same container name makes create-before-delete clash,
-    # as it would under Pulumi.
+    replay.apply(run(container("c", memory=96, memorySwap=96)))
+    assert engine.calls == [("update", "/containers/c/update")]
+
+
+def test_a_container_is_replaced_delete_before_create():
+    # pulumi-docker provider/resources.go: docker_container DeleteBeforeReplace: true.
+    engine = FakeEngine()
+    replay = quiet_replay(engine)
+    replay.apply(run(container("c")))
+    engine.calls.clear()
+    replay.apply(run(container("c", envs=["SECRET=rotated"])))
+    assert engine.calls[:3] == [("stop", "c"), ("remove", "c"), ("create", "c")]
+
+
+def test_an_explicit_create_before_delete_keeps_the_old_container_until_the_end():
+    # step_generator.go: the program's delete_before_replace=False overrides the provider.
+    engine = FakeEngine()
+    replay = quiet_replay(engine)
+    replay.apply(run(container("c-1", urn="urn:c", delete_before_replace=False)))
+    engine.calls.clear()
+    replay.apply(run(container("c-2", urn="urn:c", delete_before_replace=False,
+                               envs=["SECRET=rotated"])))
+    assert engine.calls.index(("start", "c-2")) < engine.calls.index(("stop", "c-1"))
+    # The same container name cannot be created beside itself.
     with pytest.raises(ReplayError, match="already exists"):
-        replay.apply(run(container("c", memory=96, memorySwap=96, command=["x"])))
+        replay.apply(run(container("c-2", urn="urn:c", delete_before_replace=False,
+                                   envs=["SECRET=again"])))
 
 
 def test_undeclared_resources_are_deleted_last_and_only_after_success():
     engine = FakeEngine()
-    replay = Replay(engine, {}, log=lambda _: None)
+    replay = quiet_replay(engine)
     replay.apply(run(container("app-a")))
     replay.apply(run(container("app-b")))
     assert engine.calls.index(("start", "app-b")) < engine.calls.index(("remove", "app-a"))
     engine.calls.clear()
-    # A failed update (unhealthy new release) deletes nothing.
     engine.unhealthy.add("app-c")
     with pytest.raises(ReplayError):
         replay.apply(run(container("app-c")))
     assert ("remove", "app-b") not in engine.calls
-    # The next update with the previous value keeps app-b and removes the failed one.
     replay.apply(run(container("app-b")))
     assert ("create", "app-b") not in engine.calls
     assert ("remove", "app-c") in engine.calls
 
 
-def test_replaced_resources_of_a_failed_update_are_deleted_first_next_time():
-    engine = FakeEngine()
-    replay = Replay(engine, {}, log=lambda _: None)
-    replay.apply(run(container("old", urn="urn:app")))
-    engine.unhealthy.add("new")
+def test_a_failed_health_gate_is_skipped_by_the_next_up():
+    # resourceDockerContainerCreate sets the id before its wait; the engine keeps the
+    # container with init errors; with unchanged inputs the next up is an Update, and the
+    # provider's update never waits for health (pulumi/pulumi#21458).
+    engine = FakeEngine(unhealthy={"app-c"})
+    switch = command("switch", "echo {addr}", dependencies=["urn:app-c"])
+    replay = quiet_replay(engine)
+    with pytest.raises(ReplayError, match="not healthy"):
+        replay.apply(run(container("app-c")))
+    assert replay.state["urn:app-c"].init_errors
+    engine.calls.clear()
+    engine.waited.clear()
+    replay.apply(run(container("app-c"), switch))
+    assert engine.calls == [("update", "/containers/app-c/update")]
+    assert engine.waited == []  # no health gate this time
+    assert not replay.state["urn:app-c"].init_errors
+    assert replay.state["urn:app-c"].real["ip_address"]  # its address is known now
+
+
+def test_pending_deletions_of_a_failed_update_wait_for_the_end_of_the_next_one():
+    # pulumi/pulumi#11027 (closed #9979): condemned resources are deleted at the end.
+    engine = FakeEngine(unhealthy={"new"})
+    replay = quiet_replay(engine)
+    replay.apply(run(container("old", urn="urn:app", delete_before_replace=False)))
     with pytest.raises(ReplayError):
-        replay.apply(run(container("new", urn="urn:app")))
-    assert ("remove", "old") not in engine.calls  # pending deletion
+        replay.apply(run(container("new", urn="urn:app", delete_before_replace=False)))
+    assert ("remove", "old") not in engine.calls
     engine.calls.clear()
     engine.unhealthy.clear()
-    replay.apply(run(container("old", urn="urn:app")))
-    # pulumi/pulumi#9979: the pending deletion runs first, before anything else.
-    assert engine.calls[:2] == [("stop", "old"), ("remove", "old")]
+    replay.apply(run(container("new", urn="urn:app", delete_before_replace=False),
+                     command("other", "true")))
+    assert engine.calls[-2:] == [("stop", "old"), ("remove", "old")]
+
+
+def test_healthcheck_durations_are_read_back_canonical():
+    # resourceDockerContainerRead stores time.Duration.String(): "60s" reads back "1m0s",
+    # so a container declared with "60s" differs from state on every run and is replaced.
+    engine = FakeEngine()
+    replay = quiet_replay(engine)
+    declared = {"tests": ["CMD", "true"], "interval": "60s", "timeout": "5s", "retries": 3}
+    replay.apply(run(container("c", healthcheck=declared)))
+    engine.calls.clear()
+    replay.apply(run(container("c", healthcheck=declared)))
+    assert ("remove", "c") in engine.calls
+    canonical = {**declared, "interval": "1m0s"}
+    replay.apply(run(container("c", healthcheck=canonical)))
+    engine.calls.clear()
+    replay.apply(run(container("c", healthcheck=canonical)))
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize(("declared", "read_back"), [
+    ("0s", "0s"), ("5s", "5s"), ("60s", "1m0s"), ("90s", "1m30s"), ("1m", "1m0s"),
+    ("1.5s", "1.5s"), ("500ms", "500ms"), ("3600s", "1h0m0s"), ("1h2m3s", "1h2m3s"),
+])
+def test_go_duration_strings(declared, read_back):
+    assert go_duration(duration_ns(declared)) == read_back
+
+
+def test_set_attributes_ignore_order():
+    # schema.TypeSet (labels, envs, …) in resource_docker_container.go: order is no diff.
+    engine = FakeEngine()
+    replay = quiet_replay(engine)
+    labels = [{"label": "a", "value": "1"}, {"label": "b", "value": "2"}]
+    replay.apply(run(container("c", labels=labels, envs=["A=1", "B=2"])))
+    engine.calls.clear()
+    replay.apply(run(container("c", labels=labels[::-1], envs=["B=2", "A=1"])))
+    assert engine.calls == []
+
+
+def test_a_command_is_replaced_only_when_its_triggers_change(tmp_path):
+    # pulumi-command v1.2.1: replaceOnChanges ["triggers[*]"]; any other change updates.
+    log = tmp_path / "log"
+    replay = quiet_replay(FakeEngine())
+
+    def step(script, triggers):
+        return command("c", f"echo create {script} >> {log}",
+                       update=f"echo update {script} >> {log}",
+                       delete=f"echo delete $(cat) >> {log}", stdin=f"stdin-{script}",
+                       triggers=triggers)
+
+    replay.apply(run(step("one", ["t1"])))
+    replay.apply(run(step("two", ["t1"])))
+    replay.apply(run(step("three", ["t2"])))
+    # The replacement's old command is deleted at the end, with the stdin of its state.
+    assert log.read_text().split("\n")[:-1] == [
+        "create one", "update two", "create three", "delete stdin-two"]
+
+
+def test_a_command_without_update_runs_create_again(tmp_path):
+    log = tmp_path / "log"
+    replay = quiet_replay(FakeEngine())
+    replay.apply(run(command("c", f"echo {{1}} >> {log}".replace("{1}", "first"))))
+    replay.apply(run(command("c", f"echo second >> {log}")))
+    assert log.read_text().split() == ["first", "second"]
+
+
+def test_stdin_is_attached_only_when_not_empty(tmp_path):
+    # With no stdin the command must not block reading one (a closed stdin reads EOF).
+    marker = tmp_path / "read"
+    replay = quiet_replay(FakeEngine())
+    replay.apply(run(command("c", f"cat > {marker}")))
+    assert marker.read_text() == ""
 
 
 def test_a_protected_resource_is_never_deleted():
-    replay = Replay(FakeEngine(), {}, log=lambda _: None)
+    replay = quiet_replay(FakeEngine())
     protected = container("data")
     protected.protect = True
     replay.apply(run(protected))
