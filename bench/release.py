@@ -60,7 +60,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from components.memory_budget import memory_budget  # noqa: E402
-from components.names import release_container_name  # noqa: E402
+from components.names import release_container_prefix  # noqa: E402
 from components.settings import parse_settings  # noqa: E402
 from tests.harness.engine import DockerEngine  # noqa: E402
 from tests.harness.load import Load, Summary  # noqa: E402
@@ -345,13 +345,20 @@ class SwitchResult:
     windows: dict[str, Summary] = field(default_factory=dict)
 
 
+def release_resource(stack: LocalStack, release: str):
+    """The prod container resource of `release` in the stack's last run (its container name
+    ends in the generation of its inputs)."""
+    wanted = release_container_prefix(stack.prefix, ENVIRONMENT, release)
+    for resource in stack.run.of_type(CONTAINER_TYPE):
+        if str(resource.plain.get("name", "")).startswith(wanted):
+            return resource
+    return None
+
+
 def container_resource(stack: LocalStack, release: str) -> str | None:
     """The Pulumi resource name of the prod container of `release` in the stack's last run."""
-    wanted = release_container_name(stack.prefix, ENVIRONMENT, release)
-    for resource in stack.run.of_type(CONTAINER_TYPE):
-        if resource.plain.get("name") == wanted:
-            return resource.name
-    return None
+    resource = release_resource(stack, release)
+    return resource.name if resource else None
 
 
 def precise_ends(steps: list[Step], events: list) -> None:
@@ -414,7 +421,7 @@ def run_switch(stack: LocalStack, timeline: Timeline, events: EngineEvents, labe
     if switch is not None:
         result.switch_at, result.switch_ended = switch.at, switch.ended
     result.healthy_event_at = events.healthy(
-        release_container_name(stack.prefix, ENVIRONMENT, target), up_started)
+        release_resource(stack, target).plain["name"], up_started)
     start = load.started_at or up_started
     end = max(record.started for record in load.results) + 1e-6 if load.results else up_ended
     switch_at = result.switch_at or up_started

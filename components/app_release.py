@@ -18,8 +18,8 @@ import pulumi
 import pulumi_docker as docker
 
 from components.host_files import HostConnection, HostFile, HostFileArgs, host_command
-from components.names import release_container_name, release_slug
-from components.nginx import reload_command, render_upstream
+from components.names import generation, release_container_name, release_slug
+from components.nginx import nginx_lock_file, reload_command, render_upstream
 from components.platform_reference import PlatformHandle
 from components.service_container import (
     ServiceContainerArgs,
@@ -109,22 +109,37 @@ class AppRelease(pulumi.ComponentResource):
         self.image = docker.RemoteImage(
             f"{name}-image-{slug}", name=release.image_reference, keep_locally=True,
             opts=docker_opts)
-        self.container_name = release_container_name(prefix, env_name, release.release)
         memory_mb = environment.apply(lambda env: int(env["app_memory_mb"]))
         network = platform_values.apply(lambda values: values["network_name"])
+        log_volume = {"host_path": f"{root}/logs/{env_name}",
+                      "container_path": f"/var/log/aiia/{env_name}"}
+        health = {"interval": "5s", "timeout": "4s", "retries": 3, "start_period": "20s"}
+        # A generation of this release: every input that pulumi-docker cannot change in
+        # place (image, variables with the secrets, network, volume, health check, stop
+        # grace) named in the container's name. pulumi-docker replaces a container
+        # delete-before-create, which would stop the serving one before its successor
+        # exists; with a new name and create-before-delete below, a rotated secret or a
+        # changed variable goes through the same side-by-side path as a release. Memory is
+        # updated in place (docker update) and is not part of it.
+        self.container_name = pulumi.Output.unsecret(pulumi.Output.all(
+            image=self.image.image_id, variables=variables, network=network,
+            volume=log_volume, health=health, grace=release.stop_grace_seconds,
+        ).apply(lambda values: release_container_name(prefix, env_name, release.release,
+                                                      generation(values))))
         state_dir = f"{root}/state"
         upstream_file = f"{root}/nginx/upstreams/{env_name}.conf"
         old_workers_file = f"{state_dir}/release-{env_name}.old-nginx-workers"
         nginx_container = f"{prefix}-nginx"
         script_values = pulumi.Output.all(self.image.image_id, network, memory_mb,
-                                          environment, args.platform.output("ready"))
+                                          environment, args.platform.output("ready"),
+                                          self.container_name)
 
         def script(template: str, **extra) -> pulumi.Output[str]:
             """A release script; `extra` may hold Outputs too."""
             return pulumi.Output.all(script_values, pulumi.Output.from_input(extra)).apply(
                 lambda values: render(
                     template, environment=env_name, release=release.release, slug=slug,
-                    state_dir=state_dir, container_name=self.container_name,
+                    state_dir=state_dir, container_name=values[0][5],
                     network=values[0][1], memory_mb=values[0][2], image_id=values[0][0],
                     image=release.image_reference, domain=values[0][3]["domain"],
                     upstream_file=upstream_file, nginx_container=nginx_container, stack=prefix,
@@ -150,12 +165,9 @@ class AppRelease(pulumi.ComponentResource):
                 environment=env_name,
                 memory_mb=memory_mb,
                 envs=variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs]),
-                healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"],
-                                        interval="5s", timeout="4s", retries=3,
-                                        start_period="20s"),
+                healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"], **health),
                 network=network,
-                volumes=[docker.ContainerVolumeArgs(host_path=f"{root}/logs/{env_name}",
-                                                    container_path=f"/var/log/aiia/{env_name}")],
+                volumes=[docker.ContainerVolumeArgs(**log_volume)],
                 extra_labels={"aiia.release": release.release},
                 # Long enough for requests and WebSockets to drain after the switch (nginx's
                 # worker_shutdown_timeout holds the client side for the same time).
@@ -163,8 +175,11 @@ class AppRelease(pulumi.ComponentResource):
                 # Past its start period (20 s) and three failed checks it is unhealthy.
                 wait_timeout_seconds=60,
             ),
-            pulumi.ResourceOptions.merge(docker_opts,
-                                         pulumi.ResourceOptions(depends_on=[self.migrate])),
+            # Create-before-delete, explicitly: the new generation runs beside the old one
+            # (the engine takes the program's choice over the provider's
+            # delete-before-replace), and the old one goes at the end of the update.
+            pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(
+                depends_on=[self.migrate], delete_before_replace=False)),
         )
         address = container_address(self.container, environment.apply(lambda env: env["port"]))
         # The switch: only once the new container is healthy (wait=True above) is the
@@ -175,9 +190,12 @@ class AppRelease(pulumi.ComponentResource):
             HostFileArgs(
                 connection=args.connection,
                 path=upstream_file,
-                content=address.apply(lambda server: render_upstream(
-                    env_name, server, f"release {release.release}: {self.container_name}")),
+                content=pulumi.Output.all(address, self.container_name).apply(
+                    lambda values: render_upstream(
+                        env_name, values[0], f"release {release.release}: {values[1]}")),
                 on_change=reload_command(nginx_container, workers_file=old_workers_file),
+                precondition=script("app/switch-precondition.sh.j2", timeout_seconds=60),
+                lock_file=nginx_lock_file(state_dir),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
@@ -189,7 +207,8 @@ class AppRelease(pulumi.ComponentResource):
                    access_log=f"{root}/logs/nginx/access.log",
                    drain_seconds=RELEASE_DRAIN_SECONDS, old_workers_file=old_workers_file,
                    image_repository=release.image,
-                   nginx_reload=reload_command(nginx_container)),
+                   nginx_reload=reload_command(nginx_container),
+                   lock_file=nginx_lock_file(state_dir)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),
         )
         self.register_outputs({"container_name": self.container_name,

@@ -79,6 +79,9 @@ class HostFileArgs:
     owner: str | None = None  # "uid:gid" the reading container runs as
     on_change: str | None = None  # e.g. a graceful reload, run only when the file changed
     only_if_absent: bool = False  # a seed that a later step owns once it exists
+    # Run first; when it fails nothing is installed (e.g. the switch's health check).
+    precondition: pulumi.Input[str] | None = None
+    lock_file: str | None = None  # files that share a lock are installed one at a time
 
 
 class HostFile(pulumi.ComponentResource):
@@ -86,9 +89,11 @@ class HostFile(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HostFileArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aiia:host:File", name, None, opts)
-        script = render("host/install-file.sh.j2", path=args.path, mode=args.mode,
-                        owner=args.owner, on_change=args.on_change,
-                        only_if_absent=args.only_if_absent)
+        script = pulumi.Output.from_input(args.precondition).apply(
+            lambda precondition: render(
+                "host/install-file.sh.j2", path=args.path, mode=args.mode, owner=args.owner,
+                on_change=args.on_change, only_if_absent=args.only_if_absent,
+                precondition=precondition, lock_file=args.lock_file))
         self.install = host_command(
             f"{name}-install", args.connection, script, stdin=args.content,
             opts=pulumi.ResourceOptions(parent=self),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 from components.settings import DIGEST_RE
@@ -19,9 +21,25 @@ def release_slug(release: str) -> str:
     return slug[:40].rstrip("-") or "release"
 
 
-def release_container_name(prefix: str, environment: str, release: str) -> str:
-    """Each release gets a container of its own, so old and new run side by side."""
-    return f"{prefix}-app-{environment}-{release_slug(release)}"
+def release_container_prefix(prefix: str, environment: str, release: str) -> str:
+    """What every container of one release is named from (its generations follow)."""
+    return f"{prefix}-app-{environment}-{release_slug(release)}-"
+
+
+def release_container_name(prefix: str, environment: str, release: str,
+                           generation: str) -> str:
+    """Each release, and each generation of its inputs, gets a container of its own, so old
+    and new run side by side."""
+    return f"{release_container_prefix(prefix, environment, release)}{generation}"
+
+
+def generation(values: object) -> str:
+    """A short digest of a container's replacing inputs: its name changes when they do.
+
+    Eight hex digits of SHA-256 over values that may include secrets: it tells two
+    generations apart and says nothing usable about a secret of any real strength."""
+    encoded = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.sha256(b"aiia-generation:" + encoded).hexdigest()[:8]
 
 
 def database_name(prefix: str, environment: str) -> str:

@@ -30,6 +30,11 @@ def reload_command(container: str, workers_file: str | None = None) -> str:
     return render("nginx/reload.sh.j2", container=container, workers_file=workers_file).strip()
 
 
+def nginx_lock_file(state_dir: str) -> str:
+    """The lock every change of nginx's tree (install, test, reload) is made under."""
+    return f"{state_dir.rstrip('/')}/nginx.lock"
+
+
 def render_upstream(environment: str, server: str, description: str) -> str:
     return render("nginx/upstream.conf.j2", environment=environment, server=server,
                   description=description)
@@ -68,7 +73,8 @@ class Nginx(pulumi.ComponentResource):
                 HostFileArgs(connection=context.connection,
                              path=context.host_path("nginx", relative_path),
                              content=content, mode="0644", only_if_absent=only_if_absent,
-                             on_change=None if only_if_absent else self.reload_command),
+                             on_change=None if only_if_absent else self.reload_command,
+                             lock_file=nginx_lock_file(context.host_path("state"))),
                 opts=pulumi.ResourceOptions(parent=self),
             )
 

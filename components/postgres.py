@@ -64,7 +64,7 @@ class Postgres(pulumi.ComponentResource):
                     lambda password: [f"POSTGRES_PASSWORD={password}",
                                       "PGDATA=/var/lib/postgresql/data/pgdata"]),
                 healthcheck=healthcheck(["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"],
-                                        start_period="60s"),
+                                        start_period="1m0s"),
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=args.data_volume.name,
                                                container_path="/var/lib/postgresql/data"),

@@ -41,6 +41,15 @@ def served_by(stack, release) -> list[dict]:
     return [r for r in map(json.loads, lines) if r.get("release") == release]
 
 
+def running_generations(stack, release, all_states=True) -> list[str]:
+    """The containers of every generation of `release` in prod (their names end in the
+    generation's digest)."""
+    mine = f"{stack.prefix}-app-prod-{release}-"
+    query = "/containers/json?all=1" if all_states else "/containers/json"
+    return [c["Names"][0].lstrip("/") for c in stack.engine.request("GET", query)
+            if c["Names"][0].lstrip("/").startswith(mine)]
+
+
 def release_under_load(stack, release, rate=RATE, total=REQUESTS):
     """`pulumi up` of `release` in prod while a bounded load runs through nginx; returns the
     load (finished) and the replay error, if the update failed."""
@@ -87,8 +96,7 @@ def test_release_a_to_b_drops_no_request_and_keeps_websockets(local_stack):
     finally:
         socket.close()
     assert wait_for_outcome(stack, "release-b", "succeeded")["previous_release"] == "release-a"
-    assert stack.container("app-prod-release-a") not in [
-        c["Names"][0].lstrip("/") for c in stack.engine.request("GET", "/containers/json")]
+    assert not running_generations(stack, "release-a", all_states=False)
 
 
 def test_rollback_b_to_a_by_config_drops_no_request(local_stack):
@@ -114,13 +122,25 @@ def test_an_unhealthy_release_never_takes_traffic(local_stack):
     assert "unhealthy" in record["reason"]
 
 
+def test_the_unhealthy_release_deployed_again_still_never_takes_traffic(local_stack):
+    # The engine kept the unhealthy container with init errors; this `pulumi up` updates it
+    # without a health gate (pulumi/pulumi#21458): the switch itself must refuse it.
+    stack = local_stack
+    load, error = release_under_load(stack, "unhealthy", rate=40, total=40 * 20)
+    assert error is not None and "refusing to switch prod" in str(error), error
+    summary = load.summary()
+    assert summary.failures == 0, summary.failure_kinds
+    assert [seen.release for seen in summary.releases] == ["release-a"]
+    assert served_by(stack, "unhealthy") == []
+    upstream = (stack.root / "nginx/upstreams/prod.conf").read_text()
+    assert "release release-a:" in upstream, upstream
+
+
 def test_rollback_right_after_a_failed_health_gate(local_stack):
     load, error = release_under_load(local_stack, "release-a", total=RATE * 40)
     assert error is None, error
     assert load.summary().failures == 0, load.summary().failure_kinds
-    names = [c["Names"][0].lstrip("/") for c in
-             local_stack.engine.request("GET", "/containers/json?all=1")]
-    assert local_stack.container("app-prod-unhealthy") not in names
+    assert not running_generations(local_stack, "unhealthy")
 
 
 def test_a_release_that_fails_on_real_traffic_is_switched_back(local_stack):
@@ -147,9 +167,7 @@ def test_rollback_right_after_a_switch_back(local_stack):
     summary = load.summary()
     assert summary.failures == 0, summary.failure_kinds
     assert [seen.release for seen in summary.releases] == ["release-a"]
-    names = [c["Names"][0].lstrip("/") for c in
-             local_stack.engine.request("GET", "/containers/json?all=1")]
-    assert local_stack.container("app-prod-broken") not in names
+    assert not running_generations(local_stack, "broken")
 
 
 def test_a_failing_migration_leaves_the_previous_release_serving(local_stack):
@@ -157,9 +175,7 @@ def test_a_failing_migration_leaves_the_previous_release_serving(local_stack):
     with pytest.raises(ReplayError, match="migrate"):
         stack.up(stack.with_release("prod", "bad-migration"))
     assert stack.get("prod", "/").headers["x-release"] == "release-a"
-    names = [c["Names"][0].lstrip("/") for c in
-             stack.engine.request("GET", "/containers/json?all=1")]
-    assert stack.container("app-prod-bad-migration") not in names
+    assert not running_generations(stack, "bad-migration")
     wait_for_outcome(stack, "bad-migration", "failed_migration")
 
 
@@ -198,3 +214,33 @@ def test_staging_releases_never_touch_prod_and_old_images_are_pruned(local_stack
     assert stack.engine.image(f"{repository}:release-a") is None
     assert stack.engine.image(f"{repository}:release-b") is not None
     assert stack.engine.image(f"{repository}:schema-b") is not None
+
+
+def test_a_second_up_with_nothing_changed_changes_nothing(local_stack):
+    stack = local_stack
+    before = len(stack.replay.events)
+    stack.up()
+    assert stack.replay.events[before:] == []
+
+
+def test_rotating_secrets_starts_a_new_generation_beside_the_serving_one(local_stack):
+    # pulumi-docker would replace the container delete-before-create on a changed
+    # variable; the generation in its name makes it a side-by-side switch instead.
+    stack = local_stack
+    old = running_generations(stack, "schema-b", all_states=False)
+    assert len(old) == 1, old
+    load = Load(stack.https_port, stack.domain("prod"), rate=RATE, total=REQUESTS,
+                connections=8).start()
+    time.sleep(3)
+    stack.secrets = {**stack.secrets, "aiia:prod_secret_key": "rotated-django-secret-key",
+                     "aiia:prod_db_password": "rotated-prod-db-password"}
+    stack.up()
+    load.wait(timeout=REQUESTS / RATE * 2 + 30)
+    load.stop()
+    summary = load.summary()
+    print("secret rotation:", summary.line())
+    assert summary.requests >= REQUESTS
+    assert summary.failures == 0, summary.failure_kinds
+    new = running_generations(stack, "schema-b", all_states=True)
+    assert len(new) == 1 and new != old, (old, new)
+    assert stack.get("prod", "/healthz/").status == 200

@@ -6,6 +6,7 @@ import pytest
 
 from components.platform_reference import OUTPUT_KEYS
 from tests.harness.program import contains_secret, is_secret, run_program, stack_config
+from tests.harness.replay import duration_ns, go_duration
 
 CONTAINER = "docker:index/container:Container"
 PLATFORM_SERVICES = {"postgres", "pgbouncer", "redis", "nginx"}
@@ -19,6 +20,13 @@ def prod():
 @pytest.fixture(scope="module")
 def local():
     return run_program("local")
+
+
+def release_container(run, name_prefix: str):
+    """The one container of a release (its name ends in the generation of its inputs)."""
+    matches = [c for name, c in run.containers().items() if name.startswith(name_prefix)]
+    assert len(matches) == 1, (name_prefix, list(run.containers()))
+    return matches[0]
 
 
 def prod_outputs_for_staging() -> dict:
@@ -135,7 +143,7 @@ def test_staging_reads_the_platform_from_prod(staging):
     assert [r.plain["name"] for r in references] == ["eduaiia/aiia/prod"]
     types = {r.type for r in staging.resources}
     assert "aiia:platform:Platform" not in types
-    app = staging.containers()["aiia-app-staging-2026-11-26-1"]
+    app = release_container(staging, "aiia-app-staging-2026-11-26-1-")
     assert is_secret(app.inputs["envs"])
     env = dict(item.split("=", 1) for item in app.plain["envs"])
     assert env["DATABASE_PASSWORD"] == "from-prod-staging-db"
@@ -148,7 +156,7 @@ def test_staging_reads_the_platform_from_prod(staging):
 
 
 def test_app_container_contract(prod):
-    app = prod.containers()["aiia-app-prod-2026-11-26-1"]
+    app = release_container(prod, "aiia-app-prod-2026-11-26-1-")
     env = dict(item.split("=", 1) for item in app.plain["envs"])
     assert env["PORT"] == "8000"
     assert env["ALLOWED_HOSTS"] == "api.eduaiia.com"
@@ -192,7 +200,7 @@ def test_a_new_release_adds_resources_of_its_own_and_keeps_the_switch(prod):
     assert "app-prod-app-2026-11-27-1" in names_after - names_before
     assert "app-prod-app-2026-11-26-1" in names_before - names_after
     assert "app-prod-upstream" in names_before & names_after
-    assert "aiia-app-prod-2026-11-27-1" in next_release.containers()
+    assert release_container(next_release, "aiia-app-prod-2026-11-27-1-")
 
 
 def test_a_bad_config_stops_the_program_before_any_resource(capsys):
@@ -237,3 +245,74 @@ def test_the_dashboard_package_archive_is_reproducible():
     first = package_archive()
     time.sleep(1.1)
     assert package_archive() == first
+
+
+@pytest.mark.parametrize("stack_fixture", ["prod", "local"])
+def test_every_healthcheck_duration_is_declared_as_the_provider_reads_it_back(
+        stack_fixture, request):
+    # terraform-provider-docker reads durations back as Go's time.Duration.String(); any
+    # other spelling ("60s" for "1m0s") differs from state on every `pulumi up`, and a
+    # healthcheck change replaces the container (delete first).
+    run = request.getfixturevalue(stack_fixture)
+    for name, container in run.containers().items():
+        health = container.plain.get("healthcheck") or {}
+        for key in ("interval", "timeout", "start_period"):
+            if key in health:
+                assert health[key] == go_duration(duration_ns(health[key])), (name, key)
+
+
+def generation_after(change) -> str:
+    config = copy.deepcopy(stack_config("prod"))
+    secrets = None
+    if change:
+        secrets = change(config)
+    run = run_program("prod", config=config, secrets=secrets)
+    return release_container(run, "aiia-app-prod-2026-11-26-1-").plain["name"]
+
+
+def test_a_config_change_to_a_release_makes_a_new_generation_beside_the_old():
+    from tests.harness.program import made_up_secrets
+
+    def rotate(key):
+        def change(config):
+            secrets = made_up_secrets(config)
+            secrets[key] = "rotated"
+            return secrets
+        return change
+
+    def grace(config):
+        config["aiia:releases"]["prod"]["stop_grace_seconds"] = 25
+
+    def memory(config):
+        config["aiia:platform"]["environments"]["prod"]["app_memory_mb"] = 88
+
+    base = generation_after(None)
+    assert generation_after(None) == base  # stable: the same config, the same container
+    for change in (rotate("aiia:prod_secret_key"), rotate("aiia:prod_db_password"),
+                   rotate("aiia:prod_redis_password"), grace):
+        assert generation_after(change) != base
+    # Memory is updated in place (docker update): the same container serves on.
+    assert generation_after(memory) == base
+
+
+def test_the_release_container_is_created_before_the_old_one_is_deleted(prod):
+    app = prod.named("app-prod-app-2026-11-26-1")
+    assert app.delete_before_replace_defined and not app.delete_before_replace
+
+
+def test_the_switch_refuses_a_container_that_is_not_healthy_now(prod):
+    script = prod.named("app-prod-upstream-install").plain["create"]
+    name = release_container(prod, "aiia-app-prod-2026-11-26-1-").plain["name"]
+    precondition = script.index("refusing to switch prod")
+    assert f"target={name}" in script
+    assert precondition < script.index('mv -f "$temporary"')
+
+
+def test_every_nginx_change_is_made_under_one_lock(prod):
+    scripts = [r.plain["create"] for r in prod.resources
+               if r.name.startswith("platform-nginx-") and r.name.endswith("-install")]
+    scripts.append(prod.named("app-prod-upstream-install").plain["create"])
+    for script in scripts:
+        if "only_if_absent" in script or "already present" in script:
+            continue
+        assert "flock 9" in script and "/srv/aiia/state/nginx.lock" in script
