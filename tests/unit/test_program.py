@@ -304,7 +304,7 @@ def test_the_switch_refuses_a_container_that_is_not_healthy_now(prod):
     script = prod.named("app-prod-upstream-install").plain["create"]
     name = release_container(prod, "aiia-app-prod-2026-11-26-1-").plain["name"]
     precondition = script.index("refusing to switch prod")
-    assert f"target={name}" in script
+    assert f"candidate={name}" in script
     assert precondition < script.index('mv -f "$temporary"')
 
 

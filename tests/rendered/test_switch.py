@@ -1,0 +1,64 @@
+"""The release switch's install script, run for real against a stand-in `docker` command:
+it installs the upstream only for a container that is healthy now."""
+
+import copy
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness.program import run_program, stack_config
+
+FAKE_DOCKER = """#!/bin/sh
+# inspect answers the health the test sets; ps says nginx is not running (no reload).
+case "$1" in
+  inspect) [ "$FAKE_HEALTH" = missing ] && exit 1; echo "$FAKE_HEALTH" ;;
+  ps) ;;
+  *) echo "unexpected docker $*" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture(scope="module")
+def switch(tmp_path_factory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("host")
+    config = copy.deepcopy(stack_config("local"))
+    config["aiia:host"]["root_dir"] = str(root)
+    run = run_program("local", config=config)
+    return run.named("app-prod-upstream-install").plain, root
+
+
+def run_switch(switch, tmp_path, health) -> subprocess.CompletedProcess:
+    inputs, _ = switch
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                   "FAKE_HEALTH": health}
+    return subprocess.run(["bash", "-c", inputs["create"]], input=inputs["stdin"], text=True,
+                          capture_output=True, env=environment, cwd=tmp_path, timeout=30,
+                          check=False)
+
+
+@pytest.mark.parametrize("health", ["unhealthy", "missing", "no health check"])
+def test_a_container_that_is_not_healthy_is_refused_and_nothing_installed(
+        switch, tmp_path, health):
+    inputs, root = switch
+    upstream = root / "nginx/upstreams/prod.conf"
+    result = run_switch(switch, tmp_path, health)
+    assert result.returncode == 1
+    assert "refusing to switch prod" in result.stderr
+    assert not upstream.exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "bin"]  # nothing written elsewhere
+
+
+def test_a_healthy_container_gets_the_upstream(switch, tmp_path):
+    inputs, root = switch
+    result = run_switch(switch, tmp_path, "healthy")
+    assert result.returncode == 0, result.stderr
+    upstream = root / "nginx/upstreams/prod.conf"
+    assert upstream.read_text() == inputs["stdin"]
+    assert "installed:" in result.stdout
+    assert (root / "state/nginx.lock").exists()
