@@ -244,3 +244,30 @@ def test_rotating_secrets_starts_a_new_generation_beside_the_serving_one(local_s
     new = running_generations(stack, "schema-b", all_states=True)
     assert len(new) == 1 and new != old, (old, new)
     assert stack.get("prod", "/healthz/").status == 200
+
+
+def test_both_environments_released_in_one_up_with_concurrent_steps(local_stack):
+    stack = local_stack
+    assert stack.replay.parallel > 1
+    config = stack.with_release("prod", "release-b")
+    config["aiia:releases"]["staging"]["release"] = "release-a"
+    loads = {env: Load(stack.https_port, stack.domain(env), rate=60, total=60 * 60,
+                       connections=4).start() for env in ("prod", "staging")}
+    time.sleep(3)
+    stack.up(config)
+    for load in loads.values():
+        load.wait(timeout=60 * 2 + 30)
+        load.stop()
+    for env, load in loads.items():
+        summary = load.summary()
+        print(f"{env}, released together:", summary.line())
+        assert summary.failures == 0, (env, summary.failure_kinds)
+    assert [seen.release for seen in loads["prod"].summary().releases] == \
+        ["schema-b", "release-b"]
+    assert [seen.release for seen in loads["staging"].summary().releases] == \
+        ["release-b", "release-a"]
+    # The two releases ran side by side: their migrations overlapped in time.
+    spans = {name: (start, end) for action, name, start, end in stack.replay.events
+             if name in ("app-prod-migrate-release-b", "app-staging-migrate-release-a")}
+    (prod_start, prod_end), (staging_start, staging_end) = spans.values()
+    assert prod_start < staging_end and staging_start < prod_end, spans

@@ -267,7 +267,10 @@ def generation_after(change) -> str:
     if change:
         secrets = change(config)
     run = run_program("prod", config=config, secrets=secrets)
-    return release_container(run, "aiia-app-prod-2026-11-26-1-").plain["name"]
+    name = release_container(run, "aiia-app-prod-2026-11-26-1-").plain["name"]
+    # The watch (and its drain before the old generation is removed) runs per generation.
+    assert f"({name})" in run.named("app-prod-watch").plain["create"]
+    return name
 
 
 def test_a_config_change_to_a_release_makes_a_new_generation_beside_the_old():
