@@ -286,10 +286,19 @@ def test_the_server_refuses_privilege_even_if_its_unit_grants_it(host, override,
                 "journalctl -u aiia-dashboard.service --no-pager -n 20", check=False
             )
             time.sleep(0.5)
-        assert (
-            host.sh("systemctl is-active aiia-dashboard.service", check=False) != "active"
-            or host.sh("systemctl show -p NRestarts --value aiia-dashboard.service") != "0"
-        )
+
+        # The refusal is logged just before the process exits: wait for the exit itself.
+        def refused():
+            return (
+                host.sh("systemctl is-active aiia-dashboard.service", check=False) != "active"
+                or host.sh("systemctl show -p NRestarts --value aiia-dashboard.service") != "0"
+            )
+
+        while not refused():
+            assert time.monotonic() < deadline, host.sh(
+                "systemctl status aiia-dashboard.service --no-pager", check=False
+            )
+            time.sleep(0.2)
     finally:
         host.sh(
             f"rm -rf {drop_in} && systemctl daemon-reload && "
