@@ -28,6 +28,18 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 INSTALL_DIR = "/opt/aiia"
 DASHBOARD_UID = "10002:10002"
 PASSWORD_ITERATIONS = 200_000
+# How often the collector runs: resident in a container locally, a systemd timer (every
+# minute, aiia-dashboard-collect.timer) on a VPS. The page's staleness alert reads it.
+COLLECT_EVERY_S = {"local": 30, "vps": 60}
+
+
+def collector_healthcheck(status_path: str, every_s: int) -> docker.ContainerHealthcheckArgs:
+    """Healthy while the last collection is recent: its snapshot is rewritten on every run
+    (also when some of its steps failed), so an old one means the loop is stuck or dead.
+    Stale after two missed runs and a margin for a slow one."""
+    script = render("dashboard/collector-health.sh.j2", status_path=status_path,
+                    every_s=every_s, stale_after_s=2 * every_s + 15)
+    return healthcheck(["CMD-SHELL", script])
 
 
 def hash_password(password: str, salt_source: str) -> str:
@@ -109,6 +121,7 @@ class Dashboard(pulumi.ComponentResource):
                 backups_file=context.host_path("state", "backups.jsonl"),
                 restore_tests_file=context.host_path("state", "restore-tests.jsonl"),
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
+                collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 auth_password_hash=hash_password(password, context.settings.stack)))
         # The config holds the password hash: readable by the server's account alone.
         if local:
@@ -153,11 +166,12 @@ class Dashboard(pulumi.ComponentResource):
                 image=image.image_id, service="dashboard-collector",
                 memory_mb=platform.dashboard.collector_memory_mb,
                 command=["python3", "-m", "dashboard", "collect", "--config", config_path,
-                         "--every", "30"],
+                         "--every", str(COLLECT_EVERY_S["local"])],
                 # The privileged half by design (it reads the Docker socket); it publishes
                 # nothing and nginx never routes to it.
                 user="0:0",
-                healthcheck=healthcheck(["CMD", "python3", "-c", "import dashboard"]),
+                healthcheck=collector_healthcheck(f"{state_dir}/status.json",
+                                                  COLLECT_EVERY_S["local"]),
                 volumes=[root_mount, state_mount,
                          docker.ContainerVolumeArgs(host_path="/var/run/docker.sock",
                                                     container_path="/var/run/docker.sock",
@@ -186,7 +200,9 @@ class Dashboard(pulumi.ComponentResource):
         platform = context.platform
         unit_context = {"python": "/usr/bin/python3", "install_dir": INSTALL_DIR,
                         "config_path": config_path, "state_dir": state_dir,
-                        "root_dir": context.root_dir}
+                        "root_dir": context.root_dir,
+                        "server_memory_mb": platform.dashboard.memory_mb,
+                        "collector_memory_mb": platform.dashboard.collector_memory_mb}
         archive = package_archive()
         package = host_command(
             f"{name}-package", context.connection,

@@ -148,7 +148,12 @@ class TlsSettings:
 @dataclass(frozen=True)
 class DashboardSettings:
     memory_mb: int = 32  # the HTTP server (systemd MemoryMax on a VPS)
-    collector_memory_mb: int = 24  # the collector: a timer run on a VPS, resident locally
+    # The collector: a timer run on a VPS, resident locally. Measured (bench/setup.py): 16–19
+    # MB anonymous at a collection's peak, plus the page cache it reads through and ~2.5 MB
+    # for anything run beside it (a `docker exec`'s runc init and command: its health
+    # check, an operator's look inside). 24 left a second Python started beside a
+    # collection OOM-killed (issue #15).
+    collector_memory_mb: int = 32
     port: int = 9100
     user: str = "admin"
     image: str = "aiia-dashboard:local"  # local stack only: the image both containers run

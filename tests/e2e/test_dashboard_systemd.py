@@ -21,6 +21,8 @@ from collections.abc import Iterator
 import jinja2
 import pytest
 
+from components.dashboard import COLLECT_EVERY_S
+from components.settings import DashboardSettings
 from dashboard.auth import hash_password
 from tests.unit.dashboard.dashboard_fixtures import REPO_ROOT
 
@@ -41,6 +43,9 @@ VARIABLES = {
     "config_path": "/srv/aiia/dashboard/config.json",
     "state_dir": "/srv/aiia/state/dashboard",
     "root_dir": "/srv/aiia",
+    # The program's defaults: the units run under the limits a VPS gets.
+    "server_memory_mb": DashboardSettings().memory_mb,
+    "collector_memory_mb": DashboardSettings().collector_memory_mb,
 }
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -203,6 +208,7 @@ def install(machine: Host) -> None:
             backups_file="/srv/aiia/state/backups.jsonl",
             restore_tests_file="/srv/aiia/state/restore-tests.jsonl",
             log_sources=[],
+            collect_every_s=COLLECT_EVERY_S["vps"],
             auth_user="operator",
             auth_password_hash=hash_password("pw", iterations=1000),
         ),

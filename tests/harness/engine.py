@@ -113,7 +113,8 @@ class DockerEngine:
                                   f"{self.logs(name)[-2000:]}")
             if time.monotonic() > deadline:
                 raise EngineError(f"container {name} not healthy after {timeout:.0f}s "
-                                  f"(health: {health}); last logs: {self.logs(name)[-2000:]}")
+                                  f"(health: {health}); {health_log(state)}; "
+                                  f"last logs: {self.logs(name)[-2000:]}")
             time.sleep(0.5)
 
     def logs(self, name: str, tail: int = 100) -> str:
@@ -140,6 +141,17 @@ class DockerEngine:
 
     def remove_volume(self, name: str) -> None:
         self.request("DELETE", f"/volumes/{urllib.parse.quote(name)}?force=1", ok=(204, 404))
+
+
+def health_log(state: dict) -> str:
+    """The last health checks Docker ran (State.Health.Log): when, exit code, output."""
+    checks = (state.get("Health") or {}).get("Log") or []
+    if not checks:
+        return "no health check has run"
+    lines = [f"{check.get('Start', '?')[:23]} exit {check.get('ExitCode')}: "
+             f"{(check.get('Output') or '').strip()[-300:] or '(no output)'}"
+             for check in checks]
+    return "health checks:\n  " + "\n  ".join(lines)
 
 
 def _demultiplex(data: bytes) -> str:

@@ -242,6 +242,19 @@ def plan_step(resource: RecordedResource, current: Applied | None) -> Plan:
     return Plan("replace", changed, delete_first)
 
 
+def preview(previous: ProgramRun, current: ProgramRun) -> dict[str, Plan]:
+    """`pulumi preview` of `current` against the state `previous` left (an update that
+    succeeded): the step each resource gets, by name; a resource the program no longer
+    declares is deleted."""
+    state = {resource.urn: Applied(resource.urn, resource.type, resource.name,
+                                   read_back(resource.type, resource.plain))
+             for resource in previous.resources if resource.custom}
+    plans = {resource.name: plan_step(resource, state.pop(resource.urn, None))
+             for resource in current.resources if resource.custom}
+    plans.update({applied.name: Plan("delete") for applied in state.values()})
+    return plans
+
+
 def _check_inputs(resource: RecordedResource, inputs: dict, known: set[str]) -> None:
     unknown = sorted(set(inputs) - known)
     if unknown:
@@ -305,6 +318,7 @@ class Replay:
         self.engine = engine
         self.image_map = image_map
         self.log = log
+        self._log_lock = threading.Lock()
         self.parallel = parallel
         self.state: dict[str, Applied] = {}
         self.substitutions: dict[str, str] = {}
@@ -313,6 +327,11 @@ class Replay:
         self.events: list[tuple[str, str, float, float]] = []
         self._lock = threading.RLock()
         self._replacements = 0
+
+    def _say(self, line: str) -> None:
+        # Steps run in threads: print() writes a line and its newline separately.
+        with self._log_lock:
+            self.log(line)
 
     # ----------------------------------------------------------------- the update
 
@@ -372,7 +391,7 @@ class Replay:
                                   "`pulumi up` would refuse")
             order = "delete-before-create" if plan.delete_before_replace else \
                 "create-before-delete"
-            self.log(f"replace {resource.name} ({order}): "
+            self._say(f"replace {resource.name} ({order}): "
                      f"{', '.join(sorted(plan.changed))} changed")
             if plan.delete_before_replace:
                 self._delete(current)
@@ -436,7 +455,7 @@ class Replay:
             raise ReplayError(f"{resource.name}: resource type {resource.type} is not "
                               "understood by the replay")
         inputs = self._real_inputs(resource)
-        self.log(f"create {resource.name}")
+        self._say(f"create {resource.name}")
         applied = Applied(urn=resource.urn, type=resource.type, name=resource.name,
                           inputs=read_back(resource.type, resource.plain),
                           protect=resource.protect,
@@ -459,7 +478,7 @@ class Replay:
                 changed: frozenset[str]) -> None:
         inputs = self._real_inputs(resource)
         why = ", ".join(sorted(changed)) or "init errors of its create"
-        self.log(f"update {resource.name}: {why}")
+        self._say(f"update {resource.name}: {why}")
         if resource.type == LOCAL_COMMAND:
             current.real = self._timed("update", resource.name,
                                        lambda: self._run_command(resource, inputs, "update"))
@@ -488,7 +507,7 @@ class Replay:
         if applied.protect:
             raise ReplayError(f"{applied.name} is protected and cannot be deleted "
                               "(as `pulumi up` would refuse)")
-        self.log(f"delete {applied.name}")
+        self._say(f"delete {applied.name}")
 
         def delete() -> None:
             if applied.type == CONTAINER:

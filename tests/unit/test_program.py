@@ -68,7 +68,7 @@ def test_every_platform_service_runs_with_limits_health_and_restart(stack_fixtur
         inputs = container.plain
         assert inputs["memory"] > 0, name
         assert inputs["memory_swap"] == inputs["memory"], f"{name}: swap must equal memory"
-        assert inputs["healthcheck"]["tests"][0] == "CMD", name
+        assert inputs["healthcheck"]["tests"][0] in ("CMD", "CMD-SHELL"), name
         assert inputs["wait"] is True, name
         assert inputs["restart"] == "unless-stopped", name
         assert inputs["log_driver"] == "json-file", name

@@ -68,6 +68,7 @@ def template_variables() -> dict:
             {"service": "postgres", "container_label": "postgres", "environment": None},
             {"service": "nginx-access", "file": f"{root}/logs/nginx/access.log"},
         ],
+        "collect_every_s": 30,
         "auth_user": "operator",
         "auth_password_hash": PASSWORD_HASH,
     }
@@ -94,6 +95,7 @@ def test_the_rendered_template_loads_into_a_valid_config(tmp_path):
     assert config.log_source("postgres").container_label == "postgres"
     assert verify_password("pw", config.auth_password_hash)
     assert config.status_path == Path("/srv/aiia/state/dashboard/status.json")
+    assert config.collect_every_seconds == 30  # the page's staleness alert measures by it
 
 
 def test_strings_that_need_escaping_stay_valid_json():

@@ -20,6 +20,8 @@ VARIABLES = {
     "config_path": "/srv/aiia/dashboard/config.json",
     "state_dir": "/srv/aiia/state/dashboard",
     "root_dir": "/srv/aiia",
+    "server_memory_mb": 32,
+    "collector_memory_mb": 28,
 }
 systemd_analyze = shutil.which("systemd-analyze")
 needs_systemd = pytest.mark.skipif(systemd_analyze is None, reason="systemd-analyze not installed")
@@ -86,6 +88,14 @@ def test_the_collector_writes_only_its_state_dir(rendered):
     ]
     assert collector["ProtectSystem"] == ["strict"]
     assert collector["CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
+
+
+def test_memory_limits_are_the_settings_not_numbers_of_their_own(rendered):
+    # The host's memory budget counts these settings: the units must enforce the same.
+    server = directives((rendered / "aiia-dashboard.service").read_text())
+    collector = directives((rendered / "aiia-dashboard-collect.service").read_text())
+    assert server["MemoryMax"] == ["32M"] and server["MemorySwapMax"] == ["0"]
+    assert collector["MemoryMax"] == ["28M"] and collector["MemorySwapMax"] == ["0"]
 
 
 @needs_systemd
