@@ -41,13 +41,17 @@ def check_database() -> None:
 
 
 def check_cache() -> None:
-    # A key per process: during a release the old and the new container of one environment
-    # run this at the same time, and must not read each other's token.
-    key = f"healthz:{socket.gethostname()}:{os.getpid()}"
+    # A key per check: checks run at once — from several threads of one process (Docker's
+    # health check, the dashboard's probe and a monitor's request arriving together), and
+    # from the old and the new container of a release — and none may read another's token.
     token = secrets.token_hex(8)
+    key = f"healthz:{socket.gethostname()}:{os.getpid()}:{token}"
     cache.set(key, token, timeout=30)
-    if cache.get(key) != token:
-        raise RuntimeError("the value read back differs from the value written")
+    try:
+        if cache.get(key) != token:
+            raise RuntimeError("the value read back differs from the value written")
+    finally:
+        cache.delete(key)
 
 
 def summarize(error: BaseException) -> str:
