@@ -1,0 +1,63 @@
+"""What `pulumi preview` shows for a change: which containers restart, and nothing else.
+
+The plans come from the replay's model of the engine's step generator and of
+pulumi-docker's diff (tests/harness/replay.py: `preview`), run on two program runs under
+the mocks. docs/runbooks.md ("What restarts a platform container") is written from these
+cases and from the gaps measured by bench/restarts.py.
+"""
+
+import copy
+
+import pytest
+
+from components.settings import ImageSettings
+from tests.harness.program import run_program, stack_config
+from tests.harness.replay import CONTAINER, preview
+
+# A newer patch release of each platform image.
+BUMPED = {"postgres": "postgres:15.11-bookworm", "pgbouncer": "edoburu/pgbouncer:v1.23.1-p4",
+          "redis": "redis:7.2.8-bookworm", "nginx": "nginx:1.27.4-bookworm"}
+
+
+@pytest.fixture(scope="module", params=["prod", "local"])
+def before(request):
+    return request.param, run_program(request.param)
+
+
+def changed(plans: dict) -> dict[str, str]:
+    return {name: plan.action for name, plan in plans.items() if plan.action != "same"}
+
+
+def with_image(stack: str, service: str, reference: str) -> dict:
+    config = copy.deepcopy(stack_config(stack))
+    config["aiia:platform"].setdefault("images", {})[service] = reference
+    return config
+
+
+def test_nothing_changed_previews_no_step(before):
+    stack, run = before
+    assert changed(preview(run, run_program(stack))) == {}
+
+
+@pytest.mark.parametrize("service", sorted(BUMPED))
+def test_an_image_bump_restarts_that_container_alone(before, service):
+    stack, run = before
+    assert getattr(ImageSettings(), service) != BUMPED[service]
+    plans = preview(run, run_program(stack, config=with_image(stack, service, BUMPED[service])))
+    # The pull (RemoteImage) is a step of its own, before the container's: the container is
+    # stopped only once the new image is on the host.
+    assert changed(plans) == {f"platform-{service}-image": "replace",
+                              f"platform-{service}-container": "replace"}
+    restart = plans[f"platform-{service}-container"]
+    assert restart.delete_before_replace, "pulumi-docker stops the old container first"
+    assert restart.changed == {"image"}
+
+
+def test_a_memory_change_is_an_update_in_place(before):
+    stack, run = before
+    config = copy.deepcopy(stack_config(stack))
+    config["aiia:platform"].setdefault("redis", {})["memory_mb"] = 56
+    plans = preview(run, run_program(stack, config=config))
+    containers = {name: action for name, action in changed(plans).items()
+                  if run.named(name).type == CONTAINER}
+    assert containers == {"platform-redis-container": "update"}
