@@ -25,6 +25,7 @@ from components.service_container import (
     ServiceContainerArgs,
     container_address,
     healthcheck,
+    house_rules,
     service_container,
 )
 from components.settings import RELEASE_DRAIN_SECONDS, ReleaseSettings, Settings
@@ -120,10 +121,13 @@ class AppRelease(pulumi.ComponentResource):
         # delete-before-create, which would stop the serving one before its successor
         # exists; with a new name and create-before-delete below, a rotated secret or a
         # changed variable goes through the same side-by-side path as a release. Memory is
-        # updated in place (docker update) and is not part of it.
+        # updated in place (docker update) and is not part of it. The house rules of every
+        # container (capabilities, security options, logs) are: a change to them is a new
+        # generation too.
         self.container_name = pulumi.Output.unsecret(pulumi.Output.all(
             image=self.image.image_id, variables=variables, network=network,
             volume=log_volume, health=health, grace=release.stop_grace_seconds,
+            house_rules=house_rules(),
         ).apply(lambda values: release_container_name(prefix, env_name, release.release,
                                                       generation(values))))
         state_dir = f"{root}/state"

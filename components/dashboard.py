@@ -126,7 +126,10 @@ class Dashboard(pulumi.ComponentResource):
         # The config holds the password hash: readable by the server's account alone.
         if local:
             user = context.container_user(DASHBOARD_UID)
-            owner, prerequisites = user, list(args.depends_on)
+            # root:<the server's group>, as on a VPS: the collector (root, without
+            # DAC_OVERRIDE) reads it as its owner, the server through its group.
+            owner = user if context.unprivileged_local() else f"0:{user.split(':')[1]}"
+            prerequisites = list(args.depends_on)
         else:
             user, owner = "aiia-dashboard", "root:aiia-dashboard"
             prerequisites = [host_command(
@@ -139,13 +142,13 @@ class Dashboard(pulumi.ComponentResource):
                          content=config_content, mode="0640", owner=owner),
             opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
         if local:
-            self._containers(name, args, user, config_path, state_dir)
+            self._containers(name, args, user, owner, config_path, state_dir)
         else:
             self._systemd_units(name, args, config_path, state_dir)
         self.register_outputs({"address": self.address})
 
-    def _containers(self, name: str, args: DashboardArgs, user: str, config_path: str,
-                    state_dir: str) -> None:
+    def _containers(self, name: str, args: DashboardArgs, user: str, owner: str,
+                    config_path: str, state_dir: str) -> None:
         context = args.context
         platform = context.platform
         image = docker.RemoteImage(f"{name}-image", name=platform.dashboard.image,
@@ -153,12 +156,13 @@ class Dashboard(pulumi.ComponentResource):
         root_mount = docker.ContainerVolumeArgs(host_path=context.root_dir,
                                                 container_path=context.root_dir, read_only=True)
         state_mount = docker.ContainerVolumeArgs(host_path=state_dir, container_path=state_dir)
-        # setgid: what the collector (root) writes there belongs to the server's group, the
-        # same arrangement as the collector's systemd unit makes on a VPS.
+        # root:<the server's group>, setgid: the collector (root, without DAC_OVERRIDE)
+        # writes as the owner, what it writes belongs to the server's group, the same
+        # arrangement as the collector's systemd unit makes on a VPS.
         prepare = host_command(
             f"{name}-state-dir", context.connection,
             render("host/prepare-directories.sh.j2", root_dir=context.root_dir,
-                   directories=[{"path": state_dir, "mode": "2750", "owner": user}]),
+                   directories=[{"path": state_dir, "mode": "2750", "owner": owner}]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
         self.collector = service_container(
             f"{name}-collector",
@@ -167,9 +171,11 @@ class Dashboard(pulumi.ComponentResource):
                 memory_mb=platform.dashboard.collector_memory_mb,
                 command=["python3", "-m", "dashboard", "collect", "--config", config_path,
                          "--every", str(COLLECT_EVERY_S["local"])],
-                # The privileged half by design (it reads the Docker socket); it publishes
-                # nothing and nginx never routes to it.
+                # The privileged half by design (it reads the Docker socket, root's); it
+                # publishes nothing and nginx never routes to it. Root by uid only: no
+                # capability, it owns what it writes.
                 user="0:0",
+                cap_add=context.root_file_access(),
                 healthcheck=collector_healthcheck(f"{state_dir}/status.json",
                                                   COLLECT_EVERY_S["local"]),
                 volumes=[root_mount, state_mount,

@@ -143,6 +143,11 @@ class Nginx(pulumi.ComponentResource):
                     docker.ContainerVolumeArgs(volume_name=args.cache_volume.name,
                                                container_path="/var/cache/nginx"),
                 ],
+                # The master runs as root and needs: NET_BIND_SERVICE to listen on 80 and
+                # 443, SETUID/SETGID to start its workers as `nginx`, CHOWN to hand its
+                # temp and cache directories to them. Workers run with none of it.
+                cap_add=["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID",
+                         *context.root_file_access()],
                 # SIGQUIT is nginx's graceful shutdown: in-flight requests finish first.
                 stop_signal="SIGQUIT",
                 stop_grace_seconds=settings.worker_shutdown_timeout_seconds,

@@ -48,9 +48,22 @@ class PlatformContext:
         unprivileged and cannot chown, so the container runs as the developer instead and
         the 0600 files stay readable to it alone.
         """
-        if self.settings.host.kind == "local" and os.getuid() != 0:
+        if self.unprivileged_local():
             return f"{os.getuid()}:{os.getgid()}"
         return default
+
+    def unprivileged_local(self) -> bool:
+        """`pulumi up -s local` as a developer (not root): host files are the developer's."""
+        return self.settings.host.kind == "local" and os.getuid() != 0
+
+    def root_file_access(self) -> list[str]:
+        """What a container's root needs to write into host directories it does not own.
+
+        On a VPS (and a local stack set up by root) the program makes root own what a
+        container's root writes, so nothing. When a developer's unprivileged `pulumi up`
+        prepared them, they belong to the developer and root gets through by
+        DAC_OVERRIDE, as it did with Docker's default capabilities."""
+        return ["DAC_OVERRIDE"] if self.unprivileged_local() else []
 
     def service_args(self, service: str, image: pulumi.Input[str], memory_mb: int,
                      **options) -> ServiceContainerArgs:

@@ -58,6 +58,10 @@ class Postgres(pulumi.ComponentResource):
                 image=args.image_id,
                 service="postgres",
                 memory_mb=settings.memory_mb,
+                # As the image's postgres user from the start, so its entrypoint needs no
+                # capability to chown and switch users (its data volume belongs to 999;
+                # the image supports any uid that owns PGDATA).
+                user=POSTGRES_UID,
                 command=["postgres", "-c",
                          f"config_file={CONFIG_DIR_IN_CONTAINER}/postgresql.conf"],
                 envs=pulumi.Output.secret(context.platform.postgres_password).apply(

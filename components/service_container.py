@@ -1,7 +1,8 @@
 """The house rules every long-running container follows, in one place.
 
 Memory limit with swap equal to it (no hidden swap use), a health check, a restart
-policy, capped json-file logs, no new privileges, and the labels the dashboard reads.
+policy, capped json-file logs, no new privileges, every capability dropped except the
+ones its caller names (each with its reason), and the labels the dashboard reads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ import pulumi
 import pulumi_docker as docker
 
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+SECURITY_OPTIONS = ["no-new-privileges:true"]
+
+
+def house_rules() -> dict:
+    """The inputs every service container gets whatever its caller says: a release's
+    generation digests them, since a change to any of them replaces the container."""
+    return {"security_opts": SECURITY_OPTIONS, "log_opts": LOG_OPTIONS, "cap_drop": ["ALL"],
+            "restart": "unless-stopped"}
 
 
 @dataclass
@@ -30,7 +39,8 @@ class ServiceContainerArgs:
     volumes: list[docker.ContainerVolumeArgs] = field(default_factory=list)
     ports: list[docker.ContainerPortArgs] = field(default_factory=list)
     user: str | None = None
-    capabilities: docker.ContainerCapabilitiesArgs | None = None
+    # Every capability is dropped; these (Docker's names, without CAP_) are given back.
+    cap_add: list[str] = field(default_factory=list)
     stop_signal: str | None = None
     stop_grace_seconds: int = 10
     extra_labels: dict[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -57,15 +67,16 @@ def service_container(
         # above all) runs only once it really serves.
         wait=True,
         wait_timeout=args.wait_timeout_seconds,
-        restart="unless-stopped",
+        restart=house_rules()["restart"],
         must_run=True,
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network)],
         mounts=args.mounts or None,
         volumes=args.volumes or None,
         ports=args.ports or None,
         user=args.user,
-        capabilities=args.capabilities,
-        security_opts=["no-new-privileges:true"],
+        capabilities=docker.ContainerCapabilitiesArgs(
+            drops=house_rules()["cap_drop"], adds=sorted(args.cap_add) or None),
+        security_opts=SECURITY_OPTIONS,
         log_driver="json-file",
         log_opts=LOG_OPTIONS,
         labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in

@@ -13,6 +13,9 @@ from tests.harness.client import WebSocket
 
 pytestmark = pytest.mark.e2e
 
+# linux/capability.h
+CAPABILITY_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3,
+                   "SETGID": 6, "SETUID": 7, "NET_BIND_SERVICE": 10}
 PLATFORM = ("postgres", "pgbouncer", "redis", "nginx", "dashboard", "dashboard-collector")
 
 
@@ -32,6 +35,23 @@ def test_every_container_is_healthy_with_the_declared_memory(local_stack):
         assert details["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped", name
         assert details["HostConfig"]["LogConfig"]["Config"] == {"max-size": "10m",
                                                                 "max-file": "3"}, name
+
+
+def test_every_container_serves_with_its_capabilities_dropped(local_stack):
+    # Healthy (above) with only what it was given back; its processes hold no more.
+    for name, inputs in {c.plain["name"]: c.plain for c in local_stack.run.of_type(
+            "docker:index/container:Container")}.items():
+        host_config = inspect(local_stack, name)["HostConfig"]
+        assert host_config["CapDrop"] == ["ALL"], name
+        assert sorted(host_config["CapAdd"] or []) == inputs["capabilities"].get("adds", []), name
+        # PID 1's bounding set, as the kernel sees it (/proc/1/status, CapBnd in hex).
+        status = local_stack.exec(name, "cat", "/proc/1/status").stdout
+        bounding = int(next(line.split()[1] for line in status.splitlines()
+                            if line.startswith("CapBnd:")), 16)
+        allowed = sum(1 << CAPABILITY_BITS[cap] for cap in inputs["capabilities"].get("adds", []))
+        assert bounding == allowed, (name, hex(bounding))
+    postgres = inspect(local_stack, local_stack.container("postgres"))
+    assert postgres["Config"]["User"] == "999:999"
 
 
 def test_only_nginx_is_published_and_only_on_loopback(local_stack):

@@ -319,3 +319,51 @@ def test_every_nginx_change_is_made_under_one_lock(prod):
         if "only_if_absent" in script or "already present" in script:
             continue
         assert "flock 9" in script and "/srv/aiia/state/nginx.lock" in script
+
+
+# --- least privilege ------------------------------------------------------------------------
+
+# What each container's root may still do; everything else is dropped (issue #14).
+CAPABILITIES_ADDED = {
+    "nginx": ["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"],  # master: ports, workers
+}
+
+
+@pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])
+def test_every_container_drops_every_capability_but_the_ones_it_needs(stack_fixture, request):
+    for name, container in request.getfixturevalue(stack_fixture).containers().items():
+        capabilities = container.plain["capabilities"]
+        assert capabilities["drops"] == ["ALL"], name
+        assert capabilities.get("adds", []) == CAPABILITIES_ADDED.get(service_of(container),
+                                                                       []), name
+
+
+def test_postgres_runs_as_its_own_user_from_the_start(prod):
+    # Its entrypoint then needs no capability to chown PGDATA and switch users.
+    assert release_container(prod, "aiia-postgres").plain["user"] == "999:999"
+
+
+def test_an_unprivileged_local_stack_gives_root_back_its_file_access(monkeypatch):
+    # A developer's `pulumi up -s local` prepares the host directories as the developer:
+    # the containers whose root writes there get DAC_OVERRIDE back, and only they.
+    monkeypatch.setattr("os.getuid", lambda: 1000)
+    monkeypatch.setattr("os.getgid", lambda: 1000)
+    run = run_program("local")
+    with_override = {service_of(container) for container in run.containers().values()
+                     if "DAC_OVERRIDE" in container.plain["capabilities"].get("adds", [])}
+    assert with_override == {"nginx", "dashboard-collector"}
+
+
+def test_release_jobs_run_without_capabilities(prod):
+    script = prod.named("app-prod-migrate-2026-11-26-1").plain["create"]
+    assert "--cap-drop ALL" in script and "no-new-privileges:true" in script
+
+
+def test_a_change_to_the_house_rules_is_a_new_generation(monkeypatch):
+    import components.app_release
+
+    base = generation_after(None)
+    rules = components.app_release.house_rules()
+    monkeypatch.setattr(components.app_release, "house_rules",
+                        lambda: {**rules, "cap_drop": ["NET_RAW"]})
+    assert generation_after(None) != base
