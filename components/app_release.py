@@ -33,6 +33,10 @@ from components.templates import render
 
 STATIC_ROOT = "/app/staticfiles"
 
+# The app's only writable path besides its log directory: Django's temp files for large
+# uploads. Counted in the container's memory when used.
+APP_TMPFS = {"/tmp": "size=8m,mode=1777"}
+
 
 @dataclass
 class AppReleaseArgs:
@@ -127,7 +131,7 @@ class AppRelease(pulumi.ComponentResource):
         self.container_name = pulumi.Output.unsecret(pulumi.Output.all(
             image=self.image.image_id, variables=variables, network=network,
             volume=log_volume, health=health, grace=release.stop_grace_seconds,
-            house_rules=house_rules(),
+            house_rules=house_rules(), root={"read_only": True, "tmpfs": APP_TMPFS},
         ).apply(lambda values: release_container_name(prefix, env_name, release.release,
                                                       generation(values))))
         state_dir = f"{root}/state"
@@ -172,6 +176,10 @@ class AppRelease(pulumi.ComponentResource):
                 healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"], **health),
                 network=network,
                 volumes=[docker.ContainerVolumeArgs(**log_volume)],
+                # Read-only: the app writes its log directory (mounted) and, for uploads
+                # larger than Django keeps in memory, /tmp.
+                read_only=True,
+                tmpfs=APP_TMPFS,
                 extra_labels={"aiia.release": release.release},
                 # Long enough for requests and WebSockets to drain after the switch (nginx's
                 # worker_shutdown_timeout holds the client side for the same time).

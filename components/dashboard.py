@@ -176,6 +176,8 @@ class Dashboard(pulumi.ComponentResource):
                 # capability, it owns what it writes.
                 user="0:0",
                 cap_add=context.root_file_access(),
+                read_only=True,  # it writes its state dir (mounted) and SQLite's temp files
+                tmpfs={"/tmp": "size=4m,mode=1777"},
                 healthcheck=collector_healthcheck(f"{state_dir}/status.json",
                                                   COLLECT_EVERY_S["local"]),
                 volumes=[root_mount, state_mount,

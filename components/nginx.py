@@ -148,6 +148,10 @@ class Nginx(pulumi.ComponentResource):
                 # temp and cache directories to them. Workers run with none of it.
                 cap_add=["CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID",
                          *context.root_file_access()],
+                # Read-only: it writes only its cache volume (temp paths too), the log
+                # directory and its pid file (/var/run is /run in both images).
+                read_only=True,
+                tmpfs={"/run": "size=1m,mode=0755"},
                 # SIGQUIT is nginx's graceful shutdown: in-flight requests finish first.
                 stop_signal="SIGQUIT",
                 stop_grace_seconds=settings.worker_shutdown_timeout_seconds,

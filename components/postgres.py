@@ -76,6 +76,10 @@ class Postgres(pulumi.ComponentResource):
                                                container_path=CONFIG_DIR_IN_CONTAINER,
                                                read_only=True),
                 ],
+                # Read-only: it writes PGDATA (its volume), its socket and lock file, and
+                # temporary files of the entrypoint's first-start server.
+                read_only=True,
+                tmpfs={"/var/run/postgresql": "size=1m,mode=1777", "/tmp": "size=8m,mode=1777"},
                 # Fast shutdown: roll back open transactions, checkpoint, exit cleanly.
                 stop_signal="SIGINT",
                 stop_grace_seconds=60,

@@ -79,6 +79,7 @@ class Redis(pulumi.ComponentResource):
                                                container_path="/data"),
                 ],
                 stop_grace_seconds=10,
+                read_only=True,  # it writes /data (its volume) and nothing else
             ),
             context.child(self, depends_on=[config]),
         )

@@ -43,6 +43,8 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 IMAGE_REPOSITORY_RE = re.compile(
     r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
 )
+EXACT_TAG_RE = re.compile(r"^v?\d+\.\d+\.\d+(?:[-_.+][A-Za-z0-9_.-]+)?$")
+EXACT_POSTGRES_TAG_RE = re.compile(r"^\d+\.\d+(?:[-_][A-Za-z0-9_.-]+)?$")
 IMAGE_REFERENCE_RE = re.compile(
     r"^(?P<repository>[^:@]+(?::[0-9]+/[^:@]+)?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
@@ -300,6 +302,20 @@ def _check_image(reference: Any, key: str, problems: _Problems) -> None:
         problems.add(
             f"{key}={reference!r} is not a valid image reference; "
             "use repository:tag or repository@sha256:<digest>, e.g. postgres:15.10-bookworm"
+        )
+        return
+    if match["digest"]:
+        return
+    # PostgreSQL's releases are major.minor (15.10); every other image's major.minor.patch.
+    postgres = match["repository"].rsplit("/", 1)[-1] == "postgres"
+    exact = EXACT_POSTGRES_TAG_RE if postgres else EXACT_TAG_RE
+    if not match["tag"] or not exact.match(match["tag"]):
+        example = "postgres:15.10-bookworm" if postgres else "nginx:1.27.3-bookworm"
+        problems.add(
+            f"{key}={reference!r} is not pinned to an exact release: a tag like "
+            f"{match['tag'] or 'latest'!r} moves to whatever is published next, so a restart "
+            f"or a new host may run another version than the one previewed; use the full "
+            f"version (e.g. {example}) or a digest (@sha256:…)"
         )
 
 

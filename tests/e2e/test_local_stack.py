@@ -38,11 +38,13 @@ def test_every_container_is_healthy_with_the_declared_memory(local_stack):
 
 
 def test_every_container_serves_with_its_capabilities_dropped(local_stack):
-    # Healthy (above) with only what it was given back; its processes hold no more.
+    # Healthy (above) with only what it was given back, on a read-only root; its processes
+    # hold no more.
     for name, inputs in {c.plain["name"]: c.plain for c in local_stack.run.of_type(
             "docker:index/container:Container")}.items():
         host_config = inspect(local_stack, name)["HostConfig"]
         assert host_config["CapDrop"] == ["ALL"], name
+        assert host_config["ReadonlyRootfs"] is True, name
         assert sorted(host_config["CapAdd"] or []) == inputs["capabilities"].get("adds", []), name
         # PID 1's bounding set, as the kernel sees it (/proc/1/status, CapBnd in hex).
         status = local_stack.exec(name, "cat", "/proc/1/status").stdout

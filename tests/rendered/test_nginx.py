@@ -96,11 +96,8 @@ def write_nginx_tree(stack: Rendered, directory: Path,
 
     root = stack.root_dir
     write_tree(stack.files, f"{root}/nginx", directory / "conf", rewrite)
-    # Test-only: temporary files in the copy too, not in Debian's /var/lib/nginx.
-    (directory / "conf" / "conf.d" / "zz-test-only-temp-paths.conf").write_text("".join(
-        f"{kind}_temp_path {directory}/temp/{kind};\n"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))
-    for relative in ("logs", "cache", "run", "temp", "www/acme"):
+    # The rendered temp paths are in the cache volume: in the copy's cache directory here.
+    for relative in ("logs", "cache", "run", "www/acme"):
         (directory / relative).mkdir(parents=True, exist_ok=True)
     shutil.copy("/etc/nginx/mime.types", directory / "mime.types")
     for env in stack.settings.platform.environments:

@@ -354,9 +354,27 @@ def test_an_unprivileged_local_stack_gives_root_back_its_file_access(monkeypatch
     assert with_override == {"nginx", "dashboard-collector"}
 
 
-def test_release_jobs_run_without_capabilities(prod):
+def test_release_jobs_run_without_capabilities_on_a_read_only_root(prod):
     script = prod.named("app-prod-migrate-2026-11-26-1").plain["create"]
     assert "--cap-drop ALL" in script and "no-new-privileges:true" in script
+    assert "--read-only --tmpfs /tmp:size=8m,mode=1777" in script
+
+
+# Where each container may write besides its volumes and mounts: small tmpfs, sized.
+TMPFS = {
+    "nginx": {"/run": "size=1m,mode=0755"},  # its pid file
+    "postgres": {"/var/run/postgresql": "size=1m,mode=1777", "/tmp": "size=8m,mode=1777"},
+    "pgbouncer": {"/tmp": "size=1m,mode=1777"},
+    "app": {"/tmp": "size=8m,mode=1777"},
+    "dashboard-collector": {"/tmp": "size=4m,mode=1777"},
+}
+
+
+@pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])
+def test_every_container_has_a_read_only_root(stack_fixture, request):
+    for name, container in request.getfixturevalue(stack_fixture).containers().items():
+        assert container.plain["read_only"] is True, name
+        assert (container.plain.get("tmpfs") or {}) == TMPFS.get(service_of(container), {}), name
 
 
 def test_a_change_to_the_house_rules_is_a_new_generation(monkeypatch):

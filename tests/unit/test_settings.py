@@ -219,3 +219,33 @@ def test_a_watch_longer_than_nginx_keeps_old_workers_is_refused():
     message = problems("prod", long_watch)
     assert "aiia:releases.prod.watch_seconds=58 plus the 5 s drain" in message
     assert "worker_shutdown_timeout_seconds=60" in message
+
+
+@pytest.mark.parametrize(("service", "reference"), [
+    ("nginx", "nginx:latest"), ("nginx", "nginx"), ("nginx", "nginx:1"),
+    ("nginx", "nginx:1.27-bookworm"), ("redis", "redis:7-bookworm"),
+    ("postgres", "postgres:15"), ("postgres", "postgres:15-bookworm"),
+    ("pgbouncer", "edoburu/pgbouncer:latest"), ("certbot", "certbot/certbot:v3"),
+])
+def test_a_platform_image_not_pinned_to_an_exact_release_is_refused(service, reference):
+    def moving(raw):
+        raw["platform"].setdefault("images", {})[service] = reference
+
+    message = problems("prod", moving)
+    assert f"aiia:platform.images.{service}={reference!r} is not pinned to an exact release" \
+        in message
+    assert "use the full version" in message
+
+
+@pytest.mark.parametrize(("service", "reference"), [
+    ("nginx", "nginx:1.27.3-bookworm"), ("nginx", "nginx:1.30.0"),
+    ("postgres", "postgres:15.10-bookworm"), ("postgres", "postgres:15.10"),
+    ("pgbouncer", "edoburu/pgbouncer:v1.23.1-p3"), ("redis", "redis:7.2.11-bookworm"),
+    ("nginx", "nginx@sha256:" + "a" * 64),
+])
+def test_exact_releases_and_digests_are_accepted(service, reference):
+    def pinned(raw):
+        raw["platform"].setdefault("images", {})[service] = reference
+
+    assert parse("prod", pinned).platform.images.__dict__[service] == reference
+
