@@ -123,7 +123,7 @@ class Dashboard(pulumi.ComponentResource):
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 auth_password_hash=hash_password(password, context.settings.stack)))
-        # The config holds the password hash: readable by the server's account alone.
+        # The config holds the password hash: readable by root and the server's group alone.
         if local:
             user = context.container_user(DASHBOARD_UID)
             # root:<the server's group>, as on a VPS: the collector (root, without

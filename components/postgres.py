@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 import pulumi
@@ -15,6 +18,32 @@ from components.templates import render
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
 POSTGRES_UID = "999:999"
+SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
+
+
+def scram_verifier(role: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, RFC 7677).
+
+    `ALTER ROLE … PASSWORD '<verifier>'` then never carries the password itself, so a
+    failing statement that PostgreSQL logs does not reveal it. The salt is derived from the
+    role so that the same password renders the same script (and the preview shows no change).
+    PostgreSQL SASLprep-normalises a password before hashing it; for printable ASCII
+    (generated passwords) that is the identity, so anything else is sent as it is and
+    PostgreSQL hashes it itself.
+    """
+    if not (password.isascii() and password.isprintable()):
+        return password
+    salt = hashlib.sha256(f"aiia-scram:{role}".encode()).digest()[:16]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return (f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt)}$"
+            f"{b64(stored_key)}:{b64(server_key)}")
 
 
 @dataclass
@@ -52,6 +81,21 @@ class Postgres(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # The superuser's password reaches the image's entrypoint as a file (it reads
+        # POSTGRES_PASSWORD_FILE on first start), not as a variable `docker inspect` shows.
+        # Readable by the server's uid alone; on a developer's unprivileged local stack the
+        # file is the developer's and cannot be handed to 999, so it is world-readable there.
+        password_file = HostFile(
+            f"{name}-superuser-password",
+            HostFileArgs(
+                connection=context.connection,
+                path=context.host_path("postgres", "superuser-password"),
+                content=pulumi.Output.secret(context.platform.postgres_password),
+                mode="0444" if context.unprivileged_local() else "0400",
+                owner=POSTGRES_UID,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.container = service_container(
             f"{name}-container",
             context.service_args(
@@ -64,9 +108,8 @@ class Postgres(pulumi.ComponentResource):
                 user=POSTGRES_UID,
                 command=["postgres", "-c",
                          f"config_file={CONFIG_DIR_IN_CONTAINER}/postgresql.conf"],
-                envs=pulumi.Output.secret(context.platform.postgres_password).apply(
-                    lambda password: [f"POSTGRES_PASSWORD={password}",
-                                      "PGDATA=/var/lib/postgresql/data/pgdata"]),
+                envs=[f"POSTGRES_PASSWORD_FILE={CONFIG_DIR_IN_CONTAINER}/superuser-password",
+                      "PGDATA=/var/lib/postgresql/data/pgdata"],
                 healthcheck=healthcheck(["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"],
                                         start_period="1m0s"),
                 volumes=[
@@ -84,7 +127,7 @@ class Postgres(pulumi.ComponentResource):
                 stop_signal="SIGINT",
                 stop_grace_seconds=60,
             ),
-            context.child(self, depends_on=[config]),
+            context.child(self, depends_on=[config, password_file]),
         )
         databases = [
             {"name": database_name(context.prefix, env.name),
@@ -96,8 +139,8 @@ class Postgres(pulumi.ComponentResource):
         init_sql = pulumi.Output.all(*[passwords[db["environment"]] for db in databases]).apply(
             lambda values: render(
                 "postgres/init-databases.sql.j2",
-                databases=[{**db, "password": value} for db, value in zip(databases, values,
-                                                                          strict=True)],
+                databases=[{**db, "password": scram_verifier(db["role"], value)}
+                           for db, value in zip(databases, values, strict=True)],
             )
         )
         # Idempotent, so it runs again on any change (a new environment, a new password).

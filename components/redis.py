@@ -34,6 +34,7 @@ class Redis(pulumi.ComponentResource):
         self.port = PORT
         user = context.container_user(REDIS_UID)
         environments = [env.name for env in context.platform.environments]
+        scripting = {env.name: env.redis_scripting for env in context.platform.environments}
         passwords = context.platform.redis_passwords
         # The config holds only SHA-256 digests of the passwords (Redis ACL `#<hex>` rules).
         content = pulumi.Output.all(*[passwords[env] for env in environments]).apply(
@@ -42,7 +43,7 @@ class Redis(pulumi.ComponentResource):
                 maxmemory_mb=settings.maxmemory_mb,
                 eviction_policy=settings.eviction_policy,
                 memory_mb=settings.memory_mb,
-                users=[{"name": redis_user(env),
+                users=[{"name": redis_user(env), "scripting": scripting[env],
                         "password_sha256": hashlib.sha256(value.encode()).hexdigest()}
                        for env, value in zip(environments, values, strict=True)],
             )

@@ -92,6 +92,10 @@ class EnvironmentSettings:
     domain: str
     port: int
     app_memory_mb: int = 80
+    # Lua in Redis (EVAL, FUNCTION, SCRIPT) for this environment's user. Off: scripting is
+    # the path of CVE-2025-49844 and its kind, and the reference app (Django's Redis cache)
+    # sends no script. Turn it on for an app whose libraries do (e.g. channels_redis).
+    redis_scripting: bool = False
 
 
 @dataclass(frozen=True)

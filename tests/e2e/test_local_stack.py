@@ -56,6 +56,20 @@ def test_every_container_serves_with_its_capabilities_dropped(local_stack):
     assert postgres["Config"]["User"] == "999:999"
 
 
+def test_no_container_environment_holds_a_secret_that_has_a_file_alternative(local_stack):
+    # PostgreSQL read its superuser password from a file on first start (the stack is up);
+    # `docker inspect` shows no password variable for it.
+    postgres = inspect(local_stack, local_stack.container("postgres"))["Config"]["Env"]
+    assert not [env for env in postgres if env.startswith("POSTGRES_PASSWORD=")]
+    assert local_stack.secrets["aiia:postgres_password"] not in repr(postgres)
+    # …and the password from the file is the superuser's (over TCP, where it is asked).
+    password = local_stack.secrets["aiia:postgres_password"]
+    result = local_stack.exec(
+        local_stack.container("postgres"), "env", f"PGPASSWORD={password}", "psql", "-X",
+        "-At", "-h", "127.0.0.1", "-U", "postgres", "-c", "SELECT current_user", check=False)
+    assert result.stdout.strip() == "postgres", result.stderr
+
+
 def test_only_nginx_is_published_and_only_on_loopback(local_stack):
     for name in [local_stack.container(s) for s in PLATFORM] + [
             c for c in local_stack.run.containers() if "-app-" in c]:

@@ -54,6 +54,9 @@ def test_init_databases_is_idempotent_and_separates_environments(rendered, postg
 
     envs = environments(rendered)
     assert {env for env, *_ in envs} == {"prod", "staging"}
+    # The script holds the verifiers, never a password (a failing statement is logged).
+    for *_, password in envs:
+        assert password not in init_sql
     roles = postgres.psql("SELECT rolname || ' ' || left(rolpassword, 14) || ' ' || rolsuper "
                           "FROM pg_authid WHERE rolname LIKE 'aiia_%' ORDER BY 1").stdout
     # Passwords are stored as SCRAM verifiers; the roles are no superusers; no duplicates.

@@ -143,6 +143,10 @@ def test_each_environment_reaches_only_its_own_keys(rendered, connect):
                     ("CONFIG", "SET", "maxmemory", "0"), ("ACL", "LIST"), ("SHUTDOWN",)):
         assert refused(prod, *command).startswith("NOPERM"), command
     assert staging("GET", "staging:x") == "from-staging"
+    # No Lua either (platform.environments.<env>.redis_scripting is off by default).
+    for command in (("EVAL", "return 1", "0"), ("EVAL_RO", "return 1", "0"),
+                    ("FUNCTION", "LIST"), ("SCRIPT", "LOAD", "return 1")):
+        assert refused(prod, *command).startswith("NOPERM"), command
 
     user, _ = environment_user(rendered, "prod")
     assert refused(connect(), "AUTH", user, "not-the-password").startswith("WRONGPASS")

@@ -106,10 +106,15 @@ def test_local_nginx_binds_loopback_only(local):
 def test_secrets_stay_secrets(prod):
     containers = prod.containers()
     for container in containers.values():
-        if service_of(container) in ("postgres", "app"):
+        if service_of(container) == "app":
             assert is_secret(container.inputs["envs"]), "env holding passwords must be secret"
+    # PostgreSQL's superuser password is a file, not a variable `docker inspect` shows.
+    postgres = release_container(prod, "aiia-postgres").plain
+    assert "POSTGRES_PASSWORD_FILE=/etc/postgresql/aiia/superuser-password" in postgres["envs"]
+    assert not any(env.startswith("POSTGRES_PASSWORD=") for env in postgres["envs"])
     commands = {r.name: r for r in prod.resources if r.type.startswith("command:")}
     for name in ("platform-pgbouncer-userlist-install", "platform-redis-config-install",
+                 "platform-postgres-superuser-password-install",
                  "platform-postgres-init-databases", "app-prod-migrate-2026-11-26-1"):
         assert is_secret(commands[name].inputs["stdin"]), f"{name} stdin must be secret"
     # No plain input anywhere carries a secret value in clear text.
@@ -126,6 +131,9 @@ def test_secret_files_are_private(prod):
     commands = {r.name: r.plain for r in prod.resources if r.type.startswith("command:")}
     for name in ("platform-pgbouncer-userlist-install", "platform-redis-config-install"):
         assert "chmod 0600" in commands[name]["create"]
+    # Read by PostgreSQL's entrypoint (uid 999) on first start, by nobody else.
+    password = commands["platform-postgres-superuser-password-install"]["create"]
+    assert "chmod 0400" in password and "999:999" in password
 
 
 def test_stateful_volumes_are_protected(prod):
@@ -385,3 +393,32 @@ def test_a_change_to_the_house_rules_is_a_new_generation(monkeypatch):
     monkeypatch.setattr(components.app_release, "house_rules",
                         lambda: {**rules, "cap_drop": ["NET_RAW"]})
     assert generation_after(None) != base
+
+
+def test_redis_scripting_is_granted_per_environment_only_when_set():
+    from tests.harness.program import host_files
+
+    def acl_lines(run):
+        config = next(content for path, content in host_files(run).items()
+                      if path.endswith("/redis/redis.conf"))
+        return {line.split()[1]: line for line in config.splitlines()
+                if line.startswith("user ") and not line.startswith("user default")}
+
+    default = acl_lines(run_program("prod"))
+    assert all(line.endswith(" -@scripting") for line in default.values()), default
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:platform"]["environments"]["staging"]["redis_scripting"] = True
+    granted = acl_lines(run_program("prod", config=config))
+    assert granted["prod"].endswith(" -@scripting")
+    assert not granted["staging"].endswith(" -@scripting")
+
+
+def test_role_passwords_go_to_postgres_as_scram_verifiers():
+    from components.postgres import scram_verifier
+
+    verifier = scram_verifier("aiia_prod", "s3cret-password")
+    assert verifier.startswith("SCRAM-SHA-256$4096:") and "s3cret" not in verifier
+    assert scram_verifier("aiia_prod", "s3cret-password") == verifier  # a stable preview
+    assert scram_verifier("aiia_staging", "s3cret-password") != verifier  # salt per role
+    # Outside printable ASCII PostgreSQL's SASLprep may change it: it hashes it itself.
+    assert scram_verifier("aiia_prod", "pässwörd") == "pässwörd"
