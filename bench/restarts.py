@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.harness.engine import DockerEngine  # noqa: E402
 from tests.harness.load import Load  # noqa: E402
 from tests.harness.local_stack import (  # noqa: E402
+    NEWER_PATCH_RELEASES,
     build_images,
     image_map,
     release_tags,
@@ -37,10 +38,7 @@ from tests.harness.local_stack import (  # noqa: E402
     start_local_stack,
 )
 
-SERVICES = ("postgres", "pgbouncer", "redis", "nginx")
-# A newer tag of the same upstream image (the stand-in stays the same).
-BUMPED = {"postgres": "postgres:15.11-bookworm", "pgbouncer": "edoburu/pgbouncer:v1.23.1-p4",
-          "redis": "redis:7.2.8-bookworm", "nginx": "nginx:1.27.4-bookworm"}
+SERVICES = tuple(NEWER_PATCH_RELEASES)
 
 
 def gap(load: Load, since: float) -> tuple[int, float, float | None, float | None]:
@@ -70,7 +68,7 @@ def measure(stack, service: str | None, rate: float, seconds: float) -> str:
     if service:
         config = copy.deepcopy(stack.config)
         images = config["aiia:platform"].setdefault("images", {})
-        images[service] = BUMPED[service]
+        images[service] = NEWER_PATCH_RELEASES[service]
         stack.replay.image_map = image_map(config)
         stack.up(config)
     up_seconds = time.monotonic() - started

@@ -53,6 +53,14 @@ def free_subnet(engine: DockerEngine) -> str:
     raise RuntimeError("no free /24 for the test network")
 
 
+# A newer patch release of each platform image, to bump to (image_map maps it to the same
+# stand-in): bench/restarts.py measures the restart, tests/unit/test_preview.py the plan.
+NEWER_PATCH_RELEASES = {
+    "postgres": "postgres:15.11-bookworm", "pgbouncer": "edoburu/pgbouncer:v1.23.1-p4",
+    "redis": "redis:7.2.8-bookworm", "nginx": "nginx:1.27.4-bookworm",
+}
+
+
 def image_map(config: dict) -> dict[str, str]:
     """Every upstream image the config names (or the defaults it leaves) → its stand-in."""
     images = {**vars(ImageSettings()), **config["aiia:platform"].get("images", {})}

@@ -53,6 +53,10 @@ pulumi-docker 5.2.0 wrapping kreuzwerker/terraform-provider-docker, pulumi-comma
   environment is added to the provider's own.
 - A protected resource is never deleted or replaced: the update fails
   (`step_generator.go`, "refusing to delete protected resource").
+- `preview(previous, current)`: `pulumi preview` plans with the same step generation as
+  an update and executes nothing (a dry run of the same deployment,
+  `pkg/resource/deploy/deployment_executor.go`), so it is `plan_step` for every resource
+  against the state the previous update left, and a delete for what is no longer declared.
 
 What it does not model (so the tests cannot see it):
 - read-back drift other than the healthcheck durations and set ordering above: default

@@ -11,6 +11,7 @@ case) they run as the `postgres` system user that Debian's postgresql package cr
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import pwd
 import shlex
@@ -71,6 +72,14 @@ class Rendered:
 
     def command_stdin(self, name: str) -> str:
         return self.run.named(name).plain["stdin"]
+
+
+def local_run_rooted_at(root: Path) -> ProgramRun:
+    """The `local` stack's program with its host root at `root` (a scratch directory), so
+    scripts it renders can be run for real without touching a real stack's files."""
+    config = copy.deepcopy(stack_config("local"))
+    config["aiia:host"]["root_dir"] = str(root)
+    return run_program("local", config=config)
 
 
 def unwrap_sudo(script: str) -> str:

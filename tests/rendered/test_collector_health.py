@@ -2,7 +2,6 @@
 Docker runs a CMD-SHELL check with in the Debian-based dashboard image: healthy while the
 last collection is recent, unhealthy with a message saying why otherwise."""
 
-import copy
 import os
 import subprocess
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from components.dashboard import COLLECT_EVERY_S
-from tests.harness.program import run_program, stack_config
+from tests.rendered.conftest import local_run_rooted_at
 from tests.rendered.test_shellcheck import shellcheck
 
 pytestmark = pytest.mark.rendered
@@ -21,10 +20,8 @@ DASH = "/bin/sh"  # Debian's /bin/sh is dash, as in the image
 @pytest.fixture(scope="module")
 def check(tmp_path_factory) -> tuple[str, Path]:
     root = tmp_path_factory.mktemp("host")
-    config = copy.deepcopy(stack_config("local"))
-    config["aiia:host"]["root_dir"] = str(root)
-    run = run_program("local", config=config)
-    tests = run.named("platform-dashboard-collector").plain["healthcheck"]["tests"]
+    collector = local_run_rooted_at(root).named("platform-dashboard-collector")
+    tests = collector.plain["healthcheck"]["tests"]
     assert tests[0] == "CMD-SHELL" and len(tests) == 2
     return tests[1], root / "state/dashboard/status.json"
 

@@ -1,14 +1,13 @@
 """The release switch's install script, run for real against a stand-in `docker` command:
 it installs the upstream only for a container that is healthy now."""
 
-import copy
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.harness.program import run_program, stack_config
+from tests.rendered.conftest import local_run_rooted_at
 
 FAKE_DOCKER = """#!/bin/sh
 # inspect answers the health the test sets; ps says nginx is not running (no reload).
@@ -23,10 +22,7 @@ esac
 @pytest.fixture(scope="module")
 def switch(tmp_path_factory) -> tuple[dict, Path]:
     root = tmp_path_factory.mktemp("host")
-    config = copy.deepcopy(stack_config("local"))
-    config["aiia:host"]["root_dir"] = str(root)
-    run = run_program("local", config=config)
-    return run.named("app-prod-upstream-install").plain, root
+    return local_run_rooted_at(root).named("app-prod-upstream-install").plain, root
 
 
 def run_switch(switch, tmp_path, health) -> subprocess.CompletedProcess:

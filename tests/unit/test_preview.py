@@ -11,12 +11,9 @@ import copy
 import pytest
 
 from components.settings import ImageSettings
+from tests.harness.local_stack import NEWER_PATCH_RELEASES
 from tests.harness.program import run_program, stack_config
 from tests.harness.replay import CONTAINER, preview
-
-# A newer patch release of each platform image.
-BUMPED = {"postgres": "postgres:15.11-bookworm", "pgbouncer": "edoburu/pgbouncer:v1.23.1-p4",
-          "redis": "redis:7.2.8-bookworm", "nginx": "nginx:1.27.4-bookworm"}
 
 
 @pytest.fixture(scope="module", params=["prod", "local"])
@@ -39,11 +36,12 @@ def test_nothing_changed_previews_no_step(before):
     assert changed(preview(run, run_program(stack))) == {}
 
 
-@pytest.mark.parametrize("service", sorted(BUMPED))
+@pytest.mark.parametrize("service", sorted(NEWER_PATCH_RELEASES))
 def test_an_image_bump_restarts_that_container_alone(before, service):
     stack, run = before
-    assert getattr(ImageSettings(), service) != BUMPED[service]
-    plans = preview(run, run_program(stack, config=with_image(stack, service, BUMPED[service])))
+    newer = NEWER_PATCH_RELEASES[service]
+    assert getattr(ImageSettings(), service) != newer
+    plans = preview(run, run_program(stack, config=with_image(stack, service, newer)))
     # The pull (RemoteImage) is a step of its own, before the container's: the container is
     # stopped only once the new image is on the host.
     assert changed(plans) == {f"platform-{service}-image": "replace",
