@@ -38,6 +38,15 @@ STATIC_ROOT = "/app/staticfiles"
 APP_TMPFS = {"/tmp": "size=8m,mode=1777"}
 
 
+def keep_idle_seconds(value: float | None) -> int:
+    """The platform's nginx_keep_idle_seconds, an int (a StackReference gives floats).
+
+    A platform stack updated before that output existed runs an nginx without
+    keepalive_min_timeout: its reloads keep no idle connection, so 0 is the truth there.
+    """
+    return 0 if value is None else int(value)
+
+
 @dataclass
 class AppReleaseArgs:
     settings: Settings
@@ -218,6 +227,8 @@ class AppRelease(pulumi.ComponentResource):
                    min_requests=release.watch_min_requests, keep_images=release.keep_images,
                    access_log=f"{root}/logs/nginx/access.log",
                    drain_seconds=RELEASE_DRAIN_SECONDS, old_workers_file=old_workers_file,
+                   keep_idle_seconds=args.platform.output("nginx_keep_idle_seconds").apply(
+                       keep_idle_seconds),
                    image_repository=release.image,
                    nginx_reload=reload_command(nginx_container),
                    lock_file=nginx_lock_file(state_dir)),

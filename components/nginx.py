@@ -82,6 +82,8 @@ class Nginx(pulumi.ComponentResource):
             config_file("main", "nginx.conf", render(
                 "nginx/nginx.conf.j2",
                 worker_shutdown_timeout_seconds=settings.worker_shutdown_timeout_seconds,
+                keepalive_timeout_seconds=settings.keepalive_timeout_seconds,
+                keepalive_min_timeout_seconds=settings.reload_keeps_idle_seconds,
                 general_rate_per_second=settings.general_rate_per_second,
                 api_rate_per_second=settings.api_rate_per_second,
             )),

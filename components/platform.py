@@ -144,6 +144,9 @@ class Platform(pulumi.ComponentResource):
             "redis_port": self.redis.port,
             "root_dir": settings.host.root_dir,
             "environments": self.environments,
+            # How long after a reload nginx's old workers may still pass a request on (its
+            # keepalive_min_timeout): a release keeps the previous one running that long.
+            "nginx_keep_idle_seconds": platform.nginx.reload_keeps_idle_seconds,
             "database_passwords": pulumi.Output.secret(dict(platform.database_passwords)),
             "redis_passwords": pulumi.Output.secret(dict(platform.redis_passwords)),
             # What a release waits for before it runs migrations.

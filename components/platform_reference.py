@@ -14,7 +14,7 @@ import pulumi
 
 OUTPUT_KEYS = ("prefix", "network_name", "nginx_container", "pgbouncer_host", "pgbouncer_port",
                "redis_host", "redis_port", "root_dir", "environments", "database_passwords",
-               "redis_passwords", "ready")
+               "redis_passwords", "ready", "nginx_keep_idle_seconds")
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ class ImageSettings:
     postgres: str = "postgres:15.10-bookworm"
     pgbouncer: str = "edoburu/pgbouncer:v1.23.1-p3"
     redis: str = "redis:7.2.7-bookworm"
-    nginx: str = "nginx:1.27.3-bookworm"
+    nginx: str = "nginx:1.30.6"
     certbot: str = "certbot/certbot:v3.0.1"
 
 
@@ -141,8 +141,26 @@ class NginxSettings:
     bind_address: str = "0.0.0.0"  # noqa: S104 - the public entry point; local uses 127.0.0.1
     # How long an old worker keeps in-flight requests and WebSockets after a reload. It must
     # outlast a release's watch and drain, so that a WebSocket held by an old worker is
-    # closed by the previous release (a normal close) when Pulumi stops it, not cut by nginx.
+    # closed by the previous release (a normal close) when Pulumi stops it, not cut by nginx,
+    # and outlast keepalive_min_timeout, so that no kept-alive connection is cut either.
     worker_shutdown_timeout_seconds: int = 60
+    # How long a client's idle keep-alive connection stays open. Clients that keep theirs
+    # longer meet the race every keep-alive server has (a request crossing the close).
+    keepalive_timeout_seconds: int = 30
+    # For how long after its last response a kept-alive connection survives a reload (nginx
+    # keepalive_min_timeout, 1.27.4+). The default, keepalive_timeout_seconds, means a reload
+    # closes no idle connection: its next request is answered by the old worker (and the
+    # release that served before) with "Connection: close", and the client reconnects to
+    # the new one. 0 is nginx's own default: every reload closes idle connections at once,
+    # and a client that sends on one at that moment gets a reset or an empty reply.
+    keepalive_min_timeout_seconds: int | None = None
+
+    @property
+    def reload_keeps_idle_seconds(self) -> int:
+        """keepalive_min_timeout in effect: how long an old worker may still take a request."""
+        if self.keepalive_min_timeout_seconds is None:
+            return self.keepalive_timeout_seconds
+        return self.keepalive_min_timeout_seconds
 
 
 @dataclass(frozen=True)
@@ -269,7 +287,9 @@ def _fields(cls: type, values: Mapping[str, Any], key: str, problems: _Problems)
             )
             continue
         expected = known[name].type
-        if expected in ("int", int):
+        if expected == "int | None" and value is None:
+            pass  # unset: the setting's documented default applies
+        elif expected in ("int", int, "int | None"):
             if isinstance(value, bool) or not isinstance(value, int | str):
                 problems.add(f"{NAMESPACE}:{key}.{name}={value!r} must be a whole number")
                 continue
@@ -314,7 +334,7 @@ def _check_image(reference: Any, key: str, problems: _Problems) -> None:
     postgres = match["repository"].rsplit("/", 1)[-1] == "postgres"
     exact = EXACT_POSTGRES_TAG_RE if postgres else EXACT_TAG_RE
     if not match["tag"] or not exact.match(match["tag"]):
-        example = "postgres:15.10-bookworm" if postgres else "nginx:1.27.3-bookworm"
+        example = "postgres:15.10-bookworm" if postgres else "nginx:1.30.6"
         problems.add(
             f"{key}={reference!r} is not pinned to an exact release: a tag like "
             f"{match['tag'] or 'latest'!r} moves to whatever is published next, so a restart "
@@ -405,6 +425,29 @@ def _check_ports(platform: PlatformSettings, problems: _Problems) -> None:
                      "same as http_port; nginx needs two host ports")
 
 
+def _check_keepalive(nginx: NginxSettings, problems: _Problems) -> None:
+    key = f"{NAMESPACE}:platform.nginx"
+    timeout = nginx.keepalive_timeout_seconds
+    if not 1 <= timeout <= 300:
+        problems.add(f"{key}.keepalive_timeout_seconds={timeout} must be between 1 and 300")
+        return
+    keep = nginx.keepalive_min_timeout_seconds
+    if keep is not None and not 0 <= keep <= timeout:
+        problems.add(f"{key}.keepalive_min_timeout_seconds={keep} must be between 0 and "
+                     f"keepalive_timeout_seconds={timeout} (a connection is never kept longer "
+                     "than its keep-alive timeout); leave it unset to keep every idle "
+                     "connection across a reload")
+        return
+    shutdown = nginx.worker_shutdown_timeout_seconds
+    if nginx.reload_keeps_idle_seconds + RELEASE_DRAIN_SECONDS >= shutdown:
+        problems.add(f"{key}.worker_shutdown_timeout_seconds="
+                     f"{nginx.worker_shutdown_timeout_seconds} must be longer than the "
+                     f"{nginx.reload_keeps_idle_seconds} s an old worker keeps idle "
+                     f"connections after a reload plus the {RELEASE_DRAIN_SECONDS} s drain, or "
+                     "nginx cuts kept-alive connections a client may be using; raise it or "
+                     "lower keepalive_min_timeout_seconds")
+
+
 def _parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                     problems: _Problems) -> PlatformSettings:
     platform_raw = _object(raw, "platform", problems)
@@ -462,6 +505,7 @@ def _parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                      f"must be below its container limit memory_mb={platform.redis.memory_mb} "
                      "(Redis needs headroom beyond its data); lower maxmemory_mb or raise "
                      "memory_mb")
+    _check_keepalive(platform.nginx, problems)
     postgres = platform.postgres
     if postgres.shared_buffers_mb * 2 > postgres.memory_mb:
         problems.add(f"{NAMESPACE}:platform.postgres.shared_buffers_mb="

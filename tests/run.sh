@@ -10,7 +10,7 @@ log() { printf '\n== %s: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 debian_packages=(
   python3 python3-venv openssl ca-certificates curl
   docker.io debootstrap
-  nginx postgresql-15 pgbouncer redis-server shellcheck
+  postgresql-15 pgbouncer redis-server shellcheck
   chromium fonts-dejavu-core python3-psutil
 )
 missing=()

@@ -45,7 +45,7 @@ STANDINS = {
         StandIn("postgres", "aiia-standin/postgres:15", "postgres:15-bookworm"),
         StandIn("pgbouncer", "aiia-standin/pgbouncer:1", "edoburu/pgbouncer"),
         StandIn("redis", "aiia-standin/redis:7", "redis:7-bookworm"),
-        StandIn("nginx", "aiia-standin/nginx:1", "nginx:1-bookworm"),
+        StandIn("nginx", "aiia-standin/nginx:1", "nginx:1.30"),
         StandIn("certbot", "aiia-standin/certbot:2", "certbot/certbot"),
         StandIn("python", "aiia-standin/python:3.11", "python:3.11-slim-bookworm"),
     )
@@ -284,7 +284,8 @@ http {{
     limit_req_zone $binary_remote_addr zone=general:1m rate=200r/s;
     gzip on;
     server {{
-        listen 8443 ssl http2;
+        listen 8443 ssl;
+        http2 on;
         ssl_certificate /etc/aiia-nginx/fullchain.pem;
         ssl_certificate_key /etc/aiia-nginx/privkey.pem;
         ssl_protocols TLSv1.2 TLSv1.3;

@@ -57,7 +57,7 @@ def free_subnet(engine: DockerEngine) -> str:
 # stand-in): bench/restarts.py measures the restart, tests/unit/test_preview.py the plan.
 NEWER_PATCH_RELEASES = {
     "postgres": "postgres:15.11-bookworm", "pgbouncer": "edoburu/pgbouncer:v1.23.1-p4",
-    "redis": "redis:7.2.8-bookworm", "nginx": "nginx:1.27.4-bookworm",
+    "redis": "redis:7.2.8-bookworm", "nginx": "nginx:1.30.7",
 }
 
 

@@ -4,9 +4,12 @@
 #
 #   tests/images/build-standins.sh [--force] [NAME...]
 #
-# 1. aiia-standin/debian:bookworm: a Debian bookworm minbase root filesystem
-#    made with debootstrap from the host's own apt mirror, then docker import.
-# 2. one image per folder tests/images/<NAME>/ (Dockerfile + files), FROM it.
+# 1. aiia-standin/debian:<suite>: a Debian minbase root filesystem made with
+#    debootstrap from the host's own apt mirror, then docker import. bookworm
+#    for most stand-ins; forky for those whose upstream is newer than anything
+#    bookworm packages (nginx: the program relies on directives of nginx 1.27.4+).
+# 2. one image per folder tests/images/<NAME>/ (Dockerfile + files), FROM the
+#    base its entry below names.
 #
 # Idempotent and fast when cached: an image is skipped when its tag exists and
 # carries the label aiia.standin.inputs-sha256 equal to the hash of its build
@@ -18,23 +21,23 @@ set -euo pipefail
 
 IMAGES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly IMAGES_DIR
-readonly SUITE=bookworm
-readonly BASE_TAG="aiia-standin/debian:${SUITE}"
 readonly HASH_LABEL=aiia.standin.inputs-sha256
 # Bump when the base recipe in this script changes in a way that matters.
-readonly BASE_RECIPE_VERSION=1
+readonly BASE_RECIPE_VERSION=2
 readonly CACHE_DIR="${AIIA_STANDIN_CACHE_DIR:-/var/cache/aiia-standins}"
 readonly LOCK_FILE="${CACHE_DIR}/build.lock"
 
-# name | tag | upstream image it stands in for
+# name | tag | upstream image it stands in for | Debian suite of its base
+# (each Dockerfile says FROM aiia-standin/debian:<that suite>; checked below)
 readonly STANDINS=(
-    "postgres|aiia-standin/postgres:15|postgres:15-bookworm"
-    "pgbouncer|aiia-standin/pgbouncer:1|edoburu/pgbouncer"
-    "redis|aiia-standin/redis:7|redis:7-bookworm"
-    "nginx|aiia-standin/nginx:1|nginx:1-bookworm"
-    "certbot|aiia-standin/certbot:2|certbot/certbot"
-    "python|aiia-standin/python:3.11|python:3.11-slim-bookworm"
+    "postgres|aiia-standin/postgres:15|postgres:15-bookworm|bookworm"
+    "pgbouncer|aiia-standin/pgbouncer:1|edoburu/pgbouncer|bookworm"
+    "redis|aiia-standin/redis:7|redis:7-bookworm|bookworm"
+    "nginx|aiia-standin/nginx:1|nginx:1.30|forky"
+    "certbot|aiia-standin/certbot:2|certbot/certbot|bookworm"
+    "python|aiia-standin/python:3.11|python:3.11-slim-bookworm|bookworm"
 )
+base_tag() { printf 'aiia-standin/debian:%s' "$1"; }
 
 log() { printf 'build-standins: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -156,16 +159,39 @@ remove_superseded() {
 # ---------------------------------------------------------------------------
 # Base image: debootstrap + docker import
 # ---------------------------------------------------------------------------
+# The suites apt reads in the base: a stable release has -updates and -security;
+# testing (forky) has only itself (its security fixes arrive through testing).
+base_suites() {
+    case "$1" in
+        bookworm | trixie) printf '%s %s-updates|%s-security' "$1" "$1" "$1" ;;
+        *) printf '%s|' "$1" ;;
+    esac
+}
+
+# debootstrap's script for a suite it may not know yet (bookworm's debootstrap
+# predates forky): testing and unstable are bootstrapped alike.
+debootstrap_script() {
+    if [[ -e "/usr/share/debootstrap/scripts/$1" ]]; then
+        printf '%s' "/usr/share/debootstrap/scripts/$1"
+    else
+        printf '%s' /usr/share/debootstrap/scripts/sid
+    fi
+}
+
 build_base() {
-    local mirror security_mirror
-    mirror="${AIIA_DEBIAN_MIRROR:-$(apt_uri_for_suite "$SUITE" || echo http://deb.debian.org/debian)}"
-    security_mirror="${AIIA_DEBIAN_SECURITY_MIRROR:-$(apt_uri_for_suite "${SUITE}-security" || echo http://deb.debian.org/debian-security)}"
+    local suite="$1" base mirror security_mirror suites security_suites
+    base="$(base_tag "$suite")"
+    IFS='|' read -r suites security_suites <<<"$(base_suites "$suite")"
+    # A suite the host's apt does not list (forky on a bookworm host) comes from
+    # the mirror the host uses for bookworm.
+    mirror="${AIIA_DEBIAN_MIRROR:-$(apt_uri_for_suite "$suite" || apt_uri_for_suite bookworm || echo http://deb.debian.org/debian)}"
+    security_mirror="${AIIA_DEBIAN_SECURITY_MIRROR:-$(apt_uri_for_suite "${suite}-security" || apt_uri_for_suite bookworm-security || echo http://deb.debian.org/debian-security)}"
 
     local inputs_hash
-    inputs_hash="$(hash_text "recipe=${BASE_RECIPE_VERSION} suite=${SUITE} mirror=${mirror} security=${security_mirror} files=$(hash_dir "${IMAGES_DIR}/debian")")"
-    if image_is_current "$BASE_TAG" "$inputs_hash"; then
-        log "skip  ${BASE_TAG} (inputs unchanged)"
-        skipped+=("$BASE_TAG")
+    inputs_hash="$(hash_text "recipe=${BASE_RECIPE_VERSION} suite=${suite} mirror=${mirror} security=${security_mirror} files=$(hash_dir "${IMAGES_DIR}/debian")")"
+    if image_is_current "$base" "$inputs_hash"; then
+        log "skip  ${base} (inputs unchanged)"
+        skipped+=("$base")
         return 0
     fi
 
@@ -173,15 +199,17 @@ build_base() {
     [[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root"
 
     local started=$SECONDS work old_id
-    old_id="$(image_id "$BASE_TAG")"
+    old_id="$(image_id "$base")"
     work="$(mktemp -d "${CACHE_DIR}/rootfs.XXXXXX")"
     # shellcheck disable=SC2064  # expand now: $work is local
     trap "rm -rf -- '${work}'" EXIT
     local rootfs="${work}/rootfs"
-    log "build ${BASE_TAG}: debootstrap ${SUITE} minbase from ${mirror}"
-    mkdir -p "${CACHE_DIR}/debs"
-    if ! debootstrap --variant=minbase --components=main --cache-dir="${CACHE_DIR}/debs" \
-        "$SUITE" "$rootfs" "$mirror" >"${work}/debootstrap.log" 2>&1; then
+    log "build ${base}: debootstrap ${suite} minbase from ${mirror}"
+    # One .deb cache per suite: the same package has other versions elsewhere.
+    mkdir -p "${CACHE_DIR}/debs-${suite}"
+    if ! debootstrap --variant=minbase --components=main --cache-dir="${CACHE_DIR}/debs-${suite}" \
+        "$suite" "$rootfs" "$mirror" "$(debootstrap_script "$suite")" \
+        >"${work}/debootstrap.log" 2>&1; then
         tail -n 30 "${work}/debootstrap.log" >&2
         die "debootstrap failed (last lines of its log above)"
     fi
@@ -191,16 +219,27 @@ build_base() {
     cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
 URIs: ${mirror}
-Suites: ${SUITE} ${SUITE}-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: ${security_mirror}
-Suites: ${SUITE}-security
+Suites: ${suites}
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+    if [[ -z "$security_suites" ]]; then
+        # testing's Release carries a Valid-Until a week ahead; the package mirrors our
+        # machines reach serve snapshots older than that, which apt then refuses
+        # ("Release file … is expired"). The signature is still checked.
+        printf 'Acquire::Check-Valid-Until "false";\n' \
+            >"$rootfs/etc/apt/apt.conf.d/90aiia-standin-snapshot-mirror"
+    fi
+    if [[ -n "$security_suites" ]]; then
+        cat >>"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
+
+Types: deb
+URIs: ${security_mirror}
+Suites: ${security_suites}
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    fi
     # What the overlay's dpkg excludes would have kept out, had they existed
     # during debootstrap; apt state that only the bootstrap needed.
     find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
@@ -214,28 +253,30 @@ EOF
 
     tar --numeric-owner --xattrs -C "$rootfs" -c . | docker import \
         --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        --change "LABEL org.opencontainers.image.description=\"Test stand-in base: Debian ${SUITE} minbase (debootstrap from ${mirror})\"" \
+        --change "LABEL org.opencontainers.image.description=\"Test stand-in base: Debian ${suite} minbase (debootstrap from ${mirror})\"" \
         --change "LABEL ${HASH_LABEL}=${inputs_hash}" \
         --change 'CMD ["bash"]' \
-        --message "debootstrap ${SUITE} minbase from ${mirror}" \
-        - "$BASE_TAG" >/dev/null
+        --message "debootstrap ${suite} minbase from ${mirror}" \
+        - "$base" >/dev/null
     rm -rf -- "$work"
     trap - EXIT
-    note_superseded "$old_id" "$BASE_TAG"
-    log "built ${BASE_TAG} in $((SECONDS - started))s"
-    built+=("$BASE_TAG")
+    note_superseded "$old_id" "$base"
+    log "built ${base} in $((SECONDS - started))s"
+    built+=("$base")
 }
 
 # ---------------------------------------------------------------------------
 # Stand-ins: docker build per folder
 # ---------------------------------------------------------------------------
 build_standin() {
-    local name="$1" tag="$2" upstream="$3"
+    local name="$1" tag="$2" upstream="$3" suite="$4"
     local context="${IMAGES_DIR}/${name}"
     [[ -f "${context}/Dockerfile" ]] || die "${context}/Dockerfile is missing"
+    grep -qx "FROM $(base_tag "$suite")" "${context}/Dockerfile" \
+        || die "${context}/Dockerfile must say FROM $(base_tag "$suite") (its entry in STANDINS)"
 
     local base_id inputs_hash
-    base_id="$(docker image inspect --format '{{.Id}}' "$BASE_TAG")"
+    base_id="$(docker image inspect --format '{{.Id}}' "$(base_tag "$suite")")"
     inputs_hash="$(hash_text "base=${base_id} files=$(hash_dir "$context")")"
     if image_is_current "$tag" "$inputs_hash"; then
         log "skip  ${tag} (inputs unchanged)"
@@ -271,7 +312,7 @@ main() {
     exec 9>"$LOCK_FILE"
     flock 9
 
-    local entry name tag upstream known want
+    local entry name tag upstream suite known want
     for want in "${selected[@]}"; do
         known=false
         for entry in "${STANDINS[@]}"; do
@@ -280,13 +321,25 @@ main() {
         [[ "$known" == true ]] || die "unknown stand-in '${want}'"
     done
 
-    build_base
+    # bookworm always (the e2e images build on it too), then any other suite a
+    # selected stand-in needs.
+    local -a suites=(bookworm)
     for entry in "${STANDINS[@]}"; do
-        IFS='|' read -r name tag upstream <<<"$entry"
+        IFS='|' read -r name tag upstream suite <<<"$entry"
         if ((${#selected[@]})) && [[ " ${selected[*]} " != *" ${name} "* ]]; then
             continue
         fi
-        build_standin "$name" "$tag" "$upstream"
+        [[ " ${suites[*]} " == *" ${suite} "* ]] || suites+=("$suite")
+    done
+    for suite in "${suites[@]}"; do
+        build_base "$suite"
+    done
+    for entry in "${STANDINS[@]}"; do
+        IFS='|' read -r name tag upstream suite <<<"$entry"
+        if ((${#selected[@]})) && [[ " ${selected[*]} " != *" ${name} "* ]]; then
+            continue
+        fi
+        build_standin "$name" "$tag" "$upstream" "$suite"
     done
 
     remove_superseded

@@ -339,8 +339,11 @@ http {
         location = /nginx-health { return 200 "ok\n"; }
         location = /nginx-status { stub_status; }
     }
+    keepalive_timeout 30s;
+    keepalive_min_timeout 30s;
     server {
-        listen 8443 ssl http2;
+        listen 8443 ssl;
+        http2 on;
         ssl_certificate /etc/aiia-nginx/tls/fullchain.pem;
         ssl_certificate_key /etc/aiia-nginx/tls/privkey.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -368,6 +371,8 @@ EOF
                 grep -q "^PPid:[[:space:]]*1$" "$status" 2>/dev/null || continue
                 awk "/^Uid:/ { print \$2 }" "$status"
             done | sort -u')" "$(in_image -- id -u nginx)"
+    check "nginx 1.27.4 or later (keepalive_min_timeout, http2 on)" \
+        sh -c "docker exec '$CONTAINER' nginx -v 2>&1 | awk -F/ '{ split(\$2, v, \".\"); exit !(v[1] > 1 || (v[1] == 1 && (v[2] > 27 || (v[2] == 27 && v[3] >= 4)))) }'"
     check "TLS with HTTP/2 (ssl, http2, map, limit_req modules)" \
         expect_equal "$(docker exec "$CONTAINER" curl -ksS --http2 -o /dev/null \
             -w '%{http_version}' https://127.0.0.1:8443/)" 2

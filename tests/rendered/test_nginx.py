@@ -1,10 +1,14 @@
-"""Debian's nginx accepts the full rendered tree and, started from it, behaves as designed.
+"""The nginx of the stand-in image accepts the full rendered tree and, started from it,
+behaves as designed.
 
-The rendered files are copied into a scratch directory with a small, explicit map from the
-container's paths to the copy's (CONTAINER_PATHS); for the running server the listen ports
-and upstream addresses are also mapped to free 127.0.0.1 ports. The TLS certificates are
-made by the program's own bootstrap script, pointed at the copy. A tiny Python server stands
-in for the app (what it answers is in StandInApp).
+nginx runs from aiia-standin/nginx:1 (Debian forky's nginx 1.30, tests/images/nginx; the
+host's bookworm nginx 1.22 is too old for the program's configuration): a `docker run --rm`
+per command, with the scratch directory mounted at its own path, the running server on the
+host's network. The rendered files are copied into that directory with a small, explicit
+map from the container's paths to the copy's (CONTAINER_PATHS); for the running server the
+listen ports and upstream addresses are also mapped to free 127.0.0.1 ports. The TLS
+certificates are made by the program's own bootstrap script, pointed at the copy. A tiny
+Python server stands in for the app (what it answers is in StandInApp).
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ import contextlib
 import hashlib
 import http.client
 import ipaddress
+import itertools
 import json
 import os
 import re
 import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,18 +50,19 @@ from tests.rendered.conftest import (
 
 pytestmark = pytest.mark.rendered
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-# Container path → path in the test copy (relative to its scratch directory).
+IMAGE = "aiia-standin/nginx:1"  # contract: tests/images/CONTRACT.md#nginx
+BUILD_IMAGE = "bash tests/images/build-standins.sh nginx"
+# keepalive_min_timeout, which the program's nginx.conf sets, is new in nginx 1.27.4.
+MINIMUM_VERSION = (1, 27, 4)
+# Container path → path in the test copy (relative to its scratch directory, which the
+# container mounts at the same path). /etc/nginx/mime.types stays: the image ships it.
 CONTAINER_PATHS = {
     "/etc/aiia-nginx": "conf",  # the host's {root}/nginx, mounted read-only
-    "/var/www/aiia": "www",  # the host's {root}/www (static files, ACME webroot)
+    "/var/www/aiia": "www",  # the host's {root}/www (static files, ACME webroot), read-only
     "/var/log/aiia-nginx": "logs",  # the host's {root}/logs/nginx
     "/var/cache/nginx": "cache",  # the cache volume
-    "/etc/nginx/mime.types": "mime.types",  # shipped by the nginx image (and by Debian)
     "/var/run/nginx.pid": "run/nginx.pid",
 }
-# The image's worker user; Debian has www-data instead. As non-root, nginx ignores `user`.
-WORKER_USER = "www-data"
 SECURITY_HEADERS = ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
                     "Referrer-Policy", "Content-Security-Policy")
 ACCESS_LOG_FIELDS = {"time", "env", "host", "method", "uri", "status", "bytes", "request_time",
@@ -73,8 +80,97 @@ class NginxTree:
     domains: list[str]
 
     def command(self, *args: str) -> list[str]:
-        return [NGINX, "-p", f"{self.directory}/", "-e", str(self.logs / "startup-error.log"),
+        """nginx's command line in the container, where the copy has the same paths."""
+        return ["nginx", "-p", f"{self.directory}/", "-e", str(self.logs / "startup-error.log"),
                 "-c", str(self.config), *args]
+
+    def volumes(self) -> list[str]:
+        """The copy at its own path; what production mounts read-only is read-only here."""
+        return [option for source, mode in ((self.directory, "rw"), (self.config.parent, "ro"),
+                                             (self.www, "ro"))
+                for option in ("--volume", f"{source}:{source}:{mode}")]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run_in_standin(self.command(*args), self.volumes(), check=check)
+
+
+_container_numbers = itertools.count()
+
+
+@contextlib.contextmanager
+def container_name() -> Iterator[str]:
+    """A container name of this test run's own; no container has it after the block.
+
+    `docker run --rm` removes a container that exits, and its CLI passes SIGTERM on to
+    nginx; but a signal that arrives between create and start leaves the container behind
+    ("Created"), and a CLI killed outright (a timeout) leaves nginx running.
+    """
+    name = f"aiia-rendered-nginx-{os.getpid()}-{next(_container_numbers)}"
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=30,
+                       check=False)
+
+
+def docker_run(name: str, command: Sequence[str], volumes: Sequence[str] = (), *,
+               network: str) -> list[str]:
+    """`command` in the stand-in image, its root file system read-only as in production.
+
+    As root, nginx's master runs as root and its workers as the image's `nginx` user, as in
+    production; as another user, all of nginx runs as that user.
+    """
+    user = [] if IS_ROOT else ["--user", f"{os.getuid()}:{os.getgid()}"]
+    return ["docker", "run", "--rm", "--name", name, "--network", network, "--read-only",
+            *user, *volumes, IMAGE, *command]
+
+
+def run_in_standin(command: Sequence[str], volumes: Sequence[str] = (),
+                   check: bool = True) -> subprocess.CompletedProcess:
+    """A short-lived container: `nginx -t`, `-T`, `-V`.
+
+    In a network namespace of its own: `nginx -t` binds the rendered ports (80, 443, …),
+    which there a non-root user may too (Docker lets any user bind low ports in a container's
+    own namespace) and where nothing on the host is in the way.
+    """
+    with container_name() as name:
+        return run(docker_run(name, command, volumes, network="none"), check=check)
+
+
+def require_docker() -> None:
+    """A Docker engine this user may use: as root (tests/run.sh) it is started first."""
+    if shutil.which("docker") is None:
+        problem = "no docker command"
+    else:
+        result = run(["docker", "version", "--format", "{{.Server.Version}}"], check=False)
+        if result.returncode == 0:
+            return
+        problem = result.stderr.strip()
+    if IS_ROOT:
+        pytest.fail(f"nginx runs from {IMAGE} but Docker does not answer ({problem}): "
+                    "start it with `bash tests/engine/ensure-dockerd.sh`")
+    pytest.skip(f"nginx runs from {IMAGE} but uid {os.getuid()} cannot use Docker ({problem}): "
+                "add this user to the docker group (`sudo usermod -aG docker $USER`, then log "
+                "in again) or run the tests as root (`sudo bash tests/run.sh`)")
+
+
+@pytest.fixture(scope="module")
+def standin_nginx() -> None:
+    """The stand-in image is there and its nginx is one the program's configuration needs."""
+    require_docker()
+    if run(["docker", "image", "inspect", IMAGE], check=False).returncode != 0:
+        pytest.fail(f"the image {IMAGE} is missing: build it with `{BUILD_IMAGE}`")
+    version = run_in_standin(["nginx", "-V"]).stderr
+    number = re.search(r"nginx version: nginx/(\d+)\.(\d+)\.(\d+)", version)
+    assert number, version
+    if tuple(map(int, number.groups())) < MINIMUM_VERSION:
+        pytest.fail(f"{IMAGE} has nginx {'.'.join(number.groups())}, the program's configuration "
+                    f"needs {'.'.join(map(str, MINIMUM_VERSION))}+ (keepalive_min_timeout): "
+                    f"the stand-in must be rebuilt from tests/images/nginx/Dockerfile with "
+                    f"`{BUILD_IMAGE}`")
+    for module in ("http_ssl_module", "http_v2_module", "http_stub_status_module"):
+        assert f"--with-{module}" in version, (
+            f"{IMAGE}'s nginx lacks {module}: rebuild the stand-in with `{BUILD_IMAGE}`")
 
 
 def write_nginx_tree(stack: Rendered, directory: Path,
@@ -88,8 +184,10 @@ def write_nginx_tree(stack: Rendered, directory: Path,
         for container_path, copy_path in CONTAINER_PATHS.items():
             content = content.replace(container_path, str(directory / copy_path))
         if relative == "nginx.conf":
+            # The image has the `nginx` user. As non-root, nginx cannot switch users: it
+            # would warn that it ignores the line.
             content = replace_exactly(content, "\nuser nginx;\n",
-                                      f"\nuser {WORKER_USER};\n" if IS_ROOT else "\n")
+                                      "\nuser nginx;\n" if IS_ROOT else "\n")
         for rendered_address, test_address in (addresses or {}).items():
             content = re.sub(rf"{re.escape(rendered_address)}(?=[ ;])", test_address, content)
         return content
@@ -99,7 +197,6 @@ def write_nginx_tree(stack: Rendered, directory: Path,
     # The rendered temp paths are in the cache volume: in the copy's cache directory here.
     for relative in ("logs", "cache", "run", "www/acme"):
         (directory / relative).mkdir(parents=True, exist_ok=True)
-    shutil.copy("/etc/nginx/mime.types", directory / "mime.types")
     for env in stack.settings.platform.environments:
         (directory / "www" / env.name / "static").mkdir(parents=True, exist_ok=True)
 
@@ -141,14 +238,11 @@ def is_ip_address(host: str) -> bool:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_nginx_accepts_the_full_rendered_tree(rendered, stack):
-    version = run([NGINX, "-V"]).stderr
-    for module in ("http_ssl_module", "http_v2_module", "http_stub_status_module"):
-        assert f"--with-{module}" in version, f"{NGINX} lacks {module}: install Debian's nginx"
+def test_nginx_accepts_the_full_rendered_tree(rendered, standin_nginx, stack):
     with scratch_dir("nginx-t") as directory:
         tree = write_nginx_tree(rendered[stack], directory,
                                 container_names_to_loopback(rendered[stack]))
-        result = run(tree.command("-t"), check=False)
+        result = tree.run("-t", check=False)
         assert result.returncode == 0, result.stderr
         assert "test is successful" in result.stderr
         # No warning either (a conflicting server name, a duplicate listen option, …), but
@@ -156,7 +250,7 @@ def test_nginx_accepts_the_full_rendered_tree(rendered, stack):
         unexpected = [line for line in result.stderr.splitlines()
                     if "[warn]" in line and '"ssl_stapling" ignored' not in line]
         assert unexpected == []
-        included = set(run(tree.command("-T")).stdout.split("# configuration file ")[1:])
+        included = set(tree.run("-T").stdout.split("# configuration file ")[1:])
         files = {entry.split(":", 1)[0] for entry in included}
         rendered_files = {str(path) for path in (directory / "conf").rglob("*.conf")}
         assert rendered_files <= files, "a rendered file is not part of the configuration"
@@ -275,7 +369,7 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(rendered) -> Iterator[Site]:
+def site(rendered, standin_nginx) -> Iterator[Site]:
     """nginx started from the prod stack's tree on free ports, the stand-in app behind it."""
     prod = rendered["prod"]
     platform = prod.settings.platform
@@ -300,8 +394,12 @@ def site(rendered) -> Iterator[Site]:
         tree = write_nginx_tree(prod, directory, addresses)
         app.start()
         try:
-            with running("nginx", tree.command("-g", "daemon off;"), port=https_port,
-                         log=directory / "nginx.log"):
+            # On the host's network, for the free 127.0.0.1 ports. Stopped by SIGTERM to
+            # `docker run`, which passes it on to nginx (PID 1 in the container).
+            with container_name() as name, \
+                    running("nginx", docker_run(name, tree.command("-g", "daemon off;"),
+                                                tree.volumes(), network="host"),
+                            port=https_port, log=directory / "nginx.log"):
                 yield Site(tree=tree, http_port=http_port, https_port=https_port,
                            health_port=health_port, app=app, stack=prod,
                            domains={**{env.name: env.domain for env in platform.environments},

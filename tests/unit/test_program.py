@@ -43,6 +43,7 @@ def prod_outputs_for_staging() -> dict:
         "database_passwords": {"staging": "from-prod-staging-db"},
         "redis_passwords": {"staging": "from-prod-staging-redis"},
         "ready": True,
+        "nginx_keep_idle_seconds": 45.0,  # a StackReference's numbers arrive as floats
     }
 
 
@@ -197,6 +198,44 @@ def test_nginx_config_change_reloads_and_never_touches_the_container(prod):
     main_after = changed.named("platform-nginx-main-install").plain
     assert main_before["stdin"] != main_after["stdin"]
     assert "rate=150r/s" in main_after["stdin"]
+
+
+def drain_bound(run) -> str:
+    """The watch's "keep the previous release until the reload + N s + drain" line."""
+    script = next(r for r in run.resources
+                  if r.name in ("app-prod-watch", "app-staging-watch")).plain["create"]
+    lines = [line for line in script.splitlines() if line.startswith("if [ $((reloaded_at")]
+    assert len(lines) == 1, script
+    return lines[0]
+
+
+def test_a_reload_keeps_idle_connections_and_the_release_waits_for_them(prod):
+    main = prod.named("platform-nginx-main-install").plain["stdin"]
+    assert "\n    keepalive_timeout 30s;\n" in main
+    assert "\n    keepalive_min_timeout 30s;\n" in main  # default: as long as keepalive_timeout
+    # The previous release serves until the reload + those 30 s + the 5 s drain.
+    assert "reloaded_at + 30 + 5" in drain_bound(prod)
+
+
+def test_keepalive_min_timeout_zero_is_nginx_default_and_the_drain_is_the_watch_s(prod):
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:platform"]["nginx"] = {"keepalive_min_timeout_seconds": 0}
+    changed = run_program("prod", config=config)
+    main = changed.named("platform-nginx-main-install").plain["stdin"]
+    directives = [line.strip() for line in main.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in directives if line.startswith("keepalive_min_timeout")]
+    assert "reloaded_at + 0 + 5" in drain_bound(changed)
+
+
+def test_staging_keeps_its_previous_release_as_long_as_the_platform_s_nginx_says(staging):
+    assert "reloaded_at + 45 + 5" in drain_bound(staging)
+
+
+def test_a_platform_without_the_keep_idle_output_is_taken_as_keeping_nothing():
+    outputs = prod_outputs_for_staging()
+    del outputs["nginx_keep_idle_seconds"]  # a prod stack updated before it existed
+    run = run_program("staging", stack_outputs={"eduaiia/aiia/prod": outputs})
+    assert "reloaded_at + 0 + 5" in drain_bound(run)
 
 
 def test_a_new_release_adds_resources_of_its_own_and_keeps_the_switch(prod):

@@ -221,6 +221,39 @@ def test_a_watch_longer_than_nginx_keeps_old_workers_is_refused():
     assert "worker_shutdown_timeout_seconds=60" in message
 
 
+@pytest.mark.parametrize(("nginx", "expected"), [
+    ({"keepalive_timeout_seconds": 0}, "keepalive_timeout_seconds=0 must be between 1 and 300"),
+    ({"keepalive_timeout_seconds": 301}, "keepalive_timeout_seconds=301 must be between"),
+    ({"keepalive_min_timeout_seconds": 31},
+     "keepalive_min_timeout_seconds=31 must be between 0 and keepalive_timeout_seconds=30"),
+    ({"keepalive_min_timeout_seconds": -1}, "keepalive_min_timeout_seconds=-1 must be between"),
+    ({"keepalive_timeout_seconds": 60},
+     "worker_shutdown_timeout_seconds=60 must be longer than the 60 s an old worker keeps"),
+    ({"keepalive_min_timeout_seconds": "soon"},
+     "keepalive_min_timeout_seconds='soon' must be a whole number"),
+])
+def test_keepalive_settings_out_of_range_are_refused(nginx, expected):
+    def tune(raw):
+        raw["platform"]["nginx"] = nginx
+
+    assert f"aiia:platform.nginx.{expected}" in problems("prod", tune)
+
+
+def test_keepalive_min_timeout_defaults_to_keepalive_timeout_and_may_be_zero():
+    assert parse("prod").platform.nginx.reload_keeps_idle_seconds == 30
+
+    def longer(raw):
+        raw["platform"]["nginx"] = {"keepalive_timeout_seconds": 50,
+                                    "worker_shutdown_timeout_seconds": 90}
+
+    assert parse("prod", longer).platform.nginx.reload_keeps_idle_seconds == 50
+
+    def zero(raw):
+        raw["platform"]["nginx"] = {"keepalive_min_timeout_seconds": "0"}
+
+    assert parse("prod", zero).platform.nginx.reload_keeps_idle_seconds == 0
+
+
 @pytest.mark.parametrize(("service", "reference"), [
     ("nginx", "nginx:latest"), ("nginx", "nginx"), ("nginx", "nginx:1"),
     ("nginx", "nginx:1.27-bookworm"), ("redis", "redis:7-bookworm"),
