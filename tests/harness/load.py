@@ -183,9 +183,17 @@ class Connection:
     def get(self, path: str, deadline: float) -> tuple[int, dict[str, str]]:
         """One GET; (status, lower-cased headers). Raises NothingReceived when the server
         closed the connection before sending a single byte of the response."""
+        return self.request("GET", path, deadline)
+
+    def request(self, method: str, path: str, deadline: float, body: bytes = b"",
+                headers: tuple[tuple[str, str], ...] = ()) -> tuple[int, dict[str, str]]:
+        """One request, as `get`; a body goes with its Content-Length."""
         assert self.sock is not None
-        request = (f"GET {path} HTTP/1.1\r\nHost: {self.domain}\r\n"
-                   "User-Agent: aiia-load\r\nAccept: */*\r\n\r\n").encode()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.domain}", "User-Agent: aiia-load",
+                 "Accept: */*", *(f"{name}: {value}" for name, value in headers)]
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
         try:
             self.sock.sendall(request)
         except (ConnectionError, ssl.SSLError) as error:
@@ -196,15 +204,15 @@ class Connection:
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             raise BadResponse(f"bad status line {status_line[:60]!r}")
         status = int(parts[1])
-        headers: dict[str, str] = {}
+        response_headers: dict[str, str] = {}
         for line in header_lines:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        self._read_body(status, headers, deadline)
+            response_headers[name.strip().lower()] = value.strip()
+        self._read_body(status, response_headers, deadline)
         self.served += 1
-        if headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
+        if response_headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0":
             self.close()
-        return status, headers
+        return status, response_headers
 
     def _receive(self, deadline: float) -> bytes:
         assert self.sock is not None
@@ -273,7 +281,7 @@ class Connection:
             self.buffer = b""
 
 
-def _error_kind(error: BaseException) -> str:
+def error_kind(error: BaseException) -> str:
     if isinstance(error, TimeoutError | socket.timeout):
         return "timeout"
     if isinstance(error, NothingReceived):
@@ -409,4 +417,4 @@ class Load:
                 if isinstance(error, NothingReceived) and reused and not retried:
                     retried = True  # RFC 9112 §9.3.1: retry an idempotent request once
                     continue
-                return Record(started, time.monotonic(), _error_kind(error), "", retried)
+                return Record(started, time.monotonic(), error_kind(error), "", retried)
