@@ -1,6 +1,7 @@
 """Releases on the real engine: zero dropped requests, health-gated, watched, rolled back by
 config, migrations first. The tests run in order on one stack, like an operator's day."""
 
+import copy
 import json
 import time
 
@@ -9,11 +10,15 @@ import pytest
 from tests.harness.client import WebSocket
 from tests.harness.load import Load
 from tests.harness.replay import ReplayError
+from tests.harness.strict import StrictGets, StrictH2, StrictPosts
 
 pytestmark = pytest.mark.e2e
 
 RATE = 120
 REQUESTS = 10_000
+# Strict clients beside the browser-like load: GETs and HTTP/2 on "/" stay, with RATE, under
+# the general limit of 200 r/s per address (everything comes from 127.0.0.1); POSTs go to /api/.
+STRICT_RATE = 30
 
 
 def history(stack, environment="prod") -> list[dict]:
@@ -50,9 +55,10 @@ def running_generations(stack, release, all_states=True) -> list[str]:
             if c["Names"][0].lstrip("/").startswith(mine)]
 
 
-def release_under_load(stack, release, rate=RATE, total=REQUESTS):
+def release_under_load(stack, release, rate=RATE, total=REQUESTS, strict=None):
     """`pulumi up` of `release` in prod while a bounded load runs through nginx; returns the
-    load (finished) and the replay error, if the update failed."""
+    load (finished) and the replay error, if the update failed. `strict` clients, started
+    already, run beside it and are finished too."""
     load = Load(stack.https_port, stack.domain("prod"), rate=rate, total=total,
                 connections=8).start()
     time.sleep(3)  # traffic flows before the update starts
@@ -61,9 +67,35 @@ def release_under_load(stack, release, rate=RATE, total=REQUESTS):
         stack.up(stack.with_release("prod", release))
     except ReplayError as failure:
         error = failure
-    load.wait(timeout=total / rate * 2 + 30)
-    load.stop()
+    for client in [load, *(strict or [])]:
+        client.wait(timeout=total / rate * 2 + 30)
+        client.stop()
     return load, error
+
+
+def strict_clients(stack) -> list:
+    """Clients that never retry (tests/harness/strict.py), as long as the browser-like load."""
+    port, domain = stack.https_port, stack.domain("prod")
+    total = int(REQUESTS / RATE * STRICT_RATE)
+    return [StrictGets(port, domain, "/", rate=STRICT_RATE, total=total, connections=4).start(),
+            StrictPosts(port, domain, rate=STRICT_RATE / 2, total=total // 2).start(),
+            StrictH2(port, domain, "/", rate=STRICT_RATE, total=total).start()]
+
+
+def assert_no_client_noticed(stack, clients) -> None:
+    """0 failed and 0 retried for every strict client; every acknowledged POST written once,
+    no failed one written. HTTP/2 requests a GOAWAY refused (unprocessed, RFC 9113 §6.8)
+    are sent again on a new connection by the client: counted, and no failure."""
+    for client in clients:
+        summary = client.summary()
+        print(summary.line())
+        assert summary.requests >= client.total * 0.95, summary.line()
+        assert summary.failures == 0, (summary.protocol, summary.failure_kinds)
+        assert summary.retries == 0
+    posts = next(client for client in clients if isinstance(client, StrictPosts))
+    check = posts.check(stack.notes_written("prod", posts.prefix))
+    print(check.line())
+    assert check.consistent and not check.failed_but_written, check
 
 
 def test_release_a_to_b_drops_no_request_and_keeps_websockets(local_stack):
@@ -72,12 +104,17 @@ def test_release_a_to_b_drops_no_request_and_keeps_websockets(local_stack):
     assert socket.status == 101
     socket.send_text("before the switch")
     assert socket.receive() == (1, b"before the switch")
-    load, error = release_under_load(stack, "release-b")
+    strict = strict_clients(stack)
+    load, error = release_under_load(stack, "release-b", strict=strict)
     assert error is None, error
     summary = load.summary()
     print("A → B:", summary.line())
     assert summary.requests >= REQUESTS
     assert summary.failures == 0, summary.failure_kinds
+    # nginx's reload kept every kept-alive connection: not even the browser-like client had
+    # to send a request again.
+    assert summary.retries == 0, summary.line()
+    assert_no_client_noticed(stack, strict)
     releases = [seen.release for seen in summary.releases]
     assert releases == ["release-a", "release-b"], releases
     switch_end = next(end for action, name, _, end in stack.replay.events
@@ -100,13 +137,36 @@ def test_release_a_to_b_drops_no_request_and_keeps_websockets(local_stack):
 
 
 def test_rollback_b_to_a_by_config_drops_no_request(local_stack):
-    load, error = release_under_load(local_stack, "release-a")
+    strict = strict_clients(local_stack)
+    load, error = release_under_load(local_stack, "release-a", strict=strict)
     assert error is None, error
     summary = load.summary()
     print("B → A:", summary.line())
     assert summary.failures == 0, summary.failure_kinds
+    assert summary.retries == 0, summary.line()
+    assert_no_client_noticed(local_stack, strict)
     assert [seen.release for seen in summary.releases] == ["release-b", "release-a"]
     wait_for_outcome(local_stack, "release-a", "succeeded")
+
+
+def test_a_certificate_renewal_and_a_config_change_reload_nginx_unnoticed(local_stack):
+    stack = local_stack
+    strict = strict_clients(stack)
+    load = Load(stack.https_port, stack.domain("prod"), rate=RATE, total=REQUESTS,
+                connections=8).start()
+    time.sleep(3)
+    stack.renew_certificate("prod")  # nginx reload: the renewal's
+    time.sleep(5)
+    config = copy.deepcopy(stack.config)
+    config["aiia:platform"].setdefault("nginx", {})["api_rate_per_second"] = 499
+    stack.up(config)  # nginx reload: a HostFile's follow-up
+    for client in [load, *strict]:
+        client.wait(timeout=REQUESTS / RATE * 2 + 30)
+        client.stop()
+    summary = load.summary()
+    print("certificate and config reloads:", summary.line())
+    assert summary.failures == 0 and summary.retries == 0, summary.line()
+    assert_no_client_noticed(stack, strict)
 
 
 def test_an_unhealthy_release_never_takes_traffic(local_stack):

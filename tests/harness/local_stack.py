@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.names import database_name
+from components.nginx import reload_command
 from components.settings import ImageSettings
 from tests.harness.client import Response, https_request
 from tests.harness.engine import DockerEngine
@@ -119,6 +121,38 @@ class LocalStack:
         config = copy.deepcopy(self.config)
         config["aiia:releases"][environment]["release"] = release
         return config
+
+    def notes_written(self, environment: str, prefix: str) -> dict[str, int]:
+        """{text: count} of the environment's notes whose text starts with `prefix` (what a
+        tests/harness/strict.py StrictPosts run wrote), read with psql in the postgres
+        container; the prefix travels as a psql variable, quoted by psql."""
+        query = ("SELECT text, count(*) FROM notes_note WHERE text LIKE :'prefix' || '%' "
+                 "GROUP BY text;\n")
+        result = self.exec(self.container("postgres"), "psql", "-U", "postgres", "-d",
+                           database_name(self.prefix, environment), "-tA", "-F", "\t",
+                           "-v", "ON_ERROR_STOP=1", "-v", f"prefix={prefix}", "-f", "-",
+                           stdin=query)
+        return {text: int(count) for text, _, count in
+                (line.partition("\t") for line in result.stdout.splitlines()) if text}
+
+    def renew_certificate(self, environment: str) -> None:
+        """What a certificate renewal does to nginx: new files for the environment's domain
+        (a fresh self-signed pair here), then the program's reload command, as certbot's
+        deploy hook and renewal script do (templates/certbot/)."""
+        domain = self.domain(environment)
+        tls = self.root / "nginx" / "tls" / domain
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
+                        "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain}",
+                        "-keyout", str(tls / "privkey.pem.new"),
+                        "-out", str(tls / "fullchain.pem.new")],
+                       check=True, capture_output=True, timeout=60)
+        (tls / "privkey.pem.new").chmod(0o600)
+        (tls / "fullchain.pem.new").chmod(0o644)
+        for name in ("privkey.pem", "fullchain.pem"):
+            (tls / f"{name}.new").replace(tls / name)
+        subprocess.run(["bash", "-c", reload_command(self.container("nginx"))], check=True,
+                       capture_output=True, timeout=60)
 
     def wait_healthy(self, container: str, timeout: float = 90) -> float:
         started = time.monotonic()
