@@ -100,11 +100,11 @@ class EnvironmentSettings:
 
 @dataclass(frozen=True)
 class ImageSettings:
-    postgres: str = "postgres:15.10-bookworm"
+    postgres: str = "postgres:15.20-bookworm"
     pgbouncer: str = "edoburu/pgbouncer:v1.23.1-p3"
-    redis: str = "redis:7.2.7-bookworm"
+    redis: str = "redis:7.2.12-bookworm"
     nginx: str = "nginx:1.30.6"
-    certbot: str = "certbot/certbot:v3.0.1"
+    certbot: str = "certbot/certbot:v5.5.0"
 
 
 @dataclass(frozen=True)
@@ -325,16 +325,16 @@ def _check_image(reference: Any, key: str, problems: _Problems) -> None:
     if not match or not IMAGE_REPOSITORY_RE.match(match["repository"]):
         problems.add(
             f"{key}={reference!r} is not a valid image reference; "
-            "use repository:tag or repository@sha256:<digest>, e.g. postgres:15.10-bookworm"
+            "use repository:tag or repository@sha256:<digest>, e.g. postgres:15.20-bookworm"
         )
         return
     if match["digest"]:
         return
-    # PostgreSQL's releases are major.minor (15.10); every other image's major.minor.patch.
+    # PostgreSQL's releases are major.minor (15.20); every other image's major.minor.patch.
     postgres = match["repository"].rsplit("/", 1)[-1] == "postgres"
     exact = EXACT_POSTGRES_TAG_RE if postgres else EXACT_TAG_RE
     if not match["tag"] or not exact.match(match["tag"]):
-        example = "postgres:15.10-bookworm" if postgres else "nginx:1.30.6"
+        example = "postgres:15.20-bookworm" if postgres else "nginx:1.30.6"
         problems.add(
             f"{key}={reference!r} is not pinned to an exact release: a tag like "
             f"{match['tag'] or 'latest'!r} moves to whatever is published next, so a restart "

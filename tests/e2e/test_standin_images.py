@@ -46,8 +46,9 @@ STANDINS = {
         StandIn("pgbouncer", "aiia-standin/pgbouncer:1", "edoburu/pgbouncer"),
         StandIn("redis", "aiia-standin/redis:7", "redis:7-bookworm"),
         StandIn("nginx", "aiia-standin/nginx:1", "nginx:1.30"),
-        StandIn("certbot", "aiia-standin/certbot:2", "certbot/certbot"),
+        StandIn("certbot", "aiia-standin/certbot:5", "certbot/certbot"),
         StandIn("python", "aiia-standin/python:3.11", "python:3.11-slim-bookworm"),
+        StandIn("node", "aiia-standin/node:24", "node:24"),
     )
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 import secrets
 import shutil
 import socket
@@ -29,7 +30,7 @@ STANDINS = {
     "edoburu/pgbouncer": "aiia-standin/pgbouncer:1",
     "redis": "aiia-standin/redis:7",
     "nginx": "aiia-standin/nginx:1",
-    "certbot/certbot": "aiia-standin/certbot:2",
+    "certbot/certbot": "aiia-standin/certbot:5",
 }
 APP_IMAGE = "aiia-e2e-app"
 DASHBOARD_IMAGE = "aiia-e2e-dashboard:test"
@@ -55,11 +56,23 @@ def free_subnet(engine: DockerEngine) -> str:
     raise RuntimeError("no free /24 for the test network")
 
 
+def newer_patch_release(reference: str) -> str:
+    """The same image one patch release later: the tag's last number before any suffix (or the
+    pgbouncer image's revision, -pN) plus one: postgres:15.20-bookworm → postgres:15.21-bookworm,
+    edoburu/pgbouncer:v1.23.1-p3 → …-p4. Derived from the pins, so a pin update (renovate.json)
+    never leaves a "newer" release that is not newer."""
+    repository, tag = reference.split("@")[0].rsplit(":", 1)
+    match = re.fullmatch(r"(?P<head>.*?)(?P<number>\d+)(?P<tail>(?:-[a-z]+)?)", tag)
+    if match is None:
+        raise ValueError(f"{reference}: no release number in the tag")
+    return f"{repository}:{match['head']}{int(match['number']) + 1}{match['tail']}"
+
+
 # A newer patch release of each platform image, to bump to (image_map maps it to the same
 # stand-in): bench/restarts.py measures the restart, tests/unit/test_preview.py the plan.
 NEWER_PATCH_RELEASES = {
-    "postgres": "postgres:15.11-bookworm", "pgbouncer": "edoburu/pgbouncer:v1.23.1-p4",
-    "redis": "redis:7.2.8-bookworm", "nginx": "nginx:1.30.7",
+    service: newer_patch_release(getattr(ImageSettings(), service))
+    for service in ("postgres", "pgbouncer", "redis", "nginx")
 }
 
 

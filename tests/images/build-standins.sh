@@ -34,8 +34,9 @@ readonly STANDINS=(
     "pgbouncer|aiia-standin/pgbouncer:1|edoburu/pgbouncer|bookworm"
     "redis|aiia-standin/redis:7|redis:7-bookworm|bookworm"
     "nginx|aiia-standin/nginx:1|nginx:1.30|forky"
-    "certbot|aiia-standin/certbot:2|certbot/certbot|bookworm"
+    "certbot|aiia-standin/certbot:5|certbot/certbot:v5|forky"
     "python|aiia-standin/python:3.11|python:3.11-slim-bookworm|bookworm"
+    "node|aiia-standin/node:24|node:24|forky"
 )
 base_tag() { printf 'aiia-standin/debian:%s' "$1"; }
 

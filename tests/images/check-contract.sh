@@ -5,7 +5,7 @@
 # registry:
 #
 #   tests/images/check-contract.sh KIND IMAGE
-#   KIND: postgres | pgbouncer | redis | nginx | certbot | python
+#   KIND: postgres | pgbouncer | redis | nginx | certbot | python | node
 #
 #   e.g. tests/images/check-contract.sh postgres aiia-standin/postgres:15
 #        tests/images/check-contract.sh postgres postgres:15-bookworm
@@ -32,7 +32,7 @@ usage() {
 (($# == 2)) || usage
 readonly KIND="$1" IMAGE="$2"
 case "$KIND" in
-    postgres | pgbouncer | redis | nginx | certbot | python) ;;
+    postgres | pgbouncer | redis | nginx | certbot | python | node) ;;
     *) usage ;;
 esac
 
@@ -391,8 +391,8 @@ check_certbot() {
         expect_equal "$(inspect '{{json .Config.Entrypoint}}')" '["certbot"]'
     check "volume /etc/letsencrypt" has_volume /etc/letsencrypt
     check "volume /var/lib/letsencrypt" has_volume /var/lib/letsencrypt
-    check "'certbot --version' is 2 or later" \
-        output_matches '^certbot ([2-9]|[1-9][0-9])\.' docker run --rm "$IMAGE" --version
+    check "'certbot --version' is 5 or later (the pin's major)" \
+        output_matches '^certbot ([5-9]|[1-9][0-9])\.' docker run --rm "$IMAGE" --version
     check "webroot plugin available (certonly --webroot -w …)" \
         output_matches '--webroot-path' docker run --rm "$IMAGE" --help webroot
 }
@@ -409,6 +409,14 @@ check_python() {
     check "CA bundle /etc/ssl/certs/ca-certificates.crt" \
         in_image -- test -s /etc/ssl/certs/ca-certificates.crt
     check "a shell and useradd/groupadd for derived images" tools_on_path -- sh useradd groupadd
+}
+
+# ---------------------------------------------------------------------------
+check_node() {
+    check "tools on PATH: node npm git" tools_on_path -- node npm git
+    check "node on PATH is 24" output_matches '^v24\.' docker run --rm "$IMAGE" node --version
+    check "CA bundle /etc/ssl/certs/ca-certificates.crt" \
+        in_image -- test -s /etc/ssl/certs/ca-certificates.crt
 }
 
 "check_${KIND}"

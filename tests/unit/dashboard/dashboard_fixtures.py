@@ -351,7 +351,7 @@ def realistic_containers(now: float) -> list[FakeContainer]:
             6.3,
             health=None,
             started_at=now - 12 * day,
-            image="certbot/certbot:v3.0.1",
+            image="certbot/certbot:v5.5.0",
             log_lines=[
                 "Processing /etc/letsencrypt/renewal/prod.example.com.conf",
                 "Certificate not yet due for renewal",
