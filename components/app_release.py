@@ -141,6 +141,7 @@ class AppRelease(pulumi.ComponentResource):
             image=self.image.image_id, variables=variables, network=network,
             volume=log_volume, health=health, grace=release.stop_grace_seconds,
             house_rules=house_rules(), root={"read_only": True, "tmpfs": APP_TMPFS},
+            user=release.run_as,
         ).apply(lambda values: release_container_name(prefix, env_name, release.release,
                                                       generation(values))))
         state_dir = f"{root}/state"
@@ -166,7 +167,8 @@ class AppRelease(pulumi.ComponentResource):
         self.migrate = host_command(
             f"{name}-migrate-{slug}", args.connection,
             script("app/release-begin.sh.j2", static_dir=f"{root}/www/{env_name}/static",
-                   static_root=STATIC_ROOT,
+                   static_root=STATIC_ROOT, run_as=release.run_as,
+                   log_dir=log_volume["host_path"],
                    gate_watch=script("app/release-gate-watch.sh.j2", timeout_seconds=300)),
             stdin=variables.apply(lambda pairs: render("app/app.env.j2", variables=pairs)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image]),
@@ -189,6 +191,8 @@ class AppRelease(pulumi.ComponentResource):
                 # larger than Django keeps in memory, /tmp.
                 read_only=True,
                 tmpfs=APP_TMPFS,
+                # Set here, not left to the image: an image without USER would run as root.
+                user=release.run_as,
                 extra_labels={"aiia.release": release.release},
                 # Long enough for requests and WebSockets to drain after the switch (nginx's
                 # worker_shutdown_timeout holds the client side for the same time).

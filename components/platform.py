@@ -19,8 +19,6 @@ from components.redis import Redis, RedisArgs
 from components.settings import Settings
 from components.templates import render
 
-APP_UID = "10001:10001"  # the reference app image's user; collectstatic writes as it
-
 
 @dataclass
 class PlatformArgs:
@@ -65,13 +63,11 @@ class Platform(pulumi.ComponentResource):
             {"path": context.host_path("state"), "mode": "0755", "owner": "0:0"},
             {"path": context.host_path("backups"), "mode": "0700", "owner": "0:0"},
         ]
-        for env in platform.environments:
-            directories += [
-                {"path": context.host_path("www", env.name), "mode": "0755", "owner": "0:0"},
-                {"path": context.host_path("www", env.name, "static"), "mode": "0755",
-                 "owner": APP_UID},
-                {"path": context.host_path("logs", env.name), "mode": "0755", "owner": APP_UID},
-            ]
+        # An environment's static files and logs are made and owned by its release, for the
+        # uid its app runs as (releases.<env>.run_as, which lives in that environment's
+        # stack; templates/app/release-begin.sh.j2).
+        directories += [{"path": context.host_path("www", env.name), "mode": "0755",
+                         "owner": "0:0"} for env in platform.environments]
         self.directories = host_command(
             f"{name}-directories", args.connection,
             render("host/prepare-directories.sh.j2", root_dir=settings.host.root_dir,

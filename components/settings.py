@@ -40,6 +40,7 @@ DOMAIN_RE = re.compile(rf"^(?=.{{1,253}}$){_DOMAIN_LABEL}(\.{_DOMAIN_LABEL})+$")
 # Docker's reference grammar: a tag is [\w][\w.-]{0,127}; a digest is algorithm:hex.
 RELEASE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+RUN_AS_RE = re.compile(r"^(?P<uid>0|[1-9][0-9]{0,9}):(?P<gid>0|[1-9][0-9]{0,9})$")
 IMAGE_REPOSITORY_RE = re.compile(
     r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
 )
@@ -230,6 +231,11 @@ class ReleaseSettings:
     watch_max_error_percent: int = 5  # 5xx share that sends traffic back to the previous one
     watch_min_requests: int = 20  # below this many requests only the health probes count
     keep_images: int = 5  # release images kept on the host per environment, for rollbacks
+    # The uid:gid the app and its jobs run as, whatever the image's USER says (an image
+    # without USER would run as root); the release owns its writable host directories
+    # (static files, logs) for it. The default is the reference image's user.
+    run_as: str = "10001:10001"
+    allow_root: bool = False  # uid or gid 0 for run_as is refused unless this is true
 
     @property
     def image_reference(self) -> str:
@@ -566,6 +572,7 @@ def _parse_releases(raw: Mapping[str, Any], secrets: Callable[[str], Any],
             problems.add(f"{NAMESPACE}:{environment}_secret_key is missing; set it with "
                          f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
                          "<value>`")
+        _check_run_as(release, key, problems)
         for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
                                 ("watch_max_error_percent", 0, 100),
                                 ("watch_min_requests", 1, 100000), ("keep_images", 1, 50)):
@@ -574,6 +581,19 @@ def _parse_releases(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                 problems.add(f"{key}.{name}={value} must be between {low} and {high}")
         releases.append(release)
     return tuple(releases)
+
+
+def _check_run_as(release: ReleaseSettings, key: str, problems: _Problems) -> None:
+    match = RUN_AS_RE.match(str(release.run_as))
+    if not match:
+        problems.add(f"{key}.run_as={release.run_as!r} must be a numeric uid:gid, e.g. "
+                     "10001:10001 (numbers: the host's chown and the image's /etc/passwd "
+                     "need not agree on names)")
+    elif "0" in (match["uid"], match["gid"]) and release.allow_root is not True:
+        problems.add(f"{key}.run_as={release.run_as!r} runs the app as root (uid or gid 0): "
+                     "a remote-code bug in the app would then be root in its container; give "
+                     "the image's non-root uid:gid, or set "
+                     f"{key}.allow_root=true to accept that")
 
 
 def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any]) -> Settings:

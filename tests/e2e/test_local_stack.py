@@ -56,6 +56,20 @@ def test_every_container_serves_with_its_capabilities_dropped(local_stack):
     assert postgres["Config"]["User"] == "999:999"
 
 
+def test_the_app_runs_as_its_configured_user_and_owns_what_it_writes(local_stack):
+    for env in ("prod", "staging"):
+        (app,) = [name for name in local_stack.run.containers()
+                  if name.startswith(f"{local_stack.prefix}-app-{env}-")]
+        assert inspect(local_stack, app)["Config"]["User"] == "10001:10001"
+        assert local_stack.exec(app, "id", "-u").stdout.strip() == "10001"
+        static = local_stack.root / "www" / env / "static"
+        assert any(static.iterdir()), "collectstatic wrote into it as that user"
+        if os.geteuid() == 0:  # an unprivileged local stack leaves them to its user
+            for directory in (static, local_stack.root / "logs" / env):
+                owner = (directory.stat().st_uid, directory.stat().st_gid)
+                assert owner == (10001, 10001), directory
+
+
 def test_no_container_environment_holds_a_secret_that_has_a_file_alternative(local_stack):
     # PostgreSQL read its superuser password from a file on first start (the stack is up);
     # `docker inspect` shows no password variable for it.

@@ -1,6 +1,7 @@
 """The whole program under Pulumi's mocks, per stack file: what `pulumi up` would declare."""
 
 import copy
+import re
 
 import pytest
 
@@ -405,6 +406,36 @@ def test_release_jobs_run_without_capabilities_on_a_read_only_root(prod):
     script = prod.named("app-prod-migrate-2026-11-26-1").plain["create"]
     assert "--cap-drop ALL" in script and "no-new-privileges:true" in script
     assert "--read-only --tmpfs /tmp:size=8m,mode=1777" in script
+
+
+def test_the_app_and_its_jobs_run_as_the_configured_user_whatever_the_image_says(prod):
+    assert release_container(prod, "aiia-app-prod-").plain["user"] == "10001:10001"
+    script = prod.named("app-prod-migrate-2026-11-26-1").plain["create"]
+    assert "--user 10001:10001" in script
+    # The release owns its writable directories for that user; the platform no longer does.
+    assert "chown -R 10001:10001" in script
+    platform = prod.named("platform-directories").plain["create"]
+
+    def names(text: str, path: str) -> bool:  # the path itself, not one below it
+        return re.search(rf"{re.escape(path)}(?![\w/.-])", text) is not None
+
+    assert names(platform, "/srv/aiia/www/prod")
+    for directory in ("/srv/aiia/www/prod/static", "/srv/aiia/logs/prod"):
+        assert names(script, directory)
+        assert not names(platform, directory)
+
+
+def test_another_app_user_is_a_new_generation_that_runs_as_it():
+    def other_user(config):
+        config["aiia:releases"]["prod"]["run_as"] = "2000:2000"
+
+    assert generation_after(other_user) != generation_after(None)
+    config = copy.deepcopy(stack_config("prod"))
+    other_user(config)
+    run = run_program("prod", config=config)
+    assert release_container(run, "aiia-app-prod-").plain["user"] == "2000:2000"
+    script = run.named("app-prod-migrate-2026-11-26-1").plain["create"]
+    assert "--user 2000:2000" in script and "chown -R 2000:2000" in script
 
 
 # Where each container may write besides its volumes and mounts: small tmpfs, sized.

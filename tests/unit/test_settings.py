@@ -212,6 +212,33 @@ def test_release_tuning_out_of_range(key, value):
     assert f"aiia:releases.prod.{key}={value} must be between" in problems("prod", tune)
 
 
+@pytest.mark.parametrize(("run_as", "expected"), [
+    ("app", "run_as='app' must be a numeric uid:gid"),
+    ("10001", "run_as='10001' must be a numeric uid:gid"),
+    ("0:0", "run_as='0:0' runs the app as root"),
+    ("10001:0", "run_as='10001:0' runs the app as root"),
+    ("0:10001", "run_as='0:10001' runs the app as root"),
+])
+def test_an_app_user_that_is_not_a_non_root_uid_gid_is_refused(run_as, expected):
+    def run_as_(raw):
+        raw["releases"]["prod"]["run_as"] = run_as
+
+    message = problems("prod", run_as_)
+    assert f"aiia:releases.prod.{expected}" in message
+    if "root" in expected:
+        assert "aiia:releases.prod.allow_root=true" in message
+
+
+def test_root_is_accepted_only_when_allowed_explicitly():
+    def allowed(raw):
+        raw["releases"]["prod"].update(run_as="0:0", allow_root="true")
+
+    (release,) = parse("prod", allowed).releases
+    assert (release.run_as, release.allow_root) == ("0:0", True)
+    (default,) = parse("prod").releases
+    assert (default.run_as, default.allow_root) == ("10001:10001", False)
+
+
 def test_a_watch_longer_than_nginx_keeps_old_workers_is_refused():
     def long_watch(raw):
         raw["releases"]["prod"]["watch_seconds"] = 58
