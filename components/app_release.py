@@ -20,6 +20,7 @@ import pulumi_docker as docker
 from components.host_files import HostConnection, HostFile, HostFileArgs, host_command
 from components.names import generation, release_container_name, release_slug
 from components.nginx import nginx_lock_file, reload_command, render_upstream
+from components.platform_context import unprivileged_local
 from components.platform_reference import PlatformHandle
 from components.service_container import (
     ServiceContainerArgs,
@@ -56,33 +57,59 @@ class AppReleaseArgs:
     docker_provider: docker.Provider
 
 
+# Where the app finds its secrets when they are files (releases.<env>.secrets_as: files):
+# {root}/secrets/<env>/ on the host, mounted read-only.
+SECRETS_IN_CONTAINER = "/run/secrets/aiia"
+SECRET_FILES = {"SECRET_KEY": "secret_key", "DATABASE_PASSWORD": "database_password",
+                "REDIS_PASSWORD": "redis_password"}
+
+
+def app_secrets(database_password: str, redis_password: str, secret_key: str) -> dict[str, str]:
+    return {"SECRET_KEY": secret_key, "DATABASE_PASSWORD": database_password,
+            "REDIS_PASSWORD": redis_password}
+
+
 def app_environment_variables(release: ReleaseSettings, environment: dict, platform: dict,
                               database_password: str, redis_password: str,
                               secret_key: str) -> list[tuple[str, str]]:
     """The app image's contract (app/README.md): its whole configuration, as variables.
 
-    Numbers read through a StackReference arrive as floats (JSON), hence the int()s.
+    With secrets as files (the default) a secret's variable is <NAME>_FILE, the path of the
+    file that holds it, and the Redis URL carries the user alone; with secrets as variables
+    they are the values themselves. Numbers read through a StackReference arrive as floats
+    (JSON), hence the int()s.
     """
     name = release.environment
-    redis_url = (f"redis://{quote(environment['redis_user'], safe='')}:"
-                 f"{quote(redis_password, safe='')}@{platform['redis_host']}:"
-                 f"{int(platform['redis_port'])}/0")
-    return [
+    as_files = release.secrets_as == "files"
+    password = "" if as_files else f":{quote(redis_password, safe='')}"
+    redis_url = (f"redis://{quote(environment['redis_user'], safe='')}{password}@"
+                 f"{platform['redis_host']}:{int(platform['redis_port'])}/0")
+
+    def secret(key: str, value: str) -> tuple[str, str]:
+        if as_files:
+            return f"{key}_FILE", f"{SECRETS_IN_CONTAINER}/{SECRET_FILES[key]}"
+        return key, value
+
+    variables = [
         ("ENVIRONMENT", name),
         ("RELEASE", release.release),
         ("PORT", str(int(environment["port"]))),
         ("ALLOWED_HOSTS", environment["domain"]),
-        ("SECRET_KEY", secret_key),
+        secret("SECRET_KEY", secret_key),
         ("DATABASE_HOST", platform["pgbouncer_host"]),
         ("DATABASE_PORT", str(int(platform["pgbouncer_port"]))),
         ("DATABASE_NAME", environment["database_name"]),
         ("DATABASE_USER", environment["database_user"]),
-        ("DATABASE_PASSWORD", database_password),
+        secret("DATABASE_PASSWORD", database_password),
         ("REDIS_URL", redis_url),
         ("CACHE_KEY_PREFIX", environment["redis_user"]),
         ("STATIC_ROOT", STATIC_ROOT),
         ("LOG_FILE", f"/var/log/aiia/{name}/django.log"),
     ]
+    if as_files:
+        variables.insert(variables.index(("REDIS_URL", redis_url)) + 1,
+                         secret("REDIS_PASSWORD", redis_password))
+    return variables
 
 
 class AppRelease(pulumi.ComponentResource):
@@ -110,13 +137,27 @@ class AppRelease(pulumi.ComponentResource):
             return values
 
         platform_values = platform_values.apply(check_prefix)
-        variables = pulumi.Output.all(
-            environment, platform_values,
-            args.platform.secret("database_passwords", env_name),
-            args.platform.secret("redis_passwords", env_name),
-            pulumi.Output.secret(release.secret_key),
-        ).apply(lambda values: app_environment_variables(release, *values))
+        passwords = (args.platform.secret("database_passwords", env_name),
+                     args.platform.secret("redis_passwords", env_name),
+                     pulumi.Output.secret(release.secret_key))
+        variables = pulumi.Output.all(environment, platform_values, *passwords).apply(
+            lambda values: app_environment_variables(release, *values))
         variables = pulumi.Output.secret(variables)
+        secrets = pulumi.Output.secret(pulumi.Output.all(*passwords).apply(
+            lambda values: app_secrets(*values)))
+        secrets_dir = f"{root}/secrets/{env_name}"
+        # Secrets as files: one per secret, 0400 for the app's uid (readable by it alone),
+        # in place before the release's jobs run; the app reads them at its start, so a
+        # changed one takes effect with the new generation its value is part of.
+        secret_files = [] if release.secrets_as != "files" else [
+            HostFile(
+                f"{name}-secret-{file}",
+                HostFileArgs(connection=args.connection, path=f"{secrets_dir}/{file}",
+                             content=secrets.apply(lambda values, key=key: values[key]),
+                             mode="0444" if unprivileged_local(settings) else "0400",
+                             owner=release.run_as),
+                opts=pulumi.ResourceOptions(parent=self))
+            for key, file in SECRET_FILES.items()]
 
         # The image of this release; kept on the host after the release is gone, so a
         # rollback never depends on the registry.
@@ -127,6 +168,9 @@ class AppRelease(pulumi.ComponentResource):
         network = platform_values.apply(lambda values: values["network_name"])
         log_volume = {"host_path": f"{root}/logs/{env_name}",
                       "container_path": f"/var/log/aiia/{env_name}"}
+        volumes = [log_volume] + ([{"host_path": secrets_dir,
+                                    "container_path": SECRETS_IN_CONTAINER, "read_only": True}]
+                                  if secret_files else [])
         health = {"interval": "5s", "timeout": "4s", "retries": 3, "start_period": "20s"}
         # A generation of this release: every input that pulumi-docker cannot change in
         # place (image, variables with the secrets, network, volume, health check, stop
@@ -138,8 +182,8 @@ class AppRelease(pulumi.ComponentResource):
         # container (capabilities, security options, logs) are: a change to them is a new
         # generation too.
         self.container_name = pulumi.Output.unsecret(pulumi.Output.all(
-            image=self.image.image_id, variables=variables, network=network,
-            volume=log_volume, health=health, grace=release.stop_grace_seconds,
+            image=self.image.image_id, variables=variables, secrets=secrets,
+            network=network, volume=volumes, health=health, grace=release.stop_grace_seconds,
             house_rules=house_rules(), root={"read_only": True, "tmpfs": APP_TMPFS},
             user=release.run_as,
         ).apply(lambda values: release_container_name(prefix, env_name, release.release,
@@ -169,9 +213,11 @@ class AppRelease(pulumi.ComponentResource):
             script("app/release-begin.sh.j2", static_dir=f"{root}/www/{env_name}/static",
                    static_root=STATIC_ROOT, run_as=release.run_as,
                    log_dir=log_volume["host_path"],
+                   secrets_dir=secrets_dir if secret_files else None,
+                   secrets_in_container=SECRETS_IN_CONTAINER,
                    gate_watch=script("app/release-gate-watch.sh.j2", timeout_seconds=300)),
             stdin=variables.apply(lambda pairs: render("app/app.env.j2", variables=pairs)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image, *secret_files]),
         )
 
         self.container = service_container(
@@ -186,7 +232,7 @@ class AppRelease(pulumi.ComponentResource):
                 envs=variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs]),
                 healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"], **health),
                 network=network,
-                volumes=[docker.ContainerVolumeArgs(**log_volume)],
+                volumes=[docker.ContainerVolumeArgs(**volume) for volume in volumes],
                 # Read-only: the app writes its log directory (mounted) and, for uploads
                 # larger than Django keeps in memory, /tmp.
                 read_only=True,

@@ -14,6 +14,11 @@ from components.service_container import ServiceContainerArgs
 from components.settings import PlatformSettings, Settings
 
 
+def unprivileged_local(settings: Settings) -> bool:
+    """`pulumi up -s local` as a developer (not root): host files are the developer's."""
+    return settings.host.kind == "local" and os.getuid() != 0
+
+
 @dataclass
 class PlatformContext:
     settings: Settings
@@ -53,8 +58,7 @@ class PlatformContext:
         return default
 
     def unprivileged_local(self) -> bool:
-        """`pulumi up -s local` as a developer (not root): host files are the developer's."""
-        return self.settings.host.kind == "local" and os.getuid() != 0
+        return unprivileged_local(self.settings)
 
     def root_file_access(self) -> list[str]:
         """What a container's root needs to write into host directories it does not own.

@@ -236,6 +236,10 @@ class ReleaseSettings:
     # (static files, logs) for it. The default is the reference image's user.
     run_as: str = "10001:10001"
     allow_root: bool = False  # uid or gid 0 for run_as is refused unless this is true
+    # How the app gets its secrets (SECRET_KEY, DATABASE_PASSWORD, the Redis password):
+    # "files" (0400 files for run_as, named by <NAME>_FILE variables; `docker inspect` shows
+    # no secret) or "variables" (the values themselves, for an image that cannot read files).
+    secrets_as: str = "files"
 
     @property
     def image_reference(self) -> str:
@@ -573,6 +577,9 @@ def _parse_releases(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                          f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
                          "<value>`")
         _check_run_as(release, key, problems)
+        if release.secrets_as not in ("files", "variables"):
+            problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
+                         "<NAME>_FILE, app/README.md) or variables (the values themselves)")
         for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
                                 ("watch_max_error_percent", 0, 100),
                                 ("watch_min_requests", 1, 100000), ("keep_images", 1, 50)):

@@ -1,4 +1,6 @@
-"""Read the app's settings from environment variables, and only from there.
+"""Read the app's settings from environment variables, and only from there; a secret may
+instead be in a file that `<NAME>_FILE` names (how the platform hands them over, so that
+`docker inspect` shows no secret).
 
 Every problem is collected first and reported in one message that names each variable,
 so a container with a bad environment fails at startup and says what to fix.
@@ -27,6 +29,26 @@ class Environment:
         value = self._environ.get(name, "").strip()
         if not value:
             self.missing.append(name)
+        return value
+
+    def secret(self, name: str, required: bool = True) -> str:
+        """`name`'s value, from the variable itself or from the file `<name>_FILE` names
+        (its content, without the trailing newline); never both."""
+        path = self._environ.get(f"{name}_FILE", "").strip()
+        if path and self._environ.get(name, "").strip():
+            self.invalid.append(f"{name} and {name}_FILE are both set; set one of them")
+            return ""
+        if not path:
+            return self.required(name) if required else self.optional(name)
+        try:
+            with open(path, encoding="utf-8") as file:
+                value = file.read().rstrip("\r\n")
+        except OSError as error:
+            self.invalid.append(f"{name}_FILE={path!r} cannot be read ({error.strerror}); "
+                                "mount the file and make it readable by the app's user")
+            return ""
+        if required and not value.strip():
+            self.invalid.append(f"{name}_FILE={path!r} is empty")
         return value
 
     def optional(self, name: str, default: str = "") -> str:

@@ -12,7 +12,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = Environment()
 
-SECRET_KEY = env.required("SECRET_KEY")
+SECRET_KEY = env.secret("SECRET_KEY")
 ALLOWED_HOSTS = env.required_list("ALLOWED_HOSTS")
 RELEASE = env.required("RELEASE")
 ENVIRONMENT = env.required("ENVIRONMENT")
@@ -25,9 +25,12 @@ DATABASE_HOST = env.required("DATABASE_HOST")
 DATABASE_PORT = env.integer("DATABASE_PORT")
 DATABASE_NAME = env.required("DATABASE_NAME")
 DATABASE_USER = env.required("DATABASE_USER")
-DATABASE_PASSWORD = env.required("DATABASE_PASSWORD")
+DATABASE_PASSWORD = env.secret("DATABASE_PASSWORD")
 
 REDIS_URL = env.required("REDIS_URL")
+# The password may be in the URL or apart (REDIS_PASSWORD or REDIS_PASSWORD_FILE); apart,
+# redis-py takes it from the connection options (a password in the URL wins).
+REDIS_PASSWORD = env.secret("REDIS_PASSWORD", required=False)
 # Django's key is "<prefix>:<version>:<key>" and the environment's Redis ACL user may only
 # touch "<prefix>:*", so the prefix is used exactly as given.
 CACHE_KEY_PREFIX = env.required("CACHE_KEY_PREFIX")
@@ -89,6 +92,7 @@ CACHES = {
             # One immediate retry reconnects a pooled connection that a Redis restart
             # closed; redis-py's default (3 retries, exponential backoff) would take seconds.
             "retry": Retry(NoBackoff(), 1),
+            **({"password": REDIS_PASSWORD} if REDIS_PASSWORD else {}),
         },
     }
 }

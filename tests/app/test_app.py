@@ -225,6 +225,56 @@ def test_a_missing_variable_is_named_by_manage_and_by_the_server(
     assert f"missing required environment variable(s): {missing}" in server.log()
 
 
+def secrets_as_files(environment: dict[str, str], redis: Redis, directory: Path) -> dict:
+    """The environment as the platform sets it by default: every secret in a file of its
+    own (0400), named by <NAME>_FILE; the Redis URL without its password."""
+    directory.mkdir()
+    values = {"SECRET_KEY": environment["SECRET_KEY"],
+              "DATABASE_PASSWORD": environment["DATABASE_PASSWORD"],
+              "REDIS_PASSWORD": redis.password}
+    files = {}
+    for name, value in values.items():
+        path = directory / name.lower()
+        path.write_text(value + "\n")
+        path.chmod(0o400)
+        files[f"{name}_FILE"] = str(path)
+    plain = {key: value for key, value in environment.items() if key not in values}
+    return {**plain, **files, "REDIS_URL": f"redis://{redis.user}@127.0.0.1:{redis.port}/0"}
+
+
+def test_secrets_from_files_serve_and_pass_the_health_check(
+    app_python: Path, environment: dict[str, str], redis: Redis, migrated: None,
+    tmp_path: Path
+) -> None:
+    from_files = secrets_as_files(environment, redis, tmp_path / "secrets")
+    assert not {"SECRET_KEY", "DATABASE_PASSWORD"} & set(from_files)
+    server = AppServer(app_python, from_files, tmp_path / "uvicorn.log").start()
+    try:
+        response = server.request("GET", "/healthz/")
+    finally:
+        server.stop()
+    assert response.status == 200, response.body
+    assert response.json()["checks"] == {"database": "ok", "cache": "ok"}
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda env, d: {**env, "SECRET_KEY": "also-set"},
+     "SECRET_KEY and SECRET_KEY_FILE are both set"),
+    (lambda env, d: {**env, "DATABASE_PASSWORD_FILE": str(d / "absent")},
+     "DATABASE_PASSWORD_FILE='{d}/absent' cannot be read (No such file or directory)"),
+])
+def test_a_secret_file_problem_is_named(
+    app_python: Path, environment: dict[str, str], redis: Redis, tmp_path: Path, change,
+    expected: str
+) -> None:
+    directory = tmp_path / "secrets"
+    broken = change(secrets_as_files(environment, redis, directory), directory)
+    result = manage(app_python, broken, "check")
+    assert result.returncode != 0
+    assert expected.format(d=directory) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_an_invalid_value_is_named(app_python: Path, environment: dict[str, str]) -> None:
     result = manage(app_python, {**environment, "DATABASE_PORT": "pgbouncer"}, "check")
 

@@ -82,6 +82,22 @@ def test_no_container_environment_holds_a_secret_that_has_a_file_alternative(loc
         local_stack.container("postgres"), "env", f"PGPASSWORD={password}", "psql", "-X",
         "-At", "-h", "127.0.0.1", "-U", "postgres", "-c", "SELECT current_user", check=False)
     assert result.stdout.strip() == "postgres", result.stderr
+    # The apps' secrets are files for their user alone; their environments hold none.
+    for env in ("prod", "staging"):
+        (app,) = [name for name in local_stack.run.containers()
+                  if name.startswith(f"{local_stack.prefix}-app-{env}-")]
+        variables = inspect(local_stack, app)["Config"]["Env"]
+        assert "SECRET_KEY_FILE=/run/secrets/aiia/secret_key" in variables
+        for key in (f"aiia:{env}_secret_key", f"aiia:{env}_db_password",
+                    f"aiia:{env}_redis_password"):
+            assert local_stack.secrets[key] not in repr(variables), key
+        for file in ("secret_key", "database_password", "redis_password"):
+            path = local_stack.root / "secrets" / env / file
+            if os.geteuid() == 0:
+                status = path.stat()
+                assert (status.st_mode & 0o777, status.st_uid) == (0o400, 10001), path
+            # …and the app, as its user, reads it (it served above with them).
+            assert local_stack.exec(app, "test", "-r", f"/run/secrets/aiia/{file}").returncode == 0
 
 
 def test_only_nginx_is_published_and_only_on_loopback(local_stack):

@@ -156,9 +156,15 @@ def test_staging_reads_the_platform_from_prod(staging):
     app = release_container(staging, "aiia-app-staging-2026-11-26-1-")
     assert is_secret(app.inputs["envs"])
     env = dict(item.split("=", 1) for item in app.plain["envs"])
-    assert env["DATABASE_PASSWORD"] == "from-prod-staging-db"
+    assert env["DATABASE_PASSWORD_FILE"] == "/run/secrets/aiia/database_password"
     assert env["DATABASE_HOST"] == "aiia-pgbouncer"
-    assert env["REDIS_URL"] == "redis://staging:from-prod-staging-redis@aiia-redis:6379/0"
+    assert env["REDIS_URL"] == "redis://staging@aiia-redis:6379/0"
+    # The passwords prod made for staging reach staging's files.
+    files = {r.name: r for r in staging.resources if r.type == "command:remote:Command"}
+    assert files["app-staging-secret-database_password-install"].plain["stdin"] \
+        == "from-prod-staging-db"
+    assert files["app-staging-secret-redis_password-install"].plain["stdin"] \
+        == "from-prod-staging-redis"
     assert env["PORT"] == "8001"
     assert app.plain["memory"] == 80
     # staging declares nothing of prod's.
@@ -436,6 +442,60 @@ def test_another_app_user_is_a_new_generation_that_runs_as_it():
     assert release_container(run, "aiia-app-prod-").plain["user"] == "2000:2000"
     script = run.named("app-prod-migrate-2026-11-26-1").plain["create"]
     assert "--user 2000:2000" in script and "chown -R 2000:2000" in script
+
+
+SECRET_VALUES = {"secret_key": "test-prod-django-secret-key", "database_password": "test-prod-db",
+                 "redis_password": "test-prod-redis"}
+
+
+def test_the_app_s_secrets_are_files_for_its_user_alone_not_variables(prod):
+    app = release_container(prod, "aiia-app-prod-2026-11-26-1-").plain
+    env = dict(item.split("=", 1) for item in app["envs"])
+    assert {key: env[key] for key in env if key.endswith("_FILE") and key != "LOG_FILE"} == {
+        "SECRET_KEY_FILE": "/run/secrets/aiia/secret_key",
+        "DATABASE_PASSWORD_FILE": "/run/secrets/aiia/database_password",
+        "REDIS_PASSWORD_FILE": "/run/secrets/aiia/redis_password"}
+    assert not {"SECRET_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD"} & set(env)
+    assert env["REDIS_URL"] == "redis://prod@aiia-redis:6379/0"
+    for value in SECRET_VALUES.values():
+        assert value not in repr(app["envs"])
+    assert {"host_path": "/srv/aiia/secrets/prod", "container_path": "/run/secrets/aiia",
+            "read_only": True} in app["volumes"]
+    commands = {r.name: r for r in prod.resources if r.type == "command:remote:Command"}
+    for file, value in SECRET_VALUES.items():
+        install = commands[f"app-prod-secret-{file}-install"]
+        assert is_secret(install.inputs["stdin"]) and install.plain["stdin"] == value
+        assert "chmod 0400" in install.plain["create"]
+        assert "10001:10001" in install.plain["create"]
+        assert f"/srv/aiia/secrets/prod/{file}" in install.plain["create"]
+    # The jobs read the same files; the env file they get holds no secret.
+    migrate = commands["app-prod-migrate-2026-11-26-1"]
+    assert "-v /srv/aiia/secrets/prod:/run/secrets/aiia:ro" in migrate.plain["create"]
+    for value in SECRET_VALUES.values():
+        assert value not in migrate.plain["stdin"]
+
+
+def test_a_rotated_secret_file_is_a_new_generation():
+    from tests.harness.program import made_up_secrets
+
+    def rotate(config):
+        secrets = made_up_secrets(config)
+        secrets["aiia:prod_secret_key"] = "rotated"
+        return secrets
+
+    assert generation_after(rotate) != generation_after(None)
+
+
+def test_secrets_as_variables_for_an_image_that_cannot_read_files():
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:releases"]["prod"]["secrets_as"] = "variables"
+    run = run_program("prod", config=config)
+    env = dict(item.split("=", 1) for item in
+               release_container(run, "aiia-app-prod-2026-11-26-1-").plain["envs"])
+    assert env["SECRET_KEY"] == "test-prod-django-secret-key"
+    assert env["REDIS_URL"] == "redis://prod:test-prod-redis@aiia-redis:6379/0"
+    assert not [key for key in env if key.endswith("_FILE") and key != "LOG_FILE"]
+    assert not [r.name for r in run.resources if "-secret-" in r.name]
 
 
 # Where each container may write besides its volumes and mounts: small tmpfs, sized.
