@@ -1,18 +1,25 @@
-"""certbot: Let's Encrypt certificates by webroot, renewed by cron, nginx reloaded after.
+"""certbot: ACME certificates (Let's Encrypt, or another CA) by webroot, renewed by cron,
+nginx reloaded only when one changed.
 
 certbot runs as a transient container (`docker run --rm`), not a resident one: it is
 needed a few seconds twice a day, and its memory counts only in the peak budget. Until
 it has issued, nginx serves the self-signed bootstrap certificates (components/nginx.py).
+It joins the platform's network (which has egress), so that a CA reachable only there (a
+test CA) is reachable too. A domain whose issuance fails (DNS not pointing here yet, a rate
+limit) does not fail `pulumi up`: the bootstrap certificate keeps serving, the update
+warns, the dashboard shows it and the twice-daily job tries again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
 from components.host_files import HostFile, HostFileArgs, host_command
+from components.nginx import nginx_lock_file
 from components.platform_context import PlatformContext
 from components.templates import render
 
@@ -20,10 +27,18 @@ from components.templates import render
 @dataclass
 class CertbotArgs:
     context: PlatformContext
-    image_name: pulumi.Input[str]
+    image_id: pulumi.Input[str]  # the pulled image, by id: what was previewed is what runs
     letsencrypt_volume: docker.Volume
+    network_name: pulumi.Input[str]
     nginx_reload: str
     depends_on: list[pulumi.Resource]
+
+
+def warn_about_failures(stdout: str | None) -> None:
+    """Each "NOT ISSUED" / "FAILED" line of the certbot run, as a warning of `pulumi up`."""
+    for line in (stdout or "").splitlines():
+        if "NOT ISSUED" in line or "FAILED" in line or "did not reload" in line:
+            pulumi.log.warn(line.split("certbot: ", 1)[-1])
 
 
 class Certbot(pulumi.ComponentResource):
@@ -39,32 +54,53 @@ class Certbot(pulumi.ComponentResource):
                          content=render("certbot/deploy-hook.sh.j2"), mode="0755"),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        tls = platform.tls
+        files = [hook]
+        if tls.ca_bundle:
+            # The CA of the ACME server's own HTTPS certificate (a private CA), for certbot.
+            files.append(HostFile(
+                f"{name}-acme-ca",
+                HostFileArgs(connection=context.connection,
+                             path=context.host_path("certbot", "acme-ca.pem"),
+                             content=Path(tls.ca_bundle).expanduser().read_text(),
+                             mode="0644"),
+                opts=pulumi.ResourceOptions(parent=self)))
+        key_options = ("--elliptic-curve secp256r1" if tls.key_type == "ecdsa"
+                       else "--rsa-key-size 2048")
         self.script_path = context.host_path("bin", "certbot.sh")
-        script_content = pulumi.Output.all(args.letsencrypt_volume.name, args.image_name).apply(
+        script_content = pulumi.Output.all(args.letsencrypt_volume.name, args.image_id,
+                                           args.network_name).apply(
             lambda values: render(
                 "certbot/certbot.sh.j2", prefix=context.prefix,
                 memory_mb=platform.certbot.memory_mb, letsencrypt_volume=values[0],
-                image=values[1], root_dir=context.root_dir, domains=domains,
-                email=platform.tls.email, staging=platform.tls.mode == "letsencrypt_staging",
-                nginx_reload=args.nginx_reload))
-        script = HostFile(
+                image=values[1], network=values[2], root_dir=context.root_dir,
+                domains=domains, email=tls.email, directory=tls.acme_directory,
+                ca_bundle=bool(tls.ca_bundle), key_type=tls.key_type, key_options=key_options,
+                nginx_reload=args.nginx_reload,
+                nginx_lock=nginx_lock_file(context.host_path("state"))))
+        files.append(HostFile(
             f"{name}-script",
             HostFileArgs(connection=context.connection, path=self.script_path,
                          content=script_content, mode="0750"),
             opts=pulumi.ResourceOptions(parent=self),
-        )
+        ))
         # First issuance as soon as nginx answers the ACME challenge; re-run when the
-        # domains change. Renewal is cron's job from then on.
+        # domains, the CA or the key type change. Renewal is cron's job from then on.
         self.issue = host_command(
-            f"{name}-issue", context.connection, self.script_path,
-            triggers=[",".join(domains)],
-            opts=pulumi.ResourceOptions(parent=self,
-                                        depends_on=[hook, script, *args.depends_on]),
+            f"{name}-issue", context.connection, f"{self.script_path} --deploy",
+            triggers=[",".join(domains), tls.acme_directory, tls.key_type],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*files, *args.depends_on]),
         )
+        # A domain that is not issued yet does not fail the update: it is said here.
+        self.issue.stdout.apply(warn_about_failures)
         self.cron = HostFile(
             f"{name}-cron",
             HostFileArgs(connection=context.connection,
-                         path=f"/etc/cron.d/{context.prefix}-certbot",
+                         # A local stack has no system cron of its own: the entry is
+                         # written beside the stack, for a developer (or a test) to run.
+                         path=(context.host_path("cron.d", f"{context.prefix}-certbot")
+                               if context.settings.host.kind == "local"
+                               else f"/etc/cron.d/{context.prefix}-certbot"),
                          content=render("cron/certbot.cron.j2", script=self.script_path,
                                         log=context.host_path("logs", "certbot.log")),
                          mode="0644"),

@@ -64,7 +64,9 @@ class Nginx(pulumi.ComponentResource):
         settings = platform.nginx
         self.container_name = context.container_name("nginx")
         self.reload_command = reload_command(self.container_name)
-        ocsp = platform.tls.mode == "letsencrypt"
+        # Only for a CA that serves OCSP (tls.ocsp_stapling; refused for Let's Encrypt,
+        # which ended OCSP in 2025, and for self-signed certificates).
+        ocsp = platform.tls.ocsp_stapling
 
         def config_file(resource: str, relative_path: str, content: pulumi.Input[str],
                         only_if_absent: bool = False) -> HostFile:

@@ -111,8 +111,9 @@ class Platform(pulumi.ComponentResource):
         if platform.tls.mode != "self_signed":
             self.certbot = Certbot(
                 f"{name}-certbot",
-                CertbotArgs(context=context, image_name=images["certbot"].name,
+                CertbotArgs(context=context, image_id=images["certbot"].image_id,
                             letsencrypt_volume=self.letsencrypt_volume,
+                            network_name=self.network.name,
                             nginx_reload=self.nginx.reload_command,
                             depends_on=[self.nginx.container]),
                 opts=pulumi.ResourceOptions(parent=self))

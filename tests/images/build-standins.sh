@@ -37,6 +37,7 @@ readonly STANDINS=(
     "certbot|aiia-standin/certbot:5|certbot/certbot:v5|forky"
     "python|aiia-standin/python:3.11|python:3.11-slim-bookworm|bookworm"
     "node|aiia-standin/node:24|node:24|forky"
+    "pebble|aiia-standin/pebble:2|ghcr.io/letsencrypt/pebble|bookworm"
 )
 base_tag() { printf 'aiia-standin/debian:%s' "$1"; }
 
