@@ -7,7 +7,9 @@ it has issued, nginx serves the self-signed bootstrap certificates (components/n
 It joins the platform's network (which has egress), so that a CA reachable only there (a
 test CA) is reachable too. A domain whose issuance fails (DNS not pointing here yet, a rate
 limit) does not fail `pulumi up`: the bootstrap certificate keeps serving, the update
-warns, the dashboard shows it and the twice-daily job tries again.
+warns and the twice-daily job tries again; the dashboard shows the certificate served (the
+bootstrap one is self-signed and valid 30 days, so its expiry alerts follow). What the last
+run failed is in {root}/state/certbot.json (not yet on the dashboard).
 """
 
 from __future__ import annotations
