@@ -90,7 +90,7 @@ def app_environment_variables(release: ReleaseSettings, environment: dict, platf
             return f"{key}_FILE", f"{SECRETS_IN_CONTAINER}/{SECRET_FILES[key]}"
         return key, value
 
-    variables = [
+    return [
         ("ENVIRONMENT", name),
         ("RELEASE", release.release),
         ("PORT", str(int(environment["port"]))),
@@ -102,14 +102,12 @@ def app_environment_variables(release: ReleaseSettings, environment: dict, platf
         ("DATABASE_USER", environment["database_user"]),
         secret("DATABASE_PASSWORD", database_password),
         ("REDIS_URL", redis_url),
+        # Apart from the URL only as a file; as a variable it stays in the URL.
+        *([secret("REDIS_PASSWORD", redis_password)] if as_files else []),
         ("CACHE_KEY_PREFIX", environment["redis_user"]),
         ("STATIC_ROOT", STATIC_ROOT),
         ("LOG_FILE", f"/var/log/aiia/{name}/django.log"),
     ]
-    if as_files:
-        variables.insert(variables.index(("REDIS_URL", redis_url)) + 1,
-                         secret("REDIS_PASSWORD", redis_password))
-    return variables
 
 
 class AppRelease(pulumi.ComponentResource):

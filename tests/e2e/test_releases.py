@@ -55,22 +55,28 @@ def running_generations(stack, release, all_states=True) -> list[str]:
             if c["Names"][0].lstrip("/").startswith(mine)]
 
 
-def release_under_load(stack, release, rate=RATE, total=REQUESTS, strict=None):
-    """`pulumi up` of `release` in prod while a bounded load runs through nginx; returns the
-    load (finished) and the replay error, if the update failed. `strict` clients, started
+def under_load(stack, action, rate=RATE, total=REQUESTS, strict=None):
+    """`action()` while a bounded load runs through nginx to prod; returns the load
+    (finished) and the replay error, if an update failed. `strict` clients, started
     already, run beside it and are finished too."""
     load = Load(stack.https_port, stack.domain("prod"), rate=rate, total=total,
                 connections=8).start()
-    time.sleep(3)  # traffic flows before the update starts
+    time.sleep(3)  # traffic flows before the action starts
     error = None
     try:
-        stack.up(stack.with_release("prod", release))
+        action()
     except ReplayError as failure:
         error = failure
     for client in [load, *(strict or [])]:
         client.wait(timeout=total / rate * 2 + 30)
         client.stop()
     return load, error
+
+
+def release_under_load(stack, release, rate=RATE, total=REQUESTS, strict=None):
+    """`pulumi up` of `release` in prod under load (under_load)."""
+    return under_load(stack, lambda: stack.up(stack.with_release("prod", release)),
+                      rate=rate, total=total, strict=strict)
 
 
 def strict_clients(stack) -> list:
@@ -151,18 +157,17 @@ def test_rollback_b_to_a_by_config_drops_no_request(local_stack):
 
 def test_a_certificate_renewal_and_a_config_change_reload_nginx_unnoticed(local_stack):
     stack = local_stack
-    strict = strict_clients(stack)
-    load = Load(stack.https_port, stack.domain("prod"), rate=RATE, total=REQUESTS,
-                connections=8).start()
-    time.sleep(3)
-    stack.renew_certificate("prod")  # nginx reload: the renewal's
-    time.sleep(5)
     config = copy.deepcopy(stack.config)
     config["aiia:platform"].setdefault("nginx", {})["api_rate_per_second"] = 499
-    stack.up(config)  # nginx reload: a HostFile's follow-up
-    for client in [load, *strict]:
-        client.wait(timeout=REQUESTS / RATE * 2 + 30)
-        client.stop()
+
+    def reloads():
+        stack.renew_certificate("prod")  # nginx reload: the renewal's
+        time.sleep(5)
+        stack.up(config)  # nginx reload: a HostFile's follow-up
+
+    strict = strict_clients(stack)
+    load, error = under_load(stack, reloads, strict=strict)
+    assert error is None, error
     summary = load.summary()
     print("certificate and config reloads:", summary.line())
     assert summary.failures == 0 and summary.retries == 0, summary.line()
