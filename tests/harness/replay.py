@@ -15,8 +15,9 @@ pulumi-docker 5.2.0 wrapping kreuzwerker/terraform-provider-docker, pulumi-comma
 - Steps run concurrently over the dependency graph (pulumi/pulumi
   `pkg/resource/deploy/step_executor.go`: a pool of `--parallel` workers, default
   unbounded in `pkg/cmd/pulumi/operations/up.go`; the language host registers a resource
-  only once the resources it depends on have completed). After a failed step no new step
-  starts, the running ones finish, and the update fails.
+  only once the resources it depends on have completed, and once its parent is
+  registered, which waited for the parent's own dependencies: `dependency_graph`).
+  After a failed step no new step starts, the running ones finish, and the update fails.
 - A container whose changed inputs the provider cannot update in place is replaced
   **delete-before-create**: pulumi-docker marks `docker_container` `DeleteBeforeReplace:
   true` (`provider/resources.go`) and the engine uses the provider's answer unless the
@@ -51,6 +52,15 @@ pulumi-docker 5.2.0 wrapping kreuzwerker/terraform-provider-docker, pulumi-comma
   `update` is unset); `delete` runs with the stdin and environment stored in state; stdin
   is attached only when non-empty; the interpreter defaults to `/bin/sh -c`; the
   environment is added to the provider's own.
+- `command:remote:Command` (pulumi-command v1.2.1, `remote/commandOutputs.go`,
+  `remote/connection.go`): the same create/update/delete and triggers as local, each run
+  over a new SSH connection with the system `ssh` (the server runs it with the user's
+  shell, as a session's `Run` does); stdin attached only when non-empty; the host key
+  checked only when the connection's `host_key` is set (else any key is accepted:
+  `InsecureIgnoreHostKey`); a failed dial or handshake retried up to `dial_error_limit`
+  times (`Dial`'s retry.Until), never a command that ran; delete runs
+  with the connection and stdin of the state. A password, agent socket or bastion in the
+  connection fails by name.
 - A protected resource is never deleted or replaced: the update fails
   (`step_generator.go`, "refusing to delete protected resource").
 - `preview(previous, current)`: `pulumi preview` plans with the same step generation as
@@ -65,8 +75,10 @@ What it does not model (so the tests cannot see it):
 - the engine's dependent replacements around a delete-before-replace
   (`calculateDependentReplacements`): no resource of this program depends on a container
   in a way that would be replaced with it (the dependents are commands, updated in place);
-- `command:remote:Command` and Docker over `ssh://` (the SSH path of prod and staging),
-  custom timeouts, `retainOnDelete`, `ignore_changes`, aliases, imports, `pulumi cancel`
+- Docker over `ssh://` (the provider's own `ssh … docker system dial-stdio`), and of
+  remote commands: the provider keeping every SSH connection open until it exits, and
+  `environment` (sent with `Setenv`, which sshd drops unless `AcceptEnv` names it); custom
+  timeouts, `retainOnDelete`, `ignore_changes`, aliases, imports, `pulumi cancel`
   and an interrupted update (its pending operations);
 - the provider's own image pull: stand-ins are on the engine already (`RemoteImage` keeps
   the pull in a step of its own, before the containers that take its `image_id`).
@@ -77,11 +89,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.harness.engine import DockerEngine, EngineError
@@ -92,6 +106,8 @@ IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 LOCAL_COMMAND = "command:local:Command"
+REMOTE_COMMAND = "command:remote:Command"
+COMMANDS = (LOCAL_COMMAND, REMOTE_COMMAND)
 SKIPPED_TYPES = ("pulumi:providers:", "pulumi:pulumi:StackReference")
 
 # terraform-provider-docker `resourceDockerContainerUpdate` applies these in place (docker
@@ -112,10 +128,19 @@ CONTAINER_INPUTS = {
 }
 COMMAND_INPUTS = {"create", "update", "delete", "stdin", "triggers", "interpreter",
                   "environment", "dir"}
+REMOTE_COMMAND_INPUTS = {"connection", "create", "update", "delete", "stdin", "triggers"}
+# pulumi-command 1.2.1 remote/connection.go: the fields the replay maps to `ssh` options;
+# a password, an agent socket path or a proxy (bastion) fails by name.
+CONNECTION_INPUTS = {"host", "port", "user", "host_key", "private_key", "dial_error_limit",
+                     "per_dial_timeout"}
 IMAGE_INPUTS = {"name", "keep_locally", "pull_triggers", "force_remove"}
 NETWORK_INPUTS = {"name", "driver", "ipam_configs", "internal", "attachable", "labels"}
 VOLUME_INPUTS = {"name", "driver", "labels"}
 HEALTHCHECK_DURATIONS = ("interval", "timeout", "start_period")
+# What `ssh` says when the connection or its handshake failed before any command ran.
+DIAL_FAILURE = re.compile(r"kex_exchange_identification|Connection (reset|refused|closed) by|"
+                          r"Connection timed out|ssh_exchange_identification|"
+                          r"Could not resolve hostname")
 DEFAULT_PARALLEL = 16
 
 
@@ -234,7 +259,7 @@ def plan_step(resource: RecordedResource, current: Applied | None) -> Plan:
     changed = frozenset(changed_inputs(resource.type, resource.plain, current.inputs))
     if not changed:
         return Plan("update") if current.init_errors else Plan("same")
-    if resource.type == LOCAL_COMMAND:
+    if resource.type in COMMANDS:
         # pulumi-command: replaceOnChanges ["triggers[*]"]; everything else updates.
         return Plan("replace" if "triggers" in changed else "update", changed)
     if resource.type == CONTAINER and changed <= CONTAINER_UPDATABLE:
@@ -290,11 +315,30 @@ def _placeholders(value: Any) -> set[str]:
     return set()
 
 
-def dependency_graph(resources: list[RecordedResource]) -> dict[str, set[str]]:
-    """urn → the urns (among `resources`) it waits for; fails on a cycle."""
+def dependency_graph(resources: list[RecordedResource],
+                     everything: list[RecordedResource] = ()) -> dict[str, set[str]]:
+    """urn → the urns (among `resources`) it waits for; fails on a cycle.
+
+    A resource also waits for what its parents waited for (`everything` holds the
+    components): the Python SDK registers a resource only once its parent's URN is known
+    (`_prepare_resource` awaits `parent.urn`), and a component's URN is known only once its
+    own registration, which waited for its `depends_on`, was answered
+    (`_resolve_depends_on_urns`, which expands a component to its children: pulumi/pulumi
+    #7732). So `HostFile(..., depends_on=[x])` holds back its install command too."""
     by_urn = {resource.urn: resource for resource in resources}
-    graph = {resource.urn: {d for d in resource.dependencies if d in by_urn}
-             for resource in resources}
+    all_by_urn = {resource.urn: resource for resource in (*everything, *resources)}
+
+    def waits_for(resource: RecordedResource) -> set[str]:
+        urns = {d for d in resource.dependencies if d in by_urn}
+        parent = all_by_urn.get(resource.parent)
+        while parent is not None:
+            if parent.urn in by_urn:
+                urns.add(parent.urn)
+            urns |= {d for d in parent.dependencies if d in by_urn}
+            parent = all_by_urn.get(parent.parent)
+        return urns
+
+    graph = {resource.urn: waits_for(resource) for resource in resources}
     done: set[str] = set()
 
     def visit(urn: str, path: tuple[str, ...]) -> None:
@@ -318,8 +362,10 @@ class Replay:
     """Applies program runs to the engine one after another, like successive `pulumi up`s."""
 
     def __init__(self, engine: DockerEngine, image_map: dict[str, str],
-                 log: Callable[[str], None] = print, parallel: int = DEFAULT_PARALLEL):
+                 log: Callable[[str], None] = print, parallel: int = DEFAULT_PARALLEL,
+                 ssh_identity: Path | None = None):
         self.engine = engine
+        self.ssh_identity = ssh_identity  # the key an ssh-agent would offer remote commands
         self.image_map = image_map
         self.log = log
         self._log_lock = threading.Lock()
@@ -343,7 +389,7 @@ class Replay:
         """One `pulumi up` of `run`; raises (like a failed update) when a step fails."""
         resources = [r for r in run.resources
                      if r.custom and not r.type.startswith(SKIPPED_TYPES)]
-        graph = dependency_graph(resources)
+        graph = dependency_graph(resources, run.resources)
         by_urn = {resource.urn: resource for resource in resources}
         self._run_graph(graph, lambda urn: self._step(by_urn[urn]))
         self._delete_at_end({resource.urn for resource in resources})
@@ -454,7 +500,8 @@ class Replay:
     def _create(self, resource: RecordedResource) -> None:
         creators = {CONTAINER: self._create_container, IMAGE: self._create_image,
                     NETWORK: self._create_network, VOLUME: self._create_volume,
-                    LOCAL_COMMAND: self._run_command}
+                    LOCAL_COMMAND: self._run_command,
+                    REMOTE_COMMAND: self._run_remote_command}
         if resource.type not in creators:
             raise ReplayError(f"{resource.name}: resource type {resource.type} is not "
                               "understood by the replay")
@@ -483,9 +530,11 @@ class Replay:
         inputs = self._real_inputs(resource)
         why = ", ".join(sorted(changed)) or "init errors of its create"
         self._say(f"update {resource.name}: {why}")
-        if resource.type == LOCAL_COMMAND:
+        if resource.type in COMMANDS:
+            run = self._run_command if resource.type == LOCAL_COMMAND else \
+                self._run_remote_command
             current.real = self._timed("update", resource.name,
-                                       lambda: self._run_command(resource, inputs, "update"))
+                                       lambda: run(resource, inputs, "update"))
         elif resource.type == CONTAINER:
             def update_container() -> dict:
                 name = current.real["name"]
@@ -522,6 +571,11 @@ class Replay:
                 self.engine.remove_network(applied.real["name"])
             elif applied.type == VOLUME:
                 self.engine.remove_volume(applied.real["name"])
+            elif applied.type == REMOTE_COMMAND and applied.inputs.get("delete"):
+                # pulumi-command: delete runs with the connection and stdin of the state.
+                stored = applied.real.get("inputs", {})
+                self._ssh(applied.name, stored["connection"],
+                          stored.get("delete") or applied.inputs["delete"], stored.get("stdin"))
             elif applied.type == LOCAL_COMMAND and applied.inputs.get("delete"):
                 # pulumi-command: delete gets the stdin and environment of the state.
                 stored = applied.real.get("inputs", {})
@@ -586,6 +640,66 @@ class Replay:
                                 cwd=directory, check=False)
         if result.returncode != 0:
             raise ReplayError(f"{name}: command failed ({result.returncode})\n"
+                              f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
+        return result.stdout
+
+    def _run_remote_command(self, resource: RecordedResource, inputs: dict,
+                            action: str) -> dict:
+        _check_inputs(resource, inputs, REMOTE_COMMAND_INPUTS)
+        connection = inputs["connection"]
+        unknown = sorted(set(connection) - CONNECTION_INPUTS)
+        if unknown:
+            raise ReplayError(f"{resource.name}: connection input(s) {', '.join(unknown)} not "
+                              "understood by the replay; map them in tests/harness/replay.py")
+        script = inputs.get(action) or inputs["create"]
+        output = self._ssh(resource.name, connection, script, inputs.get("stdin"))
+        stored = {key: inputs.get(key) for key in ("connection", "delete", "stdin")}
+        return {"stdout": output, "inputs": stored}
+
+    def _ssh(self, name: str, connection: dict, script: str, stdin: str | None) -> str:
+        """One command over a new SSH connection, as pulumi-command 1.2.1 runs it
+        (remote/commandOutputs.go: a session's `Run(cmd)`, which the server runs with the
+        user's shell; stdin attached only when non-empty; the host key checked only when
+        `host_key` is set, else any key accepted: connection.go's InsecureIgnoreHostKey).
+        The key is the connection's `private_key`, else `self.ssh_identity` (what the agent
+        would hold). Not modelled: the provider leaving the connection open afterwards."""
+        host, port = connection["host"], int(connection.get("port") or 22)
+        with tempfile.TemporaryDirectory(prefix="aiia-replay-ssh-") as scratch:
+            options = ["-o", "BatchMode=yes", "-o", "GlobalKnownHostsFile=/dev/null",
+                       "-o", f"ConnectTimeout={connection.get('per_dial_timeout') or 15}",
+                       "-o", "IdentitiesOnly=yes", "-p", str(port)]
+            if connection.get("host_key"):
+                known = Path(scratch, "known_hosts")
+                address = host if port == 22 else f"[{host}]:{port}"
+                known.write_text(f"{address} {connection['host_key']}\n")
+                options += ["-o", "StrictHostKeyChecking=yes",
+                            "-o", f"UserKnownHostsFile={known}"]
+            else:
+                options += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+            identity = self.ssh_identity
+            if connection.get("private_key"):
+                identity = Path(scratch, "identity")
+                identity.write_text(connection["private_key"])
+                identity.chmod(0o600)
+            if identity is None:
+                raise ReplayError(f"{name}: no SSH key: give the connection a private_key or "
+                                  "the Replay an ssh_identity")
+            options += ["-i", str(identity)]
+            user = connection.get("user") or "root"
+            # connection.go `Dial`: a failed dial or handshake is retried (retry.Until) until
+            # `dial_error_limit` dials failed; a command that ran is never retried.
+            for dial in range(1, int(connection.get("dial_error_limit") or 10) + 1):
+                result = subprocess.run(
+                    ["ssh", *options, f"{user}@{host}", script],
+                    input=stdin if stdin else None,
+                    stdin=None if stdin else subprocess.DEVNULL,
+                    capture_output=True, text=True, timeout=600, check=False)
+                if result.returncode != 255 or not DIAL_FAILURE.search(result.stderr):
+                    break
+                self._say(f"{name}: dial {dial} failed ({result.stderr.strip()[-120:]})")
+                time.sleep(min(dial, 5))
+        if result.returncode != 0:
+            raise ReplayError(f"{name}: command failed ({result.returncode}) over SSH\n"
                               f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}")
         return result.stdout
 

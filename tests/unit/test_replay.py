@@ -94,6 +94,21 @@ def test_dependencies_come_first_whatever_the_registration_order(tmp_path):
     assert marker.read_text().split() == ["first", "second"]
 
 
+def test_a_child_waits_for_what_its_component_parent_depends_on(tmp_path):
+    # sdk/python/lib/pulumi/runtime/resource.py: a child is registered once its parent's
+    # URN is known, and a component's registration first waits for its depends_on. A
+    # HostFile(depends_on=[x]) therefore holds back its install command.
+    marker = tmp_path / "order"
+    component = RecordedResource(type="aiia:host:File", name="file", urn="urn:file",
+                                 inputs={}, parent="", dependencies=["urn:first"],
+                                 protect=False, delete_before_replace=False, custom=False)
+    child = command("file-install", f"echo child >> {marker}")
+    child.parent = "urn:file"
+    first = command("first", f"sleep 0.5; echo first >> {marker}")
+    quiet_replay(FakeEngine()).apply(run(component, child, first))
+    assert marker.read_text().split() == ["first", "child"]
+
+
 def test_independent_steps_run_at_the_same_time(tmp_path):
     # step_executor.go: a worker pool. Each command waits for the other's marker, which
     # only works if both run at once (run one after the other, the first times out).
