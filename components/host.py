@@ -37,6 +37,7 @@ PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattend
 # sshd: OpenSSH 9.2's UnusedConnectionTimeout closes what pulumi-command leaves open.
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
+SYSCTL_FILE = "/etc/sysctl.d/90-aiia.conf"
 
 
 def docker_ssh_options(host: HostSettings) -> list[str] | None:
@@ -118,10 +119,9 @@ class Host(pulumi.ComponentResource):
                  # dockerd without live-restore yet would stop the containers.
                  "python3 -m json.tool /etc/docker/daemon.json >/dev/null && "
                  "systemctl reload docker", packages),
-            file("sysctl", "/etc/sysctl.d/90-aiia.conf",
+            file("sysctl", SYSCTL_FILE,
                  render("host/sysctl.conf.j2", swappiness=provision.swappiness),
-                 # -e: a key this kernel lacks (Yama on some) is skipped, not fatal.
-                 "sysctl -q -e -p /etc/sysctl.d/90-aiia.conf", packages),
+                 render("host/sysctl-apply.sh.j2", path=SYSCTL_FILE), packages),
             file("logrotate", "/etc/logrotate.d/aiia",
                  render("host/logrotate.conf.j2", root_dir=host.root_dir,
                         max_mb=provision.log_rotate_mb, keep=provision.log_rotate_keep,
@@ -159,7 +159,8 @@ class Host(pulumi.ComponentResource):
                    find_time_s=fail2ban.find_time_s, ssh_port=host.ssh.port,
                    ssh_max_retry=fail2ban.ssh_max_retry,
                    status_auth_max_retry=fail2ban.status_auth_max_retry,
-                   abuse_max_retry=fail2ban.abuse_max_retry, access_log=access_log),
+                   abuse_max_retry=fail2ban.abuse_max_retry, access_log=access_log,
+                   ignore_addresses=fail2ban.ignore_addresses),
             # The log it reads exists before nginx's first line (fail2ban refuses a missing one).
             f"install -d -m 0755 {host.root_dir}/logs/nginx && touch {access_log} && "
             "fail2ban-client -t >/dev/null && systemctl reload-or-restart fail2ban",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import struct
 from collections.abc import Callable, Mapping
@@ -35,6 +36,8 @@ class Fail2banSettings:
     # ignores the rate limit or sends garbage), counted in nginx's JSON access log.
     status_auth_max_retry: int = 10
     abuse_max_retry: int = 60
+    # Addresses never banned (the operators' own, a CI runner's): addresses or CIDR ranges.
+    ignore_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,19 @@ def parse_provision(raw: Any, key: str, add: Callable[[str], None],
     if not isinstance(fail2ban_raw, Mapping):
         add(f"{key}.fail2ban must be an object, got {fail2ban_raw!r}")
         fail2ban_raw = {}
-    fail2ban = Fail2banSettings(**fields(Fail2banSettings, fail2ban_raw, f"{key}.fail2ban"))
+    fail2ban_values = fields(Fail2banSettings, fail2ban_raw, f"{key}.fail2ban")
+    ignored = fail2ban_values.pop("ignore_addresses", ())
+    if isinstance(ignored, str) or not isinstance(ignored, list | tuple):
+        add(f"{key}.fail2ban.ignore_addresses must be a list of addresses, got {ignored!r}")
+        ignored = ()
+    for index, address in enumerate(ignored):
+        try:
+            ipaddress.ip_network(str(address), strict=False)
+        except ValueError:
+            add(f"{key}.fail2ban.ignore_addresses[{index}]={address!r} is not an IP address or "
+                "CIDR range (e.g. 203.0.113.7 or 203.0.113.0/24)")
+    fail2ban = Fail2banSettings(ignore_addresses=tuple(str(a) for a in ignored),
+                                **fail2ban_values)
     keys = values.pop("admin_ssh_keys", ())
     if isinstance(keys, str) or not isinstance(keys, list | tuple):
         add(f"{key}.admin_ssh_keys must be a list of public key lines, got {keys!r}")

@@ -77,6 +77,8 @@ def test_the_committed_prod_stack_is_refused_until_the_vps_identity_is_pinned():
      "docker_package='docker.io; rm -rf /' is not a Debian package name"),
     (lambda raw: provision(raw).update(log_rotate_mb=0),
      "log_rotate_mb=0 must be greater than 0"),
+    (lambda raw: provision(raw).update(fail2ban={"ignore_addresses": ["office"]}),
+     "ignore_addresses[0]='office' is not an IP address or CIDR range"),
 ])
 def test_bad_host_settings_are_refused_naming_the_key_and_the_fix(change, expected):
     assert expected in problems_of(change)
