@@ -77,7 +77,10 @@ def _child(lines: list[str], start: int, end: int, key: str) -> tuple[int, int]:
         raise DeliveryError(f"no {key!r} in the stack file")
     depth = min(_indent(lines[i]) for i in children)
     for i in children:
-        if _indent(lines[i]) == depth and lines[i].strip().split(":", 1)[0] == key:
+        stripped = lines[i].strip()
+        rest = stripped[len(key) + 1:]
+        if (_indent(lines[i]) == depth and stripped.startswith(f"{key}:")
+                and (rest == "" or rest[0] in " #")):
             block_end = next((j for j in range(i + 1, end) if lines[j].strip()
                               and not lines[j].lstrip().startswith("#")
                               and _indent(lines[j]) <= depth), end)
