@@ -3,10 +3,12 @@
 # run: the environment's release history records, its app containers and the last log
 # lines of each, nginx's upstream for it and its last error-log lines.
 #   bash scripts/diagnostics.sh STACK ENVIRONMENT OUTPUT_DIR
-# Reaches the host as the stack does (host.docker_host, host.ssh.*); a part that cannot be
-# read is written down as such and the rest goes on.
+# Run where the stack files are (the checkout's root in CI). Reaches the host as the stack
+# does (host.docker_host, host.ssh.*); a part that cannot be read is written down as such
+# and the rest goes on.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH
 if [ $# -ne 3 ]; then
   echo "usage: bash scripts/diagnostics.sh STACK ENVIRONMENT OUTPUT_DIR" >&2
   exit 2

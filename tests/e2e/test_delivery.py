@@ -8,6 +8,7 @@ The tests run in order on one stack."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,6 +103,18 @@ def test_a_release_whose_smoke_test_fails_is_rolled_back_to_the_previous(deliver
     failed = smoke(delivery, "broken")
     assert failed.returncode == 1
     assert "FAIL release: / answered 500" in failed.stdout
+    # What the rollback job attaches to the run, before it rolls back.
+    diagnostics = delivery[1] / "diagnostics"
+    subprocess.run(["bash", str(ROOT / "scripts/diagnostics.sh"), "local", "prod",
+                    str(diagnostics)], cwd=delivery[1], check=True, timeout=120)
+    records = [json.loads(line) for line in (diagnostics / "releases.jsonl").read_text()
+               .splitlines()]
+    assert records[-1]["release"] == "broken" and records[-1]["outcome"] == "succeeded"
+    broken = next(line.split("\t")[0] for line in
+                  (diagnostics / "containers.txt").read_text().splitlines()
+                  if line.startswith(f"{stack.prefix}-app-prod-broken-"))
+    assert (diagnostics / f"logs-{broken}.txt").stat().st_size > 0
+    assert "release broken:" in (diagnostics / "upstream.conf").read_text()
     rolled_back = script(delivery, "rollback", "--stack", "local", "--environment", "prod")
     assert rolled_back.returncode == 0, rolled_back.stderr
     assert log(delivery)[0] == "Roll back prod to release-b: revert the release of broken"
