@@ -3,8 +3,10 @@
 #   bash scripts/ops.sh logs STACK SERVICE   # last 100 lines (an app: its newest container)
 #   bash scripts/ops.sh status STACK         # the dashboard's /api/status JSON
 #   bash scripts/ops.sh ssh STACK            # a shell on the host
+# Run where the stack files are (the Makefile runs it from the checkout's root).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH
 usage() { echo "usage: bash scripts/ops.sh logs STACK SERVICE | status STACK | ssh STACK" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 command=$1 stack=$2
@@ -31,10 +33,11 @@ case "$command" in
     if [ "$(get platform.owner)" != True ]; then owner=prod; fi
     domain=$(python3 -m scripts.stack_file get "$owner" platform.status_domain)
     port=$(python3 -m scripts.stack_file get "$owner" platform.nginx.https_port 2>/dev/null || echo 443)
+    user=$(python3 -m scripts.stack_file get "$owner" platform.dashboard.user 2>/dev/null || echo admin)
     password=$(pulumi config get -s "$owner" aiia:dashboard_password)
     insecure=()
     if [ "$kind" = local ]; then insecure=(-k --resolve "$domain:$port:127.0.0.1"); fi
-    curl -fsS "${insecure[@]}" -u "admin:$password" "https://$domain:$port/api/status"
+    curl -fsS "${insecure[@]}" -u "$user:$password" "https://$domain:$port/api/status"
     echo
     ;;
   ssh)

@@ -40,7 +40,7 @@ def delivery(local_stack, tmp_path_factory):
         assert stack == "local", stack
         local_stack.up(config)
 
-    with PulumiStandIn(repo, up) as stand_in:
+    with PulumiStandIn(repo, up, local_stack.secrets) as stand_in:
         yield local_stack, repo, stand_in
 
 
@@ -72,6 +72,26 @@ def test_the_smoke_test_passes_through_nginx_for_the_serving_release(delivery):
     result = smoke(delivery, "release-a")
     assert result.returncode == 0, result.stdout
     assert "ok   websocket: /ws/echo/ upgraded and echoed" in result.stdout
+
+
+def ops(delivery, *args: str) -> subprocess.CompletedProcess:
+    _, repo, stand_in = delivery
+    return subprocess.run(["bash", str(ROOT / "scripts/ops.sh"), *args], cwd=repo,
+                          env={**os.environ, **stand_in.environment()}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_make_logs_and_status_reach_the_stack(delivery):
+    stack = delivery[0]
+    logs = ops(delivery, "logs", "local", "app-prod")
+    assert logs.returncode == 0, logs.stderr
+    assert f"docker logs --tail 100 {stack.prefix}-app-prod-release-a-" in logs.stderr
+    status = ops(delivery, "status", "local")
+    assert status.returncode == 0, status.stderr
+    services = {service["name"] for service in json.loads(status.stdout)["services"]}
+    assert {"nginx", "postgres", "app-prod"} <= services, services
+    ssh = ops(delivery, "ssh", "local")
+    assert ssh.returncode == 1 and "there is no host to ssh to" in ssh.stderr
 
 
 def test_the_smoke_test_fails_for_a_release_that_is_not_serving(delivery):

@@ -8,9 +8,10 @@ replay (tests/harness/replay.py) and its state between runs, as Pulumi's backend
 There, `up -s STACK` reads the config from `Pulumi.STACK.yaml` in the working directory
 (the `config:` map, as the CLI reads a stack file), runs the program under mocks with it
 and replays the difference onto the engine: a failed update (ReplayError) exits 1 with
-its message, like a failed `pulumi up`. Any other command exits 2 naming itself: the
-stand-in models `up` only. Secrets are the test stack's own (the CLI would decrypt them
-from the stack file; the test stack keeps them in memory).
+its message, like a failed `pulumi up`. `config get -s STACK KEY` prints one of the test
+stack's secrets (the CLI would decrypt it from the stack file; the test stack keeps them
+in memory), exit 1 "configuration key … not found" otherwise. Any other command exits 2
+naming itself: the stand-in models these two only.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ SOCKET_VARIABLE = "AIIA_PULUMI_STANDIN_SOCKET"
 def parse_up(argv: list[str]) -> str:
     """The stack of `up -s STACK [--yes] [--non-interactive] …`; ValueError otherwise."""
     if not argv or argv[0] != "up":
-        raise ValueError(f"the test stand-in for pulumi models `up` only, not {argv!r}")
+        raise ValueError(f"the test stand-in for pulumi models `up` and `config get` only, "
+                         f"not {argv!r}")
     if "-s" not in argv or argv.index("-s") + 1 >= len(argv):
         raise ValueError("pulumi up needs -s STACK here (the scripts always name the stack)")
     if "--yes" not in argv:
@@ -46,8 +48,10 @@ class PulumiStandIn:
     """Serves `pulumi up` for a directory of stack files: `up(stack, config)` does the
     update (the test's LocalStack.up) and raises on failure. `bin_dir` goes first on PATH."""
 
-    def __init__(self, directory: Path, up: Callable[[str, dict], None]):
+    def __init__(self, directory: Path, up: Callable[[str, dict], None],
+                 secrets: dict[str, str] | None = None):
         self.directory = directory
+        self.secrets = secrets or {}
         self.socket_path = directory / "pulumi-standin.sock"
         self.bin_dir = directory / "bin"
         self.calls: list[list[str]] = []
@@ -90,6 +94,11 @@ class PulumiStandIn:
         from tests.harness.replay import ReplayError
 
         self.calls.append(argv)
+        if argv[:2] == ["config", "get"] and len(argv) == 5 and argv[2] == "-s":
+            key = argv[4]
+            if key not in self.secrets:
+                return 1, f"error: configuration key '{key}' not found for stack '{argv[3]}'"
+            return 0, self.secrets[key]
         try:
             stack = parse_up(argv)
         except ValueError as error:

@@ -12,7 +12,7 @@ from tests.harness.replay import ReplayError
 
 def test_parse_up():
     assert parse_up(["up", "-s", "local", "--yes", "--non-interactive"]) == "local"
-    for argv, message in ((["preview", "-s", "local"], "models `up` only"),
+    for argv, message in ((["preview", "-s", "local"], "models `up` and `config get` only"),
                           (["up", "--yes"], "needs -s STACK"),
                           (["up", "-s", "local"], "without --yes")):
         with pytest.raises(ValueError, match=message):
@@ -29,7 +29,7 @@ def test_the_stand_in_on_path_runs_up_with_the_stack_files_config(tmp_path):
         if config["aiia:releases"]["prod"]["release"] == "bad":
             raise ReplayError("app-prod-migrate-bad: exit 1")
 
-    with PulumiStandIn(tmp_path, up) as stand_in:
+    with PulumiStandIn(tmp_path, up, {"aiia:dashboard_password": "s3cret"}) as stand_in:
         env = {**os.environ, **stand_in.environment()}
 
         def pulumi(*args):
@@ -46,5 +46,9 @@ def test_the_stand_in_on_path_runs_up_with_the_stack_files_config(tmp_path):
         missing = pulumi("up", "-s", "prod", "--yes")
         assert missing.returncode == 255 and "no stack named 'prod'" in missing.stderr
         refused = pulumi("destroy", "-s", "local")
-        assert refused.returncode == 2 and "models `up` only" in refused.stderr
-        assert len(stand_in.calls) == 4
+        assert refused.returncode == 2 and "models `up` and `config get` only" in refused.stderr
+        secret = pulumi("config", "get", "-s", "local", "aiia:dashboard_password")
+        assert secret.returncode == 0 and secret.stdout == "s3cret\n"
+        unknown = pulumi("config", "get", "-s", "local", "aiia:nothing")
+        assert unknown.returncode == 1 and "'aiia:nothing' not found" in unknown.stderr
+        assert len(stand_in.calls) == 6
