@@ -1,15 +1,19 @@
-# Everyday commands. `make help` lists them.
+# Everyday commands. `make help` lists them. STACK is local, prod or staging.
 SHELL := /bin/bash
 VENV ?= .venv
 STACK ?= local
+ENVIRONMENT ?= $(if $(filter local,$(STACK)),prod,$(STACK))
+DIAGRAM ?= docs/host.svg
 export PULUMI_CONFIG_PASSPHRASE ?=
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help local venv images test unit lint preview up destroy-local
+.PHONY: help venv images local preview up release rollback backup-now restore-drill logs \
+	status ssh diagram test unit lint destroy-local
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-venv: $(VENV)/.installed  ## the Python virtualenv the program runs in
+venv: $(VENV)/.installed  ## set up: the Python virtualenv the program and the tests run in
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
@@ -22,11 +26,39 @@ images:  ## build the reference app and dashboard images for the local stack
 local: venv images  ## set up and run the whole stack on this machine (pulumi up -s local)
 	bash scripts/local-up.sh
 
-preview: venv  ## pulumi preview of STACK (default local)
+preview: venv  ## pulumi preview --diff of STACK (default local)
 	pulumi preview -s $(STACK) --diff
 
 up: venv  ## pulumi up of STACK
 	pulumi up -s $(STACK)
+
+release: venv  ## commit RELEASE as ENVIRONMENT's release in STACK's file, then pulumi up
+	@test -n "$(RELEASE)" || { echo "usage: make release STACK=prod RELEASE=<image tag> [ENVIRONMENT=prod]" >&2; exit 2; }
+	python3 -m scripts.release set --stack $(STACK) --environment $(ENVIRONMENT) --release '$(RELEASE)' --up
+
+rollback: venv  ## revert STACK's newest release commit (ENVIRONMENT) and pulumi up
+	python3 -m scripts.rollback --stack $(STACK) --environment $(ENVIRONMENT)
+
+backup-now:  ## a backup of STACK's host now (scripts/backup-now.sh, issue #11)
+	@if [ -f scripts/backup-now.sh ]; then bash scripts/backup-now.sh $(STACK); else \
+	  echo "backup-now: not built yet: backups are issue #11, in progress (scripts/backup-now.sh does not exist)" >&2; exit 1; fi
+
+restore-drill:  ## restore STACK's latest backup into a scratch database (issue #11)
+	@if [ -f scripts/restore-drill.sh ]; then bash scripts/restore-drill.sh $(STACK); else \
+	  echo "restore-drill: not built yet: the restore test is issue #11, in progress (scripts/restore-drill.sh does not exist)" >&2; exit 1; fi
+
+logs:  ## the last lines of SERVICE in STACK (nginx, postgres, pgbouncer, redis, app-prod, …)
+	@test -n "$(SERVICE)" || { echo "usage: make logs SERVICE=<nginx|postgres|pgbouncer|redis|dashboard-server|app-prod|app-staging> [STACK=$(STACK)]" >&2; exit 2; }
+	bash scripts/ops.sh logs $(STACK) $(SERVICE)
+
+status:  ## the dashboard's JSON (GET /api/status) of STACK's host
+	bash scripts/ops.sh status $(STACK)
+
+ssh:  ## a shell on STACK's host (host.ssh of the stack file)
+	bash scripts/ops.sh ssh $(STACK)
+
+diagram:  ## render docs/host.dot (the host diagram) to DIAGRAM (docs/host.svg)
+	dot -Tsvg docs/host.dot -o $(DIAGRAM)
 
 destroy-local:  ## remove the local stack's containers (protected volumes stay)
 	pulumi destroy -s local --yes
@@ -34,8 +66,8 @@ destroy-local:  ## remove the local stack's containers (protected volumes stay)
 test:  ## everything CI runs: lint, unit, rendered, e2e (needs root for Docker)
 	bash tests/run.sh
 
-unit: venv  ## the fast tests only (mocks and settings)
-	$(VENV)/bin/pytest -q tests/unit
+unit: venv  ## the fast tests only (mocks, settings, the delivery scripts)
+	pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
 
 lint: venv  ## ruff
-	$(VENV)/bin/ruff check .
+	ruff check .

@@ -1,0 +1,134 @@
+"""The stack files (Pulumi.<stack>.yaml) as the delivery scripts read and change them.
+
+A release is the value of `releases.<environment>.release` in a stack file, so the history
+of releases is the git history of that file. Changing it rewrites only that one line (the
+comments and layout stay) and checks the result by parsing it again.
+
+    python3 -m scripts.stack_file get prod host.ssh.host    # one value, for the Makefile
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The same rule as components/settings.py (RELEASE_TAG_RE, DIGEST_RE): an image tag or a
+# digest. Checked here too so a bad value never reaches a commit.
+RELEASE_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64})$")
+ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class DeliveryError(Exception):
+    """A bad input or state, said so that the operator can act on it."""
+
+
+def stack_path(stack: str, directory: Path | None = None) -> Path:
+    if not ENVIRONMENT_RE.match(stack):
+        raise DeliveryError(f"stack {stack!r} is not a stack name (lowercase letters, digits, -)")
+    path = (directory or Path.cwd()) / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise DeliveryError(f"{path} does not exist: is {stack!r} a stack of this project?")
+    return path
+
+
+def config_of(text: str, source: str = "stack file") -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise DeliveryError(f"{source} is not valid YAML: {error}") from error
+    return document.get("config") or {}
+
+
+def get_value(config: dict[str, Any], dotted: str) -> Any:
+    """`host.ssh.host` → config['aiia:host']['ssh']['host']."""
+    head, *rest = dotted.split(".")
+    value: Any = config.get(f"aiia:{head}")
+    for part in rest:
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        raise DeliveryError(f"aiia:{dotted} is not set in the stack file")
+    return value
+
+
+def release_of(text: str, environment: str, source: str = "stack file") -> str:
+    releases = config_of(text, source).get("aiia:releases") or {}
+    if environment not in releases:
+        have = ", ".join(sorted(releases)) or "none"
+        raise DeliveryError(f"{source} has no releases.{environment} (it has: {have}); "
+                            "release an environment in the stack that owns it")
+    return str(releases[environment]["release"])
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _child(lines: list[str], start: int, end: int, key: str) -> tuple[int, int]:
+    """The line of `key:` among the direct children of lines[start:end], and where its block
+    ends (the next line indented as little as it)."""
+    children = [i for i in range(start, end) if lines[i].strip()
+                and not lines[i].lstrip().startswith("#")]
+    if not children:
+        raise DeliveryError(f"no {key!r} in the stack file")
+    depth = min(_indent(lines[i]) for i in children)
+    for i in children:
+        stripped = lines[i].strip()
+        rest = stripped[len(key) + 1:]
+        if (_indent(lines[i]) == depth and stripped.startswith(f"{key}:")
+                and (rest == "" or rest[0] in " #")):
+            block_end = next((j for j in range(i + 1, end) if lines[j].strip()
+                              and not lines[j].lstrip().startswith("#")
+                              and _indent(lines[j]) <= depth), end)
+            return i, block_end
+    raise DeliveryError(f"no {key!r} in the stack file")
+
+
+def with_release(text: str, environment: str, release: str) -> str:
+    """The stack file's text with releases.<environment>.release set to `release`."""
+    if not RELEASE_RE.match(release):
+        raise DeliveryError(f"release {release!r} is not an image tag (letters, digits, _ . -, "
+                            "at most 128, not starting with . or -) nor a sha256: digest")
+    release_of(text, environment)  # says which environments there are, if not this one
+    lines = text.splitlines(keepends=True)
+    config, config_end = _child(lines, 0, len(lines), "config")
+    releases, releases_end = _child(lines, config + 1, config_end, "aiia:releases")
+    env, env_end = _child(lines, releases + 1, releases_end, environment)
+    line, _ = _child(lines, env + 1, env_end, "release")
+    ending = "\n" if lines[line].endswith("\n") else ""
+    lines[line] = f"{' ' * _indent(lines[line])}release: {release}{ending}"
+    changed = "".join(lines)
+    if release_of(changed, environment) != release:
+        raise DeliveryError("the stack file did not parse back to the new release; "
+                            "set it by hand with pulumi config set --path")
+    return changed
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise DeliveryError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] != "get":
+        print("usage: python3 -m scripts.stack_file get STACK KEY  (e.g. get prod host.ssh.host)",
+              file=sys.stderr)
+        return 2
+    try:
+        path = stack_path(argv[1])
+        print(get_value(config_of(path.read_text(), str(path)), argv[2]))
+    except DeliveryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

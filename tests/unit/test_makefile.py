@@ -1,0 +1,80 @@
+"""Every Makefile target that can run offline, run: help lists the everyday commands, lint,
+unit (the other unit tests, through make), diagram, and the targets that must fail with
+a message — a feature not built yet, a missing argument, a stack without a host."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EVERYDAY = {"help", "venv", "local", "test", "unit", "lint", "preview", "up", "release",
+            "rollback", "backup-now", "restore-drill", "logs", "status", "ssh", "diagram"}
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    """This test run's own virtualenv, marked installed, so make does not build another."""
+    venv = tmp_path_factory.mktemp("venv")
+    (venv / "bin").symlink_to(Path(sys.executable).parent)
+    (venv / ".installed").touch()
+    return venv
+
+
+def make(venv: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", f"VENV={venv}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_help_lists_every_everyday_command(venv):
+    result = make(venv, "help")
+    assert result.returncode == 0, result.stderr
+    listed = {line.split("\t")[0] for line in result.stdout.splitlines()}
+    assert listed >= EVERYDAY, EVERYDAY - listed
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):(?!=)", makefile, re.MULTILINE))
+    assert targets <= listed, f"without a ## description: {targets - listed}"
+
+
+def test_lint(venv):
+    result = make(venv, "lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unit_runs_the_unit_tests(venv):
+    # This module is left out of the inner run, which would otherwise run make unit again.
+    result = make(venv, "unit", f"PYTEST_ARGS=--ignore={Path(__file__).relative_to(ROOT)}",
+                  timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert " passed" in result.stdout.splitlines()[-1]
+
+
+def test_diagram_renders_the_committed_svg(venv, tmp_path):
+    out = tmp_path / "host.svg"
+    result = make(venv, "diagram", f"DIAGRAM={out}")
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == (ROOT / "docs/host.svg").read_text()
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    (["backup-now"], "backup-now: not built yet"),
+    (["restore-drill"], "restore-drill: not built yet"),
+    (["release"], "usage: make release STACK=prod RELEASE="),
+    (["logs"], "usage: make logs SERVICE="),
+    (["ssh", "STACK=local"], "there is no host to ssh to"),
+    (["release", "STACK=prod", "RELEASE=bad tag"], "is not an image tag"),
+    (["rollback", "STACK=qa"], "Pulumi.qa.yaml does not exist"),
+])
+def test_what_cannot_run_fails_with_a_message(venv, target, message):
+    if target[0] in ("backup-now", "restore-drill") and \
+            (ROOT / f"scripts/{target[0]}.sh").exists():
+        pytest.skip(f"scripts/{target[0]}.sh exists now: the target runs it")
+    result = make(venv, *target)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
