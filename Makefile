@@ -4,7 +4,7 @@ VENV ?= .venv
 STACK ?= local
 export PULUMI_CONFIG_PASSPHRASE ?=
 
-.PHONY: help local venv images test unit lint preview up destroy-local
+.PHONY: help local venv images test unit lint preview up destroy-local backup-now
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,12 @@ preview: venv  ## pulumi preview of STACK (default local)
 
 up: venv  ## pulumi up of STACK
 	pulumi up -s $(STACK)
+
+# Where the platform's host keeps its files (host.root_dir of the stack file).
+ROOT ?= $(shell awk '$$1 == "root_dir:" { print $$2; exit }' Pulumi.$(STACK).yaml)
+backup-now:  ## a backup now on STACK's host (HOST=user@vps for an SSH host): docs/runbooks.md
+	@if [ -n "$(HOST)" ]; then ssh $(HOST) sudo $(ROOT)/bin/backup.sh run; \
+	else sudo $(ROOT)/bin/backup.sh run; fi
 
 destroy-local:  ## remove the local stack's containers (protected volumes stay)
 	pulumi destroy -s local --yes

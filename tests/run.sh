@@ -12,6 +12,7 @@ debian_packages=(
   docker.io debootstrap
   postgresql-15 pgbouncer redis-server shellcheck
   chromium fonts-dejavu-core python3-psutil
+  gnupg
 )
 missing=()
 for package in "${debian_packages[@]}"; do
