@@ -82,7 +82,7 @@ class Backup(pulumi.ComponentResource):
             pulumi.Output.from_input(args.image_id).apply(lambda image: render(
                 "backup/drill-key.sh.j2", home=context.host_path("backup", "drill-gnupg"),
                 public_key=f"{keys_dir}/{DRILL_KEY_FILE}", image=image, prefix=prefix,
-                memory_mb=backup.memory_mb,
+                memory_mb=backup.memory_mb, extra_capabilities=context.root_file_access(),
                 user_id=f"{prefix} drill key ({context.root_dir}) <drill@{prefix}.invalid>")),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
         environments = [{"name": env.name, "database": database_name(prefix, env.name),
@@ -104,7 +104,9 @@ class Backup(pulumi.ComponentResource):
                 memory_mb=backup.memory_mb, environments=environments,
                 keep_daily=backup.keep_daily, keep_monthly=backup.keep_monthly,
                 disk_budget_mb=backup.disk_budget_mb, scratch_prefix=scratch_prefix,
-                scratch_role=scratch_role))
+                scratch_role=scratch_role, off_host=backup.off_host,
+                # A developer's unprivileged local stack: the backup directory is theirs.
+                extra_capabilities=context.root_file_access()))
         files = [
             HostFile(f"{name}-job", HostFileArgs(connection=context.connection,
                                                  path=self.job_path, content=job, mode="0750"),
@@ -114,6 +116,8 @@ class Backup(pulumi.ComponentResource):
                                                     mode="0750"),
                      opts=child),
         ]
+        if backup.off_host:
+            files += self._off_host(name, context)
         self.cron = HostFile(
             f"{name}-cron",
             HostFileArgs(connection=context.connection, path=context.cron_file("backup"),
@@ -124,3 +128,26 @@ class Backup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[self.drill_key, *files, *operator_keys]))
         self.register_outputs({"script_path": self.script_path})
+
+    def _off_host(self, name: str, context: PlatformContext) -> list[pulumi.Resource]:
+        """The pinned host key of the off-host target and this host's key to reach it."""
+        target = context.platform.backup.off_host
+        assert target is not None
+        directory = context.host_path("backup", "off-host")
+        known_hosts = HostFile(
+            f"{name}-off-host-known-hosts",
+            HostFileArgs(connection=context.connection, path=f"{directory}/known_hosts",
+                         content=render("backup/known_hosts.j2", host=target.host,
+                                        port=target.port, host_key=target.host_key.strip()),
+                         mode="0600"),
+            opts=pulumi.ResourceOptions(parent=self))
+        key = host_command(
+            f"{name}-off-host-key", context.connection,
+            render("backup/off-host-key.sh.j2", directory=directory,
+                   target=f"{target.user}@{target.host}:{target.path}",
+                   comment=f"{context.prefix} backups ({context.root_dir})"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[known_hosts]))
+        # What the operator adds to the target's authorized_keys.
+        key.stdout.apply(lambda out: pulumi.log.info((out or "").strip(), resource=self)
+                         if out else None)
+        return [known_hosts, key]

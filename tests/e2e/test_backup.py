@@ -4,10 +4,11 @@ operator run them.
 
 One stack for the module, in order: data in both environments → a backup (as cron runs
 it) → the data changed → the runbook's restore commands bring the backup's state back;
-then the drill, tampering, encryption, and a full disk (a tmpfs mounted on the backup
-directory). The operator's key is a key pair made here, its private half only in this
-test's GnuPG home. Not modelled: the host's cron daemon (its entry is run as cron would),
-an off-host copy.
+then the drill, tampering, encryption, a full disk (a tmpfs mounted on the backup
+directory), retention and an off-host copy to an SSH container (tests/images/sshd). The
+operator's key is a key pair made here, its private half only in this test's GnuPG home.
+Not modelled: the host's cron daemon (its entry is run as cron would), a target that
+limits its users to SFTP (the copy runs tar and sha256sum there).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ import pytest
 from components.names import database_name
 from dashboard.alerts import evaluate
 from dashboard.records import read_records, summarize_jobs
-from tests.harness.local_stack import ROOT, LocalStack
+from tests.harness.local_stack import ROOT, LocalStack, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +42,7 @@ def gpg(home: Path, *args: str, input: bytes | None = None,
 
 
 @pytest.fixture(scope="module")
-def operator(tmp_path_factory) -> tuple[Path, Path]:
+def operator(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
     """An operator's key pair: (GnuPG home with the private key, exported public key)."""
     home = tmp_path_factory.mktemp("operator-gnupg")
     home.chmod(0o700)
@@ -48,7 +50,8 @@ def operator(tmp_path_factory) -> tuple[Path, Path]:
         "future-default", "default", "1y")
     public = home.parent / "operator.asc"
     public.write_bytes(gpg(home, "--armor", "--export").stdout)
-    return home, public
+    yield home, public
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +232,7 @@ def test_the_backup_is_unreadable_without_a_private_key_and_leaves_no_plaintext(
     stranger = tmp_path / "stranger"
     stranger.mkdir(mode=0o700)
     refused = gpg(stranger, "--decrypt", str(dump), check=False)
+    subprocess.run(["gpgconf", "--homedir", str(stranger), "--kill", "gpg-agent"], check=False)
     assert refused.returncode != 0 and b"PGDMP" not in refused.stdout
     assert b"No secret key" in refused.stderr or b"no secret key" in refused.stderr.lower()
     assert plaintext_left(stack.root / "backups", [MARKER.encode(), SECRET_UPLOAD[:40]]) == []
@@ -238,6 +242,10 @@ def test_the_backup_is_unreadable_without_a_private_key_and_leaves_no_plaintext(
     psql(stack, "prod", "DELETE FROM notes_note;")
     run(stack, "restore-database", "prod", "--from-stdin", stdin=opened.stdout, check=True)
     assert row_counts(stack, "prod")["public.notes_note"] == 5
+    (media(stack, "prod") / "docs" / "contract.txt").unlink()
+    archive = gpg(operator[0], "--decrypt", str(directory / "media-prod.tar.gpg")).stdout
+    run(stack, "restore-media", "prod", "--from-stdin", stdin=archive, check=True)
+    assert (media(stack, "prod") / "docs" / "contract.txt").read_bytes() == SECRET_UPLOAD
 
 
 def test_the_drill_restores_the_newest_backup_into_scratch_databases_and_records_it(stack):
@@ -425,3 +433,84 @@ def test_retention_keeps_the_daily_and_monthly_backups_and_always_the_newest(sta
                          "20261118T033000Z", "20261001T033000Z"}
     for name in kept:
         assert run(stack, "verify", name).returncode == 0, name
+
+
+SSHD_IMAGE = "aiia-standin/sshd:9"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120,
+                          check=check)
+
+
+@pytest.fixture
+def backup_target(stack):
+    """An SSH host on 127.0.0.1 to copy to: (container, port, its ed25519 host key)."""
+    subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "sshd"],
+                   check=True, capture_output=True, timeout=600)
+    name, port = f"{stack.prefix}-test-backup-target", free_port()
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:22", "--memory", "64m",
+           SSHD_IMAGE)
+    try:
+        deadline = time.monotonic() + 30
+        while "Server listening" not in docker("logs", name, check=False).stderr:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stderr
+            time.sleep(0.2)
+        host_key = " ".join(docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+                            .stdout.split()[:2])
+        yield name, port, host_key
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def with_target(stack: LocalStack, port: int, host_key: str) -> dict:
+    config = copy.deepcopy(stack.config)
+    config["aiia:platform"]["backup"]["off_host"] = {
+        "host": "127.0.0.1", "port": port, "user": "aiia-backup", "path": "/backups",
+        "host_key": host_key}
+    return config
+
+
+def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
+        stack, backup_target, tmp_path):
+    name, port, host_key = backup_target
+    original = copy.deepcopy(stack.config)
+    try:
+        stack.up(with_target(stack, port, host_key))
+        public = (stack.root / "backup" / "off-host" / "id_ed25519.pub").read_text().strip()
+        docker("exec", name, "sh", "-c", 'printf "%s\\n" "$1" > /home/aiia-backup/.ssh/'
+               'authorized_keys && chown aiia-backup /home/aiia-backup/.ssh/authorized_keys '
+               '&& chmod 0600 /home/aiia-backup/.ssh/authorized_keys', "-", public)
+        result = run(stack, "run", check=True)
+        copied = newest(stack).name
+        assert "copied to aiia-backup@127.0.0.1:/backups/" in output(result)
+        check = docker("exec", name, "sh", "-c",
+                       f"cd /backups/{copied} && sha256sum --check SHA256SUMS", check=False)
+        assert check.returncode == 0 and check.stdout.count(": OK") >= 9, check.stdout
+        assert records(stack, "backups.jsonl")["last"]["outcome"] == "succeeded"
+
+        # A target that answers with another host key is refused: nothing is sent.
+        other = tmp_path / "other"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                       check=True)
+        stack.up(with_target(stack, port, " ".join(
+            (tmp_path / "other.pub").read_text().split()[:2])))
+        refused = run(stack, "run")
+        assert refused.returncode == 1
+        assert "off-host copy" in last_line(refused) and \
+            "Host key verification failed" in last_line(refused), output(refused)
+
+        # An unreachable target: the record fails, the local backup is kept and verifies.
+        stack.up(with_target(stack, port, host_key))
+        docker("stop", "-t", "1", name)
+        failed = run(stack, "run")
+        assert failed.returncode == 1
+        assert "off-host copy to aiia-backup@127.0.0.1:/backups/" in last_line(failed)
+        assert "is kept and verified" in last_line(failed)
+        kept = newest(stack).name
+        assert kept != copied and run(stack, "verify", kept).returncode == 0
+        last = records(stack, "backups.jsonl")["last"]
+        assert last["outcome"] == "failed" and last["verified"] is True
+        assert last["archive"] == str(newest(stack))
+    finally:
+        stack.up(original)

@@ -19,8 +19,11 @@ def make_key(home: Path, user_id: str, expiry: str, *faked_time: str) -> str:
     subprocess.run([*options, "--passphrase", "", "--quick-generate-key", user_id,
                     "future-default", "default", expiry], check=True, capture_output=True,
                    timeout=60)
-    return subprocess.run([*options, "--armor", "--export"], check=True, capture_output=True,
-                          text=True, timeout=60).stdout
+    exported = subprocess.run([*options, "--armor", "--export"], check=True,
+                              capture_output=True, text=True, timeout=60).stdout
+    # Key generation started an agent for this home: stop it, it would outlive the test.
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    return exported
 
 
 @pytest.fixture(scope="module")
