@@ -55,12 +55,16 @@ def operator(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
 
 
 @pytest.fixture(scope="module")
-def stack(local_stack: LocalStack, operator) -> LocalStack:
-    """The module's stack with the operator's key as a backup recipient."""
-    # Other worktrees share this engine and its stand-in tags: make sure the postgres
-    # stand-in is the one with gpg (tests/images/postgres) before the stack names it.
+def postgres_with_gpg() -> None:
+    """The postgres stand-in of this checkout (with gpg), built if the tag names another:
+    checkouts that share this engine share its stand-in tags."""
     subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "postgres"],
                    check=True, capture_output=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_with_gpg, local_stack: LocalStack, operator) -> LocalStack:
+    """The module's stack with the operator's key as a backup recipient."""
     config = copy.deepcopy(local_stack.config)
     config["aiia:platform"]["backup"] = {"recipients": [str(operator[1])]}
     local_stack.up(config)
