@@ -4,6 +4,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.app_release import AppRelease, AppReleaseArgs
+from components.host import Host, HostArgs, docker_ssh_options
 from components.host_files import HostConnection
 from components.platform import Platform, PlatformArgs
 from components.platform_reference import PlatformHandle
@@ -12,7 +13,20 @@ from components.settings import load_settings
 config = pulumi.Config("aiia")
 settings = load_settings(pulumi.get_stack(), config)
 connection = HostConnection.for_host(settings.host, config.get_secret("ssh_private_key"))
-docker_provider = docker.Provider("docker", host=settings.host.docker_host)
+provider_opts = None
+if settings.platform and settings.host.provision:
+    # The host is provisioned first: every other host command and every Docker resource
+    # (through the provider) waits for it.
+    host = Host("host", HostArgs(settings, connection))
+    connection = connection.after(host.preflight)
+    provider_opts = pulumi.ResourceOptions(depends_on=[host.preflight])
+registry = settings.registry
+docker_provider = docker.Provider(
+    "docker", host=settings.host.docker_host, ssh_opts=docker_ssh_options(settings.host),
+    registry_auth=[docker.ProviderRegistryAuthArgs(
+        address=registry.address, username=registry.username, password=registry.password,
+    )] if registry else None,
+    opts=provider_opts)
 
 if settings.platform:
     platform = Platform("platform", PlatformArgs(settings, connection, docker_provider))

@@ -9,7 +9,8 @@ test CA) is reachable too. A domain whose issuance fails (DNS not pointing here 
 limit) does not fail `pulumi up`: the bootstrap certificate keeps serving, the update
 warns and the twice-daily job tries again; the dashboard shows the certificate served (the
 bootstrap one is self-signed and valid 30 days, so its expiry alerts follow). What the last
-run failed is in {root}/state/certbot.json (not yet on the dashboard).
+run did per domain is in {root}/state/certbot.json, which the dashboard reads ("not yet
+issued", "renewal failed", a renewal job that stopped running).
 """
 
 from __future__ import annotations

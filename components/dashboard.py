@@ -120,6 +120,8 @@ class Dashboard(pulumi.ComponentResource):
                 releases_file=context.host_path("state", "releases.jsonl"),
                 backups_file=context.host_path("state", "backups.jsonl"),
                 restore_tests_file=context.host_path("state", "restore-tests.jsonl"),
+                certbot_state_file=(None if platform.tls.mode == "self_signed"
+                                    else context.host_path("state", "certbot.json")),
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 auth_password_hash=hash_password(password, context.settings.stack)))

@@ -10,6 +10,7 @@ mode or owner and writes in place, which would leave a secret briefly world-read
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 
@@ -27,14 +28,23 @@ class HostConnection:
     kind: str
     ssh: remote.ConnectionArgs | None = None
     sudo: bool = False
+    # What every command on this connection waits for (the host's provisioning).
+    ready: tuple[pulumi.Resource, ...] = ()
+
+    def after(self, *resources: pulumi.Resource) -> HostConnection:
+        """This connection, its commands run only once `resources` are done."""
+        return dataclasses.replace(self, ready=(*self.ready, *resources))
 
     @staticmethod
     def for_host(host: HostSettings, private_key: pulumi.Input[str] | None) -> HostConnection:
         if host.kind == "local" or host.ssh is None:
             return HostConnection(kind="local")
+        # host_key pinned (pulumi-command ignores host keys without it); no private key:
+        # the ssh-agent's (SSH_AUTH_SOCK, remote/connection.go), as the Docker provider's
+        # system ssh uses.
         connection = remote.ConnectionArgs(
             host=host.ssh.host, user=host.ssh.user, port=host.ssh.port,
-            private_key=private_key, dial_error_limit=5,
+            host_key=host.ssh.host_key, private_key=private_key, dial_error_limit=5,
         )
         return HostConnection(kind="ssh", ssh=connection, sudo=host.ssh.user != "root")
 
@@ -57,6 +67,9 @@ def host_command(
     opts: pulumi.ResourceOptions | None = None,
 ) -> pulumi.CustomResource:
     """A command run on the host with bash; re-run when its script, stdin or triggers change."""
+    if connection.ready:
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=list(connection.ready)))
     if connection.kind == "local":
         return local.Command(
             name, create=create, update=create, delete=delete, stdin=stdin,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.backup_keys import KeyProblem, PublicKey, inspect_public_key
+from components.host_settings import USER_RE, ProvisionSettings, parse_provision, ssh_key_problem
 from components.memory_budget import MemoryBudget, memory_budget
 
 NAMESPACE = "aiia"
@@ -78,6 +79,11 @@ class SshSettings:
     host: str
     user: str = "root"
     port: int = 22
+    # The VPS's own public host key (`ssh-keyscan -t ed25519 <host>`, checked against the
+    # provider's console): pulumi-command's remote.Command ignores host keys unless
+    # ConnectionArgs.host_key is set (pulumi_command 1.2.1, remote/_inputs.py), so without
+    # it a man in the middle would be handed every secret the program writes.
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,10 +94,11 @@ class HostSettings:
     memory_mb: int = 512
     swap_mb: int = 1024
     os_reserve_mb: int = 80
-    disk_gb: int = 20  # the host's disk: backups get platform.backup.disk_budget_mb of it
     root_dir: str = "/srv/aiia"
     docker_host: str | None = None  # e.g. ssh://root@203.0.113.10; None: local socket
     ssh: SshSettings | None = None
+    disk_gb: int = 20  # the host's disk (backups get platform.backup.disk_budget_mb of it)
+    provision: ProvisionSettings | None = None  # an ssh host only (components/host.py)
 
 
 @dataclass(frozen=True)
@@ -310,6 +317,16 @@ class ReleaseSettings:
 
 
 @dataclass(frozen=True)
+class RegistrySettings:
+    """`aiia:registry`: where a private app image is pulled from. The Docker provider logs
+    in with this itself (its `registry_auth`); the daemon's own `docker login` is not used."""
+
+    address: str  # e.g. ghcr.io
+    username: str
+    password: Any = None  # the secret aiia:registry_password
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     prefix: str
@@ -317,6 +334,7 @@ class Settings:
     platform: PlatformSettings | None  # None: read from `platform_stack`
     platform_stack: str | None
     releases: tuple[ReleaseSettings, ...]
+    registry: RegistrySettings | None = None
 
     @property
     def owns_platform(self) -> bool:
@@ -415,13 +433,15 @@ def _check_image(reference: Any, key: str, problems: _Problems) -> None:
         )
 
 
-def _parse_host(raw: Mapping[str, Any], problems: _Problems) -> HostSettings:
+def _parse_host(raw: Mapping[str, Any], problems: _Problems,
+                owns_platform: bool = True) -> HostSettings:
     values = _fields(HostSettings, _object(raw, "host", problems), "host", problems)
     kind = values.get("kind", "ssh")
     if kind not in ("local", "ssh"):
         problems.add(f"{NAMESPACE}:host.kind={kind!r} must be 'local' or 'ssh'")
         kind = "local"
     ssh = values.pop("ssh", None)
+    provision_raw = values.pop("provision", None)
     ssh_settings = None
     if ssh is not None:
         ssh_values = _fields(SshSettings, ssh if isinstance(ssh, Mapping) else {}, "host.ssh",
@@ -436,14 +456,51 @@ def _parse_host(raw: Mapping[str, Any], problems: _Problems) -> HostSettings:
             "(and host.ssh.user, default root) so files and commands reach it"
         )
     values["kind"] = kind
-    host = HostSettings(ssh=ssh_settings, **values)
-    for name in ("memory_mb", "os_reserve_mb", "disk_gb"):
+    provision = None
+    if kind == "ssh" and owns_platform:
+        provision = parse_provision(
+            provision_raw, f"{NAMESPACE}:host.provision", problems.add,
+            lambda cls, raw, key: _fields(cls, raw, key.removeprefix(f"{NAMESPACE}:"), problems))
+    elif provision_raw is not None:
+        problems.add(f"{NAMESPACE}:host.provision is set on a stack that does not provision the "
+                     "host: only an ssh host's platform stack (platform.owner: true) does; "
+                     "remove it from this stack")
+    if ssh_settings is not None and kind == "ssh":
+        _check_ssh(ssh_settings, problems)
+    host = HostSettings(ssh=ssh_settings, provision=provision, **values)
+    for name in ("memory_mb", "os_reserve_mb"):
         _positive(getattr(host, name), f"{NAMESPACE}:host.{name}", problems)
     if host.swap_mb < 0:
         problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} must be 0 or more")
     if not host.root_dir.startswith("/"):
         problems.add(f"{NAMESPACE}:host.root_dir={host.root_dir!r} must be an absolute path")
+    _positive(host.disk_gb, f"{NAMESPACE}:host.disk_gb", problems)
+    if host.disk_gb > 0 and host.swap_mb > host.disk_gb * 1024 // 4:
+        problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} would take over a quarter of the "
+                     f"{host.disk_gb} GB disk (host.disk_gb); images, volumes and backups need "
+                     f"it: use at most {host.disk_gb * 1024 // 4} MB")
     return host
+
+
+def _check_ssh(ssh: SshSettings, problems: _Problems) -> None:
+    key = f"{NAMESPACE}:host.ssh"
+    if not 1 <= ssh.port <= 65535:
+        problems.add(f"{key}.port={ssh.port} is not a TCP port (1–65535)")
+    elif ssh.port in (80, 443):
+        problems.add(f"{key}.port={ssh.port} clashes with nginx, which publishes 80 and 443; "
+                     "keep SSH on 22 or another free port")
+    if not USER_RE.match(ssh.user):
+        problems.add(f"{key}.user={ssh.user!r} is not a valid Linux user name")
+    if ssh.host_key is None:
+        problems.add(
+            f"{key}.host_key is missing: without it pulumi-command accepts any host key, so a "
+            f"man in the middle would receive every secret. Pin the VPS's: run `ssh-keyscan -t "
+            f"ed25519 {ssh.host}`, check its fingerprint (`ssh-keygen -lf -`) against the one "
+            "the provider's console shows, and set the `ssh-ed25519 AAAA…` line here")
+    else:
+        problem = ssh_key_problem(ssh.host_key, f"{key}.host_key")
+        if problem:
+            problems.add(problem)
 
 
 def _parse_environments(
@@ -794,6 +851,28 @@ def _check_run_as(release: ReleaseSettings, key: str, problems: _Problems) -> No
                      f"{key}.allow_root=true to accept that")
 
 
+def _parse_registry(raw: Mapping[str, Any], secrets: Callable[[str], Any],
+                    problems: _Problems) -> RegistrySettings | None:
+    if raw.get("registry") is None:
+        return None
+    values = _fields(RegistrySettings, _object(raw, "registry", problems), "registry", problems)
+    missing = [name for name in ("address", "username") if not values.get(name)]
+    if missing:
+        problems.add(f"{NAMESPACE}:registry needs {' and '.join(missing)} (e.g. address: "
+                     "ghcr.io, username: the account the token belongs to)")
+        return None
+    if "password" in values:
+        problems.add(f"{NAMESPACE}:registry.password must not be in the stack file; set it "
+                     "as a secret: pulumi config set --secret aiia:registry_password")
+        return None
+    password = secrets("registry_password")
+    if password is None:
+        problems.add(f"{NAMESPACE}:registry is set but the secret aiia:registry_password is "
+                     "not; set it: pulumi config set --secret aiia:registry_password <token>")
+    return RegistrySettings(address=values["address"], username=values["username"],
+                            password=password)
+
+
 def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any]) -> Settings:
     """Build and validate the settings of `stack` from plain config values and secrets.
 
@@ -806,8 +885,8 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     if not PREFIX_RE.match(prefix):
         problems.add(f"{NAMESPACE}:prefix={prefix!r} must be lower-case letters, digits and "
                      "hyphens, starting with a letter, at most 20 characters")
-    host = _parse_host(raw, problems)
     owner = _object(raw, "platform", problems).get("owner", True)
+    host = _parse_host(raw, problems, owns_platform=str(owner).lower() == "true")
     platform = None
     platform_stack = None
     if str(owner).lower() == "true":
@@ -829,7 +908,8 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
                              f"does not serve; add it to platform.environments "
                              f"(known: {', '.join(sorted(known)) or 'none'})")
     settings = Settings(stack=stack, prefix=prefix, host=host, platform=platform,
-                        platform_stack=platform_stack, releases=releases)
+                        platform_stack=platform_stack, releases=releases,
+                        registry=_parse_registry(raw, secrets, problems))
     if platform:
         shutdown = platform.nginx.worker_shutdown_timeout_seconds
         for release in releases:
@@ -850,7 +930,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
 
 
 TEXT_KEYS = ("prefix", "platform_stack")
-OBJECT_KEYS = ("host", "platform", "releases")
+OBJECT_KEYS = ("host", "platform", "releases", "registry")
 
 
 def load_settings(stack: str, config: Any) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import signal
 import sys
 import time
@@ -64,10 +65,33 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         return 0
-    return _collect(config, args.every)
+    return _collect(config, args.config, args.every)
 
 
-def _collect(config, every: int | None) -> int:
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _reloaded(config, path: str, seen: tuple[int, int] | None):
+    """The config re-read when its file changed since `seen` (mtime, size): a resident
+    collector (the local stack's) follows `pulumi up` like the VPS's timer run does. A file
+    that does not load keeps the last good config, said on stderr."""
+    now = _stamp(path)
+    if now is None or now == seen:
+        return config, seen
+    try:
+        return load_config(path), now
+    except ConfigError as error:
+        print(f"dashboard: {error}; collecting with the previous config", file=sys.stderr,
+              flush=True)
+        return config, now
+
+
+def _collect(config, path: str, every: int | None) -> int:
     from .collector import CollectorBusy, collect_once
 
     stopping = False
@@ -77,8 +101,10 @@ def _collect(config, every: int | None) -> int:
         stopping = True
 
     signal.signal(signal.SIGTERM, stop)
+    seen = _stamp(path)
     while True:
         started = time.monotonic()
+        config, seen = _reloaded(config, path, seen)
         try:
             document = collect_once(config)
             errors = document["collector"]["errors"]

@@ -58,7 +58,8 @@ def evaluate(status: dict[str, Any], now: float) -> list[dict[str, str]]:
     alerts += _collector(status, now)
     alerts += _services(status.get("services") or [], now)
     alerts += _environments(status.get("environments") or [], now)
-    alerts += _certificates(status.get("certificates") or [])
+    alerts += _certificates(status.get("certificates") or [], now)
+    alerts += _certificate_renewal(status.get("certificate_renewal"), now)
     alerts += _backups(status.get("backups"), status.get("restore_tests"), now)
     alerts += _releases(status.get("releases"), now)
     alerts += _host(status.get("host"))
@@ -239,7 +240,7 @@ def _environments(environments: list[dict[str, Any]], now: float) -> list[dict[s
     return alerts
 
 
-def _certificates(certificates: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _certificates(certificates: list[dict[str, Any]], now: float) -> list[dict[str, str]]:
     alerts = []
     for cert in certificates:
         domain, days = cert["domain"], cert.get("days_left")
@@ -271,11 +272,57 @@ def _certificates(certificates: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "renewal should have happened by now.",
                 )
             )
+        if cert.get("issued") is False:
+            alerts.append(
+                _alert(
+                    CRITICAL,
+                    "certificate",
+                    domain,
+                    "Not yet issued: nginx serves the self-signed bootstrap certificate, which "
+                    "browsers refuse. Is DNS pointing here? The renewal job tries again twice a "
+                    "day; logs/certbot.log says why the last attempt failed.",
+                )
+            )
+        elif cert.get("renewal_outcome") == "renewal-failed":
+            left = "" if days is None else f"; the certificate served has {days:.0f} days left"
+            alerts.append(
+                _alert(
+                    WARNING,
+                    "certificate",
+                    domain,
+                    f"The last renewal ({_when(cert.get('last_renewal_run'), now)}) failed{left}. "
+                    "logs/certbot.log says why; see the certificate runbook.",
+                )
+            )
         if cert.get("covers_domain") is False:
             alerts.append(
                 _alert(WARNING, "certificate", domain, "The certificate does not name this domain.")
             )
     return alerts
+
+
+# certbot runs twice a day: a last run older than this means at least two were missed.
+RENEWAL_STALE_S = 26 * 3600
+
+
+def _certificate_renewal(renewal: dict[str, Any] | None, now: float) -> list[dict[str, str]]:
+    """The renewal job itself: a job that stopped running is how certificates expire
+    silently."""
+    if renewal is None:  # no ACME CA configured: nothing renews, nothing to watch
+        return []
+    if renewal.get("error"):
+        return [_alert(WARNING, "certificate", "renewal job", renewal["error"])]
+    last = parse_utc(renewal.get("last_run_at"))
+    if last is None:
+        return [_alert(WARNING, "certificate", "renewal job",
+                       "The certificate renewal job has never run; is its cron entry installed? "
+                       "See the certificate runbook.")]
+    if now - last > RENEWAL_STALE_S:
+        ran = _when(renewal["last_run_at"], now)
+        return [_alert(WARNING, "certificate", "renewal job",
+                       f"The certificate renewal job last ran {ran}; it runs twice a day. "
+                       "Is cron running?")]
+    return []
 
 
 def _backups(

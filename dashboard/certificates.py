@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .timestamps import format_utc
+from .timestamps import format_utc, parse_utc
 
 WARNING_DAYS = 14
 CRITICAL_DAYS = 7
@@ -92,8 +93,37 @@ def parse_der(der: bytes) -> CertificateInfo:
         raise CertificateError(f"not an X.509 certificate ({error})") from error
 
 
-def certificate_status(domain: str, path: Path, now: float) -> dict[str, Any]:
-    """The page's view of one certificate; ``error`` set (and no dates) when unreadable."""
+def renewal_state(path: Path | None) -> dict[str, Any] | None:
+    """What the last certbot run did (templates/certbot/certbot.sh.j2 writes the file):
+    ``{state_file, last_run_at, directory, domains: {domain: outcome}, error}``; None when no
+    ACME CA is configured. A file not there yet means the job has never run."""
+    if path is None:
+        return None
+    view: dict[str, Any] = {"state_file": str(path), "last_run_at": None, "directory": None,
+                            "domains": {}, "error": None}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return view
+    except (OSError, ValueError) as error:
+        view["error"] = f"{path} is unreadable ({error}); the next certbot run rewrites it"
+        return view
+    domains = raw.get("domains") if isinstance(raw, dict) else None
+    finished = raw.get("finished_at") if isinstance(raw, dict) else None
+    if not isinstance(domains, dict) or parse_utc(finished) is None:
+        view["error"] = f"{path} is not a certbot run record; the next certbot run rewrites it"
+        return view
+    view.update(last_run_at=finished, directory=raw.get("directory"),
+                domains={str(k): str(v) for k, v in domains.items()})
+    return view
+
+
+def certificate_status(
+    domain: str, path: Path, now: float, renewal: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The page's view of one certificate; ``error`` set (and no dates) when unreadable.
+    With ``renewal`` (an ACME CA is configured): ``issued`` says whether the file is the CA's
+    rather than the self-signed bootstrap, and ``renewal_outcome`` what the last run did."""
     view: dict[str, Any] = {
         "domain": domain,
         "path": str(path),
@@ -103,6 +133,10 @@ def certificate_status(domain: str, path: Path, now: float) -> dict[str, Any]:
         "self_signed": None,
         "covers_domain": None,
         "error": None,
+        "acme": renewal is not None,
+        "issued": None,
+        "renewal_outcome": (renewal or {}).get("domains", {}).get(domain),
+        "last_renewal_run": (renewal or {}).get("last_run_at"),
     }
     try:
         info = read_certificate(path)
@@ -118,6 +152,7 @@ def certificate_status(domain: str, path: Path, now: float) -> dict[str, Any]:
         issuer=info.issuer_organization or info.issuer_common_name or "unknown",
         self_signed=info.self_signed,
         covers_domain=info.covers(domain),
+        issued=None if renewal is None else not info.self_signed,
     )
     return view
 

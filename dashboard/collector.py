@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 
 from . import __version__, access_log, host, records, store, uptime
-from .certificates import certificate_status
+from .certificates import certificate_status, renewal_state
 from .config import Config, LogSource
 from .docker_api import ContainerState, DockerClient, DockerError
 from .log_tail import tail_lines
@@ -99,7 +99,10 @@ class Collection:
             environments = [self._environment_view(db, env.name) for env in config.environments]
             rates = self.step("access log", lambda: self._error_rates(db, environments), {}) or {}
             host_history = self.step("host", lambda: self._host_history(db), None)
-        certificates = [certificate_status(c.domain, c.path, self.now) for c in config.certificates]
+        renewal = renewal_state(config.certbot_state_file)
+        certificates = [
+            certificate_status(c.domain, c.path, self.now, renewal) for c in config.certificates
+        ]
         releases = records.summarize_releases(
             records.read_records(config.releases_file), [e.name for e in config.environments]
         )
@@ -127,6 +130,7 @@ class Collection:
             "environments": environments,
             "access_log": {**(access or {}), **rates},
             "certificates": certificates,
+            "certificate_renewal": renewal,
             "releases": releases,
             "backups": backups,
             "restore_tests": restore_tests,

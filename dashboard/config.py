@@ -100,6 +100,9 @@ class Config:
     collect_every_seconds: int = 60
     retention: Retention = field(default_factory=Retention)
     stack: str | None = None  # only containers labelled aiia.stack=<stack> are this host's
+    # What the last certbot run did ({root}/state/certbot.json); None when no ACME CA issues
+    # (tls.mode self_signed), so that no certificate is expected to be issued.
+    certbot_state_file: Path | None = None
 
     @property
     def database_path(self) -> Path:
@@ -186,6 +189,10 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         releases_file=Path(reader.text("releases_file", raw.get("releases_file"))),
         backups_file=Path(reader.text("backups_file", raw.get("backups_file"))),
         restore_tests_file=Path(reader.text("restore_tests_file", raw.get("restore_tests_file"))),
+        certbot_state_file=(
+            None if raw.get("certbot_state_file") is None
+            else Path(reader.text("certbot_state_file", raw["certbot_state_file"]))
+        ),
         log_sources=log_sources,
         auth_user=reader.text("auth_user", raw.get("auth_user")),
         auth_password_hash=password_hash,

@@ -289,14 +289,18 @@
   function renderCertificates(certificates) {
     const rows = certificates.map((c) => {
       const days = c.days_left;
-      const level = c.error || (days !== null && days < 7) ? "critical" : days !== null && days < 14 ? "warning" : "";
+      const failed = c.renewal_outcome === "renewal-failed";
+      const level = c.error || c.issued === false || (days !== null && days < 7) ? "critical"
+        : failed || (days !== null && days < 14) ? "warning" : "";
       return el("tr", { class: level || null },
         el("td", {}, el("strong", {}, c.domain)),
         el("td", { class: "num" }, c.error ? badge("error", "critical", c.error)
           : badge(days < 0 ? "expired" : Math.floor(days) + " d", level || "ok")),
         el("td", {}, c.error ? el("span", { class: "muted" }, c.error) : utc(c.not_after).slice(0, 10)),
         el("td", {}, c.issuer || "—", c.self_signed ? [" ", badge("self-signed", "")] : null,
-          c.covers_domain === false ? [" ", badge("wrong name", "warning")] : null));
+          c.covers_domain === false ? [" ", badge("wrong name", "warning")] : null,
+          c.issued === false ? [" ", badge("not yet issued", "critical", `last attempt ${utc(c.last_renewal_run)}`)] : null,
+          failed ? [" ", badge("renewal failed", "warning", `last run ${utc(c.last_renewal_run)}`)] : null));
     });
     fill("certificate-rows", rows.length ? rows : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No certificates configured.")));
   }

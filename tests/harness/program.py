@@ -9,6 +9,7 @@ Pulumi engine.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -162,10 +163,26 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}
 
 
-def stack_config(stack: str) -> dict[str, Any]:
-    """The committed Pulumi.<stack>.yaml config values, plus test secrets."""
+# The VPS's identity is the operator's to pin (host.ssh.host_key, host.provision's
+# admin_ssh_keys): the committed stack files leave it out and preview refuses them until
+# it is set. Tests pin these made-up keys (ed25519, their private halves thrown away).
+TEST_HOST_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJzU1bEQVo+zNLuRYVMlFJjJRP9p3cSiGgC9bpxo"
+                 "UkDz vps-test-host-key")
+TEST_ADMIN_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKpU3KyVcrB3fvZ8X0LdwVcyXArq5JP3rzROFss"
+                  "bIn51 operator@test")
+
+
+def stack_config(stack: str, pin_test_identity: bool = True) -> dict[str, Any]:
+    """The committed Pulumi.<stack>.yaml config values; for an ssh host, with the made-up
+    VPS identity above where the file leaves it to the operator."""
     document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return dict(document.get("config") or {})
+    config = copy.deepcopy(dict(document.get("config") or {}))
+    host = config.get("aiia:host") or {}
+    if pin_test_identity and host.get("kind") == "ssh":
+        host.setdefault("ssh", {}).setdefault("host_key", TEST_HOST_KEY)
+        if (config.get("aiia:platform") or {}).get("owner", True):
+            host.setdefault("provision", {}).setdefault("admin_ssh_keys", [TEST_ADMIN_KEY])
+    return config
 
 
 def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:

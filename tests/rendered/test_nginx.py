@@ -65,8 +65,8 @@ CONTAINER_PATHS = {
 }
 SECURITY_HEADERS = ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
                     "Referrer-Policy", "Content-Security-Policy")
-ACCESS_LOG_FIELDS = {"time", "env", "host", "method", "uri", "status", "bytes", "request_time",
-                     "upstream", "upstream_status", "release"}  # docs/architecture.md
+ACCESS_LOG_FIELDS = {"time", "addr", "env", "host", "method", "uri", "status", "bytes",
+                     "request_time", "upstream", "upstream_status", "release"}  # architecture.md
 
 
 @dataclass
@@ -622,6 +622,7 @@ def test_the_access_log_is_json_lines_with_the_documented_fields(site):
     assert len(mine) == 2
     app, refused = mine
     assert app["env"] == "prod" and app["host"] == domain and app["method"] == "GET"
+    assert app["addr"] == "127.0.0.1"  # fail2ban's nginx jails ban by it
     assert app["status"] == 200 and app["release"] == "test"
     assert app["upstream"] == f"127.0.0.1:{site.app.port}" and app["upstream_status"] == "200"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", app["time"])

@@ -40,7 +40,8 @@ def test_every_host_script_is_shellcheck_clean(rendered, stack):
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_rendered_shell_file_is_shellcheck_clean(rendered, stack):
     files = {path: content for path, content in rendered[stack].files.items()
-             if path.endswith(".sh")}
+             if path.endswith(".sh") or content.startswith(("#!/bin/sh\n", "#!/usr/bin/env bash\n",
+                                                             "#!/bin/bash\n"))}
     if stack == "prod":  # Let's Encrypt: the renewal script and certbot's deploy hook
         assert {path.rsplit("/", 1)[1] for path in files} >= {"certbot.sh", "deploy-hook.sh"}
     findings = {path: output for path, content in files.items()

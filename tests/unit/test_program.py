@@ -552,3 +552,41 @@ def test_role_passwords_go_to_postgres_as_scram_verifiers():
     assert scram_verifier("aiia_staging", "s3cret-password") != verifier  # salt per role
     # Outside printable ASCII PostgreSQL's SASLprep may change it: it hashes it itself.
     assert scram_verifier("aiia_prod", "pässwörd") == "pässwörd"
+
+
+def test_the_dashboard_watches_the_renewal_job_only_where_an_acme_ca_issues():
+    import json
+
+    from dashboard.config import parse_config
+    from tests.harness.program import host_files
+
+    def dashboard_config(run):
+        content = next(content for path, content in host_files(run).items()
+                       if path.endswith("/dashboard/config.json"))
+        return parse_config(json.loads(content))
+
+    assert dashboard_config(run_program("prod")).certbot_state_file.as_posix() == \
+        "/srv/aiia/state/certbot.json"
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:platform"]["tls"] = {"mode": "self_signed"}
+    assert dashboard_config(run_program("prod", config=config)).certbot_state_file is None
+
+
+def test_a_domain_not_issued_is_a_warning_of_pulumi_up_not_a_failure(monkeypatch):
+    import pulumi
+
+    from components.certbot import warn_about_failures
+
+    warnings = []
+    monkeypatch.setattr(pulumi.log, "warn", warnings.append)
+    warn_about_failures(
+        "2026-12-03T06:00:00Z certbot: prod.example.com: renewing if due\n"
+        "2026-12-03T06:00:09Z certbot: status.example.com: NOT ISSUED; nginx keeps serving "
+        "the certificate it has\n"
+        "2026-12-03T06:00:10Z certbot: staging.example.com: RENEWAL FAILED; its current "
+        "certificate keeps serving\n"
+        "2026-12-03T06:00:11Z certbot: failed: status.example.com staging.example.com\n")
+    assert warnings == ["status.example.com: NOT ISSUED; nginx keeps serving the certificate "
+                        "it has",
+                        "staging.example.com: RENEWAL FAILED; its current certificate keeps "
+                        "serving"]

@@ -116,6 +116,47 @@ def test_certificate_with_fourteen_days_or_more_is_fine():
     assert alerts_after(lambda d: d["certificates"][0].update(days_left=14.2)) == []
 
 
+def acme(d, outcome="renewed-or-not-due", ran_ago=3600, **certificate):
+    """The healthy host on an ACME CA: the last certbot run `ran_ago` seconds ago."""
+    d["certificate_renewal"] = {"last_run_at": format_utc(NOW - ran_ago), "error": None,
+                                "domains": {"prod.example.com": outcome}}
+    d["certificates"][0].update({"acme": True, "issued": True, "renewal_outcome": outcome,
+                                 "last_renewal_run": format_utc(NOW - ran_ago), **certificate})
+
+
+def test_an_issued_certificate_renewed_on_time_is_fine():
+    assert alerts_after(acme) == []
+
+
+def test_a_domain_still_on_its_bootstrap_certificate_is_critical_not_yet_issued():
+    alerts = alerts_after(lambda d: acme(d, "not-issued", issued=False, self_signed=True))
+    only(alerts, "critical", "certificate", ["Not yet issued", "bootstrap", "DNS"])
+
+
+def test_a_failed_renewal_warns_with_the_days_left_before_expiry_alerts_would():
+    alerts = alerts_after(lambda d: acme(d, "renewal-failed", days_left=25.2))
+    only(alerts, "warning", "certificate", ["renewal", "failed", "25 days left", "certbot.log"])
+
+
+@pytest.mark.parametrize("ran_ago", [27 * 3600, None])
+def test_a_renewal_job_that_stopped_running_or_never_ran_warns(ran_ago):
+    def change(d):
+        acme(d)
+        if ran_ago is None:
+            d["certificate_renewal"]["last_run_at"] = None
+        else:
+            d["certificate_renewal"]["last_run_at"] = format_utc(NOW - ran_ago)
+    alerts = alerts_after(change)
+    only(alerts, "warning", "certificate", ["renewal job", "never run" if ran_ago is None
+                                           else "twice a day"])
+    assert alerts[0]["subject"] == "renewal job"
+
+
+def test_self_signed_mode_expects_no_issuance_and_no_renewal_job():
+    alerts = alerts_after(lambda d: d["certificates"][0].update(self_signed=True, issued=None))
+    assert alerts == []
+
+
 def test_failed_backup_is_critical_with_its_reason():
     def fail(d):
         d["backups"]["last"] = {

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from datetime import datetime
 
 import pytest
 
-from dashboard.certificates import CertificateError, certificate_status, read_certificate
+from dashboard.certificates import (
+    CertificateError,
+    certificate_status,
+    read_certificate,
+    renewal_state,
+)
 from tests.unit.dashboard.dashboard_fixtures import make_ca, make_certificate
 
 
@@ -78,3 +84,45 @@ def test_missing_and_garbage_files_are_reported_not_raised(tmp_path):
     with pytest.raises(CertificateError):
         (tmp_path / "text.pem").write_text("hello")
         read_certificate(tmp_path / "text.pem")
+
+
+def certbot_record(path, **fields):
+    """A record as templates/certbot/certbot.sh.j2 writes it."""
+    record = {"finished_at": "2026-12-01T06:00:00Z", "directory": "https://acme.test/dir",
+              "domains": {"prod.example.com": "renewal-failed", "staging.example.com":
+                          "not-issued"}, "failed": ["prod.example.com", "staging.example.com"],
+              "issued": []}
+    record.update(fields)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_with_an_acme_ca_a_bootstrap_certificate_is_not_issued_and_the_last_run_is_named(
+        tmp_path):
+    renewal = renewal_state(certbot_record(tmp_path / "certbot.json"))
+    assert renewal["error"] is None and renewal["last_run_at"] == "2026-12-01T06:00:00Z"
+    bootstrap = make_certificate(tmp_path / "staging", "staging.example.com", days=30)
+    staging = certificate_status("staging.example.com", bootstrap, time.time(), renewal)
+    assert staging["acme"] is True and staging["issued"] is False
+    assert staging["renewal_outcome"] == "not-issued"
+    ca = make_ca(tmp_path / "ca")
+    issued = make_certificate(tmp_path / "prod", "prod.example.com", days=20, ca=ca)
+    prod = certificate_status("prod.example.com", issued, time.time(), renewal)
+    assert prod["issued"] is True and prod["renewal_outcome"] == "renewal-failed"
+    assert prod["last_renewal_run"] == "2026-12-01T06:00:00Z"
+
+
+def test_without_an_acme_ca_nothing_is_expected_to_be_issued(tmp_path):
+    assert renewal_state(None) is None
+    path = make_certificate(tmp_path / "prod", "prod.example.com", days=30)
+    status = certificate_status("prod.example.com", path, time.time(), None)
+    assert status["acme"] is False and status["issued"] is None
+
+
+def test_a_renewal_job_that_never_ran_or_left_a_broken_record(tmp_path):
+    never = renewal_state(tmp_path / "missing.json")
+    assert never["last_run_at"] is None and never["error"] is None
+    (tmp_path / "broken.json").write_text("{not json")
+    assert "unreadable" in renewal_state(tmp_path / "broken.json")["error"]
+    other = certbot_record(tmp_path / "other.json", domains=["not", "a", "map"])
+    assert "not a certbot run record" in renewal_state(other)["error"]

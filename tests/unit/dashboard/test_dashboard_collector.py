@@ -242,3 +242,38 @@ def test_only_this_stacks_containers_are_listed(tmp_path):
         assert [c.name for c in client.labelled_containers(stack="a")] == ["a-postgres"]
         assert sorted(c.name for c in client.labelled_containers()) == ["a-postgres",
                                                                          "b-postgres"]
+
+
+def test_a_resident_collector_follows_a_changed_config_and_survives_a_broken_one(fresh_host):
+    """The local stack's collector runs --every N; `pulumi up` rewrites its config."""
+    path = fresh_host.state.collector_config_path
+    status_path = load_config(path).status_path
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "collect", "--config", str(path), "--every", "1"],
+        cwd=fixtures.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+
+    def status_within(seconds: float, condition) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                status = json.loads(status_path.read_text())
+            except (OSError, ValueError):
+                status = None
+            if status is not None and condition(status):
+                return status
+            time.sleep(0.2)
+        raise AssertionError(f"no such collection within {seconds} s")
+
+    try:
+        status_within(30, lambda s: s.get("certificate_renewal", "absent") is None)
+        raw = json.loads(path.read_text())
+        raw["certbot_state_file"] = str(path.parent / "certbot.json")
+        path.write_text(json.dumps(raw))
+        status_within(30, lambda s: s["certificate_renewal"] is not None)
+        path.write_text("{broken")
+        status_path.unlink()
+        status_within(30, lambda s: s["certificate_renewal"] is not None)  # the last good one
+    finally:
+        collector.terminate()
+        _, stderr = collector.communicate(timeout=30)
+    assert "collecting with the previous config" in stderr, stderr

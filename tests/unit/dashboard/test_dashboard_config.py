@@ -63,6 +63,7 @@ def template_variables() -> dict:
         "releases_file": f"{root}/state/releases.jsonl",
         "backups_file": f"{root}/state/backups.jsonl",
         "restore_tests_file": f"{root}/state/restore-tests.jsonl",
+        "certbot_state_file": f"{root}/state/certbot.json",
         "log_sources": [
             {"service": "app-prod", "container_label": "app", "environment": "prod"},
             {"service": "postgres", "container_label": "postgres", "environment": None},
@@ -95,6 +96,7 @@ def test_the_rendered_template_loads_into_a_valid_config(tmp_path):
     assert config.log_source("postgres").container_label == "postgres"
     assert verify_password("pw", config.auth_password_hash)
     assert config.status_path == Path("/srv/aiia/state/dashboard/status.json")
+    assert config.certbot_state_file == Path("/srv/aiia/state/certbot.json")
     assert config.collect_every_seconds == 30  # the page's staleness alert measures by it
 
 

@@ -1,0 +1,179 @@
+"""The host itself, as code: what a fresh Debian 12 VPS needs before the platform runs on it.
+
+Owned by the platform stack of an ssh host (a `local` stack provisions nothing). Each step
+is a remote command re-run only when its script or content changes; every file comes from
+templates/host/ and is installed by HostFile, whose follow-up validates it with the real
+program and puts the previous file back when that fails (components/host_files.py):
+
+- packages: Docker (host.provision.docker_package), ufw, fail2ban, cron, logrotate,
+  unattended-upgrades; on anything but Debian 12 it stops and says so;
+- the deploy user (host.ssh.user): created, in the docker group, the operators' keys
+  (host.provision.admin_ssh_keys), passwordless sudo (checked with `visudo -c`);
+- sshd: keys only, no root, AllowUsers, modern algorithms; `sshd -t` before each reload, so
+  a bad drop-in never locks the operator out;
+- Docker's daemon.json (live-restore, capped logs, no-new-privileges, no TCP listener);
+- the firewall: ufw for the host, and DOCKER-USER for what Docker publishes (moby#4737);
+- fail2ban: sshd from the journal, nginx's status-domain 401s and 429/400/444s from its
+  JSON access log, banned where Docker's forwarded traffic passes as well;
+- swap, sysctl, log rotation of the file logs, unattended security updates;
+- a preflight of what the Docker provider's ssh:// path needs, before any Docker resource.
+
+Not here: the dashboard's systemd units (components/dashboard.py) and cron entries of the
+jobs (their components).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.host_files import HostConnection, HostFile, HostFileArgs, host_command
+from components.settings import HostSettings, Settings
+from components.templates import render
+
+PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
+            "sudo", "iptables", "openssh-server")
+# sshd: OpenSSH 9.2's UnusedConnectionTimeout closes what pulumi-command leaves open.
+UNUSED_CONNECTION_TIMEOUT_S = 20
+FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
+
+
+def docker_ssh_options(host: HostSettings) -> list[str] | None:
+    """The system `ssh` options of the Docker provider's ssh:// connection (it runs
+    `ssh <options> -- <host> docker system dial-stdio`: docker/cli's connhelper, wrapped by
+    terraform-provider-docker and pulumi-docker's `ssh_opts`). The VPS's pinned host key is
+    the only one accepted, from no known_hosts file (KnownHostsCommand prints it; OpenSSH
+    8.5 or later on the machine running `pulumi up`); the key is the ssh-agent's; one
+    connection is shared by the provider's many dial-stdio calls."""
+    if host.ssh is None or host.docker_host is None or not host.docker_host.startswith("ssh://"):
+        return None
+    address = host.ssh.host if host.ssh.port == 22 else f"[{host.ssh.host}]:{host.ssh.port}"
+    return ["-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", f"KnownHostsCommand=/bin/echo {address} {host.ssh.host_key}",
+            "-o", "PasswordAuthentication=no", "-o", "BatchMode=yes",
+            "-o", "ControlMaster=auto", "-o", "ControlPath=~/.ssh/aiia-docker-%C",
+            "-o", "ControlPersist=60s", "-o", "ServerAliveInterval=15"]
+
+
+def max_startups(remote_commands: int) -> tuple[int, int]:
+    """sshd's MaxStartups start and full: every remote command of a first `pulumi up` may
+    dial at once (parallelism is unbounded by default), and the Docker provider's own."""
+    floor = max(10, remote_commands + 10)
+    return floor, floor * 2
+
+
+@dataclass
+class HostArgs:
+    settings: Settings
+    connection: HostConnection
+    # How many remote commands the stacks run at most at once (for sshd's MaxStartups).
+    remote_commands: int = 60
+
+
+class Host(pulumi.ComponentResource):
+    def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("aiia:host:Host", name, None, opts)
+        settings = args.settings
+        host = settings.host
+        provision = host.provision
+        platform = settings.platform
+        assert host.ssh is not None and provision is not None and platform is not None
+        connection = args.connection
+        user = host.ssh.user
+        fail2ban = provision.fail2ban
+
+        def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=list(after))
+
+        packages = host_command(
+            f"{name}-packages", connection,
+            render("host/packages.sh.j2", packages=[provision.docker_package, *PACKAGES]),
+            opts=child())
+        accounts = host_command(
+            f"{name}-accounts", connection, render("host/accounts.sh.j2", user=user),
+            stdin="\n".join(provision.admin_ssh_keys) + "\n", opts=child(packages))
+
+        def file(key: str, path: str, content: str, on_change: str, *after: pulumi.Resource,
+                 mode: str = "0644") -> HostFile:
+            return HostFile(f"{name}-{key}",
+                            HostFileArgs(connection=connection, path=path, content=content,
+                                         mode=mode, owner="0:0", on_change=on_change),
+                            opts=child(*after))
+
+        floor, ceiling = max_startups(args.remote_commands)
+        files = [
+            file("sudoers", f"/etc/sudoers.d/aiia-{user}", render("host/sudoers.j2", user=user),
+                 "visudo -cq", accounts, mode="0440"),
+            # After the user exists (AllowUsers names it) and its keys are in place.
+            file("sshd", "/etc/ssh/sshd_config.d/10-aiia.conf",
+                 render("host/sshd.conf.j2", port=host.ssh.port, users=[user],
+                        max_startups_floor=floor, max_startups_ceiling=ceiling,
+                        unused_timeout_s=UNUSED_CONNECTION_TIMEOUT_S),
+                 "sshd -t && systemctl reload ssh", accounts),
+            file("docker-daemon", "/etc/docker/daemon.json",
+                 render("host/daemon.json.j2", log_max_mb=10, log_max_files=3),
+                 # live-restore and the log defaults apply on a reload; a restart of a
+                 # dockerd without live-restore yet would stop the containers.
+                 "python3 -m json.tool /etc/docker/daemon.json >/dev/null && "
+                 "systemctl reload docker", packages),
+            file("sysctl", "/etc/sysctl.d/90-aiia.conf",
+                 render("host/sysctl.conf.j2", swappiness=provision.swappiness),
+                 # -e: a key this kernel lacks (Yama on some) is skipped, not fatal.
+                 "sysctl -q -e -p /etc/sysctl.d/90-aiia.conf", packages),
+            file("logrotate", "/etc/logrotate.d/aiia",
+                 render("host/logrotate.conf.j2", root_dir=host.root_dir,
+                        max_mb=provision.log_rotate_mb, keep=provision.log_rotate_keep,
+                        nginx_container=f"{settings.prefix}-nginx"),
+                 "logrotate -d /etc/logrotate.d/aiia", packages),
+            file("logrotate-hourly", "/etc/systemd/system/logrotate.timer.d/aiia-hourly.conf",
+                 render("host/logrotate-hourly.conf.j2"),
+                 "systemctl daemon-reload && systemctl restart logrotate.timer", packages),
+            file("unattended-upgrades", "/etc/apt/apt.conf.d/52aiia-unattended-upgrades",
+                 render("host/unattended-upgrades.conf.j2",
+                        enabled=provision.unattended_upgrades),
+                 "apt-config dump >/dev/null", packages),
+        ]
+        docker_firewall = [
+            file("docker-firewall-script", FIREWALL_SCRIPT,
+                 render("host/docker-firewall.sh.j2", allowed_ports=[80, 443]), "true",
+                 packages, mode="0755"),
+        ]
+        docker_firewall.append(file(
+            "docker-firewall-unit", "/etc/systemd/system/aiia-docker-firewall.service",
+            render("host/docker-firewall.service.j2", script=FIREWALL_SCRIPT),
+            "systemctl daemon-reload && systemctl enable --quiet aiia-docker-firewall && "
+            "systemctl restart aiia-docker-firewall", *docker_firewall))
+        access_log = f"{host.root_dir}/logs/nginx/access.log"
+        fail2ban_files = [
+            file("fail2ban-status-filter", "/etc/fail2ban/filter.d/aiia-nginx-status-auth.conf",
+                 render("host/fail2ban-status-auth.conf.j2", status_domain=platform.status_domain),
+                 "true", packages),
+            file("fail2ban-abuse-filter", "/etc/fail2ban/filter.d/aiia-nginx-abuse.conf",
+                 render("host/fail2ban-abuse.conf.j2"), "true", packages),
+        ]
+        fail2ban_files.append(file(
+            "fail2ban-jail", "/etc/fail2ban/jail.d/aiia.conf",
+            render("host/fail2ban-jail.conf.j2", ban_time_s=fail2ban.ban_time_s,
+                   find_time_s=fail2ban.find_time_s, ssh_port=host.ssh.port,
+                   ssh_max_retry=fail2ban.ssh_max_retry,
+                   status_auth_max_retry=fail2ban.status_auth_max_retry,
+                   abuse_max_retry=fail2ban.abuse_max_retry, access_log=access_log),
+            # The log it reads exists before nginx's first line (fail2ban refuses a missing one).
+            f"install -d -m 0755 {host.root_dir}/logs/nginx && touch {access_log} && "
+            "fail2ban-client -t >/dev/null && systemctl reload-or-restart fail2ban",
+            *fail2ban_files, docker_firewall[-1]))
+        swap = host_command(
+            f"{name}-swap", connection, render("host/swap.sh.j2", swap_mb=host.swap_mb),
+            opts=child(packages))
+        # After sshd has its policy: the SSH port is allowed before ufw is enabled.
+        firewall = host_command(
+            f"{name}-firewall", connection,
+            render("host/firewall.sh.j2", ssh_port=host.ssh.port,
+                   rules=[f"{host.ssh.port}/tcp", "80/tcp", "443/tcp"]),
+            opts=child(files[1]))
+        self.preflight = host_command(
+            f"{name}-preflight", connection, render("host/preflight.sh.j2", user=user),
+            opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall))
+        self.register_outputs({})

@@ -1,0 +1,139 @@
+"""Settings of the host itself (`aiia:host.provision`): what the host component
+(components/host.py) makes of a fresh Debian 12 VPS. Pure and typed, like settings.py, which
+parses them with the rest of `aiia:host` and reports every bad value at once.
+
+Defaults fit a 512 MB, 20 GB VPS on the internet from minute one: one SSH port, keys only,
+fail2ban on SSH and on nginx's log, file logs rotated at 50 MB, security updates unattended.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# OpenSSH public key types an operator's key (or the VPS's host key) may be; DSA and the
+# RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH 9.x's defaults anyway, and RSA
+# keys shorter than 3072 bits are refused here.
+KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+             "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")
+MIN_RSA_BITS = 3072
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+@dataclass(frozen=True)
+class Fail2banSettings:
+    ban_time_s: int = 3600
+    find_time_s: int = 600
+    ssh_max_retry: int = 5
+    # 401s on the status domain (a password guessed) and 429s/400s anywhere (a client that
+    # ignores the rate limit or sends garbage), counted in nginx's JSON access log.
+    status_auth_max_retry: int = 10
+    abuse_max_retry: int = 60
+
+
+@dataclass(frozen=True)
+class ProvisionSettings:
+    """`aiia:host.provision`: only on an ssh host; `local` provisions nothing."""
+
+    # The user the program connects as (host.ssh.user): created if missing, in the docker
+    # group, with passwordless sudo (the program runs root scripts through `sudo -n`).
+    admin_ssh_keys: tuple[str, ...] = ()
+    docker_package: str = "docker.io"  # Debian's; or docker-ce from Docker's own repository
+    log_rotate_mb: int = 50
+    log_rotate_keep: int = 5
+    swappiness: int = 10
+    unattended_upgrades: bool = True
+    fail2ban: Fail2banSettings = field(default_factory=Fail2banSettings)
+
+
+def ssh_key_problem(text: Any, key: str) -> str | None:
+    """Why `text` is not one OpenSSH public key line (`type base64 [comment]`), or None."""
+    fix = ("use one line as in ~/.ssh/id_ed25519.pub (`ssh-ed25519 AAAA… comment`); make one "
+           "with `ssh-keygen -t ed25519`")
+    if not isinstance(text, str) or "\n" in text.strip():
+        return f"{key} must be one public key line; {fix}"
+    parts = text.split()
+    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+        return (f"{key}={text[:40]!r}… is not an OpenSSH public key of a supported type "
+                f"({', '.join(KEY_TYPES)}); {fix}")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        fields = _ssh_strings(blob)
+    except (binascii.Error, ValueError):
+        return f"{key}: the key's base64 part is damaged (copied incompletely?); {fix}"
+    if not fields or fields[0].decode("ascii", "replace") != parts[0]:
+        return f"{key}: the key's data does not match its type {parts[0]}; {fix}"
+    if parts[0] == "ssh-rsa":
+        modulus = fields[2] if len(fields) > 2 else b""
+        bits = (len(modulus.lstrip(b"\0")) * 8)
+        if bits < MIN_RSA_BITS:
+            return (f"{key}: an RSA key of {bits} bits is too short (at least {MIN_RSA_BITS}); "
+                    "use an ed25519 key: `ssh-keygen -t ed25519`")
+    return None
+
+
+def _ssh_strings(blob: bytes) -> list[bytes]:
+    """The length-prefixed fields of an SSH wire-format public key (RFC 4253 §6.6)."""
+    fields, position = [], 0
+    while position < len(blob):
+        if position + 4 > len(blob):
+            raise ValueError("truncated")
+        (length,) = struct.unpack(">I", blob[position:position + 4])
+        position += 4
+        if position + length > len(blob):
+            raise ValueError("truncated")
+        fields.append(blob[position:position + length])
+        position += length
+    return fields
+
+
+def parse_provision(raw: Any, key: str, add: Callable[[str], None],
+                    fields: Callable[[type, Mapping[str, Any], str], dict]) -> ProvisionSettings:
+    """`aiia:host.provision` from `raw`; every problem goes to `add`. `fields` keeps the known,
+    typed fields of a dataclass (settings.py's `_fields`)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        add(f"{key} must be an object, got {raw!r}; see README.md, \"The host\"")
+        return ProvisionSettings()
+    values = fields(ProvisionSettings, raw, key)
+    fail2ban_raw = values.pop("fail2ban", None) or {}
+    if not isinstance(fail2ban_raw, Mapping):
+        add(f"{key}.fail2ban must be an object, got {fail2ban_raw!r}")
+        fail2ban_raw = {}
+    fail2ban = Fail2banSettings(**fields(Fail2banSettings, fail2ban_raw, f"{key}.fail2ban"))
+    keys = values.pop("admin_ssh_keys", ())
+    if isinstance(keys, str) or not isinstance(keys, list | tuple):
+        add(f"{key}.admin_ssh_keys must be a list of public key lines, got {keys!r}")
+        keys = ()
+    for index, line in enumerate(keys):
+        problem = ssh_key_problem(line, f"{key}.admin_ssh_keys[{index}]")
+        if problem:
+            add(problem)
+    settings = ProvisionSettings(admin_ssh_keys=tuple(str(k).strip() for k in keys),
+                                 fail2ban=fail2ban, **values)
+    if not settings.admin_ssh_keys:
+        add(f"{key}.admin_ssh_keys is empty: password logins are switched off, so without a "
+            "key nobody could log in; list the operators' public keys (~/.ssh/id_ed25519.pub)")
+    if not PACKAGE_RE.match(str(settings.docker_package)):
+        add(f"{key}.docker_package={settings.docker_package!r} is not a Debian package name "
+            "(docker.io, or docker-ce with Docker's repository configured)")
+    for name in ("log_rotate_mb", "log_rotate_keep"):
+        if getattr(settings, name) <= 0:
+            add(f"{key}.{name}={getattr(settings, name)} must be greater than 0")
+    if not 0 <= settings.swappiness <= 100:
+        add(f"{key}.swappiness={settings.swappiness} must be between 0 and 100")
+    for name in ("ban_time_s", "find_time_s", "ssh_max_retry", "status_auth_max_retry",
+                 "abuse_max_retry"):
+        value = getattr(fail2ban, name)
+        if value <= 0:
+            add(f"{key}.fail2ban.{name}={value} must be greater than 0 (a ban time of 0 would "
+                "ban nobody; to stop banning, raise the retries instead)" if name == "ban_time_s"
+                else f"{key}.fail2ban.{name}={value} must be greater than 0")
+    return settings

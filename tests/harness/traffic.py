@@ -1,0 +1,61 @@
+"""Traffic for the end-to-end tests: the browser-like load (tests/harness/load.py) and the
+clients that never retry (tests/harness/strict.py) through nginx to one environment, around
+an action (an update, a reload, a renewal), and what "no client noticed" means."""
+
+from __future__ import annotations
+
+import time
+
+from tests.harness.load import Load
+from tests.harness.replay import ReplayError
+from tests.harness.strict import StrictGets, StrictH2, StrictPosts
+
+RATE = 120
+REQUESTS = 10_000
+# Strict clients beside the browser-like load: GETs and HTTP/2 on "/" stay, with RATE, under
+# the general limit of 200 r/s per address (everything comes from 127.0.0.1); POSTs go to /api/.
+STRICT_RATE = 30
+
+
+def under_load(stack, action, rate=RATE, total=REQUESTS, strict=None):
+    """`action()` while a bounded load runs through nginx to prod; returns the load
+    (finished) and the replay error, if an update failed. `strict` clients, started
+    already, run beside it and are finished too."""
+    load = Load(stack.https_port, stack.domain("prod"), rate=rate, total=total,
+                connections=8).start()
+    time.sleep(3)  # traffic flows before the action starts
+    error = None
+    try:
+        action()
+    except ReplayError as failure:
+        error = failure
+    for client in [load, *(strict or [])]:
+        client.wait(timeout=total / rate * 2 + 30)
+        client.stop()
+    return load, error
+
+
+def strict_clients(stack, seconds: float = REQUESTS / RATE) -> list:
+    """Clients that never retry (tests/harness/strict.py), started, for `seconds` (as long as
+    the browser-like load by default)."""
+    port, domain = stack.https_port, stack.domain("prod")
+    total = int(seconds * STRICT_RATE)
+    return [StrictGets(port, domain, "/", rate=STRICT_RATE, total=total, connections=4).start(),
+            StrictPosts(port, domain, rate=STRICT_RATE / 2, total=total // 2).start(),
+            StrictH2(port, domain, "/", rate=STRICT_RATE, total=total).start()]
+
+
+def assert_no_client_noticed(stack, clients) -> None:
+    """0 failed and 0 retried for every strict client; every acknowledged POST written once,
+    no failed one written. HTTP/2 requests a GOAWAY refused (unprocessed, RFC 9113 §6.8)
+    are sent again on a new connection by the client: counted, and no failure."""
+    for client in clients:
+        summary = client.summary()
+        print(summary.line())
+        assert summary.requests >= client.total * 0.95, summary.line()
+        assert summary.failures == 0, (summary.protocol, summary.failure_kinds)
+        assert summary.retries == 0
+    posts = next(client for client in clients if isinstance(client, StrictPosts))
+    check = posts.check(stack.notes_written("prod", posts.prefix))
+    print(check.line())
+    assert check.consistent and not check.failed_but_written, check

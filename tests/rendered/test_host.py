@@ -1,0 +1,223 @@
+"""The host files prod's program renders (components/host.py), checked by the real programs
+that will read them on the VPS: sshd, visudo, fail2ban, logrotate, iptables, sysctl. They run
+in the VPS stand-in image (tests/images/vps: Debian 12 with those packages), one
+`docker run --rm` per check, the files mounted where the VPS has them.
+
+Not here (the VPS stand-in's end-to-end tests, issue #9): the files installed over SSH by
+the replay, sshd reloaded and logged into, ufw enabled, bans from real traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.host import max_startups
+from tests.harness.program import TEST_ADMIN_KEY
+
+pytestmark = pytest.mark.rendered
+IMAGE = "aiia-standin/vps:12"  # tests/images/build-standins.sh
+
+
+def host_files(rendered) -> dict[str, str]:
+    return {path: content for path, content in rendered["prod"].files.items()
+            if path.startswith(("/etc/", "/usr/local/sbin/"))}
+
+
+def in_vps(files: dict[str, str], script: str, tmp_path: Path, *docker_options: str,
+           check: bool = True, network: str = "none",
+           modes: dict[str, int] | None = None) -> subprocess.CompletedProcess:
+    """`script` (bash) in a throwaway VPS stand-in with `files` placed at their paths (root's,
+    mode 0644 unless `modes` says otherwise)."""
+    mounts = []
+    for index, (path, content) in enumerate(sorted(files.items())):
+        local = tmp_path / f"file-{index}"
+        local.write_text(content)
+        local.chmod((modes or {}).get(path, 0o644))
+        mounts += ["-v", f"{local}:{path}:ro"]
+    result = subprocess.run(["docker", "run", "--rm", "--network", network, *docker_options,
+                             *mounts, IMAGE, "bash", "-euo", "pipefail", "-c", script],
+                            capture_output=True, text=True, timeout=120, check=False)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def files(rendered) -> dict[str, str]:
+    files = host_files(rendered)
+    assert {"/etc/ssh/sshd_config.d/10-aiia.conf", "/etc/sudoers.d/aiia-deploy",
+            "/etc/fail2ban/jail.d/aiia.conf", "/etc/logrotate.d/aiia",
+            "/etc/docker/daemon.json", "/etc/sysctl.d/90-aiia.conf",
+            "/usr/local/sbin/aiia-docker-firewall"} <= set(files), sorted(files)
+    return files
+
+
+def test_sshd_accepts_the_policy_and_applies_it_as_written(files, rendered, tmp_path):
+    sshd = {path: content for path, content in files.items() if path.startswith("/etc/ssh/")}
+    result = in_vps(sshd, "ssh-keygen -A >/dev/null && mkdir -p /run/sshd && sshd -t && "
+                    "sshd -T -C user=deploy,host=operator.example,addr=203.0.113.7", tmp_path)
+    effective = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        effective[key] = value
+    assert effective["permitrootlogin"] == "no"
+    assert effective["passwordauthentication"] == "no"
+    assert effective["kbdinteractiveauthentication"] == "no"
+    assert effective["authenticationmethods"] == "publickey"
+    assert effective["allowusers"] == "deploy"
+    assert effective["maxauthtries"] == "3"
+    assert effective["allowtcpforwarding"] == "no" and effective["x11forwarding"] == "no"
+    assert effective["port"] == "22"
+    assert "diffie-hellman-group14-sha1" not in effective["kexalgorithms"]
+    assert set(effective["ciphers"].split(",")) <= {
+        "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
+        "aes256-ctr", "aes192-ctr", "aes128-ctr"}
+    assert all("etm@openssh.com" in mac for mac in effective["macs"].split(","))
+    # Every remote command of a first `pulumi up` may connect at once: sshd lets them in.
+    commands = [r for r in rendered["prod"].run.resources if r.type == "command:remote:Command"]
+    floor = int(effective["maxstartups"].split(":")[0])
+    assert floor >= len(commands) + 1, (floor, len(commands))  # +1: the Docker provider's
+    assert (floor, int(effective["maxstartups"].split(":")[2])) == max_startups(60)
+    assert effective["unusedconnectiontimeout"] == "20"
+
+
+def test_sshd_refuses_a_broken_drop_in_so_it_is_never_reloaded(tmp_path):
+    broken = {"/etc/ssh/sshd_config.d/10-aiia.conf": "PermitRootLogin perhaps\n"}
+    result = in_vps(broken, "ssh-keygen -A >/dev/null && mkdir -p /run/sshd && sshd -t",
+                    tmp_path, check=False)
+    assert result.returncode != 0 and "10-aiia.conf line 1" in result.stderr, result.stderr
+
+
+def test_the_deploy_user_s_sudo_rule_parses(files, tmp_path):
+    sudoers = {"/etc/sudoers.d/aiia-deploy": files["/etc/sudoers.d/aiia-deploy"]}
+    result = in_vps(sudoers, "visudo -c && useradd deploy && sudo -l -U deploy", tmp_path,
+                    modes={"/etc/sudoers.d/aiia-deploy": 0o440})
+    assert "(root) NOPASSWD: ALL" in result.stdout, result.stdout
+
+
+JSON_LOG = ('{{"time":"2026-12-03T10:{minute:02d}:00+00:00","addr":"{addr}","env":"{env}",'
+            '"host":"{host}","method":"GET","uri":"/","status":{status},"bytes":0,'
+            '"request_time":0.001,"upstream":"-","upstream_status":"-","release":"-"}}')
+
+
+def access_log(rendered, lines: list[tuple[str, str, int]]) -> str:
+    """nginx's JSON access log (docs/architecture.md): (addr, env, status) per line."""
+    platform = rendered["prod"].settings.platform
+    hosts = {"status": platform.status_domain,
+             **{env.name: env.domain for env in platform.environments}}
+    return "\n".join(JSON_LOG.format(minute=i % 60, addr=addr, env=env, host=hosts[env],
+                                     status=status)
+                     for i, (addr, env, status) in enumerate(lines)) + "\n"
+
+
+def test_fail2ban_loads_its_jails_and_its_filters_find_the_right_addresses(
+        files, rendered, tmp_path):
+    fail2ban = {path: content for path, content in files.items() if "/fail2ban/" in path}
+    jail = fail2ban["/etc/fail2ban/jail.d/aiia.conf"]
+    log_path = next(line.split("=", 1)[1].strip() for line in jail.splitlines()
+                    if line.startswith("logpath"))
+    log = access_log(rendered, [("198.51.100.1", "status", 401)] * 3
+                     + [("198.51.100.2", "prod", 401), ("198.51.100.3", "status", 200),
+                        ("198.51.100.4", "prod", 429), ("198.51.100.5", "staging", 400),
+                        ("198.51.100.6", "prod", 200)])
+    fail2ban[log_path] = log
+    script = (
+        "fail2ban-client -t >/dev/null && fail2ban-client -d | grep -c \"'add'\" && "
+        f"fail2ban-regex --print-all-matched {log_path} "
+        "/etc/fail2ban/filter.d/aiia-nginx-status-auth.conf && echo @@abuse@@ && "
+        f"fail2ban-regex --print-all-matched {log_path} "
+        "/etc/fail2ban/filter.d/aiia-nginx-abuse.conf")
+    result = in_vps(fail2ban, script, tmp_path)
+    status_part, abuse_part = result.stdout.split("@@abuse@@")
+    jails = int(status_part.splitlines()[0])
+    assert jails == 3, result.stdout  # sshd and the two nginx jails
+    # 401s on the status domain only; a 401 elsewhere (the app's own) is not a password guess.
+    assert "Lines: 8 lines, 0 ignored, 3 matched" in status_part, status_part
+    assert matched_addresses(status_part) == {"198.51.100.1"}
+    assert "Lines: 8 lines, 0 ignored, 2 matched" in abuse_part, abuse_part
+    assert matched_addresses(abuse_part) == {"198.51.100.4", "198.51.100.5"}
+
+
+def matched_addresses(output: str) -> set[str]:
+    """The client addresses of the lines fail2ban-regex lists as matched."""
+    matched = output.split("Matched line(s):", 1)[1].split("\n`-", 1)[0]
+    return {line.split('"addr":"', 1)[1].split('"', 1)[0]
+            for line in matched.splitlines() if '"addr":"' in line}
+
+
+def test_the_nginx_jails_ban_where_docker_s_forwarded_traffic_passes(files):
+    jail = files["/etc/fail2ban/jail.d/aiia.conf"]
+    for name in ("aiia-nginx-status-auth", "aiia-nginx-abuse"):
+        section = jail.split(f"[{name}]", 1)[1].split("\n[", 1)[0]
+        assert 'chain="DOCKER-USER"' in section and 'chain="INPUT"' in section, section
+    assert "backend = systemd" in jail  # Debian 12 has no auth.log
+    settings_line = [line for line in jail.splitlines() if line.startswith("bantime")]
+    assert settings_line == ["bantime = 3600"]
+
+
+def test_logrotate_rotates_a_log_past_its_size_with_no_line_lost(files, rendered, tmp_path):
+    config = {"/etc/logrotate.d/aiia": files["/etc/logrotate.d/aiia"]}
+    root = rendered["prod"].root_dir
+    # 51 MB of numbered lines; logrotate at its next (not forced) run moves it aside.
+    script = (f"mkdir -p {root}/logs/nginx && "
+              f"seq 1 7000000 > {root}/logs/certbot.log && "
+              f"logrotate -d /etc/logrotate.d/aiia 2>/dev/null; "
+              f"logrotate -s /tmp/state /etc/logrotate.d/aiia && "
+              f"ls {root}/logs && cat {root}/logs/certbot.log-* | wc -l && "
+              f"test ! -e {root}/logs/certbot.log")
+    result = in_vps(config, script, tmp_path)
+    names = result.stdout.split()
+    assert any(name.startswith("certbot.log-") for name in names), result.stdout
+    assert names[-1] == "7000000", result.stdout
+
+
+def test_only_nginx_s_ports_reach_containers_from_outside_and_a_rerun_changes_nothing(
+        files, tmp_path):
+    script_path = "/usr/local/sbin/aiia-docker-firewall"
+    firewall = {script_path: files[script_path]}
+    # A network of its own gives the container a default route (its outside interface).
+    script = (f"bash {script_path} && iptables -S > /tmp/first && bash {script_path} && "
+              "iptables -S > /tmp/second && diff /tmp/first /tmp/second && cat /tmp/second")
+    result = subprocess.run(["docker", "network", "create", "aiia-test-firewall"],
+                            capture_output=True, text=True, check=False)
+    try:
+        output = in_vps(firewall, script, tmp_path, "--cap-add", "NET_ADMIN",
+                        network="aiia-test-firewall").stdout
+    finally:
+        subprocess.run(["docker", "network", "rm", "aiia-test-firewall"], capture_output=True,
+                       check=False)
+    assert result.returncode == 0 or "already exists" in result.stderr, result.stderr
+    rules = [line for line in output.splitlines() if line.startswith("-A ")]
+    assert rules.count("-A DOCKER-USER -j AIIA-PUBLISHED") == 1, rules
+    published = [r for r in rules if r.startswith("-A AIIA-PUBLISHED")]
+    assert published[0].endswith("--ctstate RELATED,ESTABLISHED -j RETURN")
+    assert published[1] == "-A AIIA-PUBLISHED ! -i eth0 -j RETURN"
+    assert [r.split("--ctorigdstport ")[1].split()[0] for r in published[2:-1]] == ["80", "443"]
+    assert published[-1] == "-A AIIA-PUBLISHED -j DROP"
+
+
+def test_docker_keeps_containers_across_its_restarts_and_listens_on_no_tcp_port(files):
+    daemon = json.loads(files["/etc/docker/daemon.json"])
+    assert daemon["live-restore"] is True and daemon["no-new-privileges"] is True
+    assert daemon["hosts"] == ["unix:///var/run/docker.sock"]
+    assert daemon["log-driver"] == "json-file" and daemon["log-opts"]["max-size"] == "10m"
+
+
+def test_every_sysctl_the_host_sets_exists_and_forwarding_is_left_to_docker(files):
+    settings = dict(line.split(" = ") for line in files["/etc/sysctl.d/90-aiia.conf"].splitlines()
+                    if line and not line.startswith("#"))
+    # Yama is in Debian's kernels but not in every one (`sysctl -e` skips it there).
+    missing = [key for key in settings if key != "kernel.yama.ptrace_scope"
+               and not Path("/proc/sys", *key.split(".")).exists()]
+    assert missing == [], missing
+    assert "net.ipv4.ip_forward" not in settings
+    assert settings["vm.swappiness"] == "10"
+
+
+def test_the_operators_keys_are_the_deploy_user_s_only_way_in(rendered):
+    accounts = rendered["prod"].command_stdin("host-accounts")
+    assert accounts.strip().splitlines() == [TEST_ADMIN_KEY]
