@@ -39,13 +39,11 @@ release: venv  ## commit RELEASE as ENVIRONMENT's release in STACK's file, then 
 rollback: venv  ## revert STACK's newest release commit (ENVIRONMENT) and pulumi up
 	python3 -m scripts.rollback --stack $(STACK) --environment $(ENVIRONMENT)
 
-backup-now:  ## a backup of STACK's host now (scripts/backup-now.sh, issue #11)
-	@if [ -f scripts/backup-now.sh ]; then bash scripts/backup-now.sh $(STACK); else \
-	  echo "backup-now: not built yet: backups are issue #11, in progress (scripts/backup-now.sh does not exist)" >&2; exit 1; fi
+backup-now:  ## a backup of STACK's host now, verified (its bin/backup.sh run; docs/runbooks.md)
+	bash scripts/ops.sh job $(STACK) bin/backup.sh run
 
-restore-drill:  ## restore STACK's latest backup into a scratch database (issue #11)
-	@if [ -f scripts/restore-drill.sh ]; then bash scripts/restore-drill.sh $(STACK); else \
-	  echo "restore-drill: not built yet: the restore test is issue #11, in progress (scripts/restore-drill.sh does not exist)" >&2; exit 1; fi
+restore-drill:  ## the restore drill of STACK's newest backup now (bin/backup.sh drill)
+	bash scripts/ops.sh job $(STACK) bin/backup.sh drill
 
 logs:  ## the last lines of SERVICE in STACK (nginx, postgres, pgbouncer, redis, app-prod, …)
 	@test -n "$(SERVICE)" || { echo "usage: make logs SERVICE=<nginx|postgres|pgbouncer|redis|dashboard-server|app-prod|app-staging> [STACK=$(STACK)]" >&2; exit 2; }

@@ -33,6 +33,9 @@ from components.settings import RELEASE_DRAIN_SECONDS, ReleaseSettings, Settings
 from components.templates import render
 
 STATIC_ROOT = "/app/staticfiles"
+# Uploads: {root}/media/<env> on the host, mounted into every release of the environment,
+# so they outlive releases; the backup job takes the directory (components/backup.py).
+MEDIA_ROOT = "/app/media"
 
 # The app's only writable path besides its log directory: Django's temp files for large
 # uploads. Counted in the container's memory when used.
@@ -106,6 +109,7 @@ def app_environment_variables(release: ReleaseSettings, environment: dict, platf
         *([secret("REDIS_PASSWORD", redis_password)] if as_files else []),
         ("CACHE_KEY_PREFIX", environment["redis_user"]),
         ("STATIC_ROOT", STATIC_ROOT),
+        ("MEDIA_ROOT", MEDIA_ROOT),
         ("LOG_FILE", f"/var/log/aiia/{name}/django.log"),
     ]
 
@@ -166,7 +170,8 @@ class AppRelease(pulumi.ComponentResource):
         network = platform_values.apply(lambda values: values["network_name"])
         log_volume = {"host_path": f"{root}/logs/{env_name}",
                       "container_path": f"/var/log/aiia/{env_name}"}
-        volumes = [log_volume] + ([{"host_path": secrets_dir,
+        media_volume = {"host_path": f"{root}/media/{env_name}", "container_path": MEDIA_ROOT}
+        volumes = [log_volume, media_volume] + ([{"host_path": secrets_dir,
                                     "container_path": SECRETS_IN_CONTAINER, "read_only": True}]
                                   if secret_files else [])
         health = {"interval": "5s", "timeout": "4s", "retries": 3, "start_period": "20s"}
@@ -210,7 +215,7 @@ class AppRelease(pulumi.ComponentResource):
             f"{name}-migrate-{slug}", args.connection,
             script("app/release-begin.sh.j2", static_dir=f"{root}/www/{env_name}/static",
                    static_root=STATIC_ROOT, run_as=release.run_as,
-                   log_dir=log_volume["host_path"],
+                   log_dir=log_volume["host_path"], media_dir=media_volume["host_path"],
                    secrets_dir=secrets_dir if secret_files else None,
                    secrets_in_container=SECRETS_IN_CONTAINER,
                    gate_watch=script("app/release-gate-watch.sh.j2", timeout_seconds=300)),
@@ -231,8 +236,8 @@ class AppRelease(pulumi.ComponentResource):
                 healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"], **health),
                 network=network,
                 volumes=[docker.ContainerVolumeArgs(**volume) for volume in volumes],
-                # Read-only: the app writes its log directory (mounted) and, for uploads
-                # larger than Django keeps in memory, /tmp.
+                # Read-only: the app writes its log and media directories (mounted) and,
+                # for uploads larger than Django keeps in memory, /tmp.
                 read_only=True,
                 tmpfs=APP_TMPFS,
                 # Set here, not left to the image: an image without USER would run as root.

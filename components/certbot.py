@@ -98,12 +98,7 @@ class Certbot(pulumi.ComponentResource):
         self.issue.stdout.apply(warn_about_failures)
         self.cron = HostFile(
             f"{name}-cron",
-            HostFileArgs(connection=context.connection,
-                         # A local stack has no system cron of its own: the entry is
-                         # written beside the stack, for a developer (or a test) to run.
-                         path=(context.host_path("cron.d", f"{context.prefix}-certbot")
-                               if context.settings.host.kind == "local"
-                               else f"/etc/cron.d/{context.prefix}-certbot"),
+            HostFileArgs(connection=context.connection, path=context.cron_file("certbot"),
                          content=render("cron/certbot.cron.j2", script=self.script_path,
                                         log=context.host_path("logs", "certbot.log")),
                          mode="0644"),

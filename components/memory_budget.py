@@ -2,7 +2,8 @@
 
 steady = OS reserve + every long-running container's limit (+ the dashboard service)
 peak   = steady + one extra app container per environment (old and new side by side
-         during a release) + the largest transient job (a certbot renewal)
+         during a release) + the largest transient job (a certbot renewal, the backup,
+         the restore drill's migrate check); cron starts them at different times
 
 steady must fit the host's RAM; peak must fit RAM + swap. Both are computed from the
 same limits the containers are given, so the check cannot drift from what runs.
@@ -93,7 +94,16 @@ def memory_budget(settings: Settings) -> MemoryBudget:
     release_extra = [MemoryShare(f"new release of {share.service}", share.memory_mb,
                                  share.config_key) for share in apps]
     transient = [MemoryShare("certbot renewal", platform.certbot.memory_mb,
-                             f"{key}.certbot.memory_mb")]
+                             f"{key}.certbot.memory_mb"),
+                 # pg_dump | gpg in a container of its own (components/backup.py); the
+                 # server side of the dump is a backend inside postgres' own limit.
+                 MemoryShare("backup / restore drill", platform.backup.memory_mb,
+                             f"{key}.backup.memory_mb")]
+    # The drill's `manage.py migrate --check` runs the environment's app image with its
+    # app memory limit, after the restore container has exited.
+    transient += [MemoryShare(f"restore drill check of {env.name}", env.app_memory_mb,
+                              f"{key}.environments.{env.name}.app_memory_mb")
+                  for env in platform.environments]
     collector = MemoryShare("dashboard collector", platform.dashboard.collector_memory_mb,
                             f"{key}.dashboard.collector_memory_mb")
     # On a VPS the collector is a systemd timer run for a second a minute; on a developer's

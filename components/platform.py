@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from components.backup import Backup, BackupArgs
 from components.certbot import Certbot, CertbotArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.host_files import HostConnection, host_command
@@ -62,6 +63,10 @@ class Platform(pulumi.ComponentResource):
             {"path": context.host_path("logs", "nginx"), "mode": "0755", "owner": "0:0"},
             {"path": context.host_path("state"), "mode": "0755", "owner": "0:0"},
             {"path": context.host_path("backups"), "mode": "0700", "owner": "0:0"},
+            # The backup job's keys and the host's drill key (components/backup.py).
+            {"path": context.host_path("backup"), "mode": "0700", "owner": "0:0"},
+            # Each environment's uploads, {root}/media/<env>, made and owned by its release.
+            {"path": context.host_path("media"), "mode": "0755", "owner": "0:0"},
         ]
         # An environment's static files and logs are made and owned by its release, for the
         # uid its app runs as (releases.<env>.run_as, which lives in that environment's
@@ -117,6 +122,14 @@ class Platform(pulumi.ComponentResource):
                             nginx_reload=self.nginx.reload_command,
                             depends_on=[self.nginx.container]),
                 opts=pulumi.ResourceOptions(parent=self))
+
+        self.backup = Backup(
+            f"{name}-backup",
+            BackupArgs(context=context, image_id=images["postgres"].image_id,
+                       postgres_host=self.postgres.container_name,
+                       network_name=self.network.name,
+                       depends_on=[self.directories, self.postgres.init_databases]),
+            opts=pulumi.ResourceOptions(parent=self))
 
         # What an environment's release needs from the platform; staging reads these
         # through a StackReference, so the secrets are exported as secrets.

@@ -45,6 +45,14 @@ class PlatformContext:
     def host_path(self, *parts: str) -> str:
         return "/".join([self.root_dir.rstrip("/"), *parts])
 
+    def cron_file(self, job: str) -> str:
+        """Where the cron entry of a host job goes: /etc/cron.d/<prefix>-<job> on a VPS. A
+        local stack has no system cron of its own: the entry is written beside the stack,
+        for a developer (or a test) to run."""
+        if self.settings.host.kind == "local":
+            return self.host_path("cron.d", f"{self.prefix}-{job}")
+        return f"/etc/cron.d/{self.prefix}-{job}"
+
     def container_user(self, default: str) -> str:
         """The uid:gid a service container runs as.
 

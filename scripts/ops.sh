@@ -3,11 +3,13 @@
 #   bash scripts/ops.sh logs STACK SERVICE   # last 100 lines (an app: its newest container)
 #   bash scripts/ops.sh status STACK         # the dashboard's /api/status JSON
 #   bash scripts/ops.sh ssh STACK            # a shell on the host
+#   bash scripts/ops.sh job STACK PATH ARGS… # a job the program installed under host.root_dir,
+#                                            # as root on the host (e.g. bin/backup.sh run)
 # Run where the stack files are (the Makefile runs it from the checkout's root).
 set -euo pipefail
 PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
-usage() { echo "usage: bash scripts/ops.sh logs STACK SERVICE | status STACK | ssh STACK" >&2; exit 2; }
+usage() { echo "usage: bash scripts/ops.sh logs STACK SERVICE | status STACK | ssh STACK | job STACK PATH [ARGS…]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 command=$1 stack=$2
 get() { python3 -m scripts.stack_file get "$stack" "$1"; }
@@ -46,6 +48,23 @@ case "$command" in
       exit 1
     fi
     exec ssh -p "$(get host.ssh.port)" "$(get host.ssh.user)@$(get host.ssh.host)"
+    ;;
+  job)
+    [ $# -ge 3 ] || usage
+    shift 2
+    job="$(get host.root_dir)/$1"
+    shift
+    if [ "$kind" = ssh ]; then
+      # The job checks its own lock, space and keys; it says what failed and exits non-zero.
+      exec ssh -p "$(get host.ssh.port)" "$(get host.ssh.user)@$(get host.ssh.host)" \
+        sudo -n "$job" "$@"
+    fi
+    if [ ! -x "$job" ]; then
+      echo "no $job on this machine: \`pulumi up -s $stack\` installs it" >&2
+      exit 1
+    fi
+    if [ "$(id -u)" -eq 0 ]; then exec "$job" "$@"; fi
+    exec sudo "$job" "$@"
     ;;
   *) usage ;;
 esac

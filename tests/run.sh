@@ -12,7 +12,7 @@ debian_packages=(
   docker.io debootstrap
   postgresql-15 pgbouncer redis-server shellcheck
   chromium fonts-dejavu-core python3-psutil
-  nodejs npm graphviz make
+  nodejs npm graphviz make gnupg
 )
 missing=()
 for package in "${debian_packages[@]}"; do

@@ -19,6 +19,8 @@ ENVIRONMENT = env.required("ENVIRONMENT")
 DEBUG = env.boolean("DEBUG", default=False)
 PORT = env.integer("PORT", default=8000)
 STATIC_ROOT = env.optional("STATIC_ROOT", "/app/staticfiles")
+# Uploads: a host directory per environment that outlives every release (and is backed up).
+MEDIA_ROOT = env.optional("MEDIA_ROOT", "/app/media")
 LOG_FILE = env.optional("LOG_FILE")
 
 DATABASE_HOST = env.required("DATABASE_HOST")
@@ -104,6 +106,7 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
 STATIC_URL = "/static/"
+MEDIA_URL = "/media/"
 
 TEMPLATES: list[dict] = []
 

@@ -175,8 +175,9 @@ check_postgres() {
     check "entrypoint is docker-entrypoint.sh" \
         expect_equal "$(inspect '{{json .Config.Entrypoint}}')" '["docker-entrypoint.sh"]'
     check "volume /var/lib/postgresql/data" has_volume /var/lib/postgresql/data
-    check "tools on PATH: postgres psql pg_isready pg_dump pg_restore createdb" \
-        tools_on_path -- postgres psql pg_isready pg_dump pg_restore createdb
+    check "tools on PATH: postgres psql pg_isready pg_dump pg_dumpall pg_restore createdb gpg tar sha256sum bash" \
+        tools_on_path -- postgres psql pg_isready pg_dump pg_dumpall pg_restore createdb gpg tar \
+        sha256sum bash
     check "user postgres is 999:999" user_ids postgres 999 999
 
     mkdir -p "$WORK_DIR/conf" "$WORK_DIR/initdb"

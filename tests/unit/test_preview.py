@@ -44,8 +44,15 @@ def test_an_image_bump_restarts_that_container_alone(before, service):
     plans = preview(run, run_program(stack, config=with_image(stack, service, newer)))
     # The pull (RemoteImage) is a step of its own, before the container's: the container is
     # stopped only once the new image is on the host.
-    assert changed(plans) == {f"platform-{service}-image": "replace",
-                              f"platform-{service}-container": "replace"}
+    # The backup job runs pg_dump from PostgreSQL's own image, so its script follows a bump
+    # (and the drill key's idempotent step, which names the image, runs again).
+    # A command's new script is an update locally and a replacement over SSH (pulumi-command).
+    follows = {"platform-backup-script-install", "platform-backup-drill-key"} \
+        if service == "postgres" else set()
+    steps = changed(plans)
+    assert {name for name in list(steps) if name in follows and steps.pop(name)} == follows
+    assert steps == {f"platform-{service}-image": "replace",
+                     f"platform-{service}-container": "replace"}
     restart = plans[f"platform-{service}-container"]
     assert restart.delete_before_replace, "pulumi-docker stops the old container first"
     assert restart.changed == {"image"}

@@ -399,3 +399,35 @@ def test_times_in_messages_read_at_a_glance():
         }
 
     only(alerts_after(failing), "critical", "environment", ["since 07:55 UTC, 5 min ago"])
+
+
+def test_the_newest_good_backup_alerts_past_26_hours_not_before():
+    # Daily at a fixed time: 26 h leaves two hours of slack for a slow or late run.
+    assert alerts_after(
+        lambda d: d["backups"]["last_good"].update(finished_at=format_utc(NOW - 25.9 * 3600))
+    ) == []
+    only(
+        alerts_after(
+            lambda d: d["backups"]["last_good"].update(finished_at=format_utc(NOW - 26.1 * 3600))
+        ),
+        "critical",
+        "backup",
+        ["Last good (verified) backup: 26 h ago"],
+    )
+
+
+def test_a_failed_backup_after_a_good_one_alerts_with_the_good_one_still_recent():
+    def failed_tonight(d):
+        d["backups"]["last"] = {"outcome": "failed", "started_at": format_utc(NOW - 600),
+                                "reason": "refusing to start: 1024 bytes free"}
+
+    only(alerts_after(failed_tonight), "critical", "backup", ["refusing to start"])
+
+
+def test_a_failed_drill_alerts_even_when_an_older_one_succeeded():
+    def drill_failed(d):
+        d["restore_tests"]["last"] = {
+            "outcome": "failed", "started_at": format_utc(NOW - 3600),
+            "reason": "prod: row counts differ from the manifest: public.notes_note"}
+
+    only(alerts_after(drill_failed), "critical", "restore", ["row counts differ"])

@@ -1,0 +1,520 @@
+"""Backups that restore, on the real engine: real PostgreSQL (the stand-in, 15), real GnuPG,
+the program's own scripts ({root}/bin/backup.sh and backup-job.sh) run as cron and an
+operator run them.
+
+One stack for the module, in order: data in both environments → a backup (as cron runs
+it) → the data changed → the runbook's restore commands bring the backup's state back;
+then the drill, tampering, encryption, a full disk (a tmpfs mounted on the backup
+directory), retention and an off-host copy to an SSH container (tests/images/sshd). The
+operator's key is a key pair made here, its private half only in this test's GnuPG home.
+Not modelled: the host's cron daemon (its entry is run as cron would), a target that
+limits its users to SFTP (the copy runs tar and sha256sum there).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.names import database_name
+from dashboard.alerts import evaluate
+from dashboard.records import read_records, summarize_jobs
+from tests.harness.local_stack import ROOT, LocalStack, free_port
+
+pytestmark = pytest.mark.e2e
+
+ENVIRONMENTS = ("prod", "staging")
+
+
+def gpg(home: Path, *args: str, input: bytes | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
+                          input=input, capture_output=True, timeout=120, check=check)
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    """An operator's key pair: (GnuPG home with the private key, exported public key)."""
+    home = tmp_path_factory.mktemp("operator-gnupg")
+    home.chmod(0o700)
+    gpg(home, "--passphrase", "", "--quick-generate-key", "Operator <ops@example.test>",
+        "future-default", "default", "1y")
+    public = home.parent / "operator.asc"
+    public.write_bytes(gpg(home, "--armor", "--export").stdout)
+    yield home, public
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
+@pytest.fixture(scope="module")
+def postgres_with_gpg() -> None:
+    """The postgres stand-in of this checkout (with gpg), built if the tag names another:
+    checkouts that share this engine share its stand-in tags."""
+    subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "postgres"],
+                   check=True, capture_output=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_with_gpg, local_stack: LocalStack, operator) -> LocalStack:
+    """The module's stack with the operator's key as a backup recipient."""
+    config = copy.deepcopy(local_stack.config)
+    config["aiia:platform"]["backup"] = {"recipients": [str(operator[1])]}
+    local_stack.up(config)
+    return local_stack
+
+
+def script(stack: LocalStack) -> str:
+    return str(stack.root / "bin" / "backup.sh")
+
+
+def run(stack: LocalStack, *args: str, stdin: bytes | None = None,
+        check: bool = False) -> subprocess.CompletedProcess:
+    result = subprocess.run([script(stack), *args], input=stdin, capture_output=True,
+                            timeout=300, check=False)
+    if check:
+        assert result.returncode == 0, output(result)
+    return result
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return (result.stdout + result.stderr).decode(errors="replace")[-4000:]
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    """What backup.sh says last (its own lines go to stdout, the job's log to stderr)."""
+    return result.stdout.decode(errors="replace").strip().splitlines()[-1]
+
+
+def psql(stack: LocalStack, environment: str, sql: str) -> str:
+    return stack.exec(stack.container("postgres"), "psql", "-U", "postgres", "-X", "-qAt",
+                      "-v", "ON_ERROR_STOP=1", "-d", database_name(stack.prefix, environment),
+                      "-f", "-", stdin=sql).stdout.strip()
+
+
+def row_counts(stack: LocalStack, environment: str) -> dict[str, int]:
+    counts = {}
+    for table in psql(stack, environment, "SELECT schemaname || '.' || tablename FROM "
+                      "pg_tables WHERE schemaname = 'public' ORDER BY 1;").splitlines():
+        # Names PostgreSQL just listed, not input.
+        counts[table] = int(psql(stack, environment, f"SELECT count(*) FROM {table};"))  # noqa: S608
+    return counts
+
+
+def media(stack: LocalStack, environment: str) -> Path:
+    return stack.root / "media" / environment
+
+
+def media_hashes(stack: LocalStack, environment: str) -> dict[str, str]:
+    base = media(stack, environment)
+    return {str(path.relative_to(base)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(base.rglob("*")) if path.is_file()}
+
+
+def write_upload(stack: LocalStack, environment: str, name: str, data: bytes) -> None:
+    """A file as the app writes an upload: under its media directory, as its uid."""
+    path = media(stack, environment) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.chown(path, 10001, 10001)
+
+
+def backups(stack: LocalStack) -> list[str]:
+    return sorted(path.name for path in (stack.root / "backups").iterdir()
+                  if path.is_dir() and not path.name.startswith("."))
+
+
+def newest(stack: LocalStack) -> Path:
+    return stack.root / "backups" / backups(stack)[-1]
+
+
+def manifest(directory: Path) -> dict:
+    return json.loads((directory / "manifest.json").read_text())
+
+
+def records(stack: LocalStack, name: str) -> dict:
+    return summarize_jobs(read_records(stack.root / "state" / name),
+                          needs_verification=name == "backups.jsonl")
+
+
+def cron_command(stack: LocalStack, which: str) -> str:
+    lines = (stack.root / "cron.d" / f"{stack.prefix}-backup").read_text().splitlines()
+    entry = next(line for line in lines if f"backup.sh {which} " in line)
+    fields = entry.split(None, 6)  # m h dom mon dow user command
+    assert fields[5] == "root", entry
+    return fields[6]
+
+
+def plaintext_left(root: Path, markers: list[bytes]) -> list[str]:
+    """Files under `root` that hold a plain dump (PGDMP), a tar or a marker."""
+    found = []
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        if data.startswith(b"PGDMP") or data[257:262] == b"ustar" or \
+                any(marker in data for marker in markers):
+            found.append(str(path))
+    return found
+
+
+MARKER = "backup-e2e-marker-7f3a"
+SECRET_UPLOAD = b"an upload nobody may read without the key " * 100
+
+
+def test_the_cron_entry_backs_up_both_environments_and_the_runbook_restores_them(stack):
+    for environment, notes in (("prod", 5), ("staging", 3)):
+        psql(stack, environment, "INSERT INTO notes_note (text, created_at) SELECT "  # noqa: S608
+             f"'{MARKER} {environment} ' || n, now() FROM generate_series(1, {notes}) n;")
+    write_upload(stack, "prod", "avatars/a.png", os.urandom(50_000))
+    write_upload(stack, "prod", "docs/contract.txt", SECRET_UPLOAD)
+    write_upload(stack, "staging", "avatars/b.png", os.urandom(20_000))
+    before = {env: (row_counts(stack, env), media_hashes(stack, env)) for env in ENVIRONMENTS}
+    assert before["prod"][0]["public.notes_note"] == 5
+    assert before["prod"][0]["public.django_migrations"] >= 1  # the notes app's migration
+
+    result = subprocess.run(["bash", "-c", cron_command(stack, "run")], capture_output=True,
+                            timeout=300, check=False)
+    log = (stack.root / "logs" / "backup.log").read_text()
+    assert result.returncode == 0, log[-3000:]
+    directory = newest(stack)
+    described = manifest(directory)
+    for database in described["databases"]:
+        assert database["tables"] == before[database["environment"]][0], database
+        assert database["release"] == "release-a"
+    assert described["postgres_version"].startswith("15.")
+    assert {entry["environment"]: entry["files"] for entry in described["media"]} == \
+        {"prod": 2, "staging": 1}
+    for entry in described["files"]:
+        path = directory / entry["name"]
+        assert path.stat().st_size == entry["size_bytes"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    last = records(stack, "backups.jsonl")["last"]
+    assert last["outcome"] == "succeeded" and last["verified"] is True, last
+    assert last["archive"] == str(directory)
+
+    # The data changes after the backup: rows deleted and added, uploads changed and gone.
+    psql(stack, "prod", "DELETE FROM notes_note;")
+    psql(stack, "staging", "INSERT INTO notes_note (text, created_at) VALUES ('later', now());")
+    write_upload(stack, "prod", "avatars/a.png", b"overwritten")
+    (media(stack, "prod") / "docs" / "contract.txt").unlink()
+    write_upload(stack, "staging", "new.txt", b"uploaded after the backup")
+    assert row_counts(stack, "prod") != before["prod"][0]
+
+    # docs/runbooks.md, "Restore one environment's database" and "Restore the media".
+    for environment in ENVIRONMENTS:
+        run(stack, "restore-database", environment, check=True)
+        run(stack, "restore-media", environment, check=True)
+    for environment in ENVIRONMENTS:
+        counts, hashes = before[environment]
+        assert row_counts(stack, environment) == counts, environment
+        assert media_hashes(stack, environment) == hashes, environment
+        upload = media(stack, environment) / next(iter(hashes))
+        assert upload.stat().st_uid == 10001, "uploads stay the app's"
+    # The app serves the restored rows through nginx (its connections came back).
+    deadline = time.monotonic() + 30
+    while True:
+        response = stack.get("prod", "/api/notes/")
+        if response.status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert response.status == 200, response.body[:300]
+    assert sum(MARKER in note["text"] for note in json.loads(response.body)["notes"]) == 5
+
+
+def test_the_backup_is_unreadable_without_a_private_key_and_leaves_no_plaintext(
+        stack, operator, tmp_path):
+    directory = newest(stack)
+    dump = directory / f"db-{database_name(stack.prefix, 'prod')}.dump.gpg"
+    stranger = tmp_path / "stranger"
+    stranger.mkdir(mode=0o700)
+    refused = gpg(stranger, "--decrypt", str(dump), check=False)
+    subprocess.run(["gpgconf", "--homedir", str(stranger), "--kill", "gpg-agent"], check=False)
+    assert refused.returncode != 0 and b"PGDMP" not in refused.stdout
+    assert b"No secret key" in refused.stderr or b"no secret key" in refused.stderr.lower()
+    assert plaintext_left(stack.root / "backups", [MARKER.encode(), SECRET_UPLOAD[:40]]) == []
+    # The operator's own key opens it (a host rebuilt from nothing, docs/runbooks.md).
+    opened = gpg(operator[0], "--decrypt", str(dump))
+    assert opened.stdout.startswith(b"PGDMP")
+    psql(stack, "prod", "DELETE FROM notes_note;")
+    run(stack, "restore-database", "prod", "--from-stdin", stdin=opened.stdout, check=True)
+    assert row_counts(stack, "prod")["public.notes_note"] == 5
+    (media(stack, "prod") / "docs" / "contract.txt").unlink()
+    archive = gpg(operator[0], "--decrypt", str(directory / "media-prod.tar.gpg")).stdout
+    run(stack, "restore-media", "prod", "--from-stdin", stdin=archive, check=True)
+    assert (media(stack, "prod") / "docs" / "contract.txt").read_bytes() == SECRET_UPLOAD
+
+
+def test_the_drill_restores_the_newest_backup_into_scratch_databases_and_records_it(stack):
+    result = subprocess.run(["bash", "-c", cron_command(stack, "drill")], capture_output=True,
+                            timeout=300, check=False)
+    log = (stack.root / "logs" / "backup.log").read_text()
+    assert result.returncode == 0, log[-3000:]
+    drill = records(stack, "restore-tests.jsonl")["last"]
+    assert drill["outcome"] == "succeeded", drill
+    assert drill["archive"] == str(newest(stack))
+    expected = manifest(newest(stack))["databases"]
+    assert drill["tables"] == sum(len(db["tables"]) for db in expected)
+    assert drill["rows"] == sum(sum(db["tables"].values()) for db in expected)
+    assert "migrate --check of prod's release release-a" in drill["compared"]
+    # The scratch databases and their role are gone again.
+    left = psql(stack, "prod", "SELECT count(*) FROM pg_database WHERE datname LIKE "  # noqa: S608
+                f"'{database_name(stack.prefix, 'drill_')}%';")
+    assert left == "0"
+    status = {"backups": records(stack, "backups.jsonl"),
+              "restore_tests": records(stack, "restore-tests.jsonl")}
+    alerts = [a for a in evaluate(status, time.time()) if a["area"] in ("backup", "restore")]
+    assert alerts == [], alerts
+
+
+def copy_as_newer(stack: LocalStack, suffix: int) -> Path:
+    """The newest backup again under a later name: what the drill takes next."""
+    source = newest(stack)
+    target = source.parent / f"{source.name[:9]}2359{suffix:02d}Z"
+    shutil.copytree(source, target)
+    return target
+
+
+def rehash(directory: Path) -> None:
+    """SHA256SUMS recomputed, as a backup whose manifest is self-consistent."""
+    names = sorted(p.name for p in directory.iterdir()
+                   if p.name.endswith((".gpg", ".tsv")))
+    sums = subprocess.run(["sha256sum", *names], cwd=directory, capture_output=True,
+                          text=True, check=True).stdout
+    (directory / "SHA256SUMS").write_text(sums)
+
+
+def test_a_drill_of_a_backup_whose_rows_differ_from_its_manifest_fails_and_alerts(stack):
+    copy = copy_as_newer(stack, 58)
+    try:
+        rows = copy / f"rows-{database_name(stack.prefix, 'staging')}.tsv"
+        rows.write_text(rows.read_text().replace("public.notes_note\t3", "public.notes_note\t4"))
+        rehash(copy)
+        result = run(stack, "drill")
+        assert result.returncode == 1, output(result)
+        assert "restore drill FAILED" in last_line(result)
+        assert "row counts differ" in last_line(result)
+        assert "public.notes_note" in last_line(result)
+        drill = records(stack, "restore-tests.jsonl")["last"]
+        assert drill["outcome"] == "failed" and "public.notes_note" in drill["reason"]
+        status = {"backups": records(stack, "backups.jsonl"),
+                  "restore_tests": records(stack, "restore-tests.jsonl")}
+        assert any(a["severity"] == "critical" and "restore test failed" in a["message"]
+                   for a in evaluate(status, time.time()))
+        # A release whose migrations the backup lacks fails the app's own check.
+        rows.write_text(rows.read_text().replace("public.notes_note\t4", "public.notes_note\t3"))
+        schema_b = stack.engine.image("aiia-e2e-app:schema-b")
+        releases = copy / "releases.tsv"
+        lines = releases.read_text().splitlines()
+        first = lines[0].split("\t")
+        lines[0] = "\t".join([*first[:2], "schema-b", schema_b["Id"]])
+        releases.write_text("\n".join(lines) + "\n")
+        rehash(copy)
+        result = run(stack, "drill")
+        assert result.returncode == 1, output(result)
+        assert "migrate --check of release schema-b" in last_line(result)
+    finally:
+        shutil.rmtree(copy)
+
+
+@pytest.mark.parametrize("tamper", ["flip a byte", "truncate", "remove"])
+def test_a_tampered_backup_fails_verification_and_the_drill_naming_the_file(stack, tamper):
+    copy = copy_as_newer(stack, 59)
+    name = f"db-{database_name(stack.prefix, 'prod')}.dump.gpg"
+    target = copy / name
+    try:
+        if tamper == "flip a byte":
+            data = bytearray(target.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            target.write_bytes(bytes(data))
+        elif tamper == "truncate":
+            target.write_bytes(target.read_bytes()[:-100])
+        else:
+            target.unlink()
+        verify = run(stack, "verify", copy.name)
+        assert verify.returncode == 1 and name in output(verify), output(verify)
+        drill = run(stack, "drill")
+        assert drill.returncode == 1
+        assert "restore drill FAILED" in last_line(drill) and name in last_line(drill), \
+            output(drill)
+    finally:
+        shutil.rmtree(copy)
+    assert run(stack, "verify").returncode == 0, "the untouched backup still verifies"
+
+
+def test_a_full_disk_fails_the_backup_loudly_and_keeps_the_last_good_one(stack):
+    backups_dir = stack.root / "backups"
+    hidden = stack.root / "backups-before-tmpfs"
+    backups_dir.rename(hidden)
+    backups_dir.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs",
+                    str(backups_dir)], check=True)
+    try:
+        # The first backup on an empty directory is sized by the databases (pg_database_size:
+        # ~7.5 MB each even when nearly empty) and the uploads; 32 MB holds it.
+        run(stack, "run", check=True)
+        good = newest(stack)
+        size = sum(p.stat().st_size for p in good.iterdir())
+        # Free space just above what the next backup is expected to take (the last one
+        # + 25 % + 1 MiB), then uploads that will not compress: it fills up midway.
+        free = shutil.disk_usage(backups_dir).free
+        (backups_dir / "filler").write_bytes(b"\0" * (free - (size * 5 // 4 + 1_300_000)))
+        write_upload(stack, "staging", "big.bin", os.urandom(2_000_000))
+        failed = run(stack, "run")
+        assert failed.returncode == 1, output(failed)
+        assert "backup FAILED" in last_line(failed), output(failed)
+        assert f"({good.name}) is kept" in last_line(failed)
+        assert backups(stack) == [good.name]
+        assert not [p for p in backups_dir.iterdir() if p.name.startswith(".work")]
+        assert plaintext_left(backups_dir, [MARKER.encode()]) == []
+        assert run(stack, "verify", good.name).returncode == 0
+        assert records(stack, "backups.jsonl")["last"]["outcome"] == "failed"
+        assert records(stack, "backups.jsonl")["last_good"]["archive"] == str(good)
+        # With no room at all it refuses to start, and says why.
+        (backups_dir / "filler2").write_bytes(b"\0" * (shutil.disk_usage(backups_dir).free
+                                                       - 4096))
+        refused = run(stack, "run")
+        assert refused.returncode == 1
+        assert "refusing to start" in last_line(refused), output(refused)
+        assert run(stack, "verify", good.name).returncode == 0
+    finally:
+        (media(stack, "staging") / "big.bin").unlink(missing_ok=True)
+        subprocess.run(["umount", str(backups_dir)], check=True)
+        backups_dir.rmdir()
+        hidden.rename(backups_dir)
+
+
+def test_a_backup_killed_midway_leaves_no_plaintext_and_no_partial_backup(stack):
+    before = backups(stack)
+    write_upload(stack, "prod", "video.bin", os.urandom(40_000_000))
+    try:
+        process = subprocess.Popen([script(stack), "run"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT)
+        work = stack.root / "backups"
+        deadline = time.monotonic() + 60
+        while not any(work.glob(".work-*/media-*.tar.gpg")):
+            assert time.monotonic() < deadline and process.poll() is None, \
+                process.communicate()[0][-2000:]
+            time.sleep(0.05)
+        subprocess.run(["docker", "kill", f"{stack.prefix}-backup-run-dump"],
+                       capture_output=True, timeout=30, check=False)
+        log = process.communicate(timeout=120)[0].decode(errors="replace")
+        assert process.returncode == 1, log[-2000:]
+        assert "backup FAILED" in log.strip().splitlines()[-1]
+        assert backups(stack) == before
+        assert not list(work.glob(".work-*"))
+        assert plaintext_left(stack.root / "backups", [MARKER.encode()]) == []
+        assert records(stack, "backups.jsonl")["last"]["outcome"] == "failed"
+    finally:
+        (media(stack, "prod") / "video.bin").unlink(missing_ok=True)
+
+
+def test_retention_keeps_the_daily_and_monthly_backups_and_always_the_newest(stack):
+    good = newest(stack)
+    made = []
+    # 12 daily backups of the last days of November and one per earlier month.
+    for name in [f"202611{day:02d}T033000Z" for day in range(18, 30)] + \
+                [f"2026{month:02d}01T033000Z" for month in range(5, 11)]:
+        shutil.copytree(good, good.parent / name)
+        made.append(name)
+    before = backups(stack)
+    run(stack, "run", check=True)
+    kept = backups(stack)
+    newest_name = kept[-1]
+    assert newest_name > good.name and newest_name not in before
+    # keep_daily 7: the newest backup of each of the 7 newest days (today's and six of
+    # November's); keep_monthly 3: the first of each of the 3 newest months.
+    first_this_month = min(name for name in before if name[:6] == newest_name[:6])
+    assert set(kept) == {newest_name, first_this_month,
+                         *[f"202611{day}T033000Z" for day in range(24, 30)],
+                         "20261118T033000Z", "20261001T033000Z"}
+    for name in kept:
+        assert run(stack, "verify", name).returncode == 0, name
+
+
+SSHD_IMAGE = "aiia-standin/sshd:9"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120,
+                          check=check)
+
+
+@pytest.fixture
+def backup_target(stack):
+    """An SSH host on 127.0.0.1 to copy to: (container, port, its ed25519 host key)."""
+    subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "sshd"],
+                   check=True, capture_output=True, timeout=600)
+    name, port = f"{stack.prefix}-test-backup-target", free_port()
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:22", "--memory", "64m",
+           SSHD_IMAGE)
+    try:
+        deadline = time.monotonic() + 30
+        while "Server listening" not in docker("logs", name, check=False).stderr:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stderr
+            time.sleep(0.2)
+        host_key = " ".join(docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+                            .stdout.split()[:2])
+        yield name, port, host_key
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def with_target(stack: LocalStack, port: int, host_key: str) -> dict:
+    config = copy.deepcopy(stack.config)
+    config["aiia:platform"]["backup"]["off_host"] = {
+        "host": "127.0.0.1", "port": port, "user": "aiia-backup", "path": "/backups",
+        "host_key": host_key}
+    return config
+
+
+def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
+        stack, backup_target, tmp_path):
+    name, port, host_key = backup_target
+    original = copy.deepcopy(stack.config)
+    try:
+        stack.up(with_target(stack, port, host_key))
+        public = (stack.root / "backup" / "off-host" / "id_ed25519.pub").read_text().strip()
+        docker("exec", name, "sh", "-c", 'printf "%s\\n" "$1" > /home/aiia-backup/.ssh/'
+               'authorized_keys && chown aiia-backup /home/aiia-backup/.ssh/authorized_keys '
+               '&& chmod 0600 /home/aiia-backup/.ssh/authorized_keys', "-", public)
+        result = run(stack, "run", check=True)
+        copied = newest(stack).name
+        assert "copied to aiia-backup@127.0.0.1:/backups/" in output(result)
+        check = docker("exec", name, "sh", "-c",
+                       f"cd /backups/{copied} && sha256sum --check SHA256SUMS", check=False)
+        assert check.returncode == 0 and check.stdout.count(": OK") >= 9, check.stdout
+        assert records(stack, "backups.jsonl")["last"]["outcome"] == "succeeded"
+
+        # A target that answers with another host key is refused: nothing is sent.
+        other = tmp_path / "other"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                       check=True)
+        stack.up(with_target(stack, port, " ".join(
+            (tmp_path / "other.pub").read_text().split()[:2])))
+        refused = run(stack, "run")
+        assert refused.returncode == 1
+        assert "off-host copy" in last_line(refused) and \
+            "Host key verification failed" in last_line(refused), output(refused)
+
+        # An unreachable target: the record fails, the local backup is kept and verifies.
+        stack.up(with_target(stack, port, host_key))
+        docker("stop", "-t", "1", name)
+        failed = run(stack, "run")
+        assert failed.returncode == 1
+        assert "off-host copy to aiia-backup@127.0.0.1:/backups/" in last_line(failed)
+        assert "is kept and verified" in last_line(failed)
+        kept = newest(stack).name
+        assert kept != copied and run(stack, "verify", kept).returncode == 0
+        last = records(stack, "backups.jsonl")["last"]
+        assert last["outcome"] == "failed" and last["verified"] is True
+        assert last["archive"] == str(newest(stack))
+    finally:
+        stack.up(original)
