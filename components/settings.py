@@ -639,6 +639,11 @@ def _parse_backup(platform_raw: Mapping[str, Any], host: HostSettings,
             problems.add(f"{key}.recipients[{index}]={shown} {problem}")
     backup = BackupSettings(recipients=tuple(recipients), keys=tuple(keys), off_host=off_host,
                             **values)
+    if not recipients and host.kind == "ssh":
+        problems.add(f"{key}.recipients is empty: the backups of a VPS would be encrypted to "
+                     "its own drill key alone and lost with the VPS (the off-host copy too); "
+                     "add your GPG public key, armored or a file path "
+                     "(gpg --armor --export <fingerprint>)")
     for name in ("time", "drill_time"):
         if isinstance(getattr(backup, name), int):  # YAML 1.1 reads 03:30 as 210 (base 60)
             problems.add(f"{key}.{name}={getattr(backup, name)} is a number: quote the time "

@@ -32,13 +32,14 @@ def set_release(stack: str, environment: str, release: str, reason: str = "") ->
     """Commit the new release; returns the commit. Refuses a dirty stack file (its other
     changes would ride along unreviewed) and a release that is already the current one."""
     path = stack_path(stack)
+    text = path.read_text()
+    updated = with_release(text, environment, release)  # a bad value is named first
     if git("status", "--porcelain", "--", path.name).strip():
         raise DeliveryError(f"{path.name} has uncommitted changes: commit or drop them first")
-    text = path.read_text()
     current = release_of(text, environment, path.name)
     if current == release:
         raise DeliveryError(f"releases.{environment}.release is {release} already")
-    path.write_text(with_release(text, environment, release))
+    path.write_text(updated)
     git("add", "--", path.name)
     message = (f"Release {release} to {environment} (stack {stack}), after {current}\n\n"
                f"{reason or 'Set by scripts/release.py.'}\n"

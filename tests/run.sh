@@ -12,12 +12,18 @@ debian_packages=(
   docker.io debootstrap
   postgresql-15 pgbouncer redis-server shellcheck
   chromium fonts-dejavu-core python3-psutil
-  nodejs npm graphviz make gnupg
+  graphviz make gnupg
 )
+# Needed as commands, from whichever package: a machine may have Node.js from NodeSource,
+# whose nodejs carries npm and conflicts with Debian's npm package.
+command_packages=(node:nodejs npm:npm)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
     || missing+=("$package")
+done
+for entry in "${command_packages[@]}"; do
+  command -v "${entry%%:*}" >/dev/null || missing+=("${entry#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

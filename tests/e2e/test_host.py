@@ -31,7 +31,13 @@ import pytest
 
 from tests.harness.engine import DockerEngine
 from tests.harness.local_stack import free_port
-from tests.harness.program import ProgramRun, made_up_secrets, run_program, stack_config
+from tests.harness.program import (
+    TEST_BACKUP_KEY,
+    ProgramRun,
+    made_up_secrets,
+    run_program,
+    stack_config,
+)
 from tests.harness.replay import Replay, ReplayError
 
 pytestmark = pytest.mark.e2e
@@ -171,6 +177,7 @@ def provisioned(engine: DockerEngine, tmp_path_factory) -> Iterator[Provisioned]
                              "fail2ban": {"ban_time_s": BAN_TIME_S, "find_time_s": 60,
                                           "ssh_max_retry": SSH_MAX_RETRY,
                                           "ignore_addresses": [gateway]}}
+        config["aiia:platform"]["backup"]["recipients"] = [TEST_BACKUP_KEY]
         secrets_ = made_up_secrets(config)
         run = run_program("prod", config=config, secrets=secrets_)
         log: list[str] = []

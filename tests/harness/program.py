@@ -163,11 +163,14 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}
 
 
-# The VPS's identity is the operator's to pin (host.ssh.host_key, host.provision's
-# admin_ssh_keys): the committed stack files leave it out and preview refuses them until
-# it is set. Tests pin these made-up keys (ed25519, their private halves thrown away).
+# The VPS's identity and the operator's keys are the operator's to set (host.ssh.host_key,
+# host.provision.admin_ssh_keys, platform.backup.recipients): the committed stack files
+# leave them out and preview refuses them until they are set. Tests pin these made-up keys
+# (their private halves thrown away).
 TEST_HOST_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJzU1bEQVo+zNLuRYVMlFJjJRP9p3cSiGgC9bpxo"
                  "UkDz vps-test-host-key")
+# The operator's GPG public key the backups are encrypted to (platform.backup.recipients).
+TEST_BACKUP_KEY = (ROOT / "tests" / "harness" / "test-operator-key.asc").read_text()
 TEST_ADMIN_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKpU3KyVcrB3fvZ8X0LdwVcyXArq5JP3rzROFss"
                   "bIn51 operator@test")
 
@@ -180,8 +183,12 @@ def stack_config(stack: str, pin_test_identity: bool = True) -> dict[str, Any]:
     host = config.get("aiia:host") or {}
     if pin_test_identity and host.get("kind") == "ssh":
         host.setdefault("ssh", {}).setdefault("host_key", TEST_HOST_KEY)
-        if (config.get("aiia:platform") or {}).get("owner", True):
+        platform = config.get("aiia:platform") or {}
+        if platform.get("owner", True):
             host.setdefault("provision", {}).setdefault("admin_ssh_keys", [TEST_ADMIN_KEY])
+            backup = platform.setdefault("backup", {})
+            if not backup.get("recipients"):
+                backup["recipients"] = [TEST_BACKUP_KEY]
     return config
 
 

@@ -14,9 +14,9 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9ok
 @pytest.fixture(scope="module")
 def with_off_host():
     config = stack_config("prod")
-    config["aiia:platform"]["backup"] = {"off_host": {
+    config["aiia:platform"]["backup"]["off_host"] = {
         "host": "backup.example.net", "port": 2222, "path": "/srv/aiia-backups",
-        "host_key": HOST_KEY}}
+        "host_key": HOST_KEY}
     return run_program("prod", config=config)
 
 

@@ -39,8 +39,10 @@ def keys(tmp_path_factory) -> dict[str, str]:
 
 
 def with_backup(**values):
+    """The stack file's backup settings with `values` changed (the test operator key that
+    tests/harness/program.py pins stays unless `recipients` is given)."""
     def change(raw):
-        raw["platform"]["backup"] = values
+        raw["platform"]["backup"] = {**raw["platform"].get("backup", {}), **values}
     return change
 
 
@@ -82,7 +84,7 @@ def test_the_disk_budget_is_checked_against_the_host_disk():
 
     def bigger_disk(raw):
         raw["host"]["disk_gb"] = 40
-        raw["platform"]["backup"] = {"disk_budget_mb": 9000}
+        raw["platform"]["backup"]["disk_budget_mb"] = 9000
 
     assert parse("prod", bigger_disk).platform.backup.disk_budget_mb == 9000
 

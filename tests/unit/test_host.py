@@ -49,6 +49,7 @@ def test_the_committed_prod_stack_is_refused_until_the_vps_identity_is_pinned():
     assert "aiia:host.ssh.host_key is missing" in message
     assert "ssh-keyscan -t ed25519 vps.eduaiia.com" in message
     assert "aiia:host.provision.admin_ssh_keys is empty" in message
+    assert "aiia:platform.backup.recipients is empty: the backups of a VPS" in message
 
 
 @pytest.mark.parametrize(("change", "expected"), [
