@@ -207,6 +207,7 @@ def install(machine: Host) -> None:
             releases_file="/srv/aiia/state/releases.jsonl",
             backups_file="/srv/aiia/state/backups.jsonl",
             restore_tests_file="/srv/aiia/state/restore-tests.jsonl",
+            certbot_state_file=None,  # tls.mode self_signed: nothing to issue
             log_sources=[],
             collect_every_s=COLLECT_EVERY_S["vps"],
             auth_user="operator",

@@ -42,7 +42,8 @@ from tests.harness.replay import Replay, ReplayError
 
 pytestmark = pytest.mark.e2e
 VPS_IMAGE = "aiia-standin/vps:12"  # tests/images/build-standins.sh
-BAN_TIME_S = 20
+REPO = Path(__file__).resolve().parents[2]
+BAN_TIME_S = 45
 SSH_MAX_RETRY = 3
 
 
@@ -188,6 +189,10 @@ def provisioned(engine: DockerEngine, tmp_path_factory) -> Iterator[Provisioned]
         if not os.environ.get("AIIA_KEEP_VPS"):  # kept for a look inside when debugging
             vps.stop()
             docker("network", "rm", network, check=False)
+        # The stand-in's own engine may leave a cgroup hierarchy without a mount on this
+        # machine (a sandboxed kernel's quirk), which breaks the engine's stats: mended.
+        subprocess.run(["bash", str(REPO / "tests" / "engine" / "ensure-dockerd.sh")],
+                       capture_output=True, text=True, timeout=120, check=True)
 
 
 def test_sshd_enforces_the_policy_keys_only_no_root_no_password(provisioned):
@@ -273,10 +278,10 @@ def test_failed_ssh_logins_get_the_client_banned_and_the_ban_lifts(provisioned):
             docker("exec", client, "bash", "-c", attempt, check=False, timeout=30)
         client_address = json.loads(docker("inspect", client).stdout)[0][
             "NetworkSettings"]["Networks"][vps.network]["IPAddress"]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # fail2ban reads the journal every second or so
         while client_address not in vps.sh("fail2ban-client status sshd").stdout:
             assert time.monotonic() < deadline, vps.sh("fail2ban-client status sshd").stdout
-            time.sleep(1)
+            time.sleep(0.5)
         banned = docker("exec", client, "bash", "-c", f"timeout 5 bash -c "
                         f"'exec 3<>/dev/tcp/{address}/{vps.port}'", check=False, timeout=30)
         assert banned.returncode != 0, "the banned client still reaches port 22"

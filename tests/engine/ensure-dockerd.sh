@@ -58,4 +58,21 @@ else
     log "engine answers after $((SECONDS - deadline + WAIT_SECONDS))s"
 fi
 
+# Every cgroup v1 hierarchy this machine's processes belong to needs a mount here, or
+# containerd cannot find a container's cgroups and the stats API returns nothing ("loading
+# cgroup: cannot find cgroup mount destination", then `docker stats` shows 0B). Ordinary
+# hosts mount them all at boot and this does nothing. On a sandboxed kernel, a hierarchy
+# first mounted inside a container (the VPS stand-in's own engine starting containers,
+# tests/e2e/test_vps.py) appears in /proc/self/cgroup without a mount: mount it.
+while IFS=: read -r _ controllers _; do
+    case "$controllers" in "" | name=*) continue ;; esac  # cgroup v2's "0::/", named ones
+    directory="/sys/fs/cgroup/$controllers"
+    mountpoint -q "$directory" && continue
+    mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true
+    mkdir -p "$directory"
+    if mount -t cgroup -o "$controllers" cgroup "$directory"; then
+        log "mounted the cgroup hierarchy $controllers at $directory (it had no mount)"
+    fi
+done </proc/self/cgroup
+
 printf 'docker server version: %s\n' "$(docker version --format '{{.Server.Version}}')"
