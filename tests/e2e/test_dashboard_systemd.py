@@ -227,6 +227,12 @@ AUTH = "Basic " + base64.b64encode(b"operator:pw").decode()
 def test_the_server_runs_sandboxed_and_unprivileged(host):
     host.wait_active("aiia-dashboard.service")
     pid = host.sh("systemctl show -p MainPID --value aiia-dashboard.service")
+    # A simple service is active from its fork: until systemd's child has applied the
+    # sandbox and exec'd the server, that pid is still root's. Wait for the exec.
+    deadline = time.monotonic() + 30
+    while "dashboard" not in host.sh(f"cat /proc/{pid}/cmdline | tr '\\0' ' '"):
+        assert time.monotonic() < deadline, "the server was not exec'd"
+        time.sleep(0.2)
     status = dict(line.split(":", 1) for line in host.sh(f"cat /proc/{pid}/status").splitlines())
     uid = host.sh("id -u aiia-dashboard")
     assert status["Uid"].split() == [uid] * 4
