@@ -1,4 +1,6 @@
-"""Test scaffolding: a small client for the Docker Engine API over its unix socket."""
+"""Test scaffolding: a small client for the Docker Engine API, over the engine's unix socket
+or, as the Docker provider reaches an `ssh://` host, over `ssh … docker system dial-stdio`
+(`DialStdioEngine`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import http.client
 import io
 import json
 import socket
+import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.parse
 from typing import Any
@@ -29,15 +33,65 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
+class _CommandConnection(http.client.HTTPConnection):
+    """HTTP over a command's standard input and output, as docker/cli's commandconn
+    (`cli/connhelper/commandconn`) dials `ssh … docker system dial-stdio`; what the command
+    printed on stderr (ssh's own errors) is kept for the error message."""
+
+    def __init__(self, command: list[str], timeout: float):
+        super().__init__("docker.example.com", timeout=timeout)
+        self._command = command
+        self._process: subprocess.Popen | None = None
+        self._said = ""
+
+    def connect(self) -> None:
+        ours, theirs = socket.socketpair()
+        # A file, not a pipe: a ControlPersist master forked by ssh may outlive the command.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self._process = subprocess.Popen(self._command, stdin=theirs, stdout=theirs,
+                                         stderr=self._stderr)
+        theirs.close()
+        ours.settimeout(self.timeout)
+        self.sock = ours
+
+    def stderr(self) -> str:
+        """What the command said on stderr (http.client closes the connection on an error,
+        which ends the command)."""
+        self.close()
+        return self._said
+
+    def close(self) -> None:
+        super().close()
+        if self._process is None:
+            return
+        try:
+            # Our end closed: ssh sees EOF and ends, or has ended already (a failed dial).
+            self._process.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._stderr.seek(0)
+        self._said = self._stderr.read().decode(errors="replace").strip()
+        self._stderr.close()
+        self._process = None
+
+
 class DockerEngine:
     def __init__(self, path: str = SOCKET, timeout: float = 120.0):
         self.path = path
         self.timeout = timeout
 
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        return _UnixConnection(self.path, timeout)
+
     def request(self, method: str, url: str, body: Any = None, *, raw: bytes | None = None,
                 content_type: str = "application/json", ok: tuple[int, ...] = (200, 201, 204),
                 timeout: float | None = None) -> Any:
-        connection = _UnixConnection(self.path, timeout or self.timeout)
+        connection = self._connection(timeout or self.timeout)
         try:
             payload = raw if raw is not None else (
                 json.dumps(body).encode() if body is not None else None)
@@ -45,6 +99,10 @@ class DockerEngine:
             connection.request(method, url, body=payload, headers=headers)
             response = connection.getresponse()
             data = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            said = connection.stderr() if isinstance(connection, _CommandConnection) else ""
+            raise EngineError(f"{method} {url}: {error}{': ' + said if said else ''}") \
+                from error
         finally:
             connection.close()
         if response.status not in ok:
@@ -141,6 +199,45 @@ class DockerEngine:
 
     def remove_volume(self, name: str) -> None:
         self.request("DELETE", f"/volumes/{urllib.parse.quote(name)}?force=1", ok=(204, 404))
+
+
+class DialStdioEngine(DockerEngine):
+    """The engine of an `ssh://` Docker host, reached as docker/cli's connection helper does
+    (`cli/connhelper/connhelper.go`, which terraform-provider-docker's `Config.NewClient`
+    uses for an ssh:// host with the provider's `ssh_opts`): each connection runs
+    `ssh <ssh_opts> -o ConnectTimeout=30 -T -l <user> -p <port> -- <host> docker system
+    dial-stdio` (see `dial_stdio_command`) and speaks HTTP over its stdin and stdout."""
+
+    def __init__(self, command: list[str], timeout: float = 120.0):
+        super().__init__(path="", timeout=timeout)
+        self.command = command
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        return _CommandConnection(self.command, timeout)
+
+
+def dial_stdio_command(docker_host: str, ssh_opts: list[str]) -> list[str]:
+    """The argv docker/cli's `getConnectionHelper` builds for an ssh:// daemon URL: the
+    caller's ssh flags, `-o ConnectTimeout=30` unless they name a ConnectTimeout
+    (`addSSHTimeout`), `-T` unless present (`disablePseudoTerminalAllocation`), then
+    `ssh.Spec`'s `-l user`, `-p port`, `--`, host, and the remote `docker system dial-stdio`
+    (`docker --host=unix://<path>` first when the URL has a path)."""
+    url = urllib.parse.urlsplit(docker_host)
+    if url.scheme != "ssh" or not url.hostname:
+        raise ValueError(f"{docker_host!r} is not an ssh://[user@]host[:port] URL")
+    if url.password is not None or url.query or url.fragment:
+        raise ValueError(f"{docker_host!r}: no password, query or fragment in an ssh:// URL")
+    flags = list(ssh_opts)
+    if "ConnectTimeout" not in "".join(flags):
+        flags.append("-o ConnectTimeout=30")
+    if "-T" not in flags:
+        flags.append("-T")
+    spec = [*(["-l", url.username] if url.username else []),
+            *(["-p", str(url.port)] if url.port else []), "--", url.hostname]
+    remote = ["docker", "system", "dial-stdio"]
+    if url.path.strip("/"):
+        remote = ["docker", f"--host=unix://{url.path}", "system", "dial-stdio"]
+    return ["ssh", *flags, *spec, *remote]
 
 
 def health_log(state: dict) -> str:

@@ -81,6 +81,8 @@ class RecordedResource:
     # The program set delete_before_replace explicitly (True or False); otherwise the
     # engine takes the provider's answer.
     delete_before_replace_defined: bool = False
+    # The URN of the explicit provider the resource was registered with ("" for none).
+    provider: str = ""
 
     @property
     def plain(self) -> dict:
@@ -105,7 +107,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent, dependencies=list(request.dependencies),
                 protect=bool(request.protect), delete_before_replace=request.deleteBeforeReplace,
                 delete_before_replace_defined=request.deleteBeforeReplaceDefined,
-                custom=request.custom,
+                custom=request.custom, provider=request.provider.rsplit("::", 1)[0],
                 outputs=self.resources[response.urn].state if response.urn in self.resources
                 else {},
             ))

@@ -61,6 +61,17 @@ pulumi-docker 5.2.0 wrapping kreuzwerker/terraform-provider-docker, pulumi-comma
   times (`Dial`'s retry.Until), never a command that ran; delete runs
   with the connection and stdin of the state. A password, agent socket or bastion in the
   connection fails by name.
+- A Docker provider (`pulumi:providers:docker`) is configured before any resource made
+  through it: the SDK's `_prepare_resource` awaits the provider reference, known once the
+  provider was registered after its own `depends_on` (here: the host's preflight). Its
+  client follows terraform-provider-docker `internal/provider/config.go` `NewClient`: an
+  `ssh://` host goes through docker/cli's connection helper
+  (`cli/connhelper/connhelper.go`, `cli/connhelper/ssh/ssh.go`): the *system* `ssh` with
+  the provider's `ssh_opts`, `-o ConnectTimeout=30` unless they set one, `-T`, then
+  `-l user -p port -- host docker system dial-stdio`, HTTP spoken over its stdin and
+  stdout; the identity is the one an ssh-agent would offer (`ssh_identity`). The client is
+  pinged first (`providerConfigure`: "Error pinging Docker server"), so a refused host key
+  or a missing docker CLI on the host fails the update before any Docker step.
 - A protected resource is never deleted or replaced: the update fails
   (`step_generator.go`, "refusing to delete protected resource").
 - `preview(previous, current)`: `pulumi preview` plans with the same step generation as
@@ -75,17 +86,23 @@ What it does not model (so the tests cannot see it):
 - the engine's dependent replacements around a delete-before-replace
   (`calculateDependentReplacements`): no resource of this program depends on a container
   in a way that would be replaced with it (the dependents are commands, updated in place);
-- Docker over `ssh://` (the provider's own `ssh … docker system dial-stdio`), and of
-  remote commands: the provider keeping every SSH connection open until it exits, and
+- of Docker over `ssh://`: the Go client's keep-alive reuse of a dial-stdio connection
+  (here each API request dials anew; with the program's ControlMaster both ride one SSH
+  connection), a change of the provider's configuration replacing what it made, and
+  `registry_auth` (image pulls are not modelled; it fails by name);
+- of remote commands: the provider keeping every SSH connection open until it exits, and
   `environment` (sent with `Setenv`, which sshd drops unless `AcceptEnv` names it); custom
   timeouts, `retainOnDelete`, `ignore_changes`, aliases, imports, `pulumi cancel`
   and an interrupted update (its pending operations);
-- the provider's own image pull: stand-ins are on the engine already (`RemoteImage` keeps
-  the pull in a step of its own, before the containers that take its `image_id`).
+- the provider's own image pull: stand-ins are on the engine already, or the Replay's
+  `pull(engine, image)` (the registry's stand-in) brings one there in the `RemoteImage`
+  step (which keeps the pull in a step of its own, before the containers that take its
+  `image_id`); registries, credentials and digests are not modelled.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -98,7 +115,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.engine import DockerEngine, EngineError
+from tests.harness.engine import (
+    SOCKET,
+    DialStdioEngine,
+    DockerEngine,
+    EngineError,
+    dial_stdio_command,
+)
 from tests.harness.program import ProgramRun, RecordedResource, mock_image_id, mock_ip_address
 
 CONTAINER = "docker:index/container:Container"
@@ -108,7 +131,11 @@ VOLUME = "docker:index/volume:Volume"
 LOCAL_COMMAND = "command:local:Command"
 REMOTE_COMMAND = "command:remote:Command"
 COMMANDS = (LOCAL_COMMAND, REMOTE_COMMAND)
+DOCKER_PROVIDER = "pulumi:providers:docker"
 SKIPPED_TYPES = ("pulumi:providers:", "pulumi:pulumi:StackReference")
+# pulumi-docker's provider configuration the replay maps (terraform-provider-docker
+# `Config`: host, ssh_opts); registry_auth, TLS material and the rest fail by name.
+PROVIDER_INPUTS = {"host", "ssh_opts"}
 
 # terraform-provider-docker `resourceDockerContainerUpdate` applies these in place (docker
 # update, or state only); every other container attribute is ForceNew.
@@ -162,6 +189,7 @@ class Applied:
     pending_delete: bool = False
     init_errors: list[str] = field(default_factory=list)
     dependencies: list[str] = field(default_factory=list)
+    provider: str = ""  # the URN of the Docker provider it was made through
 
 
 # --------------------------------------------------------------------- pure semantics
@@ -330,6 +358,10 @@ def dependency_graph(resources: list[RecordedResource],
 
     def waits_for(resource: RecordedResource) -> set[str]:
         urns = {d for d in resource.dependencies if d in by_urn}
+        if resource.provider in by_urn:
+            # `_prepare_resource` awaits the provider reference (its URN and ID), known once
+            # the provider was registered, which waited for the provider's own depends_on.
+            urns.add(resource.provider)
         parent = all_by_urn.get(resource.parent)
         while parent is not None:
             if parent.urn in by_urn:
@@ -363,9 +395,15 @@ class Replay:
 
     def __init__(self, engine: DockerEngine, image_map: dict[str, str],
                  log: Callable[[str], None] = print, parallel: int = DEFAULT_PARALLEL,
-                 ssh_identity: Path | None = None):
-        self.engine = engine
-        self.ssh_identity = ssh_identity  # the key an ssh-agent would offer remote commands
+                 ssh_identity: Path | None = None,
+                 pull: Callable[[DockerEngine, str], None] | None = None):
+        self.engine = engine  # a Docker provider's engine when it names no host
+        # The engine of each Docker provider configured so far, by the provider's URN.
+        self.engines: dict[str, DockerEngine] = {}
+        # The key an ssh-agent would offer: remote commands and the Docker provider's ssh.
+        self.ssh_identity = ssh_identity
+        # The registry's stand-in: puts an image missing from a provider's engine there.
+        self.pull = pull
         self.image_map = image_map
         self.log = log
         self._log_lock = threading.Lock()
@@ -387,8 +425,8 @@ class Replay:
 
     def apply(self, run: ProgramRun) -> None:
         """One `pulumi up` of `run`; raises (like a failed update) when a step fails."""
-        resources = [r for r in run.resources
-                     if r.custom and not r.type.startswith(SKIPPED_TYPES)]
+        resources = [r for r in run.resources if r.custom and (
+            r.type == DOCKER_PROVIDER or not r.type.startswith(SKIPPED_TYPES))]
         graph = dependency_graph(resources, run.resources)
         by_urn = {resource.urn: resource for resource in resources}
         self._run_graph(graph, lambda urn: self._step(by_urn[urn]))
@@ -421,6 +459,9 @@ class Replay:
             raise errors[0]
 
     def _step(self, resource: RecordedResource) -> None:
+        if resource.type == DOCKER_PROVIDER:
+            self._configure_provider(resource)
+            return
         with self._lock:
             current = self.state.get(resource.urn)
             if current and current.pending_delete:
@@ -510,7 +551,8 @@ class Replay:
         applied = Applied(urn=resource.urn, type=resource.type, name=resource.name,
                           inputs=read_back(resource.type, resource.plain),
                           protect=resource.protect,
-                          dependencies=list(resource.dependencies))
+                          dependencies=list(resource.dependencies),
+                          provider=resource.provider)
         try:
             applied.real = self._timed("create", resource.name,
                                        lambda: creators[resource.type](resource, inputs,
@@ -538,7 +580,7 @@ class Replay:
         elif resource.type == CONTAINER:
             def update_container() -> dict:
                 name = current.real["name"]
-                self.engine.request("POST", f"/containers/{name}/update", {
+                self._engine(resource.provider).request("POST", f"/containers/{name}/update", {
                     "Memory": inputs["memory"] * 1024 * 1024,
                     "MemorySwap": inputs.get("memory_swap", 0) * 1024 * 1024,
                     "RestartPolicy": self._restart_policy(inputs),
@@ -562,15 +604,17 @@ class Replay:
                               "(as `pulumi up` would refuse)")
         self._say(f"delete {applied.name}")
 
+        engine = self._engine(applied.provider)
+
         def delete() -> None:
             if applied.type == CONTAINER:
                 grace = int(applied.inputs.get("destroy_grace_seconds") or 0)
-                self.engine.stop(applied.real["name"], grace)
-                self.engine.remove_container(applied.real["name"])
+                engine.stop(applied.real["name"], grace)
+                engine.remove_container(applied.real["name"])
             elif applied.type == NETWORK:
-                self.engine.remove_network(applied.real["name"])
+                engine.remove_network(applied.real["name"])
             elif applied.type == VOLUME:
-                self.engine.remove_volume(applied.real["name"])
+                engine.remove_volume(applied.real["name"])
             elif applied.type == REMOTE_COMMAND and applied.inputs.get("delete"):
                 # pulumi-command: delete runs with the connection and stdin of the state.
                 stored = applied.real.get("inputs", {})
@@ -594,13 +638,64 @@ class Replay:
             if mock_value and real.get(key):
                 self.substitutions[mock_value] = real[key]
 
+    # ----------------------------------------------------------------- providers
+
+    def _engine(self, provider: str) -> DockerEngine:
+        """The engine of the provider a resource was made through (the default engine for a
+        resource recorded without one)."""
+        with self._lock:
+            return self.engines.get(provider, self.engine)
+
+    def _configure_provider(self, resource: RecordedResource) -> None:
+        """A Docker provider: its client from `host` and `ssh_opts` (terraform-provider-docker
+        `Config.NewClient`: an ssh:// host through docker/cli's connection helper, i.e. the
+        system `ssh … docker system dial-stdio`), pinged before its first resource
+        (`providerConfigure`: "Error pinging Docker server"). The engine configures every
+        provider at each update; a configuration is not a step, so nothing is logged."""
+        inputs = self._real_inputs(resource)
+        _check_inputs(resource, inputs, PROVIDER_INPUTS)
+        host = inputs.get("host") or ""
+        if host.startswith("ssh://"):
+            options = inputs.get("ssh_opts") or []
+            # Provider configuration reaches the plugin as strings: a list arrives as JSON.
+            if isinstance(options, str):
+                options = json.loads(options)
+            if self.ssh_identity is not None:
+                # What the operator's ssh-agent would offer the system ssh.
+                options = [*options, "-o", f"IdentityFile={self.ssh_identity}",
+                           "-o", "IdentitiesOnly=yes"]
+            # The machine running `pulumi up` has ~/.ssh (a ControlPath may name it).
+            Path(os.path.expanduser("~/.ssh")).mkdir(mode=0o700, exist_ok=True)
+            try:
+                engine: DockerEngine = DialStdioEngine(dial_stdio_command(host, options))
+            except ValueError as error:
+                raise ReplayError(f"{resource.name}: {error}") from error
+        elif host in ("", f"unix://{SOCKET}"):
+            engine = self.engine
+        elif host.startswith("unix://"):
+            engine = DockerEngine(host.removeprefix("unix://"))
+        else:
+            raise ReplayError(f"{resource.name}: Docker host {host!r} not understood by the "
+                              "replay (unix:// and ssh:// are); map it in tests/harness/replay.py")
+        try:
+            engine.request("GET", "/_ping")
+        except EngineError as error:
+            raise ReplayError(f"{resource.name}: Error pinging Docker server: {error}") \
+                from error
+        with self._lock:
+            self.engines[resource.urn] = engine
+
     # ----------------------------------------------------------------- per type
 
     def _create_image(self, resource: RecordedResource, inputs: dict, _action: str) -> dict:
         _check_inputs(resource, inputs, IMAGE_INPUTS)
         name = inputs["name"]
         local_name = self.image_map.get(name, name)
-        image = self.engine.image(local_name)
+        engine = self._engine(resource.provider)
+        image = engine.image(local_name)
+        if image is None and self.pull is not None:
+            self.pull(engine, local_name)
+            image = engine.image(local_name)
         if image is None:
             raise ReplayError(f"{resource.name}: image {local_name!r} (for {name!r}) is not on "
                               "the engine; build it with tests/images/build-standins.sh or the "
@@ -610,12 +705,13 @@ class Replay:
     def _create_network(self, resource: RecordedResource, inputs: dict, _action: str) -> dict:
         _check_inputs(resource, inputs, NETWORK_INPUTS)
         subnets = [config["subnet"] for config in inputs.get("ipam_configs") or []]
-        self.engine.create_network(inputs["name"], inputs.get("driver", "bridge"), subnets)
+        self._engine(resource.provider).create_network(
+            inputs["name"], inputs.get("driver", "bridge"), subnets)
         return {"name": inputs["name"]}
 
     def _create_volume(self, resource: RecordedResource, inputs: dict, _action: str) -> dict:
         _check_inputs(resource, inputs, VOLUME_INPUTS)
-        self.engine.create_volume(inputs["name"])
+        self._engine(resource.provider).create_volume(inputs["name"])
         return {"name": inputs["name"]}
 
     def _run_command(self, resource: RecordedResource, inputs: dict, action: str) -> dict:
@@ -712,7 +808,7 @@ class Replay:
         return policy
 
     def _container_facts(self, resource: RecordedResource, name: str) -> dict:
-        details = self.engine.container(name) or {}
+        details = self._engine(resource.provider).container(name) or {}
         addresses = [network.get("IPAddress") for network in
                      details.get("NetworkSettings", {}).get("Networks", {}).values()]
         return {"name": name, "id": details.get("Id"),
@@ -783,31 +879,29 @@ class Replay:
                 "StartPeriod": duration_ns(health.get("start_period")),
             }
         config = {key: value for key, value in config.items() if value is not None}
-        self._refuse_name_clash(name)
-        self.engine.create_container(name, config)
+        engine = self._engine(resource.provider)
+        if engine.container(name) is not None:
+            # Docker refuses a second container of one name; so does this, by name.
+            raise ReplayError(f"a container named {name} already exists; creating another "
+                              "of the same name fails (as it would under Pulumi)")
+        engine.create_container(name, config)
         for network in networks[1:]:
-            self.engine.request("POST", f"/networks/{network['name']}/connect",
+            engine.request("POST", f"/networks/{network['name']}/connect",
                                 {"Container": name,
                                  "EndpointConfig": {"Aliases": network.get("aliases") or []}})
         for upload in inputs.get("uploads") or []:
-            self.engine.put_file(name, upload["file"], upload["content"].encode(),
+            engine.put_file(name, upload["file"], upload["content"].encode(),
                                  int(upload.get("permissions", "0644"), 8))
         if inputs.get("must_run", True):
-            self.engine.start(name)
+            engine.start(name)
         if inputs.get("wait"):
             try:
-                self.engine.wait_healthy(name, float(inputs.get("wait_timeout") or 60))
+                engine.wait_healthy(name, float(inputs.get("wait_timeout") or 60))
             except EngineError as error:
                 # The id is set before the wait: the engine keeps the container, with init
                 # errors and without the outputs a read would give (its address).
                 raise _InitError(str(error), {"name": name}) from error
         return self._container_facts(resource, name)
-
-    def _refuse_name_clash(self, name: str) -> None:
-        """Docker refuses a second container of one name; so does this, by name."""
-        if self.engine.container(name) is not None:
-            raise ReplayError(f"a container named {name} already exists; creating another "
-                              "of the same name fails (as it would under Pulumi)")
 
     # ----------------------------------------------------------------- queries
 

@@ -3,11 +3,12 @@
 One test per behaviour the replay imitates; each names the upstream source it follows
 (the full list, and what is not modelled, is at the top of tests/harness/replay.py)."""
 
+import sys
 import threading
 
 import pytest
 
-from tests.harness.engine import EngineError
+from tests.harness.engine import DialStdioEngine, EngineError, dial_stdio_command
 from tests.harness.program import ProgramRun, RecordedResource
 from tests.harness.replay import Replay, ReplayError, duration_ns, go_duration
 
@@ -304,3 +305,78 @@ def test_a_protected_resource_is_never_deleted():
     replay.apply(run(protected))
     with pytest.raises(ReplayError, match="protected"):
         replay.apply(run())
+
+
+# ------------------------------------------------------------ Docker providers and ssh://
+
+PROVIDER = "pulumi:providers:docker"
+
+
+def provider(name="docker", dependencies=(), **inputs):
+    return RecordedResource(type=PROVIDER, name=name, urn=f"urn:provider:{name}",
+                            inputs=inputs, parent="", dependencies=list(dependencies),
+                            protect=False, delete_before_replace=False, custom=True)
+
+
+def test_a_docker_resource_waits_for_its_provider_and_what_the_provider_depends_on(tmp_path):
+    # sdk/python/lib/pulumi/runtime/resource.py `_prepare_resource` awaits the provider
+    # reference, known once the provider was registered after its depends_on (in the program:
+    # the host's preflight, so no Docker step runs before the host has Docker).
+    marker = tmp_path / "preflight"
+    engine = FakeEngine()
+    pinged_after_preflight = []
+    original = engine.request
+
+    def request(method, url, body=None, **kwargs):
+        if url == "/_ping":
+            pinged_after_preflight.append(marker.exists())
+        return original(method, url, body, **kwargs)
+
+    engine.request = request
+    app = container("app")
+    app.provider = "urn:provider:docker"
+    quiet_replay(engine).apply(run(
+        app, provider(dependencies=["urn:preflight"]),
+        command("preflight", f"sleep 0.3; touch {marker}")))
+    assert pinged_after_preflight == [True]
+    assert ("create", "app") in engine.calls
+
+
+def test_the_ssh_docker_host_runs_the_system_ssh_as_dockers_connection_helper_does():
+    # docker/cli cli/connhelper/connhelper.go (addSSHTimeout, disablePseudoTerminalAllocation)
+    # and cli/connhelper/ssh/ssh.go (Spec.Args), with the provider's ssh_opts first.
+    assert dial_stdio_command("ssh://deploy@127.0.0.1:2222", ["-o", "BatchMode=yes"]) == [
+        "ssh", "-o", "BatchMode=yes", "-o ConnectTimeout=30", "-T", "-l", "deploy",
+        "-p", "2222", "--", "127.0.0.1", "docker", "system", "dial-stdio"]
+    assert dial_stdio_command("ssh://vps/run/docker.sock", ["-o", "ConnectTimeout=5", "-T"]) == [
+        "ssh", "-o", "ConnectTimeout=5", "-T", "--", "vps", "docker",
+        "--host=unix:///run/docker.sock", "system", "dial-stdio"]
+    with pytest.raises(ValueError, match="no password"):
+        dial_stdio_command("ssh://deploy:secret@vps", [])
+
+
+def test_an_engine_over_a_command_speaks_http_on_its_stdin_and_stdout():
+    # commandconn: the command's stdin and stdout are the connection (here a tiny server in
+    # place of `docker system dial-stdio`, which answers one request and exits).
+    answer = ("import sys; sys.stdin.buffer.readline(); "
+              "sys.stdout.buffer.write(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n"
+              "Connection: close\\r\\n\\r\\nOK'); sys.stdout.flush()")
+    assert DialStdioEngine([sys.executable, "-c", answer]).request("GET", "/_ping") == b"OK"
+
+
+def test_a_provider_whose_ssh_fails_fails_the_update_before_any_docker_step():
+    # terraform-provider-docker providerConfigure: the client is pinged first; ssh's own
+    # words (a refused connection, a host key it does not accept) reach the error.
+    engine = FakeEngine()
+    app = container("app")
+    app.provider = "urn:provider:docker"
+    unreachable = provider(host="ssh://deploy@127.0.0.1:1",
+                           ssh_opts='["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]')
+    with pytest.raises(ReplayError, match="Error pinging Docker server.*Connection refused"):
+        quiet_replay(engine).apply(run(app, unreachable))
+    assert engine.calls == []
+
+
+def test_a_provider_input_the_replay_does_not_model_fails_by_name():
+    with pytest.raises(ReplayError, match="registry_auth"):
+        quiet_replay(FakeEngine()).apply(run(provider(registry_auth=[{"address": "r"}])))
