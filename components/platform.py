@@ -73,10 +73,13 @@ class Platform(pulumi.ComponentResource):
         # stack; templates/app/release-begin.sh.j2).
         directories += [{"path": context.host_path("www", env.name), "mode": "0755",
                          "owner": "0:0"} for env in platform.environments]
+        # nginx's logs, writable by their group (root): see prepare-directories.sh.j2.
+        group_writable_logs = [context.host_path("logs", "nginx", log)
+                               for log in ("access.log", "error.log")]
         self.directories = host_command(
             f"{name}-directories", args.connection,
             render("host/prepare-directories.sh.j2", root_dir=settings.host.root_dir,
-                   directories=directories),
+                   directories=directories, group_writable_logs=group_writable_logs),
             opts=pulumi.ResourceOptions(parent=self))
 
         images = {
