@@ -15,7 +15,8 @@ program and puts the previous file back when that fails (components/host_files.p
 - the firewall: ufw for the host, and DOCKER-USER for what Docker publishes (moby#4737);
 - fail2ban: sshd from the journal, nginx's status-domain 401s and 429/400/444s from its
   JSON access log, banned where Docker's forwarded traffic passes as well;
-- swap, sysctl, log rotation of the file logs, unattended security updates;
+- swap, sysctl, log rotation of the file logs, the journal capped on disk and in RAM, time
+  sync (systemd-timesyncd), unattended security updates;
 - a preflight of what the Docker provider's ssh:// path needs, before any Docker resource.
 
 Not here: the dashboard's systemd units (components/dashboard.py) and cron entries of the
@@ -33,11 +34,13 @@ from components.settings import HostSettings, Settings
 from components.templates import render
 
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
-            "sudo", "iptables", "openssh-server")
+            "sudo", "iptables", "openssh-server", "systemd-timesyncd")
 # sshd: OpenSSH 9.2's UnusedConnectionTimeout closes what pulumi-command leaves open.
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
 SYSCTL_FILE = "/etc/sysctl.d/90-aiia.conf"
+# dockerd's Go garbage collector target (templates/host/docker-memory.conf.j2).
+DOCKERD_GOGC = 25
 
 
 def docker_ssh_options(host: HostSettings) -> list[str] | None:
@@ -130,11 +133,19 @@ class Host(pulumi.ComponentResource):
             file("logrotate-hourly", "/etc/systemd/system/logrotate.timer.d/aiia-hourly.conf",
                  render("host/logrotate-hourly.conf.j2"),
                  "systemctl daemon-reload && systemctl restart logrotate.timer", packages),
+            file("journald", "/etc/systemd/journald.conf.d/90-aiia.conf",
+                 render("host/journald.conf.j2", max_mb=provision.journal_max_mb),
+                 # journald keeps its files open across a restart; nothing is lost.
+                 "systemctl restart systemd-journald", packages),
             file("unattended-upgrades", "/etc/apt/apt.conf.d/52aiia-unattended-upgrades",
                  render("host/unattended-upgrades.conf.j2",
                         enabled=provision.unattended_upgrades),
                  "apt-config dump >/dev/null", packages),
         ]
+        # After daemon.json: live-restore keeps the containers through this restart.
+        files.append(file("docker-memory", "/etc/systemd/system/docker.service.d/aiia-memory.conf",
+                          render("host/docker-memory.conf.j2", gogc=DOCKERD_GOGC),
+                          "systemctl daemon-reload && systemctl restart docker", files[2]))
         docker_firewall = [
             file("docker-firewall-script", FIREWALL_SCRIPT,
                  render("host/docker-firewall.sh.j2", allowed_ports=[80, 443]), "true",
@@ -166,13 +177,17 @@ class Host(pulumi.ComponentResource):
             "fail2ban-client -t >/dev/null && systemctl reload-or-restart fail2ban",
             *fail2ban_files, docker_firewall[-1]))
         swap = host_command(
-            f"{name}-swap", connection, render("host/swap.sh.j2", swap_mb=host.swap_mb),
+            f"{name}-swap", connection, render("host/swap.sh.j2", swap_mb=host.swap_mb,
+                                        swap_file=provision.swap_file),
             opts=child(packages))
         # After sshd has its policy: the SSH port is allowed before ufw is enabled.
         firewall = host_command(
             f"{name}-firewall", connection,
             render("host/firewall.sh.j2", ssh_port=host.ssh.port,
-                   rules=[f"{host.ssh.port}/tcp", "80/tcp", "443/tcp"]),
+                   rules=[f"{host.ssh.port}/tcp", "80/tcp", "443/tcp",
+                          # The dashboard listens on the platform network's gateway.
+                          f"from {platform.network_subnet} to {platform.network_gateway} "
+                          f"port {platform.dashboard.port} proto tcp"]),
             opts=child(files[1]))
         self.preflight = host_command(
             f"{name}-preflight", connection, render("host/preflight.sh.j2", user=user),

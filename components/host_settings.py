@@ -25,6 +25,7 @@ KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa
 MIN_RSA_BITS = 3072
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+SWAP_FILE_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,11 @@ class ProvisionSettings:
     docker_package: str = "docker.io"  # Debian's; or docker-ce from Docker's own repository
     log_rotate_mb: int = 50
     log_rotate_keep: int = 5
+    journal_max_mb: int = 200  # systemd's journal on disk (journald's SystemMaxUse)
     swappiness: int = 10
+    # Where the swap file of host.swap_mb lives: on a filesystem that can hold one (ext4,
+    # xfs; not a btrfs subvolume with copy-on-write, nor overlayfs).
+    swap_file: str = "/swapfile"
     unattended_upgrades: bool = True
     fail2ban: Fail2banSettings = field(default_factory=Fail2banSettings)
 
@@ -139,11 +144,15 @@ def parse_provision(raw: Any, key: str, add: Callable[[str], None],
     if not PACKAGE_RE.match(str(settings.docker_package)):
         add(f"{key}.docker_package={settings.docker_package!r} is not a Debian package name "
             "(docker.io, or docker-ce with Docker's repository configured)")
-    for name in ("log_rotate_mb", "log_rotate_keep"):
+    for name in ("log_rotate_mb", "log_rotate_keep", "journal_max_mb"):
         if getattr(settings, name) <= 0:
             add(f"{key}.{name}={getattr(settings, name)} must be greater than 0")
     if not 0 <= settings.swappiness <= 100:
         add(f"{key}.swappiness={settings.swappiness} must be between 0 and 100")
+    if not SWAP_FILE_RE.match(str(settings.swap_file)) or "/../" in f"{settings.swap_file}/" \
+            or str(settings.swap_file).startswith(("/proc/", "/sys/", "/dev/", "/run/")):
+        add(f"{key}.swap_file={settings.swap_file!r} must be an absolute path of plain names "
+            "on a disk filesystem (letters, digits, . _ -), e.g. /swapfile")
     for name in ("ban_time_s", "find_time_s", "ssh_max_retry", "status_auth_max_retry",
                  "abuse_max_retry"):
         value = getattr(fail2ban, name)

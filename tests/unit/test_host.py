@@ -80,6 +80,14 @@ def test_the_committed_prod_stack_is_refused_until_the_vps_identity_is_pinned():
      "log_rotate_mb=0 must be greater than 0"),
     (lambda raw: provision(raw).update(fail2ban={"ignore_addresses": ["office"]}),
      "ignore_addresses[0]='office' is not an IP address or CIDR range"),
+    (lambda raw: provision(raw).update(journal_max_mb=0),
+     "journal_max_mb=0 must be greater than 0"),
+    (lambda raw: provision(raw).update(swap_file="swapfile"),
+     "swap_file='swapfile' must be an absolute path"),
+    (lambda raw: provision(raw).update(swap_file="/var/../etc/passwd"),
+     "swap_file='/var/../etc/passwd' must be an absolute path of plain names"),
+    (lambda raw: provision(raw).update(swap_file="/run/swap"),
+     "swap_file='/run/swap' must be an absolute path"),
 ])
 def test_bad_host_settings_are_refused_naming_the_key_and_the_fix(change, expected):
     assert expected in problems_of(change)

@@ -341,7 +341,7 @@ def test_a_config_change_to_a_release_makes_a_new_generation_beside_the_old():
         config["aiia:releases"]["prod"]["stop_grace_seconds"] = 25
 
     def memory(config):
-        config["aiia:platform"]["environments"]["prod"]["app_memory_mb"] = 88
+        config["aiia:platform"]["environments"]["prod"]["app_memory_mb"] = 76
 
     base = generation_after(None)
     assert generation_after(None) == base  # stable: the same config, the same container

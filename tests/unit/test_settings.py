@@ -58,7 +58,7 @@ def test_memory_over_budget_lists_every_share():
         raw["platform"]["environments"]["prod"]["app_memory_mb"] = 300
 
     message = problems("prod", grow_app)
-    assert "steady use 724 MB exceeds aiia:host.memory_mb=512" in message
+    assert "steady use 732 MB exceeds aiia:host.memory_mb=512" in message
     for service in ("postgres", "pgbouncer", "redis", "nginx", "dashboard", "app prod",
                     "app staging", "OS and Docker reserve"):
         assert service in message
