@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.harness.client import WebSocket
+from tests.harness.client import assert_websocket_echoes
 
 pytestmark = pytest.mark.e2e
 
@@ -225,13 +225,8 @@ def test_static_files_are_served_by_nginx(local_stack):
 
 
 def test_websocket_upgrades_and_echoes_through_nginx(local_stack):
-    socket = WebSocket(local_stack.https_port, local_stack.domain("prod"), "/ws/echo/")
-    try:
-        assert socket.status == 101
-        socket.send_text("hello through nginx")
-        assert socket.receive() == (1, b"hello through nginx")
-    finally:
-        socket.close()
+    assert_websocket_echoes(local_stack.https_port, local_stack.domain("prod"),
+                            "hello through nginx")
 
 
 @pytest.mark.parametrize("environment", ["prod", "staging"])

@@ -114,3 +114,14 @@ class WebSocket:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def assert_websocket_echoes(port: int, domain: str, text: str, path: str = "/ws/echo/") -> None:
+    """A WebSocket through nginx upgrades (101) and echoes `text` back."""
+    socket = WebSocket(port, domain, path)
+    try:
+        assert socket.status == 101, socket.status
+        socket.send_text(text)
+        assert socket.receive() == (1, text.encode())
+    finally:
+        socket.close()
