@@ -64,6 +64,7 @@ REPO = Path(__file__).resolve().parents[2]
 BAN_TIME_S = 45
 SSH_MAX_RETRY = 3
 STATUS_AUTH_MAX_RETRY = 4
+ABUSE_MAX_RETRY = 5
 APP_REPOSITORY = "aiia-vps-app"  # the reference app's image, tagged once per release
 RELEASES = ("release-a", "release-b")
 # A smaller load than test_releases.py's: the stand-in shares this machine's two cores.
@@ -282,6 +283,7 @@ def provisioned(engine: DockerEngine, app_images: dict[str, str],
                              "fail2ban": {"ban_time_s": BAN_TIME_S, "find_time_s": 60,
                                           "ssh_max_retry": SSH_MAX_RETRY,
                                           "status_auth_max_retry": STATUS_AUTH_MAX_RETRY,
+                                          "abuse_max_retry": ABUSE_MAX_RETRY,
                                           "ignore_addresses": [gateway]}}
         platform = config["aiia:platform"]
         platform["backup"]["recipients"] = [TEST_BACKUP_KEY]
@@ -554,19 +556,49 @@ def test_failed_dashboard_logins_get_the_client_banned_at_nginxs_published_port(
                        status_domain, str(STATUS_AUTH_MAX_RETRY + 1), timeout=60, check=False)
         assert tried.returncode == 0, tried.stdout + tried.stderr
         assert tried.stdout.split("\n")[0].endswith("401 Unauthorized"), tried.stdout
-        jail = "fail2ban-client status aiia-nginx-status-auth"
-        deadline = time.monotonic() + 60  # the polling backend reads the log every second
-        while client_address not in vps.sh(jail).stdout:
-            assert time.monotonic() < deadline, vps.sh(jail).stdout
-            time.sleep(0.5)
-        # Banned where Docker's forwarded traffic passes: nginx's 443 no longer answers it,
-        # and everyone else (this machine, through the published port) is still served.
-        assert not connects_from(client, vps.address, 443)
-        assert provisioned.get("prod", "/healthz/").status == 200
-        vps.sh(f"fail2ban-client set aiia-nginx-status-auth unbanip {client_address}")
-        assert connects_from(client, vps.address, 443)
+        assert_banned_at_nginxs_ports(provisioned, "aiia-nginx-status-auth", client,
+                                      client_address)
     finally:
         docker("rm", "-f", client, check=False)
+
+
+UNKNOWN_HOST_ATTEMPT = """
+import socket, sys
+for attempt in range(int(sys.argv[2])):
+    with socket.create_connection((sys.argv[1], 80), timeout=5) as raw:
+        raw.sendall(b"GET / HTTP/1.1\\r\\nHost: scanner.invalid\\r\\nConnection: close\\r\\n\\r\\n")
+        print(len(raw.recv(64)))
+"""
+
+
+def test_requests_for_unknown_hosts_get_the_client_banned_at_nginxs_published_port(
+        provisioned):
+    vps = provisioned.vps
+    client, client_address = attacker(provisioned, "scanner")
+    try:
+        tried = docker("exec", client, "python3", "-c", UNKNOWN_HOST_ATTEMPT, vps.address,
+                       str(ABUSE_MAX_RETRY + 1), timeout=60, check=False)
+        assert tried.returncode == 0, tried.stdout + tried.stderr
+        assert set(tried.stdout.split()) == {"0"}, tried.stdout  # 444: closed, no answer
+        assert_banned_at_nginxs_ports(provisioned, "aiia-nginx-abuse", client, client_address)
+    finally:
+        docker("rm", "-f", client, check=False)
+
+
+def assert_banned_at_nginxs_ports(provisioned, jail: str, client: str, address: str) -> None:
+    """`address` is banned by `jail` where Docker's forwarded traffic passes: nginx's 80 and
+    443 no longer answer it, everyone else (this machine, through the published port) is
+    still served, and an unban lets it in again."""
+    vps = provisioned.vps
+    deadline = time.monotonic() + 60  # the polling backend reads the log every second
+    while address not in vps.sh(f"fail2ban-client status {jail}").stdout:
+        assert time.monotonic() < deadline, vps.sh(f"fail2ban-client status {jail}").stdout
+        time.sleep(0.5)
+    assert not connects_from(client, vps.address, 443)
+    assert not connects_from(client, vps.address, 80)
+    assert provisioned.get("prod", "/healthz/").status == 200
+    vps.sh(f"fail2ban-client set {jail} unbanip {address}")
+    assert connects_from(client, vps.address, 443)
 
 
 def connects_from(container: str, address: str, port: int) -> bool:
