@@ -151,10 +151,14 @@ class Vps:
                 stdin=public_key + "\n")
 
     def stop(self) -> None:
-        # Swap is the kernel's: switched off before its file goes.
+        # Swap is the kernel's: switched off before its file goes, from inside, or from this
+        # machine when the stand-in can no longer run a command.
         self.sh("swapoff -a", check=False)
         docker("rm", "-f", self.name, check=False)
         docker("volume", "rm", f"{self.name}-docker", check=False)
+        if (self.swap_dir / "swapfile").exists():  # refused harmlessly when not in use
+            subprocess.run(["swapoff", str(self.swap_dir / "swapfile")], capture_output=True,
+                           timeout=120, check=False)
         shutil.rmtree(self.swap_dir, ignore_errors=True)
 
 
