@@ -207,6 +207,24 @@ def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:
     return secrets
 
 
+def prod_outputs_for_staging() -> dict:
+    """What prod exports, as a StackReference hands it to staging."""
+    return {
+        "prefix": "aiia", "network_name": "aiia", "nginx_container": "aiia-nginx",
+        "pgbouncer_host": "aiia-pgbouncer", "pgbouncer_port": 6432,
+        "redis_host": "aiia-redis", "redis_port": 6379, "root_dir": "/srv/aiia",
+        "environments": {
+            "staging": {"domain": "staging-api.eduaiia.com", "port": 8001, "app_memory_mb": 80,
+                        "database_name": "aiia_staging", "database_user": "aiia_staging",
+                        "redis_user": "staging"},
+        },
+        "database_passwords": {"staging": "from-prod-staging-db"},
+        "redis_passwords": {"staging": "from-prod-staging-redis"},
+        "ready": True,
+        "nginx_keep_idle_seconds": 45.0,  # a StackReference's numbers arrive as floats
+    }
+
+
 @dataclass
 class ProgramRun:
     resources: list[RecordedResource]

@@ -6,7 +6,13 @@ import re
 import pytest
 
 from components.platform_reference import OUTPUT_KEYS
-from tests.harness.program import contains_secret, is_secret, run_program, stack_config
+from tests.harness.program import (
+    contains_secret,
+    is_secret,
+    prod_outputs_for_staging,
+    run_program,
+    stack_config,
+)
 from tests.harness.replay import duration_ns, go_duration
 
 CONTAINER = "docker:index/container:Container"
@@ -28,24 +34,6 @@ def release_container(run, name_prefix: str):
     matches = [c for name, c in run.containers().items() if name.startswith(name_prefix)]
     assert len(matches) == 1, (name_prefix, list(run.containers()))
     return matches[0]
-
-
-def prod_outputs_for_staging() -> dict:
-    """What prod exports, as a StackReference hands it to staging."""
-    return {
-        "prefix": "aiia", "network_name": "aiia", "nginx_container": "aiia-nginx",
-        "pgbouncer_host": "aiia-pgbouncer", "pgbouncer_port": 6432,
-        "redis_host": "aiia-redis", "redis_port": 6379, "root_dir": "/srv/aiia",
-        "environments": {
-            "staging": {"domain": "staging-api.eduaiia.com", "port": 8001, "app_memory_mb": 80,
-                        "database_name": "aiia_staging", "database_user": "aiia_staging",
-                        "redis_user": "staging"},
-        },
-        "database_passwords": {"staging": "from-prod-staging-db"},
-        "redis_passwords": {"staging": "from-prod-staging-redis"},
-        "ready": True,
-        "nginx_keep_idle_seconds": 45.0,  # a StackReference's numbers arrive as floats
-    }
 
 
 @pytest.fixture(scope="module")
