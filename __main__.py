@@ -3,12 +3,12 @@
 import pulumi
 import pulumi_docker as docker
 
-from components.app_release import AppRelease, AppReleaseArgs
-from components.host import Host, HostArgs, docker_ssh_options
-from components.host_files import HostConnection
-from components.platform import Platform, PlatformArgs
-from components.platform_reference import PlatformHandle
-from components.settings import load_settings
+from components.host.connection import HostConnection
+from components.host.provision import Host, HostArgs, docker_ssh_options
+from components.platform.outputs import PlatformHandle
+from components.platform.platform import Platform, PlatformArgs
+from components.release.app_release import AppRelease, AppReleaseArgs
+from components.settings.load import load_settings
 
 config = pulumi.Config("aiia")
 settings = load_settings(pulumi.get_stack(), config)

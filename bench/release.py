@@ -59,9 +59,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from components.memory_budget import memory_budget  # noqa: E402
 from components.names import release_container_prefix  # noqa: E402
-from components.settings import parse_settings  # noqa: E402
+from components.settings.budget import memory_budget  # noqa: E402
+from components.settings.load import parse_settings  # noqa: E402
 from tests.harness.engine import DockerEngine  # noqa: E402
 from tests.harness.load import Load, Summary  # noqa: E402
 from tests.harness.local_stack import (  # noqa: E402

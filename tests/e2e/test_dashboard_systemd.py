@@ -21,8 +21,8 @@ from collections.abc import Iterator
 import jinja2
 import pytest
 
-from components.dashboard import COLLECT_EVERY_S
-from components.settings import DashboardSettings
+from components.platform.dashboard import COLLECT_EVERY_S
+from components.settings.load import DashboardSettings
 from dashboard.auth import hash_password
 from tests.unit.dashboard.dashboard_fixtures import REPO_ROOT
 
@@ -165,7 +165,7 @@ def host() -> Iterator[Host]:
 
 
 def install(machine: Host) -> None:
-    """What components/dashboard.py does on an SSH host, done by hand."""
+    """What components/platform/dashboard.py does on an SSH host, done by hand."""
     machine.sh(
         "groupadd --system aiia-dashboard && useradd --system -g aiia-dashboard -M "
         "-s /usr/sbin/nologin aiia-dashboard && mkdir -p /opt/aiia /srv/aiia/dashboard"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from components.dashboard import COLLECT_EVERY_S
+from components.platform.dashboard import COLLECT_EVERY_S
 from dashboard.alerts import evaluate
 from dashboard.timestamps import parse_utc
 from tests.harness.client import https_request

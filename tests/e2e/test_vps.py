@@ -1,4 +1,4 @@
-"""The `prod` stack on the VPS stand-in, over real SSH: the host (components/host.py), the
+"""The `prod` stack on the VPS stand-in, over real SSH: the host (components/host/provision.py), the
 platform and the prod release, as production reaches them.
 
 The stand-in (tests/images/vps) is a Debian 12 container running systemd as PID 1 with
@@ -43,8 +43,8 @@ from pathlib import Path
 import pytest
 
 from components.names import database_name
-from components.nginx import reload_command
-from components.settings import PlatformSettings, Settings, parse_settings
+from components.platform.nginx import reload_command
+from components.settings.load import PlatformSettings, Settings, parse_settings
 from tests.harness.client import Response, WebSocket, assert_websocket_echoes, https_request
 from tests.harness.engine import DockerEngine
 from tests.harness.local_stack import free_port, free_subnet, image_map, tag_image

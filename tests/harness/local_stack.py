@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.names import database_name
-from components.nginx import reload_command
-from components.settings import ImageSettings
+from components.platform.nginx import reload_command
+from components.settings.load import ImageSettings
 from tests.harness.client import Response, https_request
 from tests.harness.engine import DockerEngine
 from tests.harness.program import ProgramRun, made_up_secrets, run_program, stack_config

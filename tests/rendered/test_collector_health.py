@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.dashboard import COLLECT_EVERY_S
+from components.platform.dashboard import COLLECT_EVERY_S
 from tests.rendered.conftest import local_run_rooted_at
 from tests.rendered.test_shellcheck import shellcheck
 

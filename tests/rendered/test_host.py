@@ -1,6 +1,6 @@
-"""The host files prod's program renders (components/host.py), checked by the real programs
-that will read them on the VPS: sshd, visudo, fail2ban, logrotate, iptables, sysctl. They run
-in the VPS stand-in image (tests/images/vps: Debian 12 with those packages), one
+"""The host files prod's program renders (components/host/provision.py), checked by the real
+programs that will read them on the VPS: sshd, visudo, fail2ban, logrotate, iptables, sysctl.
+They run in the VPS stand-in image (tests/images/vps: Debian 12 with those packages), one
 `docker run --rm` per check, the files mounted where the VPS has them.
 
 Not here (the VPS stand-in's end-to-end tests, issue #9): the files installed over SSH by
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.host import max_startups
+from components.host.provision import max_startups
 from tests.harness.program import TEST_ADMIN_KEY
 
 pytestmark = pytest.mark.rendered

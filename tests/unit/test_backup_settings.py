@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.backup import render_backup_cron
+from components.platform.backup import render_backup_cron
 from tests.harness.program import host_files, run_program, stack_config
 from tests.unit.test_settings import parse, problems
 

@@ -292,7 +292,7 @@ def test_notify_refuses_a_missing_or_plain_http_webhook(slack):
 def test_touched_stacks():
     assert touched_stacks(["Pulumi.prod.yaml"]) == ["prod"]
     assert touched_stacks(["Pulumi.staging.yaml", "docs/runbooks.md"]) == ["staging"]
-    assert touched_stacks(["components/nginx.py"]) == ["prod", "staging"]
+    assert touched_stacks(["components/platform/nginx.py"]) == ["prod", "staging"]
     assert touched_stacks(["templates/nginx/site.conf.j2", "Pulumi.prod.yaml"]) == \
         ["prod", "staging"]
     assert touched_stacks(["README.md", "tests/unit/test_settings.py", "Pulumi.local.yaml"]) == []

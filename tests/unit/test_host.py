@@ -1,5 +1,6 @@
-"""The host component (components/host.py) and its settings (components/host_settings.py):
-bad input refused before anything changes, and what prod's program declares for the VPS."""
+"""The host component (components/host/provision.py) and its settings
+(components/settings/provision.py): bad input refused before anything changes, and what
+prod's program declares for the VPS."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import struct
 
 import pytest
 
-from components.settings import ConfigError, parse_settings
+from components.settings.load import ConfigError, parse_settings
 from tests.harness.program import (
     TEST_HOST_KEY,
     contains_secret,

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from components.platform_reference import OUTPUT_KEYS
+from components.platform.outputs import OUTPUT_KEYS
 from tests.harness.program import (
     contains_secret,
     is_secret,
@@ -282,7 +282,7 @@ def test_the_dashboard_package_archive_is_reproducible():
     # package's content, not with the time it was built.
     import time
 
-    from components.dashboard import package_archive
+    from components.platform.dashboard import package_archive
 
     first = package_archive()
     time.sleep(1.1)
@@ -504,11 +504,11 @@ def test_every_container_has_a_read_only_root(stack_fixture, request):
 
 
 def test_a_change_to_the_house_rules_is_a_new_generation(monkeypatch):
-    import components.app_release
+    import components.release.app_release
 
     base = generation_after(None)
-    rules = components.app_release.house_rules()
-    monkeypatch.setattr(components.app_release, "house_rules",
+    rules = components.release.app_release.house_rules()
+    monkeypatch.setattr(components.release.app_release, "house_rules",
                         lambda: {**rules, "cap_drop": ["NET_RAW"]})
     assert generation_after(None) != base
 
@@ -532,7 +532,7 @@ def test_redis_scripting_is_granted_per_environment_only_when_set():
 
 
 def test_role_passwords_go_to_postgres_as_scram_verifiers():
-    from components.postgres import scram_verifier
+    from components.platform.postgres import scram_verifier
 
     verifier = scram_verifier("aiia_prod", "s3cret-password")
     assert verifier.startswith("SCRAM-SHA-256$4096:") and "s3cret" not in verifier
@@ -563,7 +563,7 @@ def test_the_dashboard_watches_the_renewal_job_only_where_an_acme_ca_issues():
 def test_a_domain_not_issued_is_a_warning_of_pulumi_up_not_a_failure(monkeypatch):
     import pulumi
 
-    from components.certbot import warn_about_failures
+    from components.platform.certbot import warn_about_failures
 
     warnings = []
     monkeypatch.setattr(pulumi.log, "warn", warnings.append)

@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from components.templates import render as program_render
+from components.host.templates import render as program_render
 from dashboard.auth import hash_password, verify_password
 from dashboard.config import ConfigError, load_config, parse_config
 
@@ -17,7 +17,7 @@ PASSWORD_HASH = hash_password("pw", iterations=10)
 
 
 def template_variables() -> dict:
-    """The variables components/dashboard.py passes, in the shapes it uses."""
+    """The variables components/platform/dashboard.py passes, in the shapes it uses."""
     root = "/srv/aiia"
     return {
         "listen_host": "172.30.0.1",

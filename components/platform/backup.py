@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.host_files import HostFile, HostFileArgs, host_command
+from components.host.connection import HostFile, HostFileArgs, host_command
+from components.host.templates import render
 from components.names import database_name
-from components.platform_context import PlatformContext
-from components.templates import render
+from components.platform.context import PlatformContext
 
 DRILL_KEY_FILE = "drill.asc"
 

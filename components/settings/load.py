@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.backup_keys import KeyProblem, PublicKey, inspect_public_key
-from components.host_settings import USER_RE, ProvisionSettings, parse_provision, ssh_key_problem
-from components.memory_budget import MemoryBudget, memory_budget
+from components.settings.budget import MemoryBudget, memory_budget
+from components.settings.gpg_keys import KeyProblem, PublicKey, inspect_public_key
+from components.settings.provision import (
+    USER_RE,
+    ProvisionSettings,
+    parse_provision,
+    ssh_key_problem,
+)
 
 NAMESPACE = "aiia"
 TLS_MODES = ("self_signed", "letsencrypt", "letsencrypt_staging", "acme")
@@ -98,7 +103,7 @@ class HostSettings:
     docker_host: str | None = None  # e.g. ssh://root@203.0.113.10; None: local socket
     ssh: SshSettings | None = None
     disk_gb: int = 20  # the host's disk (backups get platform.backup.disk_budget_mb of it)
-    provision: ProvisionSettings | None = None  # an ssh host only (components/host.py)
+    provision: ProvisionSettings | None = None  # an ssh host only (components/host/provision.py)
 
 
 @dataclass(frozen=True)
@@ -231,7 +236,7 @@ class OffHostSettings:
 
 @dataclass(frozen=True)
 class BackupSettings:
-    """The daily encrypted backup and the monthly restore drill (components/backup.py)."""
+    """The daily encrypted backup and the monthly restore drill (components/platform/backup.py)."""
 
     time: str = "03:30"  # UTC, daily, by the host's cron
     # The operators' GPG public keys (armored text, or the path of a file holding one on the

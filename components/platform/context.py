@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostConnection
+from components.host.connection import HostConnection
+from components.host.containers import ServiceContainerArgs
 from components.names import container_name
-from components.service_container import ServiceContainerArgs
-from components.settings import PlatformSettings, Settings
+from components.settings.load import PlatformSettings, Settings
 
 
 def unprivileged_local(settings: Settings) -> bool:

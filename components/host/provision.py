@@ -3,7 +3,7 @@
 Owned by the platform stack of an ssh host (a `local` stack provisions nothing). Each step
 is a remote command re-run only when its script or content changes; every file comes from
 templates/host/ and is installed by HostFile, whose follow-up validates it with the real
-program and puts the previous file back when that fails (components/host_files.py):
+program and puts the previous file back when that fails (components/host/connection.py):
 
 - packages: Docker (host.provision.docker_package), ufw, fail2ban, cron, logrotate,
   unattended-upgrades; on anything but Debian 12 it stops and says so;
@@ -19,7 +19,7 @@ program and puts the previous file back when that fails (components/host_files.p
   sync (systemd-timesyncd), unattended security updates;
 - a preflight of what the Docker provider's ssh:// path needs, before any Docker resource.
 
-Not here: the dashboard's systemd units (components/dashboard.py) and cron entries of the
+Not here: the dashboard's systemd units (components/platform/dashboard.py) and cron entries of the
 jobs (their components).
 """
 
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.host_files import HostConnection, HostFile, HostFileArgs, host_command
-from components.settings import HostSettings, Settings
-from components.templates import render
+from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
+from components.host.templates import render
+from components.settings.load import HostSettings, Settings
 
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
             "sudo", "iptables", "openssh-server", "systemd-timesyncd")

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostFile, HostFileArgs, host_command
-from components.platform_context import PlatformContext
-from components.service_container import healthcheck, service_container
-from components.templates import render
+from components.host.connection import HostFile, HostFileArgs, host_command
+from components.host.containers import healthcheck, service_container
+from components.host.templates import render
+from components.platform.context import PlatformContext
 
 CONFIG_DIR_IN_CONTAINER = "/etc/aiia-nginx"
 PLACEHOLDER_UPSTREAM = "127.0.0.1:8081"

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostFile, HostFileArgs
+from components.host.connection import HostFile, HostFileArgs
+from components.host.containers import healthcheck, service_container
+from components.host.templates import render
 from components.names import redis_user
-from components.platform_context import PlatformContext
-from components.service_container import healthcheck, service_container
-from components.templates import render
+from components.platform.context import PlatformContext
 
 REDIS_UID = "999:999"
 PORT = 6379

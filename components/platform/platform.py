@@ -7,18 +7,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.backup import Backup, BackupArgs
-from components.certbot import Certbot, CertbotArgs
-from components.dashboard import Dashboard, DashboardArgs
-from components.host_files import HostConnection, host_command
+from components.host.connection import HostConnection, host_command
+from components.host.templates import render
 from components.names import database_name, database_role, redis_user
-from components.nginx import Nginx, NginxArgs
-from components.pgbouncer import PgBouncer, PgBouncerArgs
-from components.platform_context import PlatformContext
-from components.postgres import Postgres, PostgresArgs
-from components.redis import Redis, RedisArgs
-from components.settings import Settings
-from components.templates import render
+from components.platform.backup import Backup, BackupArgs
+from components.platform.certbot import Certbot, CertbotArgs
+from components.platform.context import PlatformContext
+from components.platform.dashboard import Dashboard, DashboardArgs
+from components.platform.nginx import Nginx, NginxArgs
+from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
+from components.platform.postgres import Postgres, PostgresArgs
+from components.platform.redis import Redis, RedisArgs
+from components.settings.load import Settings
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Platform(pulumi.ComponentResource):
             {"path": context.host_path("logs", "nginx"), "mode": "0755", "owner": "0:0"},
             {"path": context.host_path("state"), "mode": "0755", "owner": "0:0"},
             {"path": context.host_path("backups"), "mode": "0700", "owner": "0:0"},
-            # The backup job's keys and the host's drill key (components/backup.py).
+            # The backup job's keys and the host's drill key (components/platform/backup.py).
             {"path": context.host_path("backup"), "mode": "0700", "owner": "0:0"},
             # Each environment's uploads, {root}/media/<env>, made and owned by its release.
             {"path": context.host_path("media"), "mode": "0755", "owner": "0:0"},

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from components.settings import Settings
+    from components.settings.load import Settings
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def memory_budget(settings: Settings) -> MemoryBudget:
                                  share.config_key) for share in apps]
     transient = [MemoryShare("certbot renewal", platform.certbot.memory_mb,
                              f"{key}.certbot.memory_mb"),
-                 # pg_dump | gpg in a container of its own (components/backup.py); the
+                 # pg_dump | gpg in a container of its own (components/platform/backup.py); the
                  # server side of the dump is a backend inside postgres' own limit.
                  MemoryShare("backup / restore drill", platform.backup.memory_mb,
                              f"{key}.backup.memory_mb")]

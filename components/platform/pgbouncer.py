@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostFile, HostFileArgs
-from components.platform_context import PlatformContext
-from components.service_container import healthcheck, service_container
-from components.templates import render
+from components.host.connection import HostFile, HostFileArgs
+from components.host.containers import healthcheck, service_container
+from components.host.templates import render
+from components.platform.context import PlatformContext
 
 PGBOUNCER_UID = "70:70"  # the image's postgres user (Alpine)
 PORT = 6432

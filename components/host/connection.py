@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import local, remote
 
-from components.settings import HostSettings
-from components.templates import render
+from components.host.templates import render
+from components.settings.load import HostSettings
 
 
 @dataclass(frozen=True)

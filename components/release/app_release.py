@@ -17,24 +17,24 @@ from urllib.parse import quote
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostConnection, HostFile, HostFileArgs, host_command
-from components.names import generation, release_container_name, release_slug
-from components.nginx import nginx_lock_file, reload_command, render_upstream
-from components.platform_context import unprivileged_local
-from components.platform_reference import PlatformHandle
-from components.service_container import (
+from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
+from components.host.containers import (
     ServiceContainerArgs,
     container_address,
     healthcheck,
     house_rules,
     service_container,
 )
-from components.settings import RELEASE_DRAIN_SECONDS, ReleaseSettings, Settings
-from components.templates import render
+from components.host.templates import render
+from components.names import generation, release_container_name, release_slug
+from components.platform.context import unprivileged_local
+from components.platform.nginx import nginx_lock_file, reload_command, render_upstream
+from components.platform.outputs import PlatformHandle
+from components.settings.load import RELEASE_DRAIN_SECONDS, ReleaseSettings, Settings
 
 STATIC_ROOT = "/app/staticfiles"
 # Uploads: {root}/media/<env> on the host, mounted into every release of the environment,
-# so they outlive releases; the backup job takes the directory (components/backup.py).
+# so they outlive releases; the backup job takes the directory (components/platform/backup.py).
 MEDIA_ROOT = "/app/media"
 
 # The app's only writable path besides its log directory: Django's temp files for large

@@ -1,6 +1,7 @@
 """Settings of the host itself (`aiia:host.provision`): what the host component
-(components/host.py) makes of a fresh Debian 12 VPS. Pure and typed, like settings.py, which
-parses them with the rest of `aiia:host` and reports every bad value at once.
+(components/host/provision.py) makes of a fresh Debian 12 VPS. Pure and typed, like
+settings.py, which parses them with the rest of `aiia:host` and reports every bad value at
+once.
 
 Defaults fit a 512 MB, 20 GB VPS on the internet from minute one: one SSH port, keys only,
 fail2ban on SSH and on nginx's log, file logs rotated at 50 MB, security updates unattended.

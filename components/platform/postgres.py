@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostFile, HostFileArgs, host_command
+from components.host.connection import HostFile, HostFileArgs, host_command
+from components.host.containers import healthcheck, service_container
+from components.host.templates import render
 from components.names import database_name, database_role
-from components.platform_context import PlatformContext
-from components.service_container import healthcheck, service_container
-from components.templates import render
+from components.platform.context import PlatformContext
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
 POSTGRES_UID = "999:999"

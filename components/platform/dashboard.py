@@ -19,12 +19,12 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostFile, HostFileArgs, host_command
-from components.platform_context import PlatformContext
-from components.service_container import container_address, healthcheck, service_container
-from components.templates import render
+from components.host.connection import HostFile, HostFileArgs, host_command
+from components.host.containers import container_address, healthcheck, service_container
+from components.host.templates import render
+from components.platform.context import PlatformContext
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent / "dashboard"
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dashboard"
 INSTALL_DIR = "/opt/aiia"
 DASHBOARD_UID = "10002:10002"
 PASSWORD_ITERATIONS = 200_000

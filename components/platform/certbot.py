@@ -3,7 +3,7 @@ nginx reloaded only when one changed.
 
 certbot runs as a transient container (`docker run --rm`), not a resident one: it is
 needed a few seconds twice a day, and its memory counts only in the peak budget. Until
-it has issued, nginx serves the self-signed bootstrap certificates (components/nginx.py).
+it has issued, nginx serves the self-signed bootstrap certificates (components/platform/nginx.py).
 It joins the platform's network (which has egress), so that a CA reachable only there (a
 test CA) is reachable too. A domain whose issuance fails (DNS not pointing here yet, a rate
 limit) does not fail `pulumi up`: the bootstrap certificate keeps serving, the update
@@ -21,10 +21,10 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from components.host_files import HostFile, HostFileArgs, host_command
-from components.nginx import nginx_lock_file
-from components.platform_context import PlatformContext
-from components.templates import render
+from components.host.connection import HostFile, HostFileArgs, host_command
+from components.host.templates import render
+from components.platform.context import PlatformContext
+from components.platform.nginx import nginx_lock_file
 
 
 @dataclass

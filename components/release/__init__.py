@@ -1,0 +1,1 @@
+"""The release wing: one environment's app release and the image contract it follows."""
