@@ -38,7 +38,7 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.unit.dashboard import dashboard_fixtures as fixtures  # noqa: E402
+from tests.harness import dashboard_status as fixtures  # noqa: E402
 
 TARGET_RSS_MB = 30.0
 TARGET_CPU_PERCENT = 1.0
