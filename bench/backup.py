@@ -1,8 +1,8 @@
 """Benchmark: the backup, its verification and the restore drill of a generated database,
 against a plain `pg_dump | gzip` of the same data in the same run.
 
-    python3 bench/backup.py                 # as root, dockerd up, stand-in images built
-    python3 bench/backup.py --sizes 100     # MB of table data to generate (default 100 1000)
+    python3 -m bench.backup                 # as root, dockerd up, stand-in images built
+    python3 -m bench.backup --sizes 100     # MB of table data to generate (default 100 1000)
 
 It stands up a `local` stack of its own (tests/harness/local_stack.py: the replay of what the
 program declares onto the real engine) and removes it at the end, even on error. For each
@@ -28,16 +28,13 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from components.names import database_name  # noqa: E402
-from tests.harness.engine import DockerEngine  # noqa: E402
-from tests.harness.local_stack import (  # noqa: E402
+from components.names import database_name
+from tests.harness.engine import DockerEngine
+from tests.harness.local_stack import (
     LocalStack,
     build_images,
     release_tags,

@@ -2,7 +2,7 @@
 
 Not a test: it prints numbers and the conditions they were measured under.
 
-    python3 bench/dashboard.py [--duration 60] [--interval 2]
+    python3 -m bench.dashboard [--duration 60] [--interval 2]
 
 It builds a realistic host state (two environments with 30 days of probes, seven services
 behind a stand-in Docker Engine, releases, backups, certificates, a 2-hour access log: the
@@ -35,11 +35,9 @@ from pathlib import Path
 
 import psutil
 
+from tests.harness import dashboard_status as fixtures
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.unit.dashboard import dashboard_fixtures as fixtures  # noqa: E402
-
 TARGET_RSS_MB = 30.0
 TARGET_CPU_PERCENT = 1.0
 TARGET_P99_MS = 50.0

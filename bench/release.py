@@ -2,7 +2,7 @@
 
 Not a test: it prints numbers and the conditions they were measured under.
 
-    python3 bench/release.py [--rate 150] [--requests 10000] [--connections 8]
+    python3 -m bench.release [--rate 150] [--requests 10000] [--connections 8]
 
 As root, with dockerd up and the stand-in images built (tests/images/build-standins.sh);
 the app images are built here (tests/e2e/build-images.sh, a no-op when up to date). It
@@ -56,15 +56,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from components.names import release_container_prefix  # noqa: E402
-from components.settings.budget import memory_budget  # noqa: E402
-from components.settings.load import parse_settings  # noqa: E402
-from tests.harness.engine import DockerEngine  # noqa: E402
-from tests.harness.load import Load, Summary  # noqa: E402
-from tests.harness.local_stack import (  # noqa: E402
+from components.names import release_container_prefix
+from components.settings.budget import memory_budget
+from components.settings.load import parse_settings
+from tests.harness.engine import DockerEngine
+from tests.harness.load import Load, Summary
+from tests.harness.local_stack import (
     LocalStack,
     build_images,
     release_tags,

@@ -8,8 +8,8 @@ exists. This measures how long each one is gone for a client: a paced load of
 PgBouncer and Redis, so every platform service is on the path), while `pulumi up` (the
 replay of tests/harness/replay.py on the real engine) bumps that service's image.
 
-    python3 bench/restarts.py                # as root, dockerd up, stand-in images built
-    python3 bench/restarts.py --only nginx   # one service
+    python3 -m bench.restarts                # as root, dockerd up, stand-in images built
+    python3 -m bench.restarts --only nginx   # one service
 
 The baseline is the same load in the same run with nothing changing. The image bump maps
 to the same stand-in (tests/harness/local_stack.py), so the gap is the stop of the old
@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.harness.engine import DockerEngine  # noqa: E402
-from tests.harness.load import Load  # noqa: E402
-from tests.harness.local_stack import (  # noqa: E402
+from tests.harness.engine import DockerEngine
+from tests.harness.load import Load
+from tests.harness.local_stack import (
     NEWER_PATCH_RELEASES,
     build_images,
     image_map,

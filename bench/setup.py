@@ -6,7 +6,7 @@ State.Health.Log). Then, for every container with a health check, what its check
 the slowest check seen, how many checks failed, and the container's peak memory against
 its limit — the evidence for issue #15 (the dashboard collector turning unhealthy).
 
-    python3 bench/setup.py [--runs 10] [--hold 40]
+    python3 -m bench.setup [--runs 10] [--hold 40]
 
 As root, with dockerd up and the stand-in images built (tests/images/build-standins.sh).
 Each run stands up a stack of its own (tests/harness/local_stack.py), keeps it up --hold
@@ -24,13 +24,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.harness.engine import DockerEngine  # noqa: E402
-from tests.harness.local_stack import (  # noqa: E402
+from tests.harness.engine import DockerEngine
+from tests.harness.local_stack import (
     build_images,
     release_tags,
     remove_everything,

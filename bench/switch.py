@@ -2,7 +2,7 @@
 
 Not a test: it prints numbers and the conditions they were measured under.
 
-    python3 bench/switch.py [--rate 40] [--seconds 40] [--mechanisms default,kept]
+    python3 -m bench.switch [--rate 40] [--seconds 40] [--mechanisms default,kept]
 
 As root (wrk runs in a mount namespace of its own that resolves the stack's domain to
 127.0.0.1), with dockerd up and the stand-in images built (tests/images/build-standins.sh),
@@ -55,19 +55,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.harness.engine import DockerEngine  # noqa: E402
-from tests.harness.load import Load, Record  # noqa: E402
-from tests.harness.local_stack import (  # noqa: E402
+from tests.harness.engine import DockerEngine
+from tests.harness.load import Load, Record
+from tests.harness.local_stack import (
     LocalStack,
     build_images,
     release_tags,
     remove_everything,
     start_local_stack,
 )
-from tests.harness.strict import StrictGets, StrictH2, StrictPosts  # noqa: E402
+from tests.harness.strict import StrictGets, StrictH2, StrictPosts
 
 ENVIRONMENT = "prod"
 MECHANISMS = {"default": 0, "kept": None}  # platform.nginx.keepalive_min_timeout_seconds

@@ -1,7 +1,7 @@
 """The status page in a real browser: Debian's Chromium, headless, driven by Playwright.
 
 The dashboard server runs for real (unprivileged) on the realistic state of
-tests/unit/dashboard/dashboard_fixtures.py; the test checks what an operator sees, that a
+tests/harness/dashboard_status.py; the test checks what an operator sees, that a
 poll brings new data, that nothing leaves 127.0.0.1, that the CSP holds, and saves the
 screenshots kept under docs/ (docs/dashboard.png, docs/dashboard-phone.png).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.dashboard import dashboard_fixtures as fixtures
+from tests.harness import dashboard_status as fixtures
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -17,7 +17,7 @@ import pytest
 
 from dashboard.auth import hash_password
 from dashboard.docker_api import DockerClient, DockerError
-from tests.unit.dashboard.dashboard_fixtures import REPO_ROOT
+from tests.harness.dashboard_status import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 IMAGE = "aiia-standin/debian:bookworm"  # tests/images/build-standins.sh

@@ -24,7 +24,7 @@ import pytest
 from components.platform.dashboard import COLLECT_EVERY_S
 from components.settings.load import DashboardSettings
 from dashboard.auth import hash_password
-from tests.unit.dashboard.dashboard_fixtures import REPO_ROOT
+from tests.harness.dashboard_status import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 BASE = "aiia-standin/debian:bookworm"  # tests/images/build-standins.sh

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.unit.dashboard import dashboard_fixtures as fixtures
+from tests.harness import dashboard_status as fixtures
 
 
 @dataclass

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dashboard.access_log import LogCursor, count_lines, error_rates, read_new_lines
-from tests.unit.dashboard.dashboard_fixtures import access_log_line
+from tests.harness.dashboard_status import access_log_line
 
 NOW = 1_800_000_030.0  # 30 s into a minute
 

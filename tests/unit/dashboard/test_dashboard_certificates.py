@@ -15,7 +15,7 @@ from dashboard.certificates import (
     read_certificate,
     renewal_state,
 )
-from tests.unit.dashboard.dashboard_fixtures import make_ca, make_certificate
+from tests.harness.dashboard_status import make_ca, make_certificate
 
 
 def openssl_not_after(path) -> float:

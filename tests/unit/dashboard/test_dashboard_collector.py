@@ -18,8 +18,8 @@ from dashboard.collector import CollectorBusy, collect_once
 from dashboard.config import load_config
 from dashboard.docker_api import DockerClient
 from dashboard.timestamps import format_utc
-from tests.unit.dashboard import dashboard_fixtures as fixtures
-from tests.unit.dashboard.dashboard_fixtures import REPO_ROOT, access_log_line
+from tests.harness import dashboard_status as fixtures
+from tests.harness.dashboard_status import REPO_ROOT, access_log_line
 
 MiB = 1024 * 1024
 

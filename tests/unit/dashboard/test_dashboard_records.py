@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dashboard.records import parse_records, read_records, summarize_jobs, summarize_releases
-from tests.unit.dashboard.dashboard_fixtures import backup_records, release_records, restore_records
+from tests.harness.dashboard_status import backup_records, release_records, restore_records
 
 NOW = 1_800_000_000.0
 

@@ -18,7 +18,7 @@ import pytest
 
 from dashboard.config import load_config
 from dashboard.server import SECURITY_HEADERS, PreflightError, preflight
-from tests.unit.dashboard import dashboard_fixtures as fixtures
+from tests.harness import dashboard_status as fixtures
 from tests.unit.dashboard.conftest import basic, request
 
 NUMBER = (int, float)

@@ -1,7 +1,8 @@
 """Test scaffolding for the dashboard: realistic host state and a stand-in Docker Engine.
 
-Used by the unit tests (through conftest.py), the browser test and bench/dashboard.py
-(both load this file by path). Nothing here ships to a host.
+Used by the unit tests (through conftest.py), the browser and e2e dashboard tests and the
+benchmark (python3 -m bench.dashboard), all as ``tests.harness.dashboard_status`` with the
+repository root on sys.path. Nothing here ships to a host.
 
 - ``FakeDockerEngine``: answers the few Docker Engine API calls the collector makes
   (list, inspect, stats, logs) on a unix socket, from a list of ``FakeContainer``.
@@ -37,15 +38,12 @@ from pathlib import Path
 
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from dashboard import store
+from dashboard.auth import hash_password
+from dashboard.host import cpu_counters
+from dashboard.timestamps import format_utc
 
-from dashboard import store  # noqa: E402
-from dashboard.auth import hash_password  # noqa: E402
-from dashboard.host import cpu_counters  # noqa: E402
-from dashboard.timestamps import format_utc  # noqa: E402
-
+REPO_ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "operator", "correct horse battery staple"
 NOBODY_UID = 65534
 MiB = 1024 * 1024
