@@ -8,7 +8,7 @@ from components.host.provision import Host, HostArgs, docker_ssh_options
 from components.platform.outputs import PlatformHandle
 from components.platform.platform import Platform, PlatformArgs
 from components.release.app_release import AppRelease, AppReleaseArgs
-from components.settings.load import load_settings
+from components.settings import load_settings
 
 config = pulumi.Config("aiia")
 settings = load_settings(pulumi.get_stack(), config)

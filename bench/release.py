@@ -57,8 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.names import release_container_prefix
+from components.settings import parse_settings
 from components.settings.budget import memory_budget
-from components.settings.load import parse_settings
 from tests.harness.engine import DockerEngine
 from tests.harness.load import Load, Summary
 from tests.harness.local_stack import (

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 
-from components.settings.load import DIGEST_RE
+from components.settings.releases import DIGEST_RE
 
 
 def container_name(prefix: str, service: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-# The same rule as components/settings/load.py (RELEASE_TAG_RE, DIGEST_RE): an image tag or a
+# The same rule as components/settings/releases.py (RELEASE_TAG_RE, DIGEST_RE): an image tag or a
 # digest. Checked here too so a bad value never reaches a commit.
 RELEASE_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64})$")
 ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")

@@ -18,7 +18,7 @@ import pulumi
 from pulumi_command import local, remote
 
 from components.host.templates import render
-from components.settings.load import HostSettings
+from components.settings.host import HostSettings
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ import pulumi
 
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.templates import render
-from components.settings.load import HostSettings, Settings
+from components.settings import Settings
+from components.settings.host import HostSettings
 
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
             "sudo", "iptables", "openssh-server", "systemd-timesyncd")

@@ -11,7 +11,8 @@ import pulumi_docker as docker
 from components.host.connection import HostConnection
 from components.host.containers import ServiceContainerArgs
 from components.names import container_name
-from components.settings.load import PlatformSettings, Settings
+from components.settings import Settings
+from components.settings.platform import PlatformSettings
 
 
 def unprivileged_local(settings: Settings) -> bool:

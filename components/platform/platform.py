@@ -18,7 +18,7 @@ from components.platform.nginx import Nginx, NginxArgs
 from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
 from components.platform.postgres import Postgres, PostgresArgs
 from components.platform.redis import Redis, RedisArgs
-from components.settings.load import Settings
+from components.settings import Settings
 
 
 @dataclass

@@ -30,7 +30,8 @@ from components.names import generation, release_container_name, release_slug
 from components.platform.context import unprivileged_local
 from components.platform.nginx import nginx_lock_file, reload_command, render_upstream
 from components.platform.outputs import PlatformHandle
-from components.settings.load import RELEASE_DRAIN_SECONDS, ReleaseSettings, Settings
+from components.settings import Settings
+from components.settings.releases import RELEASE_DRAIN_SECONDS, ReleaseSettings
 
 STATIC_ROOT = "/app/staticfiles"
 # Uploads: {root}/media/<env> on the host, mounted into every release of the environment,

@@ -22,7 +22,7 @@ import jinja2
 import pytest
 
 from components.platform.dashboard import COLLECT_EVERY_S
-from components.settings.load import DashboardSettings
+from components.settings.platform import DashboardSettings
 from dashboard.auth import hash_password
 from tests.harness.dashboard_status import REPO_ROOT
 

@@ -44,7 +44,8 @@ import pytest
 
 from components.names import database_name
 from components.platform.nginx import reload_command
-from components.settings.load import PlatformSettings, Settings, parse_settings
+from components.settings import Settings, parse_settings
+from components.settings.platform import PlatformSettings
 from tests.harness.client import Response, WebSocket, assert_websocket_echoes, https_request
 from tests.harness.engine import DockerEngine
 from tests.harness.local_stack import free_port, free_subnet, image_map, tag_image

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from components.names import database_name
 from components.platform.nginx import reload_command
-from components.settings.load import ImageSettings
+from components.settings.platform import ImageSettings
 from tests.harness.client import Response, https_request
 from tests.harness.engine import DockerEngine
 from tests.harness.program import ProgramRun, made_up_secrets, run_program, stack_config

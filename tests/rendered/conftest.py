@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from components.settings.load import Settings, parse_settings
+from components.settings import Settings, parse_settings
 from tests.harness.program import (
     ProgramRun,
     host_files,

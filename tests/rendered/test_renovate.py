@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from components.settings.load import ImageSettings
+from components.settings.platform import ImageSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_IMAGE = "aiia-standin/node:24"
@@ -102,7 +102,7 @@ def test_the_validator_refuses_a_broken_configuration(renovate_dir, tmp_path):
 def test_the_extraction_finds_every_image_pin(renovate_dir, tmp_path):
     found = extract(renovate_dir, repository_copy(tmp_path / "repo"), tmp_path / "out")
     defaults = vars(ImageSettings())
-    assert pins(found["components/settings/load.py"]) == defaults
+    assert pins(found["components/settings/platform.py"]) == defaults
     prod = found["Pulumi.prod.yaml"]
     assert pins(prod) == defaults, "prod runs the defaults, each named in its stack file"
     assert {dep["datasource"] for dep in prod} == {"docker"}

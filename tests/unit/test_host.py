@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from components.settings.load import ConfigError, parse_settings
+from components.settings import ConfigError, parse_settings
 from tests.harness.program import (
     TEST_HOST_KEY,
     contains_secret,

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 
-from components.settings.load import ImageSettings
+from components.settings.platform import ImageSettings
 from tests.harness.local_stack import NEWER_PATCH_RELEASES
 from tests.harness.program import run_program, stack_config
 from tests.harness.replay import CONTAINER, preview

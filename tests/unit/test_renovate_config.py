@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from components.settings.load import ImageSettings
+from components.settings.platform import ImageSettings
 
 CONFIG = json.loads((Path(__file__).resolve().parents[2] / "renovate.json").read_text())
 RE2_LACKS = re.compile(r"\(\?=|\(\?!|\(\?<=|\(\?<!|\\[1-9]")

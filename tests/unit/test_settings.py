@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from components.settings.load import ConfigError, parse_settings
+from components.settings import ConfigError, parse_settings
 from tests.harness.program import made_up_secrets, stack_config
 
 

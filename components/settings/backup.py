@@ -1,0 +1,132 @@
+"""`aiia:platform.backup`: the daily encrypted backup, its retention, its off-host copy and
+the monthly restore drill (components/platform/backup.py)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.settings.checks import NAMESPACE, Problems, typed_fields
+from components.settings.gpg_keys import KeyProblem, PublicKey, inspect_public_key
+
+TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+HOST_KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$")
+# What backups may take of the disk at most: the rest holds the system, the images (each
+# release's kept for rollbacks), PostgreSQL's data and WAL, and the logs.
+BACKUP_DISK_SHARE = 0.4
+
+
+@dataclass(frozen=True)
+class OffHostSettings:
+    """Where each verified backup is copied over SSH (rsync), its host key pinned."""
+
+    host: str
+    path: str
+    host_key: str  # the target's public host key, e.g. "ssh-ed25519 AAAA…" (ssh-keyscan)
+    user: str = "aiia-backup"
+    port: int = 22
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """The daily encrypted backup and the monthly restore drill (components/platform/backup.py)."""
+
+    time: str = "03:30"  # UTC, daily, by the host's cron
+    # The operators' GPG public keys (armored text, or the path of a file holding one on the
+    # machine that runs `pulumi up`); every backup is encrypted to each of them and to the
+    # host's drill key. Checked at preview: malformed or expired keys are refused.
+    recipients: tuple = ()
+    keep_daily: int = 7  # the newest verified backup of each of the last N days
+    keep_monthly: int = 3  # and the first verified backup of each of the last M months
+    # What backups may take of host.disk_gb; a run that would exceed it prunes old backups
+    # (never the newest verified one) or refuses to start.
+    disk_budget_mb: int = 6144
+    drill_day: int = 1  # the restore drill's day of the month
+    drill_time: str = "05:10"  # UTC, after that day's backup
+    # The transient container that dumps, encrypts and verifies (and restores in the drill):
+    # pg_dump/pg_restore and gpg stream, so their memory does not grow with the database.
+    memory_mb: int = 64
+    off_host: OffHostSettings | None = None
+    keys: tuple[PublicKey, ...] = ()  # the recipients, read and checked
+
+    @property
+    def hour_minute(self) -> tuple[int, int]:
+        hour, minute = self.time.split(":")
+        return int(hour), int(minute)
+
+
+def _parse_off_host(value: Any, problems: Problems) -> OffHostSettings | None:
+    key = f"{NAMESPACE}:platform.backup.off_host"
+    if value is None:
+        return None
+    values = typed_fields(OffHostSettings, value if isinstance(value, Mapping) else {},
+                          "platform.backup.off_host", problems)
+    missing = [name for name in ("host", "path") if not values.get(name)]
+    for name in missing:
+        problems.add(f"{key}.{name} is missing")
+    if not values.get("host_key"):
+        problems.add(f"{key}.host_key is missing: a copy to a host whose key is not pinned can "
+                     "be taken by anyone who answers at its address; set it to the target's "
+                     "public host key (ssh-keyscan -t ed25519 <host>, checked out of band), "
+                     "e.g. 'ssh-ed25519 AAAA…'")
+        return None
+    if missing:
+        return None
+    off_host = OffHostSettings(**values)
+    if not HOST_KEY_RE.match(str(off_host.host_key).strip()):
+        problems.add(f"{key}.host_key={off_host.host_key!r} is not an SSH public host key; "
+                     "give '<type> <base64>' as ssh-keyscan prints it, e.g. "
+                     "'ssh-ed25519 AAAA…' (without the host name)")
+    if not str(off_host.path).startswith("/"):
+        problems.add(f"{key}.path={off_host.path!r} must be an absolute path on the target")
+    if not 1 <= off_host.port <= 65535:
+        problems.add(f"{key}.port={off_host.port} must be between 1 and 65535")
+    return off_host
+
+
+def parse_backup(platform_raw: Mapping[str, Any], problems: Problems) -> BackupSettings:
+    key = f"{NAMESPACE}:platform.backup"
+    raw = platform_raw.get("backup") or {}
+    if not isinstance(raw, Mapping):
+        problems.add(f"{key} must be an object")
+        raw = {}
+    values = typed_fields(BackupSettings, raw, "platform.backup", problems)
+    values.pop("keys", None)
+    off_host = _parse_off_host(values.pop("off_host", None), problems)
+    recipients = values.pop("recipients", None) or ()
+    if isinstance(recipients, str):
+        recipients = (recipients,)
+    if not isinstance(recipients, list | tuple):
+        problems.add(f"{key}.recipients must be a list of GPG public keys (armored text or "
+                     "file paths)")
+        recipients = ()
+    keys = []
+    for index, value in enumerate(recipients):
+        try:
+            keys.append(inspect_public_key(str(value)))
+        except KeyProblem as problem:
+            shown = "<armored key>" if "-----BEGIN" in str(value) else repr(value)
+            problems.add(f"{key}.recipients[{index}]={shown} {problem}")
+    backup = BackupSettings(recipients=tuple(recipients), keys=tuple(keys), off_host=off_host,
+                            **values)
+    for name in ("time", "drill_time"):
+        if isinstance(getattr(backup, name), int):  # YAML 1.1 reads 03:30 as 210 (base 60)
+            problems.add(f"{key}.{name}={getattr(backup, name)} is a number: quote the time "
+                         "in the stack file, e.g. time: \"03:30\"")
+        elif not TIME_RE.match(str(getattr(backup, name))):
+            problems.add(f"{key}.{name}={getattr(backup, name)!r} must be a UTC time HH:MM, "
+                         "e.g. 03:30")
+    for name, low, high in (("keep_daily", 1, 60), ("keep_monthly", 1, 24),
+                            ("drill_day", 1, 28), ("memory_mb", 32, 1024)):
+        value = getattr(backup, name)
+        if not low <= value <= high:
+            reason = (" (0 would keep no backup at all: the newest verified one is always "
+                      "kept, and retention counts it)" if value == 0 and name.startswith("keep")
+                      else "")
+            hint = " (28 at most: every month has that day)" if name == "drill_day" else ""
+            problems.add(f"{key}.{name}={value} must be between {low} and {high}{reason}{hint}")
+    if backup.disk_budget_mb <= 0:
+        problems.add(f"{key}.disk_budget_mb={backup.disk_budget_mb} must be greater than 0")
+    return backup

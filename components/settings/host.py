@@ -1,0 +1,119 @@
+"""`aiia:host`: the machine everything runs on, and how the program reaches it over SSH."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.settings.checks import (
+    NAMESPACE,
+    Problems,
+    check_positive,
+    config_object,
+    typed_fields,
+)
+from components.settings.provision import (
+    USER_RE,
+    ProvisionSettings,
+    parse_provision,
+    ssh_key_problem,
+)
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    host: str
+    user: str = "root"
+    port: int = 22
+    # The VPS's own public host key (`ssh-keyscan -t ed25519 <host>`, checked against the
+    # provider's console): pulumi-command's remote.Command ignores host keys unless
+    # ConnectionArgs.host_key is set (pulumi_command 1.2.1, remote/_inputs.py), so without
+    # it a man in the middle would be handed every secret the program writes.
+    host_key: str | None = None
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """The machine everything runs on."""
+
+    kind: str  # "local": the developer's Docker, commands run here; "ssh": a VPS
+    memory_mb: int = 512
+    swap_mb: int = 1024
+    os_reserve_mb: int = 80
+    root_dir: str = "/srv/aiia"
+    docker_host: str | None = None  # e.g. ssh://root@203.0.113.10; None: local socket
+    ssh: SshSettings | None = None
+    disk_gb: int = 20  # the host's disk (backups get platform.backup.disk_budget_mb of it)
+    provision: ProvisionSettings | None = None  # an ssh host only (components/host/provision.py)
+
+
+def parse_host(raw: Mapping[str, Any], problems: Problems,
+               owns_platform: bool = True) -> HostSettings:
+    values = typed_fields(HostSettings, config_object(raw, "host", problems), "host", problems)
+    kind = values.get("kind", "ssh")
+    if kind not in ("local", "ssh"):
+        problems.add(f"{NAMESPACE}:host.kind={kind!r} must be 'local' or 'ssh'")
+        kind = "local"
+    ssh = values.pop("ssh", None)
+    provision_raw = values.pop("provision", None)
+    ssh_settings = None
+    if ssh is not None:
+        ssh_values = typed_fields(SshSettings, ssh if isinstance(ssh, Mapping) else {},
+                                  "host.ssh", problems)
+        if "host" not in ssh_values:
+            problems.add(f"{NAMESPACE}:host.ssh.host is missing; set it to the VPS address")
+        else:
+            ssh_settings = SshSettings(**ssh_values)
+    if kind == "ssh" and ssh_settings is None:
+        problems.add(
+            f"{NAMESPACE}:host.ssh is missing; an ssh host needs host.ssh.host "
+            "(and host.ssh.user, default root) so files and commands reach it"
+        )
+    values["kind"] = kind
+    provision = None
+    if kind == "ssh" and owns_platform:
+        provision = parse_provision(
+            provision_raw, f"{NAMESPACE}:host.provision", problems.add,
+            lambda cls, raw, key: typed_fields(cls, raw, key.removeprefix(f"{NAMESPACE}:"),
+                                               problems))
+    elif provision_raw is not None:
+        problems.add(f"{NAMESPACE}:host.provision is set on a stack that does not provision the "
+                     "host: only an ssh host's platform stack (platform.owner: true) does; "
+                     "remove it from this stack")
+    if ssh_settings is not None and kind == "ssh":
+        _check_ssh(ssh_settings, problems)
+    host = HostSettings(ssh=ssh_settings, provision=provision, **values)
+    for name in ("memory_mb", "os_reserve_mb"):
+        check_positive(getattr(host, name), f"{NAMESPACE}:host.{name}", problems)
+    if host.swap_mb < 0:
+        problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} must be 0 or more")
+    if not host.root_dir.startswith("/"):
+        problems.add(f"{NAMESPACE}:host.root_dir={host.root_dir!r} must be an absolute path")
+    check_positive(host.disk_gb, f"{NAMESPACE}:host.disk_gb", problems)
+    if host.disk_gb > 0 and host.swap_mb > host.disk_gb * 1024 // 4:
+        problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} would take over a quarter of the "
+                     f"{host.disk_gb} GB disk (host.disk_gb); images, volumes and backups need "
+                     f"it: use at most {host.disk_gb * 1024 // 4} MB")
+    return host
+
+
+def _check_ssh(ssh: SshSettings, problems: Problems) -> None:
+    key = f"{NAMESPACE}:host.ssh"
+    if not 1 <= ssh.port <= 65535:
+        problems.add(f"{key}.port={ssh.port} is not a TCP port (1–65535)")
+    elif ssh.port in (80, 443):
+        problems.add(f"{key}.port={ssh.port} clashes with nginx, which publishes 80 and 443; "
+                     "keep SSH on 22 or another free port")
+    if not USER_RE.match(ssh.user):
+        problems.add(f"{key}.user={ssh.user!r} is not a valid Linux user name")
+    if ssh.host_key is None:
+        problems.add(
+            f"{key}.host_key is missing: without it pulumi-command accepts any host key, so a "
+            f"man in the middle would receive every secret. Pin the VPS's: run `ssh-keyscan -t "
+            f"ed25519 {ssh.host}`, check its fingerprint (`ssh-keygen -lf -`) against the one "
+            "the provider's console shows, and set the `ssh-ed25519 AAAA…` line here")
+    else:
+        problem = ssh_key_problem(ssh.host_key, f"{key}.host_key")
+        if problem:
+            problems.add(problem)

@@ -1,0 +1,319 @@
+"""`aiia:platform`: the shared services of the host and the environments they serve; only
+the stack that owns the platform has it."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.settings.backup import BackupSettings, parse_backup
+from components.settings.checks import (
+    NAMESPACE,
+    Problems,
+    check_domain,
+    check_image,
+    check_positive,
+    config_object,
+    typed_fields,
+)
+from components.settings.releases import RELEASE_DRAIN_SECONDS
+from components.settings.tls import TlsSettings, check_tls
+
+EVICTION_POLICIES = (
+    "allkeys-lru",
+    "allkeys-lfu",
+    "volatile-lru",
+    "volatile-lfu",
+    "allkeys-random",
+    "volatile-random",
+    "volatile-ttl",
+    "noeviction",
+)
+# Ports the platform's containers use inside the network; an app port may not take them.
+RESERVED_PORTS = {80: "nginx http", 443: "nginx https", 5432: "postgres", 6379: "redis",
+                  6432: "pgbouncer", 8080: "nginx health listener"}
+ENVIRONMENT_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    """One environment served by the platform (its domain, port and app memory)."""
+
+    name: str
+    domain: str
+    port: int
+    app_memory_mb: int = 80
+    # Lua in Redis (EVAL, FUNCTION, SCRIPT) for this environment's user. Off: scripting is
+    # the path of CVE-2025-49844 and its kind, and the reference app (Django's Redis cache)
+    # sends no script. Turn it on for an app whose libraries do (e.g. channels_redis).
+    redis_scripting: bool = False
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    postgres: str = "postgres:15.20-bookworm"
+    pgbouncer: str = "edoburu/pgbouncer:v1.23.1-p3"
+    redis: str = "redis:7.2.12-bookworm"
+    nginx: str = "nginx:1.30.6"
+    certbot: str = "certbot/certbot:v5.5.0"
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    memory_mb: int = 120
+    shared_buffers_mb: int = 32
+    effective_cache_size_mb: int = 96
+    work_mem_mb: int = 2
+    maintenance_work_mem_mb: int = 16
+    max_connections: int = 50
+
+
+@dataclass(frozen=True)
+class PgBouncerSettings:
+    memory_mb: int = 16
+    default_pool_size: int = 10
+    max_client_conn: int = 200
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    memory_mb: int = 64
+    maxmemory_mb: int = 50
+    eviction_policy: str = "allkeys-lru"
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    memory_mb: int = 32
+    general_rate_per_second: int = 200
+    api_rate_per_second: int = 500
+    http_port: int = 80
+    https_port: int = 443
+    bind_address: str = "0.0.0.0"  # noqa: S104 - the public entry point; local uses 127.0.0.1
+    # How long an old worker keeps in-flight requests and WebSockets after a reload. It must
+    # outlast a release's watch and drain, so that a WebSocket held by an old worker is
+    # closed by the previous release (a normal close) when Pulumi stops it, not cut by nginx,
+    # and outlast keepalive_min_timeout, so that no kept-alive connection is cut either.
+    worker_shutdown_timeout_seconds: int = 60
+    # How long a client's idle keep-alive connection stays open. Clients that keep theirs
+    # longer meet the race every keep-alive server has (a request crossing the close).
+    keepalive_timeout_seconds: int = 30
+    # For how long after its last response a kept-alive connection survives a reload (nginx
+    # keepalive_min_timeout, 1.27.4+). The default, keepalive_timeout_seconds, means a reload
+    # closes no idle connection: its next request is answered by the old worker (and the
+    # release that served before) with "Connection: close", and the client reconnects to
+    # the new one. 0 is nginx's own default: every reload closes idle connections at once,
+    # and a client that sends on one at that moment gets a reset or an empty reply.
+    keepalive_min_timeout_seconds: int | None = None
+
+    @property
+    def reload_keeps_idle_seconds(self) -> int:
+        """keepalive_min_timeout in effect: how long an old worker may still take a request."""
+        if self.keepalive_min_timeout_seconds is None:
+            return self.keepalive_timeout_seconds
+        return self.keepalive_min_timeout_seconds
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    memory_mb: int = 32  # the HTTP server (systemd MemoryMax on a VPS)
+    # The collector: a timer run on a VPS, resident locally. Measured (bench/setup.py): 16–19
+    # MB anonymous at a collection's peak, plus the page cache it reads through and ~2.5 MB
+    # for anything run beside it (a `docker exec`'s runc init and command: its health
+    # check, an operator's look inside). 24 left a second Python started beside a
+    # collection OOM-killed (issue #15).
+    collector_memory_mb: int = 32
+    port: int = 9100
+    user: str = "admin"
+    image: str = "aiia-dashboard:local"  # local stack only: the image both containers run
+
+
+@dataclass(frozen=True)
+class CertbotSettings:
+    memory_mb: int = 64  # a transient renewal container: counted in the peak, not steady
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """The shared services of the host; present only in the stack that owns them."""
+
+    environments: tuple[EnvironmentSettings, ...]
+    status_domain: str
+    tls: TlsSettings
+    network_subnet: str = "172.30.0.0/24"
+    images: ImageSettings = field(default_factory=ImageSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    pgbouncer: PgBouncerSettings = field(default_factory=PgBouncerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    nginx: NginxSettings = field(default_factory=NginxSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    certbot: CertbotSettings = field(default_factory=CertbotSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
+    # Secrets (pulumi Outputs in a real run; any opaque value in pure tests).
+    postgres_password: Any = None
+    database_passwords: Mapping[str, Any] = field(default_factory=dict)
+    redis_passwords: Mapping[str, Any] = field(default_factory=dict)
+    dashboard_password: Any = None
+
+    def environment(self, name: str) -> EnvironmentSettings:
+        return next(env for env in self.environments if env.name == name)
+
+    @property
+    def network_gateway(self) -> str:
+        return str(next(ipaddress.ip_network(self.network_subnet).hosts()))
+
+
+def _parse_environments(
+    platform_raw: Mapping[str, Any], problems: Problems
+) -> tuple[EnvironmentSettings, ...]:
+    raw_envs = platform_raw.get("environments") or {}
+    if not isinstance(raw_envs, Mapping) or not raw_envs:
+        problems.add(
+            f"{NAMESPACE}:platform.environments must map each environment name to its "
+            "domain and port, e.g. {prod: {domain: api.example.com, port: 8000}}"
+        )
+        return ()
+    environments = []
+    for name, values in raw_envs.items():
+        key = f"{NAMESPACE}:platform.environments.{name}"
+        if not ENVIRONMENT_NAME_RE.match(str(name)):
+            problems.add(f"{key}: environment name {name!r} must be lower-case letters and "
+                         "digits, starting with a letter, at most 16 characters")
+        values = typed_fields(EnvironmentSettings, values if isinstance(values, Mapping) else {},
+                              f"platform.environments.{name}", problems)
+        for required in ("domain", "port"):
+            if required not in values:
+                problems.add(f"{key}.{required} is missing")
+        if "domain" not in values or "port" not in values:
+            continue
+        environment = EnvironmentSettings(name=str(name), **values)
+        check_domain(environment.domain, f"{key}.domain", problems)
+        if not 1024 <= environment.port <= 65535:
+            problems.add(f"{key}.port={environment.port} must be between 1024 and 65535")
+        check_positive(environment.app_memory_mb, f"{key}.app_memory_mb", problems)
+        environments.append(environment)
+    return tuple(environments)
+
+
+def _check_ports(platform: PlatformSettings, problems: Problems) -> None:
+    owners: dict[int, str] = {}
+    claims = [(env.port, f"{NAMESPACE}:platform.environments.{env.name}.port")
+              for env in platform.environments]
+    claims.append((platform.dashboard.port, f"{NAMESPACE}:platform.dashboard.port"))
+    for port, key in claims:
+        if port in RESERVED_PORTS:
+            problems.add(f"{key}={port} clashes with {RESERVED_PORTS[port]}; pick another port")
+        elif port in owners:
+            problems.add(f"{key}={port} is already used by {owners[port]}; "
+                         "give every environment and the dashboard a port of its own")
+        else:
+            owners[port] = key
+    published = {"http_port": platform.nginx.http_port, "https_port": platform.nginx.https_port}
+    if published["http_port"] == published["https_port"]:
+        problems.add(f"{NAMESPACE}:platform.nginx.https_port={published['https_port']} is the "
+                     "same as http_port; nginx needs two host ports")
+
+
+def _check_keepalive(nginx: NginxSettings, problems: Problems) -> None:
+    key = f"{NAMESPACE}:platform.nginx"
+    timeout = nginx.keepalive_timeout_seconds
+    if not 1 <= timeout <= 300:
+        problems.add(f"{key}.keepalive_timeout_seconds={timeout} must be between 1 and 300")
+        return
+    keep = nginx.keepalive_min_timeout_seconds
+    if keep is not None and not 0 <= keep <= timeout:
+        problems.add(f"{key}.keepalive_min_timeout_seconds={keep} must be between 0 and "
+                     f"keepalive_timeout_seconds={timeout} (a connection is never kept longer "
+                     "than its keep-alive timeout); leave it unset to keep every idle "
+                     "connection across a reload")
+        return
+    shutdown = nginx.worker_shutdown_timeout_seconds
+    if nginx.reload_keeps_idle_seconds + RELEASE_DRAIN_SECONDS >= shutdown:
+        problems.add(f"{key}.worker_shutdown_timeout_seconds="
+                     f"{nginx.worker_shutdown_timeout_seconds} must be longer than the "
+                     f"{nginx.reload_keeps_idle_seconds} s an old worker keeps idle "
+                     f"connections after a reload plus the {RELEASE_DRAIN_SECONDS} s drain, or "
+                     "nginx cuts kept-alive connections a client may be using; raise it or "
+                     "lower keepalive_min_timeout_seconds")
+
+
+def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
+                   problems: Problems) -> PlatformSettings:
+    platform_raw = config_object(raw, "platform", problems)
+    environments = _parse_environments(platform_raw, problems)
+
+    def section(cls: type, name: str) -> Any:
+        values = platform_raw.get(name) or {}
+        if not isinstance(values, Mapping):
+            problems.add(f"{NAMESPACE}:platform.{name} must be an object")
+            values = {}
+        return cls(**typed_fields(cls, values, f"platform.{name}", problems))
+
+    tls = section(TlsSettings, "tls")
+    platform = PlatformSettings(
+        environments=environments,
+        status_domain=platform_raw.get("status_domain", ""),
+        network_subnet=str(platform_raw.get("network_subnet", "172.30.0.0/24")),
+        tls=tls,
+        images=section(ImageSettings, "images"),
+        postgres=section(PostgresSettings, "postgres"),
+        pgbouncer=section(PgBouncerSettings, "pgbouncer"),
+        redis=section(RedisSettings, "redis"),
+        nginx=section(NginxSettings, "nginx"),
+        dashboard=section(DashboardSettings, "dashboard"),
+        certbot=section(CertbotSettings, "certbot"),
+        backup=parse_backup(platform_raw, problems),
+        postgres_password=secrets("postgres_password"),
+        database_passwords={env.name: secrets(f"{env.name}_db_password")
+                            for env in environments},
+        redis_passwords={env.name: secrets(f"{env.name}_redis_password")
+                         for env in environments},
+        dashboard_password=secrets("dashboard_password"),
+    )
+    check_domain(platform.status_domain, f"{NAMESPACE}:platform.status_domain", problems)
+    try:
+        network = ipaddress.ip_network(platform.network_subnet)
+        if not network.is_private or network.num_addresses < 16:
+            raise ValueError
+    except ValueError:
+        problems.add(f"{NAMESPACE}:platform.network_subnet={platform.network_subnet!r} must "
+                     "be a private IPv4 network of at least 16 addresses, e.g. 172.30.0.0/24")
+    check_tls(tls, problems)
+    for name, reference in vars(platform.images).items():
+        check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
+    if platform.redis.eviction_policy not in EVICTION_POLICIES:
+        problems.add(f"{NAMESPACE}:platform.redis.eviction_policy="
+                     f"{platform.redis.eviction_policy!r} is not a Redis policy; "
+                     f"use one of {', '.join(EVICTION_POLICIES)}")
+    if platform.redis.maxmemory_mb >= platform.redis.memory_mb:
+        problems.add(f"{NAMESPACE}:platform.redis.maxmemory_mb={platform.redis.maxmemory_mb} "
+                     f"must be below its container limit memory_mb={platform.redis.memory_mb} "
+                     "(Redis needs headroom beyond its data); lower maxmemory_mb or raise "
+                     "memory_mb")
+    _check_keepalive(platform.nginx, problems)
+    postgres = platform.postgres
+    if postgres.shared_buffers_mb * 2 > postgres.memory_mb:
+        problems.add(f"{NAMESPACE}:platform.postgres.shared_buffers_mb="
+                     f"{postgres.shared_buffers_mb} is more than half of its container limit "
+                     f"memory_mb={postgres.memory_mb}; the backends would be OOM-killed. "
+                     "Lower shared_buffers_mb or raise memory_mb")
+    if not 10 <= postgres.max_connections <= 500:
+        problems.add(f"{NAMESPACE}:platform.postgres.max_connections="
+                     f"{postgres.max_connections} must be between 10 and 500")
+    pool_total = platform.pgbouncer.default_pool_size * max(len(environments), 1)
+    if pool_total + 5 > postgres.max_connections:
+        problems.add(f"{NAMESPACE}:platform.pgbouncer.default_pool_size="
+                     f"{platform.pgbouncer.default_pool_size} × {len(environments)} environments "
+                     f"+ 5 admin connections exceeds postgres.max_connections="
+                     f"{postgres.max_connections}; lower the pool or raise max_connections")
+    _check_ports(platform, problems)
+    for secret_key in ["postgres_password", "dashboard_password"] + [
+        f"{env.name}_{kind}_password" for env in environments for kind in ("db", "redis")
+    ]:
+        if secrets(secret_key) is None:
+            problems.add(f"{NAMESPACE}:{secret_key} is missing; set it with "
+                         f"`pulumi config set --secret {NAMESPACE}:{secret_key} <value>`")
+    return platform

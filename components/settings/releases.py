@@ -1,0 +1,149 @@
+"""`aiia:releases` and `aiia:registry`: each environment's app release (a release is one
+config value, the image tag) and where a private image is pulled from."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.settings.checks import (
+    IMAGE_REPOSITORY_RE,
+    NAMESPACE,
+    Problems,
+    config_object,
+    typed_fields,
+)
+
+# After a release's watch, how long to wait for nginx's old workers to finish their HTTP
+# requests before Pulumi may stop the previous release.
+RELEASE_DRAIN_SECONDS = 5
+# Docker's reference grammar: a tag is [\w][\w.-]{0,127}; a digest is algorithm:hex.
+RELEASE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+RUN_AS_RE = re.compile(r"^(?P<uid>0|[1-9][0-9]{0,9}):(?P<gid>0|[1-9][0-9]{0,9})$")
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """One environment's app release: a release is this one config value (`release`)."""
+
+    environment: str
+    image: str  # repository, e.g. ghcr.io/acme/aiia-backend
+    release: str  # the image tag, or a digest sha256:…
+    secret_key: Any = None
+    stop_grace_seconds: int = 30  # the old container's SIGTERM→SIGKILL (uvicorn drains 20 s)
+    watch_seconds: int = 30  # how long the new release is watched after the switch
+    watch_max_error_percent: int = 5  # 5xx share that sends traffic back to the previous one
+    watch_min_requests: int = 20  # below this many requests only the health probes count
+    keep_images: int = 5  # release images kept on the host per environment, for rollbacks
+    # The uid:gid the app and its jobs run as, whatever the image's USER says (an image
+    # without USER would run as root); the release owns its writable host directories
+    # (static files, logs) for it. The default is the reference image's user.
+    run_as: str = "10001:10001"
+    allow_root: bool = False  # uid or gid 0 for run_as is refused unless this is true
+    # How the app gets its secrets (SECRET_KEY, DATABASE_PASSWORD, the Redis password):
+    # "files" (0400 files for run_as, named by <NAME>_FILE variables; `docker inspect` shows
+    # no secret) or "variables" (the values themselves, for an image that cannot read files).
+    secrets_as: str = "files"
+
+    @property
+    def image_reference(self) -> str:
+        separator = "@" if DIGEST_RE.match(self.release) else ":"
+        return f"{self.image}{separator}{self.release}"
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """`aiia:registry`: where a private app image is pulled from. The Docker provider logs
+    in with this itself (its `registry_auth`); the daemon's own `docker login` is not used."""
+
+    address: str  # e.g. ghcr.io
+    username: str
+    password: Any = None  # the secret aiia:registry_password
+
+
+def parse_releases(raw: Mapping[str, Any], secrets: Callable[[str], Any],
+                   problems: Problems) -> tuple[ReleaseSettings, ...]:
+    raw_releases = raw.get("releases") or {}
+    if not isinstance(raw_releases, Mapping):
+        problems.add(f"{NAMESPACE}:releases must map environment names to "
+                     "{image, release}")
+        return ()
+    releases = []
+    for environment, values in raw_releases.items():
+        key = f"{NAMESPACE}:releases.{environment}"
+        values = typed_fields(ReleaseSettings, values if isinstance(values, Mapping) else {},
+                              f"releases.{environment}", problems)
+        values.pop("environment", None)
+        values.pop("secret_key", None)
+        missing = [name for name in ("image", "release") if name not in values]
+        for name in missing:
+            problems.add(f"{key}.{name} is missing")
+        if missing:
+            continue
+        release = ReleaseSettings(environment=str(environment),
+                                  secret_key=secrets(f"{environment}_secret_key"), **values)
+        tag = str(release.release)
+        if not (RELEASE_TAG_RE.match(tag) or DIGEST_RE.match(tag)):
+            problems.add(
+                f"{key}.release={tag!r} is not a valid image tag; a tag is letters, digits, "
+                "'_', '.' and '-' (max 128, not starting with '.' or '-'), or use a digest "
+                "sha256:<64 hex>"
+            )
+        if not IMAGE_REPOSITORY_RE.match(str(release.image)):
+            problems.add(f"{key}.image={release.image!r} is not an image repository; "
+                         "give it without a tag, e.g. ghcr.io/acme/aiia-backend")
+        if release.secret_key is None:
+            problems.add(f"{NAMESPACE}:{environment}_secret_key is missing; set it with "
+                         f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
+                         "<value>`")
+        _check_run_as(release, key, problems)
+        if release.secrets_as not in ("files", "variables"):
+            problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
+                         "<NAME>_FILE, app/README.md) or variables (the values themselves)")
+        for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
+                                ("watch_max_error_percent", 0, 100),
+                                ("watch_min_requests", 1, 100000), ("keep_images", 1, 50)):
+            value = getattr(release, name)
+            if not low <= value <= high:
+                problems.add(f"{key}.{name}={value} must be between {low} and {high}")
+        releases.append(release)
+    return tuple(releases)
+
+
+def _check_run_as(release: ReleaseSettings, key: str, problems: Problems) -> None:
+    match = RUN_AS_RE.match(str(release.run_as))
+    if not match:
+        problems.add(f"{key}.run_as={release.run_as!r} must be a numeric uid:gid, e.g. "
+                     "10001:10001 (numbers: the host's chown and the image's /etc/passwd "
+                     "need not agree on names)")
+    elif "0" in (match["uid"], match["gid"]) and release.allow_root is not True:
+        problems.add(f"{key}.run_as={release.run_as!r} runs the app as root (uid or gid 0): "
+                     "a remote-code bug in the app would then be root in its container; give "
+                     "the image's non-root uid:gid, or set "
+                     f"{key}.allow_root=true to accept that")
+
+
+def parse_registry(raw: Mapping[str, Any], secrets: Callable[[str], Any],
+                   problems: Problems) -> RegistrySettings | None:
+    if raw.get("registry") is None:
+        return None
+    values = typed_fields(RegistrySettings, config_object(raw, "registry", problems), "registry",
+                          problems)
+    missing = [name for name in ("address", "username") if not values.get(name)]
+    if missing:
+        problems.add(f"{NAMESPACE}:registry needs {' and '.join(missing)} (e.g. address: "
+                     "ghcr.io, username: the account the token belongs to)")
+        return None
+    if "password" in values:
+        problems.add(f"{NAMESPACE}:registry.password must not be in the stack file; set it "
+                     "as a secret: pulumi config set --secret aiia:registry_password")
+        return None
+    password = secrets("registry_password")
+    if password is None:
+        problems.add(f"{NAMESPACE}:registry is set but the secret aiia:registry_password is "
+                     "not; set it: pulumi config set --secret aiia:registry_password <token>")
+    return RegistrySettings(address=values["address"], username=values["username"],
+                            password=password)
