@@ -58,7 +58,6 @@ from pathlib import Path
 
 from components.names import release_container_prefix
 from components.settings import parse_settings
-from components.settings.budget import memory_budget
 from tests.harness.engine import DockerEngine
 from tests.harness.load import Load, Summary
 from tests.harness.local_stack import (
@@ -590,7 +589,7 @@ def conditions(engine: DockerEngine, stack: LocalStack, args: argparse.Namespace
 def budget_of(stack: LocalStack):
     raw = {key.split(":", 1)[1]: value for key, value in copy.deepcopy(stack.config).items()}
     secrets = {key.split(":", 1)[1]: value for key, value in stack.secrets.items()}
-    return memory_budget(parse_settings("local", raw, secrets.get))
+    return parse_settings("local", raw, secrets.get).budget
 
 
 def main() -> int:

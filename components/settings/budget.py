@@ -12,10 +12,9 @@ same limits the containers are given, so the check cannot drift from what runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from components.settings.load import Settings
+from components.settings.host import HostSettings
+from components.settings.platform import PlatformSettings
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,12 @@ class MemoryBudget:
         return problems
 
 
-def memory_budget(settings: Settings) -> MemoryBudget:
-    platform = settings.platform
-    assert platform is not None, "only the stack that owns the platform has a budget"
+def memory_budget(host: HostSettings, platform: PlatformSettings) -> MemoryBudget:
+    """The budget of a host and the platform on it (only the stack that owns the platform
+    has one)."""
     key = "aiia:platform"
     steady = [
-        MemoryShare("OS and Docker reserve", settings.host.os_reserve_mb,
+        MemoryShare("OS and Docker reserve", host.os_reserve_mb,
                     "aiia:host.os_reserve_mb"),
         MemoryShare("postgres", platform.postgres.memory_mb, f"{key}.postgres.memory_mb"),
         MemoryShare("pgbouncer", platform.pgbouncer.memory_mb, f"{key}.pgbouncer.memory_mb"),
@@ -108,10 +107,10 @@ def memory_budget(settings: Settings) -> MemoryBudget:
                             f"{key}.dashboard.collector_memory_mb")
     # On a VPS the collector is a systemd timer run for a second a minute; on a developer's
     # machine it is a resident container.
-    (steady if settings.host.kind == "local" else transient).append(collector)
+    (steady if host.kind == "local" else transient).append(collector)
     return MemoryBudget(
-        host_memory_mb=settings.host.memory_mb,
-        host_swap_mb=settings.host.swap_mb,
+        host_memory_mb=host.memory_mb,
+        host_swap_mb=host.swap_mb,
         steady=tuple(steady + apps),
         release_extra=tuple(release_extra),
         transient=tuple(transient),

@@ -73,10 +73,7 @@ def parse_host(raw: Mapping[str, Any], problems: Problems,
     values["kind"] = kind
     provision = None
     if kind == "ssh" and owns_platform:
-        provision = parse_provision(
-            provision_raw, f"{NAMESPACE}:host.provision", problems.add,
-            lambda cls, raw, key: typed_fields(cls, raw, key.removeprefix(f"{NAMESPACE}:"),
-                                               problems))
+        provision = parse_provision(provision_raw, problems)
     elif provision_raw is not None:
         problems.add(f"{NAMESPACE}:host.provision is set on a stack that does not provision the "
                      "host: only an ssh host's platform stack (platform.owner: true) does; "

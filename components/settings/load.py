@@ -49,7 +49,7 @@ class Settings:
 
     @property
     def budget(self) -> MemoryBudget | None:
-        return memory_budget(self) if self.platform else None
+        return memory_budget(self.host, self.platform) if self.platform else None
 
 
 def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any]) -> Settings:
@@ -103,7 +103,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     if platform:
         _check_backup_on_host(platform.backup, host, problems)
     if platform and not problems.items:
-        budget = memory_budget(settings)
+        budget = memory_budget(host, platform)
         problems.items.extend(budget.problems())
     if problems.items:
         raise ConfigError(problems.items)

@@ -1,7 +1,7 @@
 """Settings of the host itself (`aiia:host.provision`): what the host component
 (components/host/provision.py) makes of a fresh Debian 12 VPS. Pure and typed, like
-settings.py, which parses them with the rest of `aiia:host` and reports every bad value at
-once.
+settings/host.py, which parses them with the rest of `aiia:host` and reports every bad value
+at once.
 
 Defaults fit a 512 MB, 20 GB VPS on the internet from minute one: one SSH port, keys only,
 fail2ban on SSH and on nginx's log, file logs rotated at 50 MB, security updates unattended.
@@ -14,9 +14,11 @@ import binascii
 import ipaddress
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from components.settings.checks import NAMESPACE, Problems, typed_fields
 
 # OpenSSH public key types an operator's key (or the VPS's host key) may be; DSA and the
 # RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH 9.x's defaults anyway, and RSA
@@ -102,21 +104,22 @@ def _ssh_strings(blob: bytes) -> list[bytes]:
     return fields
 
 
-def parse_provision(raw: Any, key: str, add: Callable[[str], None],
-                    fields: Callable[[type, Mapping[str, Any], str], dict]) -> ProvisionSettings:
-    """`aiia:host.provision` from `raw`; every problem goes to `add`. `fields` keeps the known,
-    typed fields of a dataclass (settings.py's `_fields`)."""
+def parse_provision(raw: Any, problems: Problems) -> ProvisionSettings:
+    """`aiia:host.provision` from `raw`; every problem goes to `problems`."""
+    key = f"{NAMESPACE}:host.provision"
+    add = problems.add
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         add(f"{key} must be an object, got {raw!r}; see README.md, \"The host\"")
         return ProvisionSettings()
-    values = fields(ProvisionSettings, raw, key)
+    values = typed_fields(ProvisionSettings, raw, "host.provision", problems)
     fail2ban_raw = values.pop("fail2ban", None) or {}
     if not isinstance(fail2ban_raw, Mapping):
         add(f"{key}.fail2ban must be an object, got {fail2ban_raw!r}")
         fail2ban_raw = {}
-    fail2ban_values = fields(Fail2banSettings, fail2ban_raw, f"{key}.fail2ban")
+    fail2ban_values = typed_fields(Fail2banSettings, fail2ban_raw, "host.provision.fail2ban",
+                                   problems)
     ignored = fail2ban_values.pop("ignore_addresses", ())
     if isinstance(ignored, str) or not isinstance(ignored, list | tuple):
         add(f"{key}.fail2ban.ignore_addresses must be a list of addresses, got {ignored!r}")
