@@ -583,7 +583,7 @@ def conditions(engine: DockerEngine, stack: LocalStack, args: argparse.Namespace
           f"prod app container limit {app_memory} MB, prod watch_seconds "
           f"{release.get('watch_seconds', 'default')}, stop_grace_seconds "
           f"{release.get('stop_grace_seconds', 'default')}; replay of the program "
-          "(tests/harness/replay.py) on the real engine")
+          "(tests/harness/replay/) on the real engine")
 
 
 def budget_of(stack: LocalStack):

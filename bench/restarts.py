@@ -6,7 +6,7 @@ replacing inputs (an image bump, a changed variable or mount) stops it before it
 exists. This measures how long each one is gone for a client: a paced load of
 `GET /healthz/` on prod through nginx (the health endpoint queries PostgreSQL through
 PgBouncer and Redis, so every platform service is on the path), while `pulumi up` (the
-replay of tests/harness/replay.py on the real engine) bumps that service's image.
+replay of tests/harness/replay/ on the real engine) bumps that service's image.
 
     python3 -m bench.restarts                # as root, dockerd up, stand-in images built
     python3 -m bench.restarts --only nginx   # one service

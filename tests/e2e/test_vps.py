@@ -7,7 +7,7 @@ sshd, reached only through SSH on a 127.0.0.1 port; its HTTPS port is published 
 over: root, and the deploy user made by the README's first bootstrap step. The `prod`
 program (its real stack file, with the stand-in's address, host key, a test operator key,
 self-signed TLS since no CA is reachable, and the reference app's releases) is run under
-mocks and replayed (tests/harness/replay.py) in one `pulumi up`:
+mocks and replayed (tests/harness/replay/) in one `pulumi up`:
 - its `command:remote:Command`s over SSH as the deploy user through `sudo -n`;
 - its Docker resources through the provider's `ssh://deploy@127.0.0.1:<port>`, i.e. the
   system `ssh` with the program's `ssh_opts` running `docker system dial-stdio` on the

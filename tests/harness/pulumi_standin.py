@@ -4,7 +4,7 @@ Not Pulumi. The delivery scripts (scripts/release.py, scripts/rollback.py) run
 `pulumi up -s STACK --yes --non-interactive` in the repository that holds the stack files;
 the Pulumi CLI cannot run on our machines, so the e2e test puts this stand-in first on
 PATH. It forwards the command, over a Unix socket, to the test process, which holds the
-replay (tests/harness/replay.py) and its state between runs, as Pulumi's backend would.
+replay (tests/harness/replay/replay.py) and its state between runs, as Pulumi's backend would.
 There, `up -s STACK` reads the config from `Pulumi.STACK.yaml` in the working directory
 (the `config:` map, as the CLI reads a stack file), runs the program under mocks with it
 and replays the difference onto the engine: a failed update (ReplayError) exits 1 with

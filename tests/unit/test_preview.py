@@ -1,7 +1,7 @@
 """What `pulumi preview` shows for a change: which containers restart, and nothing else.
 
 The plans come from the replay's model of the engine's step generator and of
-pulumi-docker's diff (tests/harness/replay.py: `preview`), run on two program runs under
+pulumi-docker's diff (tests/harness/replay/steps.py: `preview`), run on two program runs under
 the mocks. docs/runbooks.md ("What restarts a platform container") is written from these
 cases and from the gaps measured by bench/restarts.py.
 """

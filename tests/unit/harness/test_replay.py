@@ -1,7 +1,8 @@
 """The replay applies program runs like successive `pulumi up`s (no engine: a fake one).
 
 One test per behaviour the replay imitates; each names the upstream source it follows
-(the full list, and what is not modelled, is at the top of tests/harness/replay.py)."""
+(the full list is in the module docstrings of tests/harness/replay/, what is not modelled
+at the top of its __init__.py)."""
 
 import sys
 import threading

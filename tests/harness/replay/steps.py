@@ -1,0 +1,117 @@
+"""The engine's step rules: which step each declared resource gets against the state the
+last update left (pulumi/pulumi `pkg/resource/deploy/step_generator.go`, `generateSteps`).
+
+- A resource not in the state is created; one whose declared inputs equal its state is
+  left as it is (`same`), unless its create left init errors: the next `pulumi up` with
+  unchanged inputs issues an Update for it (`step_generator.go`: `hasInitErrors` makes an
+  update step; what the provider's update does is docker_provider.py's).
+- A changed input is updated in place when the provider can (a container's
+  `CONTAINER_UPDATABLE`; a command: any change but its triggers, `REPLACE_ON_CHANGES`);
+  otherwise the resource is replaced. A container whose changed inputs the provider cannot
+  update in place is replaced **delete-before-create**: the engine uses the provider's
+  answer (`PROVIDER_DELETE_BEFORE_REPLACE`) unless the program set `delete_before_replace`
+  explicitly (`generateSteps`: `goal.DeleteBeforeReplace` when defined, else
+  `diff.DeleteBeforeReplace`); other replacements are create-before-delete, the engine's
+  default. replay.py carries the steps out.
+- The state holds what the provider reads back (`read_back`, docker_provider.py), not
+  what was declared; set-typed attributes (`CONTAINER_SETS`) are compared without regard
+  to order (`changed_inputs`).
+- `preview(previous, current)`: `pulumi preview` plans with the same step generation as
+  an update and executes nothing (a dry run of the same deployment,
+  `pkg/resource/deploy/deployment_executor.go`), so it is `plan_step` for every resource
+  against the state the previous update left, and a delete for what is no longer declared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.harness.program import ProgramRun, RecordedResource
+from tests.harness.replay.command_provider import COMMANDS, REPLACE_ON_CHANGES
+from tests.harness.replay.docker_provider import (
+    CONTAINER,
+    CONTAINER_SETS,
+    CONTAINER_UPDATABLE,
+    PROVIDER_DELETE_BEFORE_REPLACE,
+    read_back,
+)
+
+
+@dataclass
+class Applied:
+    """One resource as it exists: its state (inputs as the provider reads them back) and
+    the real values that replaced the mocks' placeholders."""
+
+    urn: str
+    type: str
+    name: str
+    inputs: dict
+    real: dict = field(default_factory=dict)
+    protect: bool = False
+    pending_delete: bool = False
+    init_errors: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
+    provider: str = ""  # the URN of the Docker provider it was made through
+
+
+def _canonical_set(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    return sorted(items, key=repr)
+
+
+def changed_inputs(type_: str, declared: dict, state: dict) -> set[str]:
+    """The top-level inputs whose declared value differs from the state's."""
+    sets = CONTAINER_SETS if type_ == CONTAINER else set()
+    changed = set()
+    for key in set(declared) | set(state):
+        new, old = declared.get(key), state.get(key)
+        if key in sets and isinstance(new, dict) and isinstance(old, dict):
+            same = new == old  # tmpfs: a map
+        elif key in sets:
+            same = _canonical_set(new or []) == _canonical_set(old or [])
+        else:
+            same = new == old
+        if not same:
+            changed.add(key)
+    return changed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the engine does with one resource: same, create, update or replace."""
+
+    action: str
+    changed: frozenset[str] = frozenset()
+    delete_before_replace: bool = False
+
+
+def plan_step(resource: RecordedResource, current: Applied | None) -> Plan:
+    if current is None:
+        return Plan("create")
+    changed = frozenset(changed_inputs(resource.type, resource.plain, current.inputs))
+    if not changed:
+        return Plan("update") if current.init_errors else Plan("same")
+    if resource.type in COMMANDS:
+        return Plan("replace" if REPLACE_ON_CHANGES in changed else "update", changed)
+    if resource.type == CONTAINER and changed <= CONTAINER_UPDATABLE:
+        return Plan("update", changed)
+    if resource.delete_before_replace_defined:
+        delete_first = resource.delete_before_replace
+    else:
+        delete_first = resource.type in PROVIDER_DELETE_BEFORE_REPLACE
+    return Plan("replace", changed, delete_first)
+
+
+def preview(previous: ProgramRun, current: ProgramRun) -> dict[str, Plan]:
+    """`pulumi preview` of `current` against the state `previous` left (an update that
+    succeeded): the step each resource gets, by name; a resource the program no longer
+    declares is deleted."""
+    state = {resource.urn: Applied(resource.urn, resource.type, resource.name,
+                                   read_back(resource.type, resource.plain))
+             for resource in previous.resources if resource.custom}
+    plans = {resource.name: plan_step(resource, state.pop(resource.urn, None))
+             for resource in current.resources if resource.custom}
+    plans.update({applied.name: Plan("delete") for applied in state.values()})
+    return plans
