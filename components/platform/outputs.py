@@ -1,20 +1,46 @@
 """What a release needs from the platform, whichever stack owns it.
 
 The owning stack hands over its Platform's outputs directly; any other stack reads the
-same keys from the owner through a StackReference (secrets stay secrets).
+same keys from the owner through a StackReference (secrets stay secrets). The keys are
+`PlatformOutputs`' fields, written once here: the platform fills them, the reader asks for
+them, and the owner exports each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pulumi
 
-OUTPUT_KEYS = ("prefix", "network_name", "nginx_container", "pgbouncer_host", "pgbouncer_port",
-               "redis_host", "redis_port", "root_dir", "environments", "database_passwords",
-               "redis_passwords", "ready", "nginx_keep_idle_seconds")
+
+@dataclass(frozen=True)
+class PlatformOutputs:
+    """The platform's outputs a release reads (each a value or a pulumi Output)."""
+
+    prefix: Any
+    network_name: Any
+    nginx_container: Any
+    pgbouncer_host: Any
+    pgbouncer_port: Any
+    redis_host: Any
+    redis_port: Any
+    root_dir: Any
+    # Per environment: domain, port, app_memory_mb, database_name, database_user, redis_user.
+    environments: Any
+    # How long after a reload nginx's old workers may still pass a request on (its
+    # keepalive_min_timeout): a release keeps the previous one running that long.
+    nginx_keep_idle_seconds: Any
+    database_passwords: Any  # secret: environment → password
+    redis_passwords: Any  # secret: environment → password
+    ready: Any  # true once PgBouncer, Redis and nginx run: a release waits for it to migrate
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in OUTPUT_KEYS}
+
+
+OUTPUT_KEYS = tuple(field.name for field in fields(PlatformOutputs))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from components.platform.certbot import Certbot, CertbotArgs
 from components.platform.context import PlatformContext
 from components.platform.dashboard import Dashboard, DashboardArgs
 from components.platform.nginx import Nginx, NginxArgs
+from components.platform.outputs import PlatformOutputs
 from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
 from components.platform.postgres import Postgres, PostgresArgs
 from components.platform.redis import Redis, RedisArgs
@@ -147,23 +148,20 @@ class Platform(pulumi.ComponentResource):
             }
             for env in platform.environments
         }
-        self.outputs = {
-            "prefix": prefix,
-            "network_name": self.network.name,
-            "nginx_container": self.nginx.container_name,
-            "pgbouncer_host": self.pgbouncer.container_name,
-            "pgbouncer_port": self.pgbouncer.port,
-            "redis_host": self.redis.container_name,
-            "redis_port": self.redis.port,
-            "root_dir": settings.host.root_dir,
-            "environments": self.environments,
-            # How long after a reload nginx's old workers may still pass a request on (its
-            # keepalive_min_timeout): a release keeps the previous one running that long.
-            "nginx_keep_idle_seconds": platform.nginx.reload_keeps_idle_seconds,
-            "database_passwords": pulumi.Output.secret(dict(platform.database_passwords)),
-            "redis_passwords": pulumi.Output.secret(dict(platform.redis_passwords)),
-            # What a release waits for before it runs migrations.
-            "ready": pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
-                                       self.nginx.container.id).apply(lambda _: True),
-        }
+        self.outputs = PlatformOutputs(
+            prefix=prefix,
+            network_name=self.network.name,
+            nginx_container=self.nginx.container_name,
+            pgbouncer_host=self.pgbouncer.container_name,
+            pgbouncer_port=self.pgbouncer.port,
+            redis_host=self.redis.container_name,
+            redis_port=self.redis.port,
+            root_dir=settings.host.root_dir,
+            environments=self.environments,
+            nginx_keep_idle_seconds=platform.nginx.reload_keeps_idle_seconds,
+            database_passwords=pulumi.Output.secret(dict(platform.database_passwords)),
+            redis_passwords=pulumi.Output.secret(dict(platform.redis_passwords)),
+            ready=pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
+                                    self.nginx.container.id).apply(lambda _: True),
+        ).as_dict()
         self.register_outputs(self.outputs)
