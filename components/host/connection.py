@@ -11,6 +11,7 @@ mode or owner and writes in place, which would leave a secret briefly world-read
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 from dataclasses import dataclass
 
@@ -30,6 +31,12 @@ class HostConnection:
     sudo: bool = False
     # What every command on this connection waits for (the host's provisioning).
     ready: tuple[pulumi.Resource, ...] = ()
+
+    @property
+    def unprivileged_local(self) -> bool:
+        """`pulumi up -s local` as a developer (not root): host files are the developer's, so
+        nothing can be chowned to a container's user."""
+        return self.kind == "local" and os.getuid() != 0
 
     def after(self, *resources: pulumi.Resource) -> HostConnection:
         """This connection, its commands run only once `resources` are done."""

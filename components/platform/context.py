@@ -15,11 +15,6 @@ from components.settings import Settings
 from components.settings.platform import PlatformSettings
 
 
-def unprivileged_local(settings: Settings) -> bool:
-    """`pulumi up -s local` as a developer (not root): host files are the developer's."""
-    return settings.host.kind == "local" and os.getuid() != 0
-
-
 @dataclass
 class PlatformContext:
     settings: Settings
@@ -67,7 +62,7 @@ class PlatformContext:
         return default
 
     def unprivileged_local(self) -> bool:
-        return unprivileged_local(self.settings)
+        return self.connection.unprivileged_local
 
     def root_file_access(self) -> list[str]:
         """What a container's root needs to write into host directories it does not own.

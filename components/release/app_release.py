@@ -27,7 +27,6 @@ from components.host.containers import (
 )
 from components.host.templates import render
 from components.names import generation, release_container_name, release_slug
-from components.platform.context import unprivileged_local
 from components.platform.nginx import nginx_lock_file, reload_command, render_upstream
 from components.platform.outputs import PlatformHandle
 from components.settings import Settings
@@ -157,7 +156,7 @@ class AppRelease(pulumi.ComponentResource):
                 f"{name}-secret-{file}",
                 HostFileArgs(connection=args.connection, path=f"{secrets_dir}/{file}",
                              content=secrets.apply(lambda values, key=key: values[key]),
-                             mode="0444" if unprivileged_local(settings) else "0400",
+                             mode="0444" if args.connection.unprivileged_local else "0400",
                              owner=release.run_as),
                 opts=pulumi.ResourceOptions(parent=self))
             for key, file in SECRET_FILES.items()]
