@@ -12,7 +12,6 @@ points at keeps running, and putting the previous value back re-declares it unch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import pulumi
 import pulumi_docker as docker
@@ -29,13 +28,16 @@ from components.host.templates import render
 from components.names import generation, release_container_name, release_slug
 from components.platform.nginx import nginx_lock_file, reload_command, render_upstream
 from components.platform.outputs import PlatformHandle
+from components.release.app_contract import (
+    MEDIA_ROOT,
+    SECRET_FILES,
+    SECRETS_IN_CONTAINER,
+    STATIC_ROOT,
+    app_environment_variables,
+    app_secrets,
+)
 from components.settings import Settings
 from components.settings.releases import RELEASE_DRAIN_SECONDS, ReleaseSettings
-
-STATIC_ROOT = "/app/staticfiles"
-# Uploads: {root}/media/<env> on the host, mounted into every release of the environment,
-# so they outlive releases; the backup job takes the directory (components/platform/backup.py).
-MEDIA_ROOT = "/app/media"
 
 # The app's only writable path besides its log directory: Django's temp files for large
 # uploads. Counted in the container's memory when used.
@@ -58,60 +60,6 @@ class AppReleaseArgs:
     platform: PlatformHandle
     connection: HostConnection
     docker_provider: docker.Provider
-
-
-# Where the app finds its secrets when they are files (releases.<env>.secrets_as: files):
-# {root}/secrets/<env>/ on the host, mounted read-only.
-SECRETS_IN_CONTAINER = "/run/secrets/aiia"
-SECRET_FILES = {"SECRET_KEY": "secret_key", "DATABASE_PASSWORD": "database_password",
-                "REDIS_PASSWORD": "redis_password"}
-
-
-def app_secrets(database_password: str, redis_password: str, secret_key: str) -> dict[str, str]:
-    return {"SECRET_KEY": secret_key, "DATABASE_PASSWORD": database_password,
-            "REDIS_PASSWORD": redis_password}
-
-
-def app_environment_variables(release: ReleaseSettings, environment: dict, platform: dict,
-                              database_password: str, redis_password: str,
-                              secret_key: str) -> list[tuple[str, str]]:
-    """The app image's contract (app/README.md): its whole configuration, as variables.
-
-    With secrets as files (the default) a secret's variable is <NAME>_FILE, the path of the
-    file that holds it, and the Redis URL carries the user alone; with secrets as variables
-    they are the values themselves. Numbers read through a StackReference arrive as floats
-    (JSON), hence the int()s.
-    """
-    name = release.environment
-    as_files = release.secrets_as == "files"
-    password = "" if as_files else f":{quote(redis_password, safe='')}"
-    redis_url = (f"redis://{quote(environment['redis_user'], safe='')}{password}@"
-                 f"{platform['redis_host']}:{int(platform['redis_port'])}/0")
-
-    def secret(key: str, value: str) -> tuple[str, str]:
-        if as_files:
-            return f"{key}_FILE", f"{SECRETS_IN_CONTAINER}/{SECRET_FILES[key]}"
-        return key, value
-
-    return [
-        ("ENVIRONMENT", name),
-        ("RELEASE", release.release),
-        ("PORT", str(int(environment["port"]))),
-        ("ALLOWED_HOSTS", environment["domain"]),
-        secret("SECRET_KEY", secret_key),
-        ("DATABASE_HOST", platform["pgbouncer_host"]),
-        ("DATABASE_PORT", str(int(platform["pgbouncer_port"]))),
-        ("DATABASE_NAME", environment["database_name"]),
-        ("DATABASE_USER", environment["database_user"]),
-        secret("DATABASE_PASSWORD", database_password),
-        ("REDIS_URL", redis_url),
-        # Apart from the URL only as a file; as a variable it stays in the URL.
-        *([secret("REDIS_PASSWORD", redis_password)] if as_files else []),
-        ("CACHE_KEY_PREFIX", environment["redis_user"]),
-        ("STATIC_ROOT", STATIC_ROOT),
-        ("MEDIA_ROOT", MEDIA_ROOT),
-        ("LOG_FILE", f"/var/log/aiia/{name}/django.log"),
-    ]
 
 
 class AppRelease(pulumi.ComponentResource):
