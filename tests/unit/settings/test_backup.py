@@ -10,7 +10,7 @@ import pytest
 
 from components.platform.backup import render_backup_cron
 from tests.harness.program import host_files, run_program, stack_config
-from tests.unit.test_settings import parse, problems
+from tests.unit.settings.test_platform import parse, problems
 
 
 def make_key(home: Path, user_id: str, expiry: str, *faked_time: str) -> str:
