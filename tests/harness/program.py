@@ -292,3 +292,16 @@ def host_scripts(run: ProgramRun) -> dict[str, str]:
     """Every script the program runs on the host: resource name → bash source."""
     return {resource.name: resource.plain["create"] for resource in run.resources
             if resource.type.startswith("command:")}
+
+
+def release_container(run: ProgramRun, name_prefix: str) -> RecordedResource:
+    """The one container of a release (its name ends in the generation of its inputs)."""
+    matches = [c for name, c in run.containers().items() if name.startswith(name_prefix)]
+    assert len(matches) == 1, (name_prefix, list(run.containers()))
+    return matches[0]
+
+
+def service_of(container: RecordedResource) -> str:
+    """The service a container runs (its `aiia.service` label: postgres, app, …)."""
+    labels = {label["label"]: label["value"] for label in container.plain["labels"]}
+    return labels["aiia.service"]

@@ -115,7 +115,7 @@ def test_the_extraction_finds_every_image_pin(renovate_dir, tmp_path):
 
 def test_a_digest_pin_is_read_with_its_tag(renovate_dir, tmp_path):
     """What docker:pinDigests writes (tag@digest) is read back, so the next update moves both;
-    the program's settings accept that form too (tests/unit/test_settings.py)."""
+    the program's settings accept that form too (tests/unit/settings/test_platform.py)."""
     repository = repository_copy(tmp_path / "repo")
     stack_file = repository / "Pulumi.prod.yaml"
     pinned = f"{ImageSettings().postgres}@{DIGEST}"

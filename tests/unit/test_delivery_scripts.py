@@ -295,7 +295,8 @@ def test_touched_stacks():
     assert touched_stacks(["components/platform/nginx.py"]) == ["prod", "staging"]
     assert touched_stacks(["templates/nginx/site.conf.j2", "Pulumi.prod.yaml"]) == \
         ["prod", "staging"]
-    assert touched_stacks(["README.md", "tests/unit/test_settings.py", "Pulumi.local.yaml"]) == []
+    assert touched_stacks(["README.md", "tests/unit/platform/test_nginx.py",
+                           "Pulumi.local.yaml"]) == []
 
 
 @pytest.mark.parametrize(("args", "message"), [

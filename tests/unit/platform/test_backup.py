@@ -1,0 +1,29 @@
+"""components/platform/backup.py: the backup job the platform installs (its cron entry, the
+operators' keys it encrypts to)."""
+
+from components.platform.backup import render_backup_cron
+from tests.harness.program import host_files, run_program, stack_config
+from tests.harness.settings import parse, with_backup
+
+
+def test_the_cron_entry_runs_the_backup_daily_and_the_drill_monthly():
+    entry = render_backup_cron("/srv/aiia/bin/backup.sh", "/srv/aiia/logs/backup.log",
+                               "03:30", 1, "05:10")
+    lines = [line for line in entry.splitlines() if line and line[0].isdigit()]
+    assert lines == [
+        "30 3 * * * root /srv/aiia/bin/backup.sh run >> /srv/aiia/logs/backup.log 2>&1",
+        "10 5 1 * * root /srv/aiia/bin/backup.sh drill >> /srv/aiia/logs/backup.log 2>&1"]
+
+
+def test_the_platform_installs_the_backup_with_every_recipient(keys):
+    config = stack_config("prod")
+    config["aiia:platform"]["backup"] = {"recipients": [keys["path"]], "time": "02:15"}
+    files = host_files(run_program("prod", config=config))
+    fingerprint = parse("prod", with_backup(recipients=[keys["path"]])).platform.backup \
+        .keys[0].fingerprint
+    assert files[f"/srv/aiia/backup/keys/operator-{fingerprint}.asc"] == keys["good"]
+    job = files["/srv/aiia/bin/backup-job.sh"]
+    assert f"/keys/operator-{fingerprint}.asc" in job and "/keys/drill.asc" in job
+    assert "15 2 * * * root /srv/aiia/bin/backup.sh run" in files["/etc/cron.d/aiia-backup"]
+    script = files["/srv/aiia/bin/backup.sh"]
+    assert "--memory 64m --memory-swap 64m" in script

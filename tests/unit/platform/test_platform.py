@@ -1,0 +1,40 @@
+"""components/platform/platform.py and context.py: what the platform declares across its
+services (memory limits, private secret files, protected volumes, root's file access)."""
+
+from tests.harness.program import run_program, service_of, stack_config
+
+
+def test_memory_limits_are_the_configured_ones(prod):
+    config = stack_config("prod")["aiia:platform"]
+    limits = {service_of(c): c.plain["memory"] for c in prod.containers().values()}
+    assert limits["postgres"] == 120
+    assert limits["pgbouncer"] == 16
+    assert limits["redis"] == 64
+    assert limits["nginx"] == 32
+    assert limits["app"] == config["environments"]["prod"]["app_memory_mb"]
+
+
+def test_secret_files_are_private(prod):
+    commands = {r.name: r.plain for r in prod.resources if r.type.startswith("command:")}
+    for name in ("platform-pgbouncer-userlist-install", "platform-redis-config-install"):
+        assert "chmod 0600" in commands[name]["create"]
+    # Read by PostgreSQL's entrypoint (uid 999) on first start, by nobody else.
+    password = commands["platform-postgres-superuser-password-install"]["create"]
+    assert "chmod 0400" in password and "999:999" in password
+
+
+def test_stateful_volumes_are_protected(prod):
+    protected = {r.plain["name"] for r in prod.of_type("docker:index/volume:Volume")
+                 if r.protect}
+    assert protected == {"aiia-postgres-data", "aiia-letsencrypt"}
+
+
+def test_an_unprivileged_local_stack_gives_root_back_its_file_access(monkeypatch):
+    # A developer's `pulumi up -s local` prepares the host directories as the developer:
+    # the containers whose root writes there get DAC_OVERRIDE back, and only they.
+    monkeypatch.setattr("os.getuid", lambda: 1000)
+    monkeypatch.setattr("os.getgid", lambda: 1000)
+    run = run_program("local")
+    with_override = {service_of(container) for container in run.containers().values()
+                     if "DAC_OVERRIDE" in container.plain["capabilities"].get("adds", [])}
+    assert with_override == {"nginx", "dashboard-collector"}

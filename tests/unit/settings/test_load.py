@@ -1,0 +1,70 @@
+"""components/settings/load.py: every stack file parses, every problem is reported at once,
+and the rules that span sections (releases against the platform's environments, the watch
+against nginx, the backups against the host, the stack that owns the platform)."""
+
+import pytest
+
+from tests.harness.settings import parse, problems, problems_of, secrets_of, with_backup
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging", "local"])
+def test_shipped_stack_files_are_valid(stack):
+    settings = parse(stack)
+    assert settings.stack == stack
+
+
+def test_the_committed_prod_stack_is_refused_until_the_vps_identity_is_pinned():
+    message = problems_of(lambda raw: None, pin=False)
+    assert "aiia:host.ssh.host_key is missing" in message
+    assert "ssh-keyscan -t ed25519 vps.eduaiia.com" in message
+    assert "aiia:host.provision.admin_ssh_keys is empty" in message
+    assert "aiia:platform.backup.recipients is empty: the backups of a VPS" in message
+
+
+def test_every_problem_is_reported_at_once():
+    def many(raw):
+        raw["platform"]["tls"]["mode"] = "nope"
+        raw["platform"]["status_domain"] = "bad_domain"
+        raw["releases"]["prod"]["release"] = "bad tag"
+
+    error_text = problems("prod", many)
+    assert "3 problem(s)" in error_text
+
+
+def test_staging_must_name_the_platform_stack():
+    def no_reference(raw):
+        del raw["platform_stack"]
+
+    assert "aiia:platform_stack=None must name the stack" in problems("staging", no_reference)
+
+
+def test_release_of_an_environment_the_platform_does_not_serve():
+    def extra(raw):
+        raw["releases"]["qa"] = {"image": "ghcr.io/x/y", "release": "1"}
+
+    def with_qa_secret(key):
+        return "k" if key == "qa_secret_key" else secrets_of("prod")(key)
+
+    message = problems("prod", extra, with_qa_secret)
+    assert "aiia:releases.qa names an environment the platform does not serve" in message
+
+
+def test_a_watch_longer_than_nginx_keeps_old_workers_is_refused():
+    def long_watch(raw):
+        raw["releases"]["prod"]["watch_seconds"] = 58
+
+    message = problems("prod", long_watch)
+    assert "aiia:releases.prod.watch_seconds=58 plus the 5 s drain" in message
+    assert "worker_shutdown_timeout_seconds=60" in message
+
+
+def test_the_disk_budget_is_checked_against_the_host_disk():
+    message = problems("prod", with_backup(disk_budget_mb=9000))
+    assert "aiia:platform.backup.disk_budget_mb=9000 is more than 40 % of " \
+           "aiia:host.disk_gb=20 (8192 MB)" in message
+
+    def bigger_disk(raw):
+        raw["host"]["disk_gb"] = 40
+        raw["platform"]["backup"]["disk_budget_mb"] = 9000
+
+    assert parse("prod", bigger_disk).platform.backup.disk_budget_mb == 9000

@@ -1,0 +1,128 @@
+"""components/settings/platform.py: the platform section (environments, ports, services'
+tuning, images), each bad value refused naming the key and the fix."""
+
+import pytest
+
+from tests.harness.settings import parse, problems, secrets_of
+
+
+@pytest.mark.parametrize("domain", ["api..example.com", "-api.example.com", "API example.com",
+                                    "localhost", "x" * 64 + ".example.com"])
+def test_malformed_domain(domain):
+    def bad_domain(raw):
+        raw["platform"]["environments"]["staging"]["domain"] = domain
+
+    message = problems("prod", bad_domain)
+    assert f"aiia:platform.environments.staging.domain={domain!r} is not a valid domain" in message
+
+
+def test_duplicate_port():
+    def same_port(raw):
+        raw["platform"]["environments"]["staging"]["port"] = 8000
+
+    message = problems("prod", same_port)
+    assert "aiia:platform.environments.staging.port=8000 is already used by" in message
+    assert "aiia:platform.environments.prod.port" in message
+
+
+def test_port_clashing_with_a_platform_service():
+    def clash(raw):
+        raw["platform"]["environments"]["staging"]["port"] = 6432
+
+    assert "staging.port=6432 clashes with pgbouncer" in problems("prod", clash)
+
+
+def test_missing_secret_names_the_command_that_sets_it():
+    values = secrets_of("prod")
+
+    def without_staging_db(key):
+        return None if key == "staging_db_password" else values(key)
+
+    message = problems("prod", secrets=without_staging_db)
+    assert "aiia:staging_db_password is missing" in message
+    assert "pulumi config set --secret aiia:staging_db_password" in message
+
+
+def test_unknown_setting_is_named_with_the_known_ones():
+    def typo(raw):
+        raw["platform"]["redis"] = {"maxmemory": 50}
+
+    message = problems("prod", typo)
+    assert "aiia:platform.redis.maxmemory is not a setting" in message
+    assert "maxmemory_mb" in message
+
+
+def test_redis_maxmemory_must_leave_headroom_in_its_container():
+    def tight(raw):
+        raw["platform"]["redis"] = {"memory_mb": 50, "maxmemory_mb": 50}
+
+    assert "must be below its container limit" in problems("prod", tight)
+
+
+def test_postgres_shared_buffers_must_fit_its_container():
+    def huge(raw):
+        raw["platform"]["postgres"] = {"shared_buffers_mb": 128}
+
+    assert "shared_buffers_mb=128 is more than half" in problems("prod", huge)
+
+
+@pytest.mark.parametrize(("nginx", "expected"), [
+    ({"keepalive_timeout_seconds": 0}, "keepalive_timeout_seconds=0 must be between 1 and 300"),
+    ({"keepalive_timeout_seconds": 301}, "keepalive_timeout_seconds=301 must be between"),
+    ({"keepalive_min_timeout_seconds": 31},
+     "keepalive_min_timeout_seconds=31 must be between 0 and keepalive_timeout_seconds=30"),
+    ({"keepalive_min_timeout_seconds": -1}, "keepalive_min_timeout_seconds=-1 must be between"),
+    ({"keepalive_timeout_seconds": 60},
+     "worker_shutdown_timeout_seconds=60 must be longer than the 60 s an old worker keeps"),
+    ({"keepalive_min_timeout_seconds": "soon"},
+     "keepalive_min_timeout_seconds='soon' must be a whole number"),
+])
+def test_keepalive_settings_out_of_range_are_refused(nginx, expected):
+    def tune(raw):
+        raw["platform"]["nginx"] = nginx
+
+    assert f"aiia:platform.nginx.{expected}" in problems("prod", tune)
+
+
+def test_keepalive_min_timeout_defaults_to_keepalive_timeout_and_may_be_zero():
+    assert parse("prod").platform.nginx.reload_keeps_idle_seconds == 30
+
+    def longer(raw):
+        raw["platform"]["nginx"] = {"keepalive_timeout_seconds": 50,
+                                    "worker_shutdown_timeout_seconds": 90}
+
+    assert parse("prod", longer).platform.nginx.reload_keeps_idle_seconds == 50
+
+    def zero(raw):
+        raw["platform"]["nginx"] = {"keepalive_min_timeout_seconds": "0"}
+
+    assert parse("prod", zero).platform.nginx.reload_keeps_idle_seconds == 0
+
+
+@pytest.mark.parametrize(("service", "reference"), [
+    ("nginx", "nginx:latest"), ("nginx", "nginx"), ("nginx", "nginx:1"),
+    ("nginx", "nginx:1.27-bookworm"), ("redis", "redis:7-bookworm"),
+    ("postgres", "postgres:15"), ("postgres", "postgres:15-bookworm"),
+    ("pgbouncer", "edoburu/pgbouncer:latest"), ("certbot", "certbot/certbot:v3"),
+])
+def test_a_platform_image_not_pinned_to_an_exact_release_is_refused(service, reference):
+    def moving(raw):
+        raw["platform"].setdefault("images", {})[service] = reference
+
+    message = problems("prod", moving)
+    assert f"aiia:platform.images.{service}={reference!r} is not pinned to an exact release" \
+        in message
+    assert "use the full version" in message
+
+
+@pytest.mark.parametrize(("service", "reference"), [
+    ("nginx", "nginx:1.27.3-bookworm"), ("nginx", "nginx:1.30.0"),
+    ("postgres", "postgres:15.20-bookworm"), ("postgres", "postgres:15.20"),
+    ("pgbouncer", "edoburu/pgbouncer:v1.23.1-p3"), ("redis", "redis:7.2.11-bookworm"),
+    ("nginx", "nginx@sha256:" + "a" * 64),
+])
+def test_exact_releases_and_digests_are_accepted(service, reference):
+    def pinned(raw):
+        raw["platform"].setdefault("images", {})[service] = reference
+
+    assert parse("prod", pinned).platform.images.__dict__[service] == reference

@@ -1,0 +1,65 @@
+"""components/settings/provision.py (and host.py's own keys): bad host settings refused before
+anything changes on the VPS, naming the key and the fix."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import pytest
+
+from tests.harness.program import TEST_HOST_KEY
+from tests.harness.settings import problems_of
+
+
+def provision(raw) -> dict:
+    return raw["host"]["provision"]
+
+
+def rsa_key(bits: int) -> str:
+    """An ssh-rsa public key line with a modulus of `bits` (never a usable key)."""
+    def string(data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + data
+    blob = string(b"ssh-rsa") + string(b"\x01\x00\x01") + string(b"\x00" + b"\xc3" * (bits // 8))
+    return f"ssh-rsa {base64.b64encode(blob).decode()} old@laptop"
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda raw: provision(raw).update(admin_ssh_keys=["ssh-ed25519 not-base64!"]),
+     "admin_ssh_keys[0]: the key's base64 part is damaged"),
+    (lambda raw: provision(raw).update(admin_ssh_keys=["ssh-dss AAAAB3NzaC1kc3M="]),
+     "is not an OpenSSH public key of a supported type"),
+    (lambda raw: provision(raw).update(admin_ssh_keys=[rsa_key(2048)]),
+     "an RSA key of 2048 bits is too short"),
+    (lambda raw: provision(raw).update(
+        admin_ssh_keys=["ssh-ed25519 " + TEST_HOST_KEY.split()[1][:-8]]),
+     "admin_ssh_keys[0]: the key's"),
+    (lambda raw: provision(raw).update(admin_ssh_keys="ssh-ed25519 AAAA"),
+     "must be a list of public key lines"),
+    (lambda raw: raw["host"]["ssh"].update(host_key="AAAAC3NzaC1lZDI1NTE5"),
+     "host.ssh.host_key='AAAAC3NzaC1lZDI1NTE5'… is not an OpenSSH public key"),
+    (lambda raw: raw["host"]["ssh"].update(port=443),
+     "host.ssh.port=443 clashes with nginx"),
+    (lambda raw: raw["host"].update(swap_mb=8192),
+     "host.swap_mb=8192 would take over a quarter of the 20 GB disk"),
+    (lambda raw: provision(raw).update(fail2ban={"ban_time_s": 0}),
+     "fail2ban.ban_time_s=0 must be greater than 0 (a ban time of 0 would ban nobody"),
+    (lambda raw: provision(raw).update(fail2ban={"bantime": 60}),
+     "aiia:host.provision.fail2ban.bantime is not a setting"),
+    (lambda raw: provision(raw).update(docker_package="docker.io; rm -rf /"),
+     "docker_package='docker.io; rm -rf /' is not a Debian package name"),
+    (lambda raw: provision(raw).update(log_rotate_mb=0),
+     "log_rotate_mb=0 must be greater than 0"),
+    (lambda raw: provision(raw).update(fail2ban={"ignore_addresses": ["office"]}),
+     "ignore_addresses[0]='office' is not an IP address or CIDR range"),
+    (lambda raw: provision(raw).update(journal_max_mb=0),
+     "journal_max_mb=0 must be greater than 0"),
+    (lambda raw: provision(raw).update(swap_file="swapfile"),
+     "swap_file='swapfile' must be an absolute path"),
+    (lambda raw: provision(raw).update(swap_file="/var/../etc/passwd"),
+     "swap_file='/var/../etc/passwd' must be an absolute path of plain names"),
+    (lambda raw: provision(raw).update(swap_file="/run/swap"),
+     "swap_file='/run/swap' must be an absolute path"),
+])
+def test_bad_host_settings_are_refused_naming_the_key_and_the_fix(change, expected):
+    assert expected in problems_of(change)
