@@ -10,9 +10,9 @@ from typing import Any
 
 from components.settings.checks import NAMESPACE, Problems, typed_fields
 from components.settings.gpg_keys import KeyProblem, PublicKey, inspect_public_key
+from components.settings.provision import ssh_key_problem
 
 TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-HOST_KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$")
 # What backups may take of the disk at most: the rest holds the system, the images (each
 # release's kept for rollbacks), PostgreSQL's data and WAL, and the logs.
 BACKUP_DISK_SHARE = 0.4
@@ -76,10 +76,15 @@ def _parse_off_host(value: Any, problems: Problems) -> OffHostSettings | None:
     if missing:
         return None
     off_host = OffHostSettings(**values)
-    if not HOST_KEY_RE.match(str(off_host.host_key).strip()):
-        problems.add(f"{key}.host_key={off_host.host_key!r} is not an SSH public host key; "
-                     "give '<type> <base64>' as ssh-keyscan prints it, e.g. "
-                     "'ssh-ed25519 AAAA…' (without the host name)")
+    # The same rule as every SSH key of the config (provision.py), said for a host key.
+    problem = ssh_key_problem(
+        off_host.host_key, f"{key}.host_key",
+        fix="give '<type> <base64>' as ssh-keyscan prints it, e.g. 'ssh-ed25519 AAAA…' "
+            "(without the host name)",
+        short_rsa_fix=f"pin the target's ed25519 host key instead (ssh-keyscan -t ed25519 "
+                      f"{off_host.host})")
+    if problem:
+        problems.add(problem)
     if not str(off_host.path).startswith("/"):
         problems.add(f"{key}.path={off_host.path!r} must be an absolute path on the target")
     if not 1 <= off_host.port <= 65535:

@@ -64,10 +64,19 @@ class ProvisionSettings:
     fail2ban: Fail2banSettings = field(default_factory=Fail2banSettings)
 
 
-def ssh_key_problem(text: Any, key: str) -> str | None:
-    """Why `text` is not one OpenSSH public key line (`type base64 [comment]`), or None."""
-    fix = ("use one line as in ~/.ssh/id_ed25519.pub (`ssh-ed25519 AAAA… comment`); make one "
-           "with `ssh-keygen -t ed25519`")
+# What a problem with an operator's key says to do: how to give a key, and what to use
+# instead of a short RSA key.
+KEY_LINE_FIX = ("use one line as in ~/.ssh/id_ed25519.pub (`ssh-ed25519 AAAA… comment`); make "
+                "one with `ssh-keygen -t ed25519`")
+SHORT_RSA_FIX = "use an ed25519 key: `ssh-keygen -t ed25519`"
+
+
+def ssh_key_problem(text: Any, key: str, fix: str = KEY_LINE_FIX,
+                    short_rsa_fix: str = SHORT_RSA_FIX) -> str | None:
+    """Why `text` is not one OpenSSH public key line (`type base64 [comment]`) of a supported
+    type, decoding to that type's key (an RSA one of MIN_RSA_BITS at least), or None. The
+    one rule for every SSH public key in the config; `fix` and `short_rsa_fix` say what to
+    do about a bad one where the key comes from elsewhere (a host key: ssh-keyscan)."""
     if not isinstance(text, str) or "\n" in text.strip():
         return f"{key} must be one public key line; {fix}"
     parts = text.split()
@@ -86,7 +95,7 @@ def ssh_key_problem(text: Any, key: str) -> str | None:
         bits = (len(modulus.lstrip(b"\0")) * 8)
         if bits < MIN_RSA_BITS:
             return (f"{key}: an RSA key of {bits} bits is too short (at least {MIN_RSA_BITS}); "
-                    "use an ed25519 key: `ssh-keygen -t ed25519`")
+                    f"{short_rsa_fix}")
     return None
 
 
