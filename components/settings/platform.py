@@ -1,5 +1,8 @@
 """`aiia:platform`: the shared services of the host and the environments they serve; only
-the stack that owns the platform has it."""
+the stack that owns the platform has it.
+
+Standard library only: the delivery scripts (scripts/stack_file.py) check names with
+ENVIRONMENT_NAME_RE too."""
 
 from __future__ import annotations
 

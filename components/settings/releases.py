@@ -1,5 +1,8 @@
 """`aiia:releases` and `aiia:registry`: each environment's app release (a release is one
-config value, the image tag) and where a private image is pulled from."""
+config value, the image tag) and where a private image is pulled from.
+
+Standard library only: the delivery scripts (scripts/stack_file.py) check a release with
+`is_release` too, before it is committed."""
 
 from __future__ import annotations
 
@@ -23,6 +26,11 @@ RELEASE_DRAIN_SECONDS = 5
 RELEASE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 RUN_AS_RE = re.compile(r"^(?P<uid>0|[1-9][0-9]{0,9}):(?P<gid>0|[1-9][0-9]{0,9})$")
+
+
+def is_release(value: str) -> bool:
+    """Whether `value` can be a release: an image tag, or a digest sha256:<64 hex>."""
+    return bool(RELEASE_TAG_RE.match(value) or DIGEST_RE.match(value))
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ def _parse_release(environment: Any, values: Any, secrets: Callable[[str], Any],
 
 def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> None:
     tag = str(release.release)
-    if not (RELEASE_TAG_RE.match(tag) or DIGEST_RE.match(tag)):
+    if not is_release(tag):
         problems.add(
             f"{key}.release={tag!r} is not a valid image tag; a tag is letters, digits, "
             "'_', '.' and '-' (max 128, not starting with '.' or '-'), or use a digest "
