@@ -20,11 +20,12 @@ from typing import Any
 
 from components.settings.checks import NAMESPACE, Problems, typed_fields
 
-# OpenSSH public key types an operator's key (or the VPS's host key) may be; DSA and the
-# RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH 9.x's defaults anyway, and RSA
-# keys shorter than 3072 bits are refused here.
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-             "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")
+# OpenSSH public key types an operator's key (or a host key: the VPS's, the off-host backup
+# target's) may be; DSA and the RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH
+# 9.x's defaults anyway, and RSA keys shorter than 3072 bits are refused here.
+SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                 "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
+                 "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")
 MIN_RSA_BITS = 3072
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -80,9 +81,9 @@ def ssh_key_problem(text: Any, key: str, fix: str = KEY_LINE_FIX,
     if not isinstance(text, str) or "\n" in text.strip():
         return f"{key} must be one public key line; {fix}"
     parts = text.split()
-    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES:
         return (f"{key}={text[:40]!r}… is not an OpenSSH public key of a supported type "
-                f"({', '.join(KEY_TYPES)}); {fix}")
+                f"({', '.join(SSH_KEY_TYPES)}); {fix}")
     try:
         blob = base64.b64decode(parts[1], validate=True)
         fields = _ssh_strings(blob)

@@ -14,7 +14,8 @@ ACME_DIRECTORIES = {
     "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
     "letsencrypt_staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
-KEY_TYPES = ("ecdsa", "rsa")
+# The certificates' key types (tls.key_type): ECDSA P-256, or RSA 2048 for old clients.
+TLS_KEY_TYPES = ("ecdsa", "rsa")
 TLS_KEY = f"{NAMESPACE}:platform.tls"
 
 
@@ -46,7 +47,7 @@ def check_tls(tls: TlsSettings, problems: Problems) -> None:
     _check_acme_directory(tls, problems)
     if tls.ca_bundle is not None:
         _check_ca_bundle(tls.ca_bundle, problems)
-    if tls.key_type not in KEY_TYPES:
+    if tls.key_type not in TLS_KEY_TYPES:
         problems.add(f"{TLS_KEY}.key_type={tls.key_type!r} must be ecdsa (P-256) or rsa (2048)")
     if tls.ocsp_stapling is True and tls.mode != "acme":
         problems.add(f"{TLS_KEY}.ocsp_stapling=true with tls.mode={tls.mode}: "
