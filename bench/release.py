@@ -58,6 +58,7 @@ from pathlib import Path
 
 from components.names import release_container_prefix
 from components.settings import parse_settings
+from components.settings.budget import MemoryBudget
 from tests.harness.engine import DockerEngine
 from tests.harness.load import Load, Summary
 from tests.harness.local_stack import (
@@ -443,10 +444,27 @@ def ms(value: float | None) -> str:
 
 def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
                  workers: NginxWorkers | None, events: EngineEvents) -> None:
-    load = result.load
-    whole = result.windows["whole run"]
     print(f"\n-- {result.label}: {result.source} → {result.target}"
           f"{'  (pulumi up FAILED)' if result.error else ''}")
+    print_windows(result)
+    print_load(result)
+    print_new_container(result)
+    print_handover(result)
+    peak = memory.peak(result.up_started, result.up_ended)
+    if peak:
+        print(f"  peak memory during the release: {peak.total_mb:.0f} MB of the "
+              f"{budget_mb} MB host at +{peak.at - result.up_started:.1f} s")
+    print("  steps (seconds after pulumi up started):")
+    for step in result.steps:
+        took = f"{(step.ended or result.up_ended) - step.at:6.2f} s"
+        print(f"    +{step.at - result.up_started:6.2f}  {took}  {step.line}")
+    if workers is not None:
+        print_workers(result, workers)
+    print_engine_events(result, events)
+
+
+def print_windows(result: SwitchResult) -> None:
+    """The load's numbers per window, and its failures by kind."""
     print(f"  {'window':<36} {'seconds':>7} {'requests':>8} {'failed':>6} {'retries':>7} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  releases")
     for name, summary in result.windows.items():
@@ -454,17 +472,25 @@ def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
         print(f"  {name:<36} {summary.duration:7.1f} {summary.requests:8d} "
               f"{summary.failures:6d} {summary.retries:7d} {ms(summary.p50_ms):>7} "
               f"{ms(summary.p99_ms):>7} {ms(summary.max_ms):>7}  {releases}")
+    whole = result.windows["whole run"]
     if whole.failure_kinds:
         print("  failures by kind: " + ", ".join(
             f"{kind}: {count}" for kind, count in sorted(whole.failure_kinds.items())))
+
+
+def print_load(result: SwitchResult) -> None:
+    """What the load offered and cost, and how long the release took."""
+    load, whole = result.load, result.windows["whole run"]
     print(f"  load: {whole.requests} requests at {whole.rate:.1f} r/s offered over "
           f"{whole.duration:.1f} s, {load.late} started >100 ms late, generator CPU "
           f"{load.cpu_seconds:.1f} s ({100 * load.cpu_seconds / max(whole.duration, 1e-9):.0f} "
           f"% of one core, ~{1000 * load.cpu_seconds / max(whole.requests, 1):.2f} ms/request)")
     print(f"  total release time (pulumi up): {result.up_ended - result.up_started:.1f} s, "
           f"started at {result.up_started_utc}")
-    seen = {s.release: s for s in whole.releases}
-    new, old = seen.get(result.target), seen.get(result.source)
+
+
+def print_new_container(result: SwitchResult) -> None:
+    """When the new container became healthy and the switch step ran."""
     if result.healthy_at is not None:
         print(f"  new container healthy at +{result.healthy_at - result.up_started:.1f} s "
               "(its create step done)")
@@ -474,6 +500,13 @@ def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
     if result.healthy_event_at is not None:
         print(f"  engine reported it healthy at +{result.healthy_event_at - result.up_started:.2f}"
               " s (health_status event)")
+
+
+def print_handover(result: SwitchResult) -> None:
+    """The traffic's move from the old release to the new: the new one's first response,
+    the old one's last, and the old container's removal."""
+    seen = {s.release: s for s in result.windows["whole run"].releases}
+    new, old = seen.get(result.target), seen.get(result.source)
     if new and result.healthy_at is not None:
         print(f"  healthy → first request served by {result.target}: "
               f"{new.first - result.healthy_at:.2f} s after its create step ended"
@@ -486,24 +519,21 @@ def print_switch(result: SwitchResult, memory: MemorySampler, budget_mb: int,
               f"{old.last - result.switch_ended:+.2f} s after the switch step ended")
     if result.old_removed_at is not None:
         print(f"  old container removed at +{result.old_removed_at - result.up_started:.1f} s")
-    peak = memory.peak(result.up_started, result.up_ended)
-    if peak:
-        print(f"  peak memory during the release: {peak.total_mb:.0f} MB of the "
-              f"{budget_mb} MB host at +{peak.at - result.up_started:.1f} s")
-    print("  steps (seconds after pulumi up started):")
-    for step in result.steps:
-        took = f"{(step.ended or result.up_ended) - step.at:6.2f} s"
-        print(f"    +{step.at - result.up_started:6.2f}  {took}  {step.line}")
-    if workers is not None:
-        changes = workers.between(result.up_started, result.up_ended + 5)
-        print("  nginx workers (host /proc, seconds after pulumi up started):")
-        for change in changes:
-            print(f"    +{change.at - result.up_started:7.3f}  pid {change.pid}: {change.state}")
-        if not changes:
-            print("    no change seen" + ("" if workers.running else
-                                          " (the watch lost nginx's master: it restarted)"))
+
+
+def print_workers(result: SwitchResult, workers: NginxWorkers) -> None:
+    changes = workers.between(result.up_started, result.up_ended + 5)
+    print("  nginx workers (host /proc, seconds after pulumi up started):")
+    for change in changes:
+        print(f"    +{change.at - result.up_started:7.3f}  pid {change.pid}: {change.state}")
+    if not changes:
+        print("    no change seen" + ("" if workers.running else
+                                      " (the watch lost nginx's master: it restarted)"))
+
+
+def print_engine_events(result: SwitchResult, events: EngineEvents) -> None:
     load_start = result.load.started_at or result.up_started
-    load_end = max((r.finished for r in load.results), default=result.up_ended)
+    load_end = max((r.finished for r in result.load.results), default=result.up_ended)
     print("  engine events of the stack's containers during the load (seconds after pulumi "
           "up started):")
     for event in events.between(load_start, load_end):
@@ -592,7 +622,7 @@ def budget_of(stack: LocalStack):
     return parse_settings("local", raw, secrets.get).budget
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=150, help="requests per second")
     parser.add_argument("--requests", type=int, default=10_000,
@@ -609,83 +639,113 @@ def main() -> int:
     parser.add_argument("--no-build", action="store_true",
                         help="skip tests/e2e/build-images.sh")
     parser.add_argument("--quiet", action="store_true", help="do not echo the replay's steps")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+@dataclass
+class Started:
+    """What a run has started so far: stopped and removed at the end, also on error or
+    Ctrl-C (None: not started yet)."""
+
+    stack: LocalStack | None = None
+    memory: MemorySampler | None = None
+    workers: NginxWorkers | None = None
+    events: EngineEvents | None = None
+
+    def stop(self, engine: DockerEngine) -> None:
+        if self.memory is not None:
+            self.memory.stop()
+        if self.workers is not None:
+            self.workers.stop()
+        if self.events is not None:
+            self.events.stop()
+        if self.stack is not None:
+            print(f"\n== removing the stack {self.stack.prefix}", flush=True)
+            remove_everything(engine, self.stack.prefix, self.stack.root)
+
+
+def main() -> int:
+    args = parse_args()
     engine = DockerEngine()
     engine.request("GET", "/version")
     if not args.no_build:
         build_images()
     releases = release_tags(engine)
     timeline = Timeline(quiet=args.quiet)
-    stack: LocalStack | None = None
-    memory: MemorySampler | None = None
-    workers: NginxWorkers | None = None
-    events: EngineEvents | None = None
-    started = time.monotonic()
+    started = Started()
     try:
-        print("== standing up the local stack", flush=True)
-        stack = start_local_stack(engine, releases)
-        print(f"  up in {time.monotonic() - started:.0f} s (prefix {stack.prefix})", flush=True)
-        stack.replay.log = timeline.log
-        if args.watch_seconds is not None:
-            stack.config["aiia:releases"][ENVIRONMENT]["watch_seconds"] = args.watch_seconds
-        memory = MemorySampler(engine, stack.prefix).start()
-        events = EngineEvents(engine, stack.prefix).start()
-        nginx = engine.container(stack.container("nginx")) or {}
-        workers = NginxWorkers(nginx["State"]["Pid"]).start() if nginx else None
-        budget = budget_of(stack)
-        conditions(engine, stack, args, releases)
-        warm = stack.get(ENVIRONMENT, "/")
-        print(f"  GET / before the load: {warm.status}, X-Release "
-              f"{warm.headers.get('x-release')}")
-        results = [
-            run_switch(stack, timeline, events, "release", releases["a"], releases["b"], args),
-            run_switch(stack, timeline, events, "rollback", releases["b"], releases["a"], args),
-        ]
-        time.sleep(2)  # one more memory sample at steady state
-        memory.stop()
-        print("\n== results")
-        for result in results:
-            print_switch(result, memory, budget.host_memory_mb, workers, events)
-            if result.windows["whole run"].failures:
-                failure_timeline(result)
-        if any(result.windows["whole run"].failures for result in results):
-            print("\n== nginx's account of the failures")
-            nginx_evidence(stack, results[-1])
-        peak = memory.peak()
-        steady = memory.samples[-1] if memory.samples else None
-        print("\n== memory (docker stats: usage − inactive file cache, every container "
-              f"{stack.prefix}-*, {len(memory.samples)} samples, {memory.errors} failed)")
-        if peak:
-            print(f"  peak {peak.total_mb:.0f} MB of host.memory_mb {budget.host_memory_mb} MB "
-                  f"({100 * peak.total_mb / budget.host_memory_mb:.0f} %); declared: steady "
-                  f"{budget.steady_mb} MB (incl. {budget.steady[0].memory_mb} MB OS reserve), "
-                  f"release peak {budget.peak_mb} MB of RAM + swap "
-                  f"{budget.host_memory_mb + budget.host_swap_mb} MB")
-            for name, value in sorted(peak.by_container.items(), key=lambda item: -item[1]):
-                print(f"    {name:<44} {value:6.1f} MB")
-        if steady:
-            print(f"  at the end (steady, one release per environment): "
-                  f"{steady.total_mb:.0f} MB")
-        print("\n== summary")
-        for result in results:
-            whole = result.windows["whole run"]
-            print(f"  {result.label:<8} {result.source} → {result.target}: "
-                  f"{whole.requests} requests, {whole.failures} failed, {whole.retries} "
-                  f"retried, release time {result.up_ended - result.up_started:.1f} s"
-                  f"{', UPDATE FAILED' if result.error else ''}")
-        failed = sum(result.windows["whole run"].failures for result in results)
-        return 1 if failed or any(result.error for result in results) else 0
+        return bench(engine, args, releases, timeline, started)
     finally:
-        if memory is not None:
-            memory.stop()
-        if workers is not None:
-            workers.stop()
-        if events is not None:
-            events.stop()
-        if stack is not None:
-            print(f"\n== removing the stack {stack.prefix}", flush=True)
-            remove_everything(engine, stack.prefix, stack.root)
+        started.stop(engine)
+
+
+def bench(engine: DockerEngine, args: argparse.Namespace, releases: dict[str, str],
+          timeline: Timeline, started: Started) -> int:
+    """Stand up the stack, release and roll back under load, and report; what it starts
+    goes into `started`."""
+    began = time.monotonic()
+    print("== standing up the local stack", flush=True)
+    stack = started.stack = start_local_stack(engine, releases)
+    print(f"  up in {time.monotonic() - began:.0f} s (prefix {stack.prefix})", flush=True)
+    stack.replay.log = timeline.log
+    if args.watch_seconds is not None:
+        stack.config["aiia:releases"][ENVIRONMENT]["watch_seconds"] = args.watch_seconds
+    memory = started.memory = MemorySampler(engine, stack.prefix).start()
+    events = started.events = EngineEvents(engine, stack.prefix).start()
+    nginx = engine.container(stack.container("nginx")) or {}
+    workers = started.workers = NginxWorkers(nginx["State"]["Pid"]).start() if nginx else None
+    budget = budget_of(stack)
+    conditions(engine, stack, args, releases)
+    warm = stack.get(ENVIRONMENT, "/")
+    print(f"  GET / before the load: {warm.status}, X-Release "
+          f"{warm.headers.get('x-release')}")
+    results = [
+        run_switch(stack, timeline, events, "release", releases["a"], releases["b"], args),
+        run_switch(stack, timeline, events, "rollback", releases["b"], releases["a"], args),
+    ]
+    time.sleep(2)  # one more memory sample at steady state
+    memory.stop()
+    print("\n== results")
+    for result in results:
+        print_switch(result, memory, budget.host_memory_mb, workers, events)
+        if result.windows["whole run"].failures:
+            failure_timeline(result)
+    if any(result.windows["whole run"].failures for result in results):
+        print("\n== nginx's account of the failures")
+        nginx_evidence(stack, results[-1])
+    print_memory(stack, memory, budget)
+    print_summary(results)
+    failed = sum(result.windows["whole run"].failures for result in results)
+    return 1 if failed or any(result.error for result in results) else 0
+
+
+def print_memory(stack: LocalStack, memory: MemorySampler, budget: MemoryBudget) -> None:
+    """The stack's measured memory (its peak, and at the end) against the declared budget."""
+    peak = memory.peak()
+    steady = memory.samples[-1] if memory.samples else None
+    print("\n== memory (docker stats: usage − inactive file cache, every container "
+          f"{stack.prefix}-*, {len(memory.samples)} samples, {memory.errors} failed)")
+    if peak:
+        print(f"  peak {peak.total_mb:.0f} MB of host.memory_mb {budget.host_memory_mb} MB "
+              f"({100 * peak.total_mb / budget.host_memory_mb:.0f} %); declared: steady "
+              f"{budget.steady_mb} MB (incl. {budget.steady[0].memory_mb} MB OS reserve), "
+              f"release peak {budget.peak_mb} MB of RAM + swap "
+              f"{budget.host_memory_mb + budget.host_swap_mb} MB")
+        for name, value in sorted(peak.by_container.items(), key=lambda item: -item[1]):
+            print(f"    {name:<44} {value:6.1f} MB")
+    if steady:
+        print(f"  at the end (steady, one release per environment): "
+              f"{steady.total_mb:.0f} MB")
+
+
+def print_summary(results: list[SwitchResult]) -> None:
+    print("\n== summary")
+    for result in results:
+        whole = result.windows["whole run"]
+        print(f"  {result.label:<8} {result.source} → {result.target}: "
+              f"{whole.requests} requests, {whole.failures} failed, {whole.retries} "
+              f"retried, release time {result.up_ended - result.up_started:.1f} s"
+              f"{', UPDATE FAILED' if result.error else ''}")
 
 
 if __name__ == "__main__":

@@ -139,47 +139,60 @@ def _services(services: list[dict[str, Any]], now: float) -> list[dict[str, str]
                 )
             )
     for name, rows in by_name.items():
-        if all(r.get("state") == "unknown" for r in rows):
-            continue  # Docker unreachable: reported once, by the collector rule
-        running = [r for r in rows if r.get("state") == "running"]
-        if not running:
-            row = rows[0]
-            if row.get("state") == "missing":
-                message = "No container found. It was never created or has been removed."
-            else:
-                message = f"Container {row.get('container')} is {row.get('state')}"
-                if row.get("exit_code") is not None:
-                    message += f" (exit code {row['exit_code']})"
-                if row.get("oom_killed"):
-                    message += ", killed for running out of memory"
-                message += "."
-            alerts.append(_alert(CRITICAL, "service", name, message))
-            continue
-        for row in running:
-            label = f"{name} ({row.get('container')})" if len(rows) > 1 else name
-            if row.get("health") == "unhealthy":
-                alerts.append(_alert(CRITICAL, "service", label, "Health check failing."))
-            elif row.get("health") == "starting":
-                alerts.append(_alert(WARNING, "service", label, "Health check still starting."))
-            started = parse_utc(row.get("started_at"))
-            if row.get("restarts") and started is not None and now - started < RECENT_RESTART_S:
-                alerts.append(
-                    _alert(
-                        WARNING,
-                        "service",
-                        label,
-                        f"Restarted {row['restarts']} times; last start {_ago(now - started)}.",
-                    )
-                )
-            if (row.get("memory_percent") or 0) >= 90:
-                alerts.append(
-                    _alert(
-                        WARNING,
-                        "service",
-                        label,
-                        f"Memory at {row['memory_percent']:.0f} % of its limit.",
-                    )
-                )
+        alerts += _service(name, rows, now)
+    return alerts
+
+
+def _service(name: str, rows: list[dict[str, Any]], now: float) -> list[dict[str, str]]:
+    """One configured service: its containers (a release runs two for a while)."""
+    if all(r.get("state") == "unknown" for r in rows):
+        return []  # Docker unreachable: reported once, by the collector rule
+    running = [r for r in rows if r.get("state") == "running"]
+    if not running:
+        return [_alert(CRITICAL, "service", name, _not_running(rows[0]))]
+    alerts = []
+    for row in running:
+        label = f"{name} ({row.get('container')})" if len(rows) > 1 else name
+        alerts += _running_container(label, row, now)
+    return alerts
+
+
+def _not_running(row: dict[str, Any]) -> str:
+    if row.get("state") == "missing":
+        return "No container found. It was never created or has been removed."
+    message = f"Container {row.get('container')} is {row.get('state')}"
+    if row.get("exit_code") is not None:
+        message += f" (exit code {row['exit_code']})"
+    if row.get("oom_killed"):
+        message += ", killed for running out of memory"
+    return message + "."
+
+
+def _running_container(label: str, row: dict[str, Any], now: float) -> list[dict[str, str]]:
+    alerts = []
+    if row.get("health") == "unhealthy":
+        alerts.append(_alert(CRITICAL, "service", label, "Health check failing."))
+    elif row.get("health") == "starting":
+        alerts.append(_alert(WARNING, "service", label, "Health check still starting."))
+    started = parse_utc(row.get("started_at"))
+    if row.get("restarts") and started is not None and now - started < RECENT_RESTART_S:
+        alerts.append(
+            _alert(
+                WARNING,
+                "service",
+                label,
+                f"Restarted {row['restarts']} times; last start {_ago(now - started)}.",
+            )
+        )
+    if (row.get("memory_percent") or 0) >= 90:
+        alerts.append(
+            _alert(
+                WARNING,
+                "service",
+                label,
+                f"Memory at {row['memory_percent']:.0f} % of its limit.",
+            )
+        )
     return alerts
 
 

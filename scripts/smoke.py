@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from scripts.stack_file import RELEASE_RE, DeliveryError
+from components.settings.releases import is_release
+from scripts.stack_file import DeliveryError
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
     try:
-        if not RELEASE_RE.match(args.release):
+        if not is_release(args.release):
             raise DeliveryError(f"--release {args.release!r} is not an image tag or digest")
         if args.attempts < 1:
             raise DeliveryError("--attempts must be at least 1")

@@ -9,7 +9,6 @@ comments and layout stay) and checks the result by parsing it again.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +16,12 @@ from typing import Any
 
 import yaml
 
-# The same rule as components/settings/releases.py (RELEASE_TAG_RE, DIGEST_RE): an image tag or a
-# digest. Checked here too so a bad value never reaches a commit.
-RELEASE_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64})$")
-ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# The settings' own rules, checked here too so that a bad value never reaches a commit: what
+# a release may be, and an environment's name, which is a stack's name here too (prod,
+# staging, local; `--environment` defaults to the stack's). Those modules use the standard
+# library only, so the scripts run with PyYAML alone.
+from components.settings.platform import ENVIRONMENT_NAME_RE
+from components.settings.releases import is_release
 
 
 class DeliveryError(Exception):
@@ -28,8 +29,10 @@ class DeliveryError(Exception):
 
 
 def stack_path(stack: str, directory: Path | None = None) -> Path:
-    if not ENVIRONMENT_RE.match(stack):
-        raise DeliveryError(f"stack {stack!r} is not a stack name (lowercase letters, digits, -)")
+    if not ENVIRONMENT_NAME_RE.match(stack):
+        raise DeliveryError(f"stack {stack!r} is not a stack name: like the environment it "
+                            "releases, lower-case letters and digits, starting with a letter, "
+                            "at most 16 characters")
     path = (directory or Path.cwd()) / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise DeliveryError(f"{path} does not exist: is {stack!r} a stack of this project?")
@@ -90,7 +93,7 @@ def _child(lines: list[str], start: int, end: int, key: str) -> tuple[int, int]:
 
 def with_release(text: str, environment: str, release: str) -> str:
     """The stack file's text with releases.<environment>.release set to `release`."""
-    if not RELEASE_RE.match(release):
+    if not is_release(release):
         raise DeliveryError(f"release {release!r} is not an image tag (letters, digits, _ . -, "
                             "at most 128, not starting with . or -) nor a sha256: digest")
     release_of(text, environment)  # says which environments there are, if not this one

@@ -10,12 +10,13 @@ from typing import Any
 
 from components.settings.checks import NAMESPACE, Problems, typed_fields
 from components.settings.gpg_keys import KeyProblem, PublicKey, inspect_public_key
+from components.settings.provision import ssh_key_problem
 
 TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-HOST_KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$")
 # What backups may take of the disk at most: the rest holds the system, the images (each
 # release's kept for rollbacks), PostgreSQL's data and WAL, and the logs.
 BACKUP_DISK_SHARE = 0.4
+BACKUP_KEY = f"{NAMESPACE}:platform.backup"
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,15 @@ def _parse_off_host(value: Any, problems: Problems) -> OffHostSettings | None:
     if missing:
         return None
     off_host = OffHostSettings(**values)
-    if not HOST_KEY_RE.match(str(off_host.host_key).strip()):
-        problems.add(f"{key}.host_key={off_host.host_key!r} is not an SSH public host key; "
-                     "give '<type> <base64>' as ssh-keyscan prints it, e.g. "
-                     "'ssh-ed25519 AAAA…' (without the host name)")
+    # The same rule as every SSH key of the config (provision.py), said for a host key.
+    problem = ssh_key_problem(
+        off_host.host_key, f"{key}.host_key",
+        fix="give '<type> <base64>' as ssh-keyscan prints it, e.g. 'ssh-ed25519 AAAA…' "
+            "(without the host name)",
+        short_rsa_fix=f"pin the target's ed25519 host key instead (ssh-keyscan -t ed25519 "
+                      f"{off_host.host})")
+    if problem:
+        problems.add(problem)
     if not str(off_host.path).startswith("/"):
         problems.add(f"{key}.path={off_host.path!r} must be an absolute path on the target")
     if not 1 <= off_host.port <= 65535:
@@ -87,37 +93,58 @@ def _parse_off_host(value: Any, problems: Problems) -> OffHostSettings | None:
 
 
 def parse_backup(platform_raw: Mapping[str, Any], problems: Problems) -> BackupSettings:
-    key = f"{NAMESPACE}:platform.backup"
     raw = platform_raw.get("backup") or {}
     if not isinstance(raw, Mapping):
-        problems.add(f"{key} must be an object")
+        problems.add(f"{BACKUP_KEY} must be an object")
         raw = {}
     values = typed_fields(BackupSettings, raw, "platform.backup", problems)
     values.pop("keys", None)
     off_host = _parse_off_host(values.pop("off_host", None), problems)
-    recipients = values.pop("recipients", None) or ()
+    recipients = _parse_recipients(values.pop("recipients", None), problems)
+    keys = _read_keys(recipients, problems)
+    backup = BackupSettings(recipients=recipients, keys=keys, off_host=off_host, **values)
+    _check_times(backup, problems)
+    _check_limits(backup, problems)
+    return backup
+
+
+def _parse_recipients(value: Any, problems: Problems) -> tuple:
+    """The recipients as a tuple: one key given alone counts as a list of one."""
+    recipients = value or ()
     if isinstance(recipients, str):
         recipients = (recipients,)
     if not isinstance(recipients, list | tuple):
-        problems.add(f"{key}.recipients must be a list of GPG public keys (armored text or "
-                     "file paths)")
+        problems.add(f"{BACKUP_KEY}.recipients must be a list of GPG public keys (armored "
+                     "text or file paths)")
         recipients = ()
+    return tuple(recipients)
+
+
+def _read_keys(recipients: tuple, problems: Problems) -> tuple[PublicKey, ...]:
+    """Each recipient's key, read by GnuPG; a key that cannot be used is reported."""
     keys = []
     for index, value in enumerate(recipients):
         try:
             keys.append(inspect_public_key(str(value)))
         except KeyProblem as problem:
             shown = "<armored key>" if "-----BEGIN" in str(value) else repr(value)
-            problems.add(f"{key}.recipients[{index}]={shown} {problem}")
-    backup = BackupSettings(recipients=tuple(recipients), keys=tuple(keys), off_host=off_host,
-                            **values)
+            problems.add(f"{BACKUP_KEY}.recipients[{index}]={shown} {problem}")
+    return tuple(keys)
+
+
+def _check_times(backup: BackupSettings, problems: Problems) -> None:
+    """The backup's and the drill's time of day: HH:MM, UTC."""
     for name in ("time", "drill_time"):
-        if isinstance(getattr(backup, name), int):  # YAML 1.1 reads 03:30 as 210 (base 60)
-            problems.add(f"{key}.{name}={getattr(backup, name)} is a number: quote the time "
-                         "in the stack file, e.g. time: \"03:30\"")
-        elif not TIME_RE.match(str(getattr(backup, name))):
-            problems.add(f"{key}.{name}={getattr(backup, name)!r} must be a UTC time HH:MM, "
-                         "e.g. 03:30")
+        value = getattr(backup, name)
+        if isinstance(value, int):  # YAML 1.1 reads 03:30 as 210 (base 60)
+            problems.add(f"{BACKUP_KEY}.{name}={value} is a number: quote the time in the "
+                         "stack file, e.g. time: \"03:30\"")
+        elif not TIME_RE.match(str(value)):
+            problems.add(f"{BACKUP_KEY}.{name}={value!r} must be a UTC time HH:MM, e.g. 03:30")
+
+
+def _check_limits(backup: BackupSettings, problems: Problems) -> None:
+    """Retention, the drill's day, the container's memory and the disk budget in range."""
     for name, low, high in (("keep_daily", 1, 60), ("keep_monthly", 1, 24),
                             ("drill_day", 1, 28), ("memory_mb", 32, 1024)):
         value = getattr(backup, name)
@@ -126,7 +153,8 @@ def parse_backup(platform_raw: Mapping[str, Any], problems: Problems) -> BackupS
                       "kept, and retention counts it)" if value == 0 and name.startswith("keep")
                       else "")
             hint = " (28 at most: every month has that day)" if name == "drill_day" else ""
-            problems.add(f"{key}.{name}={value} must be between {low} and {high}{reason}{hint}")
+            problems.add(f"{BACKUP_KEY}.{name}={value} must be between {low} and {high}"
+                         f"{reason}{hint}")
     if backup.disk_budget_mb <= 0:
-        problems.add(f"{key}.disk_budget_mb={backup.disk_budget_mb} must be greater than 0")
-    return backup
+        problems.add(f"{BACKUP_KEY}.disk_budget_mb={backup.disk_budget_mb} must be greater "
+                     "than 0")

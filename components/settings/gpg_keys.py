@@ -73,35 +73,8 @@ def inspect_public_key(value: str, now: float | None = None) -> PublicKey:
     primaries = [index for index, record in enumerate(records) if record[0] == "pub"]
     if len(primaries) != 1:
         raise KeyProblem(f"holds {len(primaries)} keys; give one key per entry")
-    fingerprint, user_id = "", ""
-    usable: list[int | None] = []
-    expired: list[int] = []
-    current = None
-    primary_expires: int | None = None
-    primary_state = ""
-    for record in records:
-        kind = record[0]
-        if kind in ("pub", "sub"):
-            current = record
-        elif kind == "fpr" and current is not None and current[0] == "pub" and not fingerprint:
-            fingerprint = record[9]
-        elif kind == "uid" and not user_id:
-            user_id = record[9]
-        if kind == "pub":
-            primary_expires = int(record[6]) if record[6] else None
-            primary_state = record[1]
-        if kind not in ("pub", "sub") or "e" not in record[11]:
-            continue
-        # A subkey is usable only while its primary key is: the earlier expiry counts.
-        own = int(record[6]) if record[6] else None
-        candidates = [value for value in (own, primary_expires) if value is not None]
-        expires = min(candidates) if candidates else None
-        if "r" in (record[1], primary_state):
-            continue
-        if "e" in (record[1], primary_state) or (expires is not None and expires <= now):
-            expired.append(expires or 0)
-        else:
-            usable.append(expires)
+    fingerprint, user_id = _identity(records)
+    usable, expired = _encryption_expiries(records, now)
     if not usable:
         if expired:
             day = time.strftime("%Y-%m-%d", time.gmtime(max(expired)))
@@ -113,3 +86,49 @@ def inspect_public_key(value: str, now: float | None = None) -> PublicKey:
     return PublicKey(fingerprint=fingerprint, user_id=user_id,
                      expires_at=None if len(finite) < len(usable) else max(finite),
                      armored=armored)
+
+
+def _identity(records: list[list[str]]) -> tuple[str, str]:
+    """The primary key's fingerprint and the first user ID."""
+    fingerprint, user_id = "", ""
+    current = None  # the key (pub or sub) the records that follow belong to
+    for record in records:
+        kind = record[0]
+        if kind in ("pub", "sub"):
+            current = record
+        elif kind == "fpr" and current is not None and current[0] == "pub" and not fingerprint:
+            fingerprint = record[9]
+        elif kind == "uid" and not user_id:
+            user_id = record[9]
+    return fingerprint, user_id
+
+
+def _expiry(record: list[str]) -> int | None:
+    return int(record[6]) if record[6] else None
+
+
+def _encryption_expiries(
+    records: list[list[str]], now: float
+) -> tuple[list[int | None], list[int]]:
+    """When each key that may encrypt expires: (the usable ones' expiries, None for never;
+    the expired ones'). Revoked keys are in neither."""
+    usable: list[int | None] = []
+    expired: list[int] = []
+    primary_expires: int | None = None
+    primary_state = ""
+    for record in records:
+        if record[0] == "pub":
+            primary_expires = _expiry(record)
+            primary_state = record[1]
+        if record[0] not in ("pub", "sub") or "e" not in record[11]:
+            continue
+        # A subkey is usable only while its primary key is: the earlier expiry counts.
+        candidates = [value for value in (_expiry(record), primary_expires) if value is not None]
+        expires = min(candidates) if candidates else None
+        if "r" in (record[1], primary_state):
+            continue
+        if "e" in (record[1], primary_state) or (expires is not None and expires <= now):
+            expired.append(expires or 0)
+        else:
+            usable.append(expires)
+    return usable, expired

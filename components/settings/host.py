@@ -55,32 +55,50 @@ def parse_host(raw: Mapping[str, Any], problems: Problems,
     if kind not in ("local", "ssh"):
         problems.add(f"{NAMESPACE}:host.kind={kind!r} must be 'local' or 'ssh'")
         kind = "local"
-    ssh = values.pop("ssh", None)
+    ssh_raw = values.pop("ssh", None)
     provision_raw = values.pop("provision", None)
-    ssh_settings = None
-    if ssh is not None:
-        ssh_values = typed_fields(SshSettings, ssh if isinstance(ssh, Mapping) else {},
-                                  "host.ssh", problems)
-        if "host" not in ssh_values:
+    ssh = _parse_ssh(ssh_raw, kind, problems)
+    values["kind"] = kind
+    provision = _parse_host_provision(provision_raw, kind, owns_platform, problems)
+    if ssh is not None and kind == "ssh":
+        _check_ssh(ssh, problems)
+    host = HostSettings(ssh=ssh, provision=provision, **values)
+    _check_machine(host, problems)
+    return host
+
+
+def _parse_ssh(value: Any, kind: str, problems: Problems) -> SshSettings | None:
+    """`host.ssh`, which an ssh host cannot do without."""
+    ssh = None
+    if value is not None:
+        values = typed_fields(SshSettings, value if isinstance(value, Mapping) else {},
+                              "host.ssh", problems)
+        if "host" not in values:
             problems.add(f"{NAMESPACE}:host.ssh.host is missing; set it to the VPS address")
         else:
-            ssh_settings = SshSettings(**ssh_values)
-    if kind == "ssh" and ssh_settings is None:
+            ssh = SshSettings(**values)
+    if kind == "ssh" and ssh is None:
         problems.add(
             f"{NAMESPACE}:host.ssh is missing; an ssh host needs host.ssh.host "
             "(and host.ssh.user, default root) so files and commands reach it"
         )
-    values["kind"] = kind
-    provision = None
+    return ssh
+
+
+def _parse_host_provision(value: Any, kind: str, owns_platform: bool,
+                          problems: Problems) -> ProvisionSettings | None:
+    """`host.provision`: only an ssh host's platform stack provisions the host."""
     if kind == "ssh" and owns_platform:
-        provision = parse_provision(provision_raw, problems)
-    elif provision_raw is not None:
+        return parse_provision(value, problems)
+    if value is not None:
         problems.add(f"{NAMESPACE}:host.provision is set on a stack that does not provision the "
                      "host: only an ssh host's platform stack (platform.owner: true) does; "
                      "remove it from this stack")
-    if ssh_settings is not None and kind == "ssh":
-        _check_ssh(ssh_settings, problems)
-    host = HostSettings(ssh=ssh_settings, provision=provision, **values)
+    return None
+
+
+def _check_machine(host: HostSettings, problems: Problems) -> None:
+    """The machine's memory, swap, disk and root directory."""
     for name in ("memory_mb", "os_reserve_mb"):
         check_positive(getattr(host, name), f"{NAMESPACE}:host.{name}", problems)
     if host.swap_mb < 0:
@@ -92,7 +110,6 @@ def parse_host(raw: Mapping[str, Any], problems: Problems,
         problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} would take over a quarter of the "
                      f"{host.disk_gb} GB disk (host.disk_gb); images, volumes and backups need "
                      f"it: use at most {host.disk_gb * 1024 // 4} MB")
-    return host
 
 
 def _check_ssh(ssh: SshSettings, problems: Problems) -> None:

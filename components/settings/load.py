@@ -60,54 +60,81 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     Raises ConfigError listing every problem found.
     """
     problems = Problems()
-    prefix = str(raw.get("prefix", "aiia"))
-    if not PREFIX_RE.match(prefix):
-        problems.add(f"{NAMESPACE}:prefix={prefix!r} must be lower-case letters, digits and "
-                     "hyphens, starting with a letter, at most 20 characters")
+    prefix = _parse_prefix(raw, problems)
     owner = config_object(raw, "platform", problems).get("owner", True)
-    host = parse_host(raw, problems, owns_platform=str(owner).lower() == "true")
+    owns_platform = str(owner).lower() == "true"
+    host = parse_host(raw, problems, owns_platform=owns_platform)
     platform = None
     platform_stack = None
-    if str(owner).lower() == "true":
+    if owns_platform:
         platform = parse_platform(raw, secrets, problems)
     else:
-        platform_stack = raw.get("platform_stack")
-        if not platform_stack or not STACK_NAME_RE.match(str(platform_stack)):
-            problems.add(
-                f"{NAMESPACE}:platform_stack={platform_stack!r} must name the stack that owns "
-                "the platform (platform.owner is false), e.g. acme/aiia/prod"
-            )
+        platform_stack = _parse_platform_stack(raw, problems)
     releases = parse_releases(raw, secrets, problems)
-    names = [release.environment for release in releases]
     if platform:
-        known = {env.name for env in platform.environments}
-        for name in names:
-            if name not in known:
-                problems.add(f"{NAMESPACE}:releases.{name} names an environment the platform "
-                             f"does not serve; add it to platform.environments "
-                             f"(known: {', '.join(sorted(known)) or 'none'})")
+        _check_environments_served(releases, platform, problems)
     settings = Settings(stack=stack, prefix=prefix, host=host, platform=platform,
                         platform_stack=platform_stack, releases=releases,
                         registry=parse_registry(raw, secrets, problems))
     if platform:
-        shutdown = platform.nginx.worker_shutdown_timeout_seconds
-        for release in releases:
-            if release.watch_seconds + RELEASE_DRAIN_SECONDS >= shutdown:
-                problems.add(
-                    f"{NAMESPACE}:releases.{release.environment}.watch_seconds="
-                    f"{release.watch_seconds} plus the {RELEASE_DRAIN_SECONDS} s drain must "
-                    f"end before nginx's worker_shutdown_timeout_seconds={shutdown}, or "
-                    "WebSockets open across a release are cut by nginx instead of closed by "
-                    "the previous release; shorten the watch or raise "
-                    "platform.nginx.worker_shutdown_timeout_seconds")
-    if platform:
+        _check_release_drain(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
-    if platform and not problems.items:
-        budget = memory_budget(host, platform)
-        problems.items.extend(budget.problems())
+        _check_memory_budget(host, platform, problems)
     if problems.items:
         raise ConfigError(problems.items)
     return settings
+
+
+def _parse_prefix(raw: Mapping[str, Any], problems: Problems) -> str:
+    prefix = str(raw.get("prefix", "aiia"))
+    if not PREFIX_RE.match(prefix):
+        problems.add(f"{NAMESPACE}:prefix={prefix!r} must be lower-case letters, digits and "
+                     "hyphens, starting with a letter, at most 20 characters")
+    return prefix
+
+
+def _parse_platform_stack(raw: Mapping[str, Any], problems: Problems) -> Any:
+    """The stack that owns the platform, for a stack that reads it from there."""
+    platform_stack = raw.get("platform_stack")
+    if not platform_stack or not STACK_NAME_RE.match(str(platform_stack)):
+        problems.add(
+            f"{NAMESPACE}:platform_stack={platform_stack!r} must name the stack that owns "
+            "the platform (platform.owner is false), e.g. acme/aiia/prod"
+        )
+    return platform_stack
+
+
+def _check_environments_served(releases: tuple[ReleaseSettings, ...],
+                               platform: PlatformSettings, problems: Problems) -> None:
+    """Every release is of an environment the platform serves."""
+    known = {env.name for env in platform.environments}
+    for release in releases:
+        if release.environment not in known:
+            problems.add(f"{NAMESPACE}:releases.{release.environment} names an environment the "
+                         f"platform does not serve; add it to platform.environments "
+                         f"(known: {', '.join(sorted(known)) or 'none'})")
+
+
+def _check_release_drain(releases: tuple[ReleaseSettings, ...], platform: PlatformSettings,
+                         problems: Problems) -> None:
+    """A release's watch and drain end before nginx cuts the old workers' connections."""
+    shutdown = platform.nginx.worker_shutdown_timeout_seconds
+    for release in releases:
+        if release.watch_seconds + RELEASE_DRAIN_SECONDS >= shutdown:
+            problems.add(
+                f"{NAMESPACE}:releases.{release.environment}.watch_seconds="
+                f"{release.watch_seconds} plus the {RELEASE_DRAIN_SECONDS} s drain must "
+                f"end before nginx's worker_shutdown_timeout_seconds={shutdown}, or "
+                "WebSockets open across a release are cut by nginx instead of closed by "
+                "the previous release; shorten the watch or raise "
+                "platform.nginx.worker_shutdown_timeout_seconds")
+
+
+def _check_memory_budget(host: HostSettings, platform: PlatformSettings,
+                         problems: Problems) -> None:
+    """The memory budget, once every other value is known to be good."""
+    if not problems.items:
+        problems.items.extend(memory_budget(host, platform).problems())
 
 
 def _check_backup_on_host(backup: BackupSettings, host: HostSettings, problems: Problems) -> None:

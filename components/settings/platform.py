@@ -1,5 +1,8 @@
 """`aiia:platform`: the shared services of the host and the environments they serve; only
-the stack that owns the platform has it."""
+the stack that owns the platform has it.
+
+Standard library only: the delivery scripts (scripts/stack_file.py) check names with
+ENVIRONMENT_NAME_RE too."""
 
 from __future__ import annotations
 
@@ -244,27 +247,19 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                    problems: Problems) -> PlatformSettings:
     platform_raw = config_object(raw, "platform", problems)
     environments = _parse_environments(platform_raw, problems)
-
-    def section(cls: type, name: str) -> Any:
-        values = platform_raw.get(name) or {}
-        if not isinstance(values, Mapping):
-            problems.add(f"{NAMESPACE}:platform.{name} must be an object")
-            values = {}
-        return cls(**typed_fields(cls, values, f"platform.{name}", problems))
-
-    tls = section(TlsSettings, "tls")
+    tls = _parse_section(platform_raw, TlsSettings, "tls", problems)
     platform = PlatformSettings(
         environments=environments,
         status_domain=platform_raw.get("status_domain", ""),
         network_subnet=str(platform_raw.get("network_subnet", "172.30.0.0/24")),
         tls=tls,
-        images=section(ImageSettings, "images"),
-        postgres=section(PostgresSettings, "postgres"),
-        pgbouncer=section(PgBouncerSettings, "pgbouncer"),
-        redis=section(RedisSettings, "redis"),
-        nginx=section(NginxSettings, "nginx"),
-        dashboard=section(DashboardSettings, "dashboard"),
-        certbot=section(CertbotSettings, "certbot"),
+        images=_parse_section(platform_raw, ImageSettings, "images", problems),
+        postgres=_parse_section(platform_raw, PostgresSettings, "postgres", problems),
+        pgbouncer=_parse_section(platform_raw, PgBouncerSettings, "pgbouncer", problems),
+        redis=_parse_section(platform_raw, RedisSettings, "redis", problems),
+        nginx=_parse_section(platform_raw, NginxSettings, "nginx", problems),
+        dashboard=_parse_section(platform_raw, DashboardSettings, "dashboard", problems),
+        certbot=_parse_section(platform_raw, CertbotSettings, "certbot", problems),
         backup=parse_backup(platform_raw, problems),
         postgres_password=secrets("postgres_password"),
         database_passwords={env.name: secrets(f"{env.name}_db_password")
@@ -274,26 +269,52 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         dashboard_password=secrets("dashboard_password"),
     )
     check_domain(platform.status_domain, f"{NAMESPACE}:platform.status_domain", problems)
-    try:
-        network = ipaddress.ip_network(platform.network_subnet)
-        if not network.is_private or network.num_addresses < 16:
-            raise ValueError
-    except ValueError:
-        problems.add(f"{NAMESPACE}:platform.network_subnet={platform.network_subnet!r} must "
-                     "be a private IPv4 network of at least 16 addresses, e.g. 172.30.0.0/24")
+    _check_network(platform.network_subnet, problems)
     check_tls(tls, problems)
     for name, reference in vars(platform.images).items():
         check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
-    if platform.redis.eviction_policy not in EVICTION_POLICIES:
+    _check_redis(platform.redis, problems)
+    _check_keepalive(platform.nginx, problems)
+    _check_postgres(platform, problems)
+    _check_ports(platform, problems)
+    _check_secrets(environments, secrets, problems)
+    return platform
+
+
+def _parse_section(platform_raw: Mapping[str, Any], cls: type, name: str,
+                   problems: Problems) -> Any:
+    """`platform.<name>` as a `cls`, its unknown or mistyped settings reported."""
+    values = platform_raw.get(name) or {}
+    if not isinstance(values, Mapping):
+        problems.add(f"{NAMESPACE}:platform.{name} must be an object")
+        values = {}
+    return cls(**typed_fields(cls, values, f"platform.{name}", problems))
+
+
+def _check_network(subnet: str, problems: Problems) -> None:
+    try:
+        network = ipaddress.ip_network(subnet)
+        if not network.is_private or network.num_addresses < 16:
+            raise ValueError
+    except ValueError:
+        problems.add(f"{NAMESPACE}:platform.network_subnet={subnet!r} must "
+                     "be a private IPv4 network of at least 16 addresses, e.g. 172.30.0.0/24")
+
+
+def _check_redis(redis: RedisSettings, problems: Problems) -> None:
+    if redis.eviction_policy not in EVICTION_POLICIES:
         problems.add(f"{NAMESPACE}:platform.redis.eviction_policy="
-                     f"{platform.redis.eviction_policy!r} is not a Redis policy; "
+                     f"{redis.eviction_policy!r} is not a Redis policy; "
                      f"use one of {', '.join(EVICTION_POLICIES)}")
-    if platform.redis.maxmemory_mb >= platform.redis.memory_mb:
-        problems.add(f"{NAMESPACE}:platform.redis.maxmemory_mb={platform.redis.maxmemory_mb} "
-                     f"must be below its container limit memory_mb={platform.redis.memory_mb} "
+    if redis.maxmemory_mb >= redis.memory_mb:
+        problems.add(f"{NAMESPACE}:platform.redis.maxmemory_mb={redis.maxmemory_mb} "
+                     f"must be below its container limit memory_mb={redis.memory_mb} "
                      "(Redis needs headroom beyond its data); lower maxmemory_mb or raise "
                      "memory_mb")
-    _check_keepalive(platform.nginx, problems)
+
+
+def _check_postgres(platform: PlatformSettings, problems: Problems) -> None:
+    """PostgreSQL's memory and connections, and PgBouncer's pools that use them."""
     postgres = platform.postgres
     if postgres.shared_buffers_mb * 2 > postgres.memory_mb:
         problems.add(f"{NAMESPACE}:platform.postgres.shared_buffers_mb="
@@ -303,17 +324,21 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     if not 10 <= postgres.max_connections <= 500:
         problems.add(f"{NAMESPACE}:platform.postgres.max_connections="
                      f"{postgres.max_connections} must be between 10 and 500")
+    environments = platform.environments
     pool_total = platform.pgbouncer.default_pool_size * max(len(environments), 1)
     if pool_total + 5 > postgres.max_connections:
         problems.add(f"{NAMESPACE}:platform.pgbouncer.default_pool_size="
                      f"{platform.pgbouncer.default_pool_size} × {len(environments)} environments "
                      f"+ 5 admin connections exceeds postgres.max_connections="
                      f"{postgres.max_connections}; lower the pool or raise max_connections")
-    _check_ports(platform, problems)
+
+
+def _check_secrets(environments: tuple[EnvironmentSettings, ...],
+                   secrets: Callable[[str], Any], problems: Problems) -> None:
+    """Every secret the platform needs is set."""
     for secret_key in ["postgres_password", "dashboard_password"] + [
         f"{env.name}_{kind}_password" for env in environments for kind in ("db", "redis")
     ]:
         if secrets(secret_key) is None:
             problems.add(f"{NAMESPACE}:{secret_key} is missing; set it with "
                          f"`pulumi config set --secret {NAMESPACE}:{secret_key} <value>`")
-    return platform

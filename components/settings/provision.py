@@ -20,15 +20,17 @@ from typing import Any
 
 from components.settings.checks import NAMESPACE, Problems, typed_fields
 
-# OpenSSH public key types an operator's key (or the VPS's host key) may be; DSA and the
-# RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH 9.x's defaults anyway, and RSA
-# keys shorter than 3072 bits are refused here.
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-             "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")
+# OpenSSH public key types an operator's key (or a host key: the VPS's, the off-host backup
+# target's) may be; DSA and the RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH
+# 9.x's defaults anyway, and RSA keys shorter than 3072 bits are refused here.
+SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                 "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
+                 "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")
 MIN_RSA_BITS = 3072
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 SWAP_FILE_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+PROVISION_KEY = f"{NAMESPACE}:host.provision"
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,25 @@ class ProvisionSettings:
     fail2ban: Fail2banSettings = field(default_factory=Fail2banSettings)
 
 
-def ssh_key_problem(text: Any, key: str) -> str | None:
-    """Why `text` is not one OpenSSH public key line (`type base64 [comment]`), or None."""
-    fix = ("use one line as in ~/.ssh/id_ed25519.pub (`ssh-ed25519 AAAA… comment`); make one "
-           "with `ssh-keygen -t ed25519`")
+# What a problem with an operator's key says to do: how to give a key, and what to use
+# instead of a short RSA key.
+KEY_LINE_FIX = ("use one line as in ~/.ssh/id_ed25519.pub (`ssh-ed25519 AAAA… comment`); make "
+                "one with `ssh-keygen -t ed25519`")
+SHORT_RSA_FIX = "use an ed25519 key: `ssh-keygen -t ed25519`"
+
+
+def ssh_key_problem(text: Any, key: str, fix: str = KEY_LINE_FIX,
+                    short_rsa_fix: str = SHORT_RSA_FIX) -> str | None:
+    """Why `text` is not one OpenSSH public key line (`type base64 [comment]`) of a supported
+    type, decoding to that type's key (an RSA one of MIN_RSA_BITS at least), or None. The
+    one rule for every SSH public key in the config; `fix` and `short_rsa_fix` say what to
+    do about a bad one where the key comes from elsewhere (a host key: ssh-keyscan)."""
     if not isinstance(text, str) or "\n" in text.strip():
         return f"{key} must be one public key line; {fix}"
     parts = text.split()
-    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES:
         return (f"{key}={text[:40]!r}… is not an OpenSSH public key of a supported type "
-                f"({', '.join(KEY_TYPES)}); {fix}")
+                f"({', '.join(SSH_KEY_TYPES)}); {fix}")
     try:
         blob = base64.b64decode(parts[1], validate=True)
         fields = _ssh_strings(blob)
@@ -85,7 +96,7 @@ def ssh_key_problem(text: Any, key: str) -> str | None:
         bits = (len(modulus.lstrip(b"\0")) * 8)
         if bits < MIN_RSA_BITS:
             return (f"{key}: an RSA key of {bits} bits is too short (at least {MIN_RSA_BITS}); "
-                    "use an ed25519 key: `ssh-keygen -t ed25519`")
+                    f"{short_rsa_fix}")
     return None
 
 
@@ -106,62 +117,87 @@ def _ssh_strings(blob: bytes) -> list[bytes]:
 
 def parse_provision(raw: Any, problems: Problems) -> ProvisionSettings:
     """`aiia:host.provision` from `raw`; every problem goes to `problems`."""
-    key = f"{NAMESPACE}:host.provision"
-    add = problems.add
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        add(f"{key} must be an object, got {raw!r}; see README.md, \"The host\"")
+        problems.add(f"{PROVISION_KEY} must be an object, got {raw!r}; see README.md, "
+                     "\"The host\"")
         return ProvisionSettings()
     values = typed_fields(ProvisionSettings, raw, "host.provision", problems)
-    fail2ban_raw = values.pop("fail2ban", None) or {}
-    if not isinstance(fail2ban_raw, Mapping):
-        add(f"{key}.fail2ban must be an object, got {fail2ban_raw!r}")
-        fail2ban_raw = {}
-    fail2ban_values = typed_fields(Fail2banSettings, fail2ban_raw, "host.provision.fail2ban",
-                                   problems)
-    ignored = fail2ban_values.pop("ignore_addresses", ())
+    fail2ban = _parse_fail2ban(values.pop("fail2ban", None), problems)
+    keys = _parse_admin_keys(values.pop("admin_ssh_keys", ()), problems)
+    settings = ProvisionSettings(admin_ssh_keys=keys, fail2ban=fail2ban, **values)
+    _check_provision(settings, problems)
+    _check_fail2ban(fail2ban, problems)
+    return settings
+
+
+def _parse_fail2ban(raw: Any, problems: Problems) -> Fail2banSettings:
+    key = f"{PROVISION_KEY}.fail2ban"
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        problems.add(f"{key} must be an object, got {raw!r}")
+        raw = {}
+    values = typed_fields(Fail2banSettings, raw, "host.provision.fail2ban", problems)
+    ignored = values.pop("ignore_addresses", ())
     if isinstance(ignored, str) or not isinstance(ignored, list | tuple):
-        add(f"{key}.fail2ban.ignore_addresses must be a list of addresses, got {ignored!r}")
+        problems.add(f"{key}.ignore_addresses must be a list of addresses, got {ignored!r}")
         ignored = ()
     for index, address in enumerate(ignored):
         try:
             ipaddress.ip_network(str(address), strict=False)
         except ValueError:
-            add(f"{key}.fail2ban.ignore_addresses[{index}]={address!r} is not an IP address or "
-                "CIDR range (e.g. 203.0.113.7 or 203.0.113.0/24)")
-    fail2ban = Fail2banSettings(ignore_addresses=tuple(str(a) for a in ignored),
-                                **fail2ban_values)
-    keys = values.pop("admin_ssh_keys", ())
+            problems.add(f"{key}.ignore_addresses[{index}]={address!r} is not an IP address or "
+                         "CIDR range (e.g. 203.0.113.7 or 203.0.113.0/24)")
+    return Fail2banSettings(ignore_addresses=tuple(str(a) for a in ignored), **values)
+
+
+def _parse_admin_keys(keys: Any, problems: Problems) -> tuple[str, ...]:
+    """The operators' public key lines, each checked."""
+    key = f"{PROVISION_KEY}.admin_ssh_keys"
     if isinstance(keys, str) or not isinstance(keys, list | tuple):
-        add(f"{key}.admin_ssh_keys must be a list of public key lines, got {keys!r}")
+        problems.add(f"{key} must be a list of public key lines, got {keys!r}")
         keys = ()
     for index, line in enumerate(keys):
-        problem = ssh_key_problem(line, f"{key}.admin_ssh_keys[{index}]")
+        problem = ssh_key_problem(line, f"{key}[{index}]")
         if problem:
-            add(problem)
-    settings = ProvisionSettings(admin_ssh_keys=tuple(str(k).strip() for k in keys),
-                                 fail2ban=fail2ban, **values)
+            problems.add(problem)
+    return tuple(str(k).strip() for k in keys)
+
+
+def _check_provision(settings: ProvisionSettings, problems: Problems) -> None:
+    """The provisioned host's own settings: keys to log in, packages, logs, swap."""
+    key = PROVISION_KEY
     if not settings.admin_ssh_keys:
-        add(f"{key}.admin_ssh_keys is empty: password logins are switched off, so without a "
-            "key nobody could log in; list the operators' public keys (~/.ssh/id_ed25519.pub)")
+        problems.add(f"{key}.admin_ssh_keys is empty: password logins are switched off, so "
+                     "without a key nobody could log in; list the operators' public keys "
+                     "(~/.ssh/id_ed25519.pub)")
     if not PACKAGE_RE.match(str(settings.docker_package)):
-        add(f"{key}.docker_package={settings.docker_package!r} is not a Debian package name "
-            "(docker.io, or docker-ce with Docker's repository configured)")
+        problems.add(f"{key}.docker_package={settings.docker_package!r} is not a Debian package "
+                     "name (docker.io, or docker-ce with Docker's repository configured)")
     for name in ("log_rotate_mb", "log_rotate_keep", "journal_max_mb"):
         if getattr(settings, name) <= 0:
-            add(f"{key}.{name}={getattr(settings, name)} must be greater than 0")
+            problems.add(f"{key}.{name}={getattr(settings, name)} must be greater than 0")
     if not 0 <= settings.swappiness <= 100:
-        add(f"{key}.swappiness={settings.swappiness} must be between 0 and 100")
-    if not SWAP_FILE_RE.match(str(settings.swap_file)) or "/../" in f"{settings.swap_file}/" \
-            or str(settings.swap_file).startswith(("/proc/", "/sys/", "/dev/", "/run/")):
-        add(f"{key}.swap_file={settings.swap_file!r} must be an absolute path of plain names "
-            "on a disk filesystem (letters, digits, . _ -), e.g. /swapfile")
+        problems.add(f"{key}.swappiness={settings.swappiness} must be between 0 and 100")
+    if not _is_disk_path(str(settings.swap_file)):
+        problems.add(f"{key}.swap_file={settings.swap_file!r} must be an absolute path of plain "
+                     "names on a disk filesystem (letters, digits, . _ -), e.g. /swapfile")
+
+
+def _is_disk_path(path: str) -> bool:
+    """An absolute path of plain names, outside the kernel's and the runtime's filesystems."""
+    return (bool(SWAP_FILE_RE.match(path)) and "/../" not in f"{path}/"
+            and not path.startswith(("/proc/", "/sys/", "/dev/", "/run/")))
+
+
+def _check_fail2ban(fail2ban: Fail2banSettings, problems: Problems) -> None:
+    key = f"{PROVISION_KEY}.fail2ban"
     for name in ("ban_time_s", "find_time_s", "ssh_max_retry", "status_auth_max_retry",
                  "abuse_max_retry"):
         value = getattr(fail2ban, name)
         if value <= 0:
-            add(f"{key}.fail2ban.{name}={value} must be greater than 0 (a ban time of 0 would "
-                "ban nobody; to stop banning, raise the retries instead)" if name == "ban_time_s"
-                else f"{key}.fail2ban.{name}={value} must be greater than 0")
-    return settings
+            problems.add(f"{key}.{name}={value} must be greater than 0 (a ban time of 0 would "
+                         "ban nobody; to stop banning, raise the retries instead)"
+                         if name == "ban_time_s"
+                         else f"{key}.{name}={value} must be greater than 0")

@@ -1,5 +1,8 @@
 """`aiia:releases` and `aiia:registry`: each environment's app release (a release is one
-config value, the image tag) and where a private image is pulled from."""
+config value, the image tag) and where a private image is pulled from.
+
+Standard library only: the delivery scripts (scripts/stack_file.py) check a release with
+`is_release` too, before it is committed."""
 
 from __future__ import annotations
 
@@ -23,6 +26,11 @@ RELEASE_DRAIN_SECONDS = 5
 RELEASE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 RUN_AS_RE = re.compile(r"^(?P<uid>0|[1-9][0-9]{0,9}):(?P<gid>0|[1-9][0-9]{0,9})$")
+
+
+def is_release(value: str) -> bool:
+    """Whether `value` can be a release: an image tag, or a digest sha256:<64 hex>."""
+    return bool(RELEASE_TAG_RE.match(value) or DIGEST_RE.match(value))
 
 
 @dataclass(frozen=True)
@@ -73,44 +81,57 @@ def parse_releases(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         return ()
     releases = []
     for environment, values in raw_releases.items():
-        key = f"{NAMESPACE}:releases.{environment}"
-        values = typed_fields(ReleaseSettings, values if isinstance(values, Mapping) else {},
-                              f"releases.{environment}", problems)
-        values.pop("environment", None)
-        values.pop("secret_key", None)
-        missing = [name for name in ("image", "release") if name not in values]
-        for name in missing:
-            problems.add(f"{key}.{name} is missing")
-        if missing:
-            continue
-        release = ReleaseSettings(environment=str(environment),
-                                  secret_key=secrets(f"{environment}_secret_key"), **values)
-        tag = str(release.release)
-        if not (RELEASE_TAG_RE.match(tag) or DIGEST_RE.match(tag)):
-            problems.add(
-                f"{key}.release={tag!r} is not a valid image tag; a tag is letters, digits, "
-                "'_', '.' and '-' (max 128, not starting with '.' or '-'), or use a digest "
-                "sha256:<64 hex>"
-            )
-        if not IMAGE_REPOSITORY_RE.match(str(release.image)):
-            problems.add(f"{key}.image={release.image!r} is not an image repository; "
-                         "give it without a tag, e.g. ghcr.io/acme/aiia-backend")
-        if release.secret_key is None:
-            problems.add(f"{NAMESPACE}:{environment}_secret_key is missing; set it with "
-                         f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
-                         "<value>`")
-        _check_run_as(release, key, problems)
-        if release.secrets_as not in ("files", "variables"):
-            problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
-                         "<NAME>_FILE, app/README.md) or variables (the values themselves)")
-        for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
-                                ("watch_max_error_percent", 0, 100),
-                                ("watch_min_requests", 1, 100000), ("keep_images", 1, 50)):
-            value = getattr(release, name)
-            if not low <= value <= high:
-                problems.add(f"{key}.{name}={value} must be between {low} and {high}")
-        releases.append(release)
+        release = _parse_release(environment, values, secrets, problems)
+        if release is not None:
+            releases.append(release)
     return tuple(releases)
+
+
+def _parse_release(environment: Any, values: Any, secrets: Callable[[str], Any],
+                   problems: Problems) -> ReleaseSettings | None:
+    """`releases.<environment>`; None when its image or release is missing."""
+    key = f"{NAMESPACE}:releases.{environment}"
+    values = typed_fields(ReleaseSettings, values if isinstance(values, Mapping) else {},
+                          f"releases.{environment}", problems)
+    values.pop("environment", None)
+    values.pop("secret_key", None)
+    missing = [name for name in ("image", "release") if name not in values]
+    for name in missing:
+        problems.add(f"{key}.{name} is missing")
+    if missing:
+        return None
+    release = ReleaseSettings(environment=str(environment),
+                              secret_key=secrets(f"{environment}_secret_key"), **values)
+    _check_release(release, key, problems)
+    return release
+
+
+def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> None:
+    tag = str(release.release)
+    if not is_release(tag):
+        problems.add(
+            f"{key}.release={tag!r} is not a valid image tag; a tag is letters, digits, "
+            "'_', '.' and '-' (max 128, not starting with '.' or '-'), or use a digest "
+            "sha256:<64 hex>"
+        )
+    if not IMAGE_REPOSITORY_RE.match(str(release.image)):
+        problems.add(f"{key}.image={release.image!r} is not an image repository; "
+                     "give it without a tag, e.g. ghcr.io/acme/aiia-backend")
+    if release.secret_key is None:
+        environment = release.environment
+        problems.add(f"{NAMESPACE}:{environment}_secret_key is missing; set it with "
+                     f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
+                     "<value>`")
+    _check_run_as(release, key, problems)
+    if release.secrets_as not in ("files", "variables"):
+        problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
+                     "<NAME>_FILE, app/README.md) or variables (the values themselves)")
+    for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
+                            ("watch_max_error_percent", 0, 100),
+                            ("watch_min_requests", 1, 100000), ("keep_images", 1, 50)):
+        value = getattr(release, name)
+        if not low <= value <= high:
+            problems.add(f"{key}.{name}={value} must be between {low} and {high}")
 
 
 def _check_run_as(release: ReleaseSettings, key: str, problems: Problems) -> None:

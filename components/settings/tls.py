@@ -14,7 +14,9 @@ ACME_DIRECTORIES = {
     "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
     "letsencrypt_staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 }
-KEY_TYPES = ("ecdsa", "rsa")
+# The certificates' key types (tls.key_type): ECDSA P-256, or RSA 2048 for old clients.
+TLS_KEY_TYPES = ("ecdsa", "rsa")
+TLS_KEY = f"{NAMESPACE}:platform.tls"
 
 
 @dataclass(frozen=True)
@@ -37,43 +39,57 @@ class TlsSettings:
 
 
 def check_tls(tls: TlsSettings, problems: Problems) -> None:
-    key = f"{NAMESPACE}:platform.tls"
     if tls.mode not in TLS_MODES:
-        problems.add(f"{key}.mode={tls.mode!r} is not a TLS mode; use one of "
+        problems.add(f"{TLS_KEY}.mode={tls.mode!r} is not a TLS mode; use one of "
                      f"{', '.join(TLS_MODES)} (acme: another ACME CA, at acme_directory_url)")
         return
-    if tls.mode in ACME_DIRECTORIES and not (tls.email and EMAIL_RE.match(str(tls.email))):
-        problems.add(f"{key}.email={tls.email!r} must be an e-mail address for Let's Encrypt "
-                     f"(tls.mode={tls.mode}): it is told of expiring certificates and policy "
-                     "changes; set platform.tls.email")
-    elif tls.email is not None and not EMAIL_RE.match(str(tls.email)):
-        problems.add(f"{key}.email={tls.email!r} is not an e-mail address")
-    if tls.mode == "acme":
-        url = str(tls.acme_directory_url or "")
-        if not url:
-            problems.add(f"{key}.acme_directory_url is missing: tls.mode=acme needs the CA's "
-                         "ACME directory, e.g. https://acme.example.com/directory")
-        elif not re.match(r"^https://[^\s/]+(/\S*)?$", url):
-            problems.add(f"{key}.acme_directory_url={url!r} must be an https:// URL (an ACME "
-                         "account key and orders must not travel in the clear)")
-    elif tls.acme_directory_url is not None or tls.ca_bundle is not None:
-        problems.add(f"{key}.acme_directory_url and ca_bundle are for tls.mode=acme only "
-                     f"(tls.mode={tls.mode} names its CA's directory itself); remove them or "
-                     "set tls.mode: acme")
+    _check_email(tls, problems)
+    _check_acme_directory(tls, problems)
     if tls.ca_bundle is not None:
-        path = Path(str(tls.ca_bundle)).expanduser()
-        try:
-            pem = path.read_text(errors="replace")
-        except OSError as error:
-            problems.add(f"{key}.ca_bundle={tls.ca_bundle!r} cannot be read ({error.strerror}); "
-                         "give the path of a PEM file on this machine (it is copied to the host)")
-        else:
-            if "-----BEGIN CERTIFICATE-----" not in pem:
-                problems.add(f"{key}.ca_bundle={tls.ca_bundle!r} holds no PEM certificate")
-    if tls.key_type not in KEY_TYPES:
-        problems.add(f"{key}.key_type={tls.key_type!r} must be ecdsa (P-256) or rsa (2048)")
+        _check_ca_bundle(tls.ca_bundle, problems)
+    if tls.key_type not in TLS_KEY_TYPES:
+        problems.add(f"{TLS_KEY}.key_type={tls.key_type!r} must be ecdsa (P-256) or rsa (2048)")
     if tls.ocsp_stapling is True and tls.mode != "acme":
-        problems.add(f"{key}.ocsp_stapling=true with tls.mode={tls.mode}: "
+        problems.add(f"{TLS_KEY}.ocsp_stapling=true with tls.mode={tls.mode}: "
                      + ("Let's Encrypt ended OCSP in 2025, there is nothing to staple"
                         if tls.mode in ACME_DIRECTORIES else "a self-signed certificate has "
                         "no OCSP responder") + "; remove it")
+
+
+def _check_email(tls: TlsSettings, problems: Problems) -> None:
+    """The ACME account's address: required by Let's Encrypt, well-formed when given."""
+    if tls.mode in ACME_DIRECTORIES and not (tls.email and EMAIL_RE.match(str(tls.email))):
+        problems.add(f"{TLS_KEY}.email={tls.email!r} must be an e-mail address for Let's "
+                     f"Encrypt (tls.mode={tls.mode}): it is told of expiring certificates and "
+                     "policy changes; set platform.tls.email")
+    elif tls.email is not None and not EMAIL_RE.match(str(tls.email)):
+        problems.add(f"{TLS_KEY}.email={tls.email!r} is not an e-mail address")
+
+
+def _check_acme_directory(tls: TlsSettings, problems: Problems) -> None:
+    """tls.mode=acme names its CA's directory (https); the other modes name none."""
+    if tls.mode == "acme":
+        url = str(tls.acme_directory_url or "")
+        if not url:
+            problems.add(f"{TLS_KEY}.acme_directory_url is missing: tls.mode=acme needs the "
+                         "CA's ACME directory, e.g. https://acme.example.com/directory")
+        elif not re.match(r"^https://[^\s/]+(/\S*)?$", url):
+            problems.add(f"{TLS_KEY}.acme_directory_url={url!r} must be an https:// URL (an "
+                         "ACME account key and orders must not travel in the clear)")
+    elif tls.acme_directory_url is not None or tls.ca_bundle is not None:
+        problems.add(f"{TLS_KEY}.acme_directory_url and ca_bundle are for tls.mode=acme only "
+                     f"(tls.mode={tls.mode} names its CA's directory itself); remove them or "
+                     "set tls.mode: acme")
+
+
+def _check_ca_bundle(ca_bundle: str, problems: Problems) -> None:
+    """The CA bundle is a readable PEM file on this machine."""
+    path = Path(str(ca_bundle)).expanduser()
+    try:
+        pem = path.read_text(errors="replace")
+    except OSError as error:
+        problems.add(f"{TLS_KEY}.ca_bundle={ca_bundle!r} cannot be read ({error.strerror}); "
+                     "give the path of a PEM file on this machine (it is copied to the host)")
+    else:
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            problems.add(f"{TLS_KEY}.ca_bundle={ca_bundle!r} holds no PEM certificate")

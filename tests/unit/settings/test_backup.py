@@ -45,7 +45,7 @@ def test_an_off_host_target_needs_a_pinned_host_key():
     assert "ssh-keyscan" in message
     message = problems("prod", with_backup(off_host={"host": "backup.example.net",
                                                       "path": "srv", "host_key": "AAAA"}))
-    assert "off_host.host_key='AAAA' is not an SSH public host key" in message
+    assert "off_host.host_key='AAAA'… is not an OpenSSH public key" in message
     assert "off_host.path='srv' must be an absolute path" in message
     host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
     target = parse("prod", with_backup(off_host={
