@@ -10,7 +10,7 @@ from typing import Any
 
 from components.settings.checks import NAMESPACE, Problems, typed_fields
 from components.settings.gpg_keys import KeyProblem, PublicKey, inspect_public_key
-from components.settings.provision import ssh_key_problem
+from components.settings.provision import host_key_line, private_key_problem, ssh_key_problem
 
 TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 # What backups may take of the disk at most: the rest holds the system, the images (each
@@ -75,12 +75,13 @@ def _parse_off_host(value: Any, problems: Problems) -> OffHostSettings | None:
         return None
     if missing:
         return None
+    values["host_key"] = host_key_line(values["host_key"])
     off_host = OffHostSettings(**values)
     # The same rule as every SSH key of the config (provision.py), said for a host key.
     problem = ssh_key_problem(
         off_host.host_key, f"{key}.host_key",
-        fix="give '<type> <base64>' as ssh-keyscan prints it, e.g. 'ssh-ed25519 AAAA…' "
-            "(without the host name)",
+        fix="paste the line `ssh-keyscan -t ed25519 <host>` prints, e.g. "
+            "'backup.example.com ssh-ed25519 AAAA…' (or just 'ssh-ed25519 AAAA…')",
         short_rsa_fix=f"pin the target's ed25519 host key instead (ssh-keyscan -t ed25519 "
                       f"{off_host.host})")
     if problem:
@@ -124,6 +125,10 @@ def _read_keys(recipients: tuple, problems: Problems) -> tuple[PublicKey, ...]:
     """Each recipient's key, read by GnuPG; a key that cannot be used is reported."""
     keys = []
     for index, value in enumerate(recipients):
+        private = private_key_problem(value, f"{BACKUP_KEY}.recipients[{index}]")
+        if private:
+            problems.add(private)
+            continue
         try:
             keys.append(inspect_public_key(str(value)))
         except KeyProblem as problem:

@@ -6,8 +6,9 @@ Standard library only: scripts/ import the rules too."""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 NAMESPACE = "aiia"
@@ -23,6 +24,8 @@ IMAGE_REFERENCE_RE = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# What to set a secret the program only needs to be unguessable to: a fresh random value.
+GENERATED_SECRET = '"$(openssl rand -hex 32)"'  # noqa: S105 - a command, not a password
 
 
 class ConfigError(Exception):
@@ -35,13 +38,20 @@ class ConfigError(Exception):
 
 
 class Problems:
-    """Collects problems so that one run reports all of them."""
+    """Collects problems so that one run reports all of them; `stack` names the stack in
+    the commands a message tells the user to run."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack: str = "<stack>") -> None:
         self.items: list[str] = []
+        self.stack = stack
 
     def add(self, message: str) -> None:
         self.items.append(message)
+
+    def missing_secret(self, key: str, value: str = GENERATED_SECRET) -> None:
+        """A secret the stack needs and has not got: the command that sets it."""
+        self.add(f"{NAMESPACE}:{key} is missing; set it with `pulumi config set -s {self.stack} "
+                 f"--secret {NAMESPACE}:{key} {value}`")
 
 
 def config_object(raw: Mapping[str, Any], key: str, problems: Problems) -> Mapping[str, Any]:
@@ -58,29 +68,48 @@ def typed_fields(cls: type, values: Mapping[str, Any], key: str, problems: Probl
     result: dict[str, Any] = {}
     for name, value in values.items():
         if name not in known:
-            problems.add(
-                f"{NAMESPACE}:{key}.{name} is not a setting; known: {', '.join(sorted(known))}"
-            )
+            problems.add(unknown_key_problem(f"{NAMESPACE}:{key}.{name}", name, known))
             continue
-        expected = known[name].type
-        if expected == "int | None" and value is None:
-            pass  # unset: the setting's documented default applies
-        elif expected in ("int", int, "int | None"):
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                problems.add(f"{NAMESPACE}:{key}.{name}={value!r} must be a whole number")
-                continue
-            try:
-                value = int(value)
-            except ValueError:
-                problems.add(f"{NAMESPACE}:{key}.{name}={value!r} must be a whole number")
-                continue
-        elif expected in ("bool", bool) and isinstance(value, str):
-            if value.lower() not in ("true", "false"):
-                problems.add(f"{NAMESPACE}:{key}.{name}={value!r} must be true or false")
-                continue
-            value = value.lower() == "true"
-        result[name] = value
+        typed = _typed(value, known[name].type, f"{NAMESPACE}:{key}.{name}", problems)
+        if typed is not _REFUSED:
+            result[name] = typed
     return result
+
+
+def unknown_key_problem(full_key: str, name: str, known: Iterable[str]) -> str:
+    """A key that is not a setting, with the nearest one it may be a typo of."""
+    known = sorted(known)
+    nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    guess = f"did you mean {nearest[0]!r}? " if nearest else ""
+    return f"{full_key} is not a setting; {guess}known: {', '.join(known)}"
+
+
+_REFUSED = object()
+
+
+def _typed(value: Any, expected: Any, key: str, problems: Problems) -> Any:
+    """`value` as the annotation `expected` says (whole numbers from text too), or _REFUSED
+    with the problem reported."""
+    if value is None and str(expected).endswith("| None"):
+        return None  # unset: the setting's documented default applies
+    if expected in ("int", int, "int | None"):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            problems.add(f"{key}={value!r} must be a whole number")
+            return _REFUSED
+        try:
+            return int(value)
+        except ValueError:
+            problems.add(f"{key}={value!r} must be a whole number")
+            return _REFUSED
+    if expected in ("bool", bool) and isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            problems.add(f"{key}={value!r} must be true or false")
+            return _REFUSED
+        return value.lower() == "true"
+    if expected in ("str", str, "str | None") and isinstance(value, Mapping | list | bool):
+        problems.add(f"{key}={value!r} must be text, not {type(value).__name__}")
+        return _REFUSED
+    return value
 
 
 def check_positive(value: int, key: str, problems: Problems) -> None:

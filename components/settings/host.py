@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from components.settings.checks import (
     NAMESPACE,
@@ -16,6 +17,7 @@ from components.settings.checks import (
 from components.settings.provision import (
     USER_RE,
     ProvisionSettings,
+    host_key_line,
     parse_provision,
     ssh_key_problem,
 )
@@ -24,13 +26,21 @@ from components.settings.provision import (
 @dataclass(frozen=True)
 class SshSettings:
     host: str
-    user: str = "root"
+    # The deploy user (README, "The host", step 1), never root: the host's sshd refuses root
+    # logins once provisioned (templates/host/sshd.conf.j2).
+    user: str = "deploy"
     port: int = 22
     # The VPS's own public host key (`ssh-keyscan -t ed25519 <host>`, checked against the
     # provider's console): pulumi-command's remote.Command ignores host keys unless
     # ConnectionArgs.host_key is set (pulumi_command 1.2.1, remote/_inputs.py), so without
     # it a man in the middle would be handed every secret the program writes.
     host_key: str | None = None
+
+    @property
+    def docker_host(self) -> str:
+        """The Docker provider's host on this machine: the same user, address and port."""
+        port = "" if self.port == 22 else f":{self.port}"
+        return f"ssh://{self.user}@{self.host}{port}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,9 @@ class HostSettings:
     swap_mb: int = 1024
     os_reserve_mb: int = 80
     root_dir: str = "/srv/aiia"
-    docker_host: str | None = None  # e.g. ssh://root@203.0.113.10; None: local socket
+    # The Docker provider's host: on an ssh host derived from host.ssh (ssh://user@host:port)
+    # and refused when given otherwise; on a local one, None (the local socket) or any URL.
+    docker_host: str | None = None
     ssh: SshSettings | None = None
     disk_gb: int = 20  # the host's disk (backups get platform.backup.disk_budget_mb of it)
     provision: ProvisionSettings | None = None  # an ssh host only (components/host/provision.py)
@@ -62,6 +74,7 @@ def parse_host(raw: Mapping[str, Any], problems: Problems,
     provision = _parse_host_provision(provision_raw, kind, owns_platform, problems)
     if ssh is not None and kind == "ssh":
         _check_ssh(ssh, problems)
+        values["docker_host"] = _docker_host(values.get("docker_host"), ssh, problems)
     host = HostSettings(ssh=ssh, provision=provision, **values)
     _check_machine(host, problems)
     return host
@@ -76,13 +89,32 @@ def _parse_ssh(value: Any, kind: str, problems: Problems) -> SshSettings | None:
         if "host" not in values:
             problems.add(f"{NAMESPACE}:host.ssh.host is missing; set it to the VPS address")
         else:
+            values["host_key"] = host_key_line(values.get("host_key"))
             ssh = SshSettings(**values)
     if kind == "ssh" and ssh is None:
         problems.add(
             f"{NAMESPACE}:host.ssh is missing; an ssh host needs host.ssh.host "
-            "(and host.ssh.user, default root) so files and commands reach it"
+            "(and host.ssh.user, default deploy) so files and commands reach it"
         )
     return ssh
+
+
+def _docker_host(given: Any, ssh: SshSettings, problems: Problems) -> str:
+    """The Docker provider's ssh:// URL: host.ssh's, which a given one must agree with."""
+    if given is None:
+        return ssh.docker_host
+    try:
+        url = urlsplit(str(given))
+        same = (url.scheme == "ssh" and url.username == ssh.user and url.hostname == ssh.host
+                and (url.port or 22) == ssh.port and url.path in ("", "/"))
+    except ValueError:
+        same = False
+    if not same:
+        problems.add(f"{NAMESPACE}:host.docker_host={given!r} does not reach the machine of "
+                     f"host.ssh ({ssh.docker_host}): the containers would go to another Docker "
+                     "engine than the host's files and commands; remove host.docker_host (it "
+                     "is derived from host.ssh) or make the two agree")
+    return str(given)
 
 
 def _parse_host_provision(value: Any, kind: str, owns_platform: bool,
@@ -121,12 +153,17 @@ def _check_ssh(ssh: SshSettings, problems: Problems) -> None:
                      "keep SSH on 22 or another free port")
     if not USER_RE.match(ssh.user):
         problems.add(f"{key}.user={ssh.user!r} is not a valid Linux user name")
+    elif ssh.user == "root":
+        problems.add(f"{key}.user=root: the first `pulumi up` switches root logins off (sshd "
+                     "PermitRootLogin no), so that run's next command, every later run and you "
+                     "would be locked out; create the deploy user as README.md \"The host\" "
+                     "step 1 shows and set host.ssh.user: deploy (the default)")
     if ssh.host_key is None:
         problems.add(
             f"{key}.host_key is missing: without it pulumi-command accepts any host key, so a "
             f"man in the middle would receive every secret. Pin the VPS's: run `ssh-keyscan -t "
             f"ed25519 {ssh.host}`, check its fingerprint (`ssh-keygen -lf -`) against the one "
-            "the provider's console shows, and set the `ssh-ed25519 AAAA…` line here")
+            "the provider's console shows, and paste the line it printed here")
     else:
         problem = ssh_key_problem(ssh.host_key, f"{key}.host_key")
         if problem:

@@ -12,13 +12,19 @@ provision); only what compares two sections is here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from components.settings.backup import BACKUP_DISK_SHARE, BackupSettings
 from components.settings.budget import MemoryBudget, memory_budget
-from components.settings.checks import NAMESPACE, ConfigError, Problems, config_object
+from components.settings.checks import (
+    NAMESPACE,
+    ConfigError,
+    Problems,
+    config_object,
+    unknown_key_problem,
+)
 from components.settings.host import HostSettings, parse_host
 from components.settings.platform import PlatformSettings, parse_platform
 from components.settings.releases import (
@@ -31,6 +37,12 @@ from components.settings.releases import (
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
+# The platform's own secrets: set on the stack that owns it, read by the others from there.
+PLATFORM_SECRET_RE = re.compile(
+    r"^(postgres_password|dashboard_password|[a-z0-9]+_(db|redis)_password)$")
+# Secrets a stack may have whatever its sections say: the key pulumi-command logs in with
+# (else the ssh-agent's) and the private registry's token (checked with aiia:registry).
+OPTIONAL_SECRETS = ("ssh_private_key", "registry_password")
 
 
 @dataclass(frozen=True)
@@ -52,17 +64,21 @@ class Settings:
         return memory_budget(self.host, self.platform) if self.platform else None
 
 
-def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any]) -> Settings:
+def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any], *,
+                   given_keys: Collection[str] | None = None,
+                   secret_keys: Collection[str] = ()) -> Settings:
     """Build and validate the settings of `stack` from plain config values and secrets.
 
     `raw` holds the non-secret keys of the `aiia` namespace (objects already decoded);
     `secrets(key)` returns a secret key's value (a Pulumi Output in a real run) or None.
-    Raises ConfigError listing every problem found.
+    `given_keys`, when known, are every key of the namespace the stack sets, and
+    `secret_keys` those of them set as secrets: a key that is no setting (a typo such as
+    `releses` would make the stack declare no release at all) and a secret in plain text
+    are refused. Raises ConfigError listing every problem found.
     """
-    problems = Problems()
+    problems = Problems(stack)
     prefix = _parse_prefix(raw, problems)
-    owner = config_object(raw, "platform", problems).get("owner", True)
-    owns_platform = str(owner).lower() == "true"
+    owns_platform = _parse_owner(raw, problems)
     host = parse_host(raw, problems, owns_platform=owns_platform)
     platform = None
     platform_stack = None
@@ -76,6 +92,8 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     settings = Settings(stack=stack, prefix=prefix, host=host, platform=platform,
                         platform_stack=platform_stack, releases=releases,
                         registry=parse_registry(raw, secrets, problems))
+    if given_keys is not None:
+        _check_keys(set(given_keys), set(secret_keys), platform, releases, problems)
     if platform:
         _check_release_drain(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
@@ -91,6 +109,39 @@ def _parse_prefix(raw: Mapping[str, Any], problems: Problems) -> str:
         problems.add(f"{NAMESPACE}:prefix={prefix!r} must be lower-case letters, digits and "
                      "hyphens, starting with a letter, at most 20 characters")
     return prefix
+
+
+def _parse_owner(raw: Mapping[str, Any], problems: Problems) -> bool:
+    """platform.owner: true (this stack owns the platform, the default) or false."""
+    owner = config_object(raw, "platform", problems).get("owner", True)
+    if str(owner).lower() not in ("true", "false"):
+        problems.add(f"{NAMESPACE}:platform.owner={owner!r} must be true (this stack owns the "
+                     "platform) or false (it reads it from platform_stack)")
+    return str(owner).lower() != "false"
+
+
+def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | None,
+                releases: tuple[ReleaseSettings, ...], problems: Problems) -> None:
+    """Every key the stack sets is a setting, and every secret is set as one."""
+    expected_secrets = {f"{release.environment}_secret_key" for release in releases}
+    expected_secrets |= set(OPTIONAL_SECRETS)
+    if platform:
+        expected_secrets |= {"postgres_password", "dashboard_password"}
+        expected_secrets |= {f"{env.name}_{kind}_password" for env in platform.environments
+                             for kind in ("db", "redis")}
+    settings = set(TEXT_KEYS) | set(OBJECT_KEYS)
+    for key in sorted(given - settings - expected_secrets):
+        if not platform and PLATFORM_SECRET_RE.match(key):
+            problems.add(f"{NAMESPACE}:{key} belongs to the stack that owns the platform "
+                         "(platform_stack), which this stack reads it from; remove it here")
+        else:
+            problems.add(unknown_key_problem(f"{NAMESPACE}:{key}", key,
+                                             settings | expected_secrets))
+    for key in sorted((given & expected_secrets) - secret):
+        problems.add(f"{NAMESPACE}:{key} is in the stack file in plain text, so whoever reads "
+                     "the repository has it: set it as a secret (`pulumi config set -s "
+                     f"{problems.stack} --secret {NAMESPACE}:{key} <new value>`) and treat the "
+                     "old value as leaked")
 
 
 def _parse_platform_stack(raw: Mapping[str, Any], problems: Problems) -> Any:
@@ -168,4 +219,30 @@ def load_settings(stack: str, config: Any) -> Settings:
     raw = {key: config.get(key) for key in TEXT_KEYS}
     raw |= {key: config.get_object(key) for key in OBJECT_KEYS}
     raw = {key: value for key, value in raw.items() if value is not None}
-    return parse_settings(stack, raw, config.get_secret)
+    given, secret = _stack_keys()
+    try:
+        return parse_settings(stack, raw, config.get_secret, given_keys=given,
+                              secret_keys=secret)
+    except ConfigError as error:
+        # RunError: Pulumi reports the message as the program's error, without the
+        # traceback it prints for any other exception (pulumi/errors.py).
+        from pulumi import RunError
+
+        raise RunError(str(error)) from None
+
+
+def _stack_keys() -> tuple[set[str], set[str]]:
+    """Every key of the namespace the stack sets, and those set as secrets.
+
+    The Python SDK keeps the run's config in `pulumi.runtime.config` (set with
+    set_all_config from what the engine sends, or read from PULUMI_CONFIG and
+    PULUMI_CONFIG_SECRET_KEYS); `pulumi.Config` has no way to list it. Pulumi is imported
+    here, not at the top: scripts/ import this package with the standard library alone."""
+    from pulumi.runtime import config as runtime_config
+
+    every = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret = set(runtime_config.get_config_secret_keys_env())
+    secret |= {key for key in every if runtime_config.is_config_secret(key)}
+    prefix = f"{NAMESPACE}:"
+    return ({key.removeprefix(prefix) for key in every if key.startswith(prefix)},
+            {key.removeprefix(prefix) for key in secret if key.startswith(prefix)})

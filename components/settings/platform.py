@@ -277,8 +277,24 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     _check_keepalive(platform.nginx, problems)
     _check_postgres(platform, problems)
     _check_ports(platform, problems)
+    _check_domains_unique(platform, problems)
     _check_secrets(environments, secrets, problems)
     return platform
+
+
+def _check_domains_unique(platform: PlatformSettings, problems: Problems) -> None:
+    """One domain, one site: nginx would serve a second `server_name` of the same name with
+    whichever block it read first, and one environment's traffic would go to the other."""
+    owners: dict[str, str] = {}
+    claims = [(env.domain, f"{NAMESPACE}:platform.environments.{env.name}.domain")
+              for env in platform.environments]
+    claims.append((platform.status_domain, f"{NAMESPACE}:platform.status_domain"))
+    for domain, key in claims:
+        if domain in owners:
+            problems.add(f"{key}={domain!r} is already {owners[domain]}'s; give every "
+                         "environment and the dashboard a domain of its own")
+        else:
+            owners[domain] = key
 
 
 def _parse_section(platform_raw: Mapping[str, Any], cls: type, name: str,
@@ -340,5 +356,4 @@ def _check_secrets(environments: tuple[EnvironmentSettings, ...],
         f"{env.name}_{kind}_password" for env in environments for kind in ("db", "redis")
     ]:
         if secrets(secret_key) is None:
-            problems.add(f"{NAMESPACE}:{secret_key} is missing; set it with "
-                         f"`pulumi config set --secret {NAMESPACE}:{secret_key} <value>`")
+            problems.missing_secret(secret_key)

@@ -72,12 +72,41 @@ KEY_LINE_FIX = ("use one line as in ~/.ssh/id_ed25519.pub (`ssh-ed25519 AAAA… 
 SHORT_RSA_FIX = "use an ed25519 key: `ssh-keygen -t ed25519`"
 
 
+PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
+
+
+def private_key_problem(text: Any, key: str) -> str | None:
+    """A private key pasted where a public one belongs: refused, and the user told that the
+    key is no longer private."""
+    if not isinstance(text, str) or not PRIVATE_KEY_RE.search(text):
+        return None
+    return (f"{key} holds a PRIVATE key: only a public key belongs here. Treat the private "
+            "key as leaked (it is in the stack file, and in git history once committed): make "
+            "a new key pair, remove the old public key wherever it is authorized, and give the "
+            "new public half (the .pub file, or gpg --armor --export for a GPG key)")
+
+
+def host_key_line(text: Any) -> Any:
+    """A host key as `type base64`: the line `ssh-keyscan` prints starts with the host name
+    (`host ssh-ed25519 AAAA…`), which is dropped; anything else is returned as it is."""
+    if not isinstance(text, str):
+        return text
+    lines = [line for line in text.strip().splitlines() if not line.startswith("#")]
+    parts = lines[0].split() if len(lines) == 1 else []
+    if len(parts) >= 3 and parts[0] not in SSH_KEY_TYPES and parts[1] in SSH_KEY_TYPES:
+        return f"{parts[1]} {parts[2]}"
+    return text
+
+
 def ssh_key_problem(text: Any, key: str, fix: str = KEY_LINE_FIX,
                     short_rsa_fix: str = SHORT_RSA_FIX) -> str | None:
     """Why `text` is not one OpenSSH public key line (`type base64 [comment]`) of a supported
     type, decoding to that type's key (an RSA one of MIN_RSA_BITS at least), or None. The
     one rule for every SSH public key in the config; `fix` and `short_rsa_fix` say what to
     do about a bad one where the key comes from elsewhere (a host key: ssh-keyscan)."""
+    private = private_key_problem(text, key)
+    if private:
+        return private
     if not isinstance(text, str) or "\n" in text.strip():
         return f"{key} must be one public key line; {fix}"
     parts = text.split()

@@ -118,10 +118,7 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
         problems.add(f"{key}.image={release.image!r} is not an image repository; "
                      "give it without a tag, e.g. ghcr.io/acme/aiia-backend")
     if release.secret_key is None:
-        environment = release.environment
-        problems.add(f"{NAMESPACE}:{environment}_secret_key is missing; set it with "
-                     f"`pulumi config set --secret {NAMESPACE}:{environment}_secret_key "
-                     "<value>`")
+        problems.missing_secret(f"{release.environment}_secret_key")
     _check_run_as(release, key, problems)
     if release.secrets_as not in ("files", "variables"):
         problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
@@ -160,11 +157,13 @@ def parse_registry(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         return None
     if "password" in values:
         problems.add(f"{NAMESPACE}:registry.password must not be in the stack file; set it "
-                     "as a secret: pulumi config set --secret aiia:registry_password")
+                     f"as a secret: pulumi config set -s {problems.stack} --secret "
+                     "aiia:registry_password <token>")
         return None
     password = secrets("registry_password")
     if password is None:
         problems.add(f"{NAMESPACE}:registry is set but the secret aiia:registry_password is "
-                     "not; set it: pulumi config set --secret aiia:registry_password <token>")
+                     f"not; set it: pulumi config set -s {problems.stack} --secret "
+                     "aiia:registry_password <token>")
     return RegistrySettings(address=values["address"], username=values["username"],
                             password=password)

@@ -196,9 +196,11 @@ def stack_config(stack: str, pin_test_identity: bool = True) -> dict[str, Any]:
 
 def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:
     """Made-up values for every secret the config needs (never real ones)."""
-    secrets = {"aiia:postgres_password": "test-postgres-superuser",
-               "aiia:dashboard_password": "test-dashboard"}
     platform = config.get("aiia:platform") or {}
+    secrets = {}
+    if str(platform.get("owner", True)).lower() == "true":  # the others read them from it
+        secrets = {"aiia:postgres_password": "test-postgres-superuser",
+                   "aiia:dashboard_password": "test-dashboard"}
     for env in (platform.get("environments") or {}):
         secrets[f"aiia:{env}_db_password"] = f"test-{env}-db"
         secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"

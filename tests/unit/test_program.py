@@ -5,6 +5,7 @@ What one wing declares is tested beside it: tests/unit/host/, platform/, release
 import copy
 import json
 
+import pulumi
 import pytest
 
 from components.platform.outputs import OUTPUT_KEYS
@@ -107,7 +108,7 @@ def test_staging_reads_the_platform_from_prod(staging):
 def test_a_bad_config_stops_the_program_before_any_resource(capsys):
     config = copy.deepcopy(stack_config("prod"))
     config["aiia:platform"]["tls"]["mode"] = "bogus"
-    with pytest.raises(Exception, match="aiia:platform.tls.mode='bogus' is not a TLS mode"):
+    with pytest.raises(pulumi.RunError, match="aiia:platform.tls.mode='bogus' is not a TLS mode"):
         run_program("prod", config=config)
 
 
@@ -169,3 +170,22 @@ def test_every_container_has_a_read_only_root(stack_fixture, request):
     for name, container in request.getfixturevalue(stack_fixture).containers().items():
         assert container.plain["read_only"] is True, name
         assert (container.plain.get("tmpfs") or {}) == TMPFS.get(service_of(container), {}), name
+
+
+def test_a_typo_in_a_top_level_key_stops_the_program_instead_of_deleting_the_release():
+    # `aiia:releses` would leave prod with no release: `up` would delete the serving one.
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:releses"] = config.pop("aiia:releases")
+    with pytest.raises(pulumi.RunError, match="aiia:releses is not a setting; did you mean "
+                                              "'releases'"):
+        run_program("prod", config=config, secrets=made_up_secrets(stack_config("prod")))
+
+
+def test_a_secret_set_in_plain_text_stops_the_program():
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:prod_secret_key"] = "committed-by-mistake"
+    secrets = made_up_secrets(config)
+    del secrets["aiia:prod_secret_key"]
+    with pytest.raises(pulumi.RunError, match="aiia:prod_secret_key is in the stack file in "
+                                              "plain text"):
+        run_program("prod", config=config, secrets=secrets)

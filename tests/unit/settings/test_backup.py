@@ -65,3 +65,11 @@ def test_an_unquoted_time_that_yaml_read_as_a_number_is_refused_with_the_fix():
     # YAML 1.1 reads 03:30 as the base-60 number 210.
     message = problems("prod", with_backup(time=210))
     assert 'aiia:platform.backup.time=210 is a number: quote the time' in message
+
+
+def test_a_pasted_gpg_private_key_is_refused_and_called_leaked():
+    private = ("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQVYBGV0ZXN0\n"
+               "-----END PGP PRIVATE KEY BLOCK-----\n")
+    message = problems("prod", with_backup(recipients=[private]))
+    assert "aiia:platform.backup.recipients[0] holds a PRIVATE key" in message
+    assert "cannot be read" not in message

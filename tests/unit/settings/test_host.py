@@ -1,6 +1,6 @@
 """components/settings/host.py: the host section."""
 
-from tests.harness.settings import problems_of
+from tests.harness.settings import parse, problems_of
 
 
 def test_only_the_platform_stack_provisions_the_host():
@@ -9,3 +9,51 @@ def test_only_the_platform_stack_provisions_the_host():
     assert "host.provision is set on a stack that does not provision the host" in message
     message = problems_of(lambda raw: raw["host"].update(provision={}), stack="local")
     assert "host.provision is set on a stack that does not provision the host" in message
+
+
+VPS_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def test_root_is_refused_and_the_deploy_user_is_the_default():
+    message = problems_of(lambda raw: raw["host"]["ssh"].update(user="root"))
+    assert "aiia:host.ssh.user=root: the first `pulumi up` switches root logins off" in message
+    assert "set host.ssh.user: deploy (the default)" in message
+
+    def no_user(raw):
+        del raw["host"]["ssh"]["user"]
+        del raw["host"]["docker_host"]
+
+    settings = parse("prod", no_user)
+    assert settings.host.ssh.user == "deploy"
+    assert settings.host.docker_host == "ssh://deploy@vps.eduaiia.com"
+
+
+def test_docker_host_is_derived_from_host_ssh_and_must_agree_with_it():
+    def without(raw):
+        del raw["host"]["docker_host"]
+        raw["host"]["ssh"]["port"] = 2222
+
+    assert parse("prod", without).host.docker_host == "ssh://deploy@vps.eduaiia.com:2222"
+    for other in ("ssh://deploy@203.0.113.9", "ssh://admin@vps.eduaiia.com",
+                  "ssh://deploy@vps.eduaiia.com:2222", "tcp://vps.eduaiia.com:2375"):
+        message = problems_of(lambda raw, other=other: raw["host"].update(docker_host=other))
+        assert f"aiia:host.docker_host={other!r} does not reach the machine of host.ssh " \
+               "(ssh://deploy@vps.eduaiia.com)" in message
+        assert "remove host.docker_host (it is derived from host.ssh)" in message
+
+
+def test_the_line_ssh_keyscan_prints_is_taken_as_the_host_key():
+    settings = parse("prod", lambda raw: raw["host"]["ssh"].update(
+        host_key=f"vps.eduaiia.com {VPS_HOST_KEY}\n"))
+    assert settings.host.ssh.host_key == VPS_HOST_KEY
+
+
+def test_a_pasted_private_key_is_refused_and_called_leaked():
+    private = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+               "-----END OPENSSH PRIVATE KEY-----\n")
+    message = problems_of(lambda raw: raw["host"]["ssh"].update(host_key=private))
+    assert "aiia:host.ssh.host_key holds a PRIVATE key" in message
+    assert "Treat the private key as leaked" in message
+    message = problems_of(lambda raw: raw["host"].setdefault("provision", {}).update(
+        admin_ssh_keys=[private]))
+    assert "aiia:host.provision.admin_ssh_keys[0] holds a PRIVATE key" in message

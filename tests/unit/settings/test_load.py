@@ -4,7 +4,16 @@ against nginx, the backups against the host, the stack that owns the platform)."
 
 import pytest
 
-from tests.harness.settings import parse, problems, problems_of, secrets_of, with_backup
+from components.settings import ConfigError, parse_settings
+from tests.harness.program import made_up_secrets, stack_config
+from tests.harness.settings import (
+    parse,
+    problems,
+    problems_of,
+    raw_config,
+    secrets_of,
+    with_backup,
+)
 
 
 @pytest.mark.parametrize("stack", ["prod", "staging", "local"])
@@ -68,3 +77,48 @@ def test_the_disk_budget_is_checked_against_the_host_disk():
         raw["platform"]["backup"]["disk_budget_mb"] = 9000
 
     assert parse("prod", bigger_disk).platform.backup.disk_budget_mb == 9000
+
+
+def keys_problems(stack, given_extra=(), plaintext=()):
+    """The problems of the committed stack file when it also sets `given_extra` and has
+    `plaintext` among its secrets set in plain text."""
+    raw = raw_config(stack)
+    secrets = secrets_of(stack)
+    secret_keys = [key.split(":", 1)[1] for key in made_up_secrets(stack_config(stack))]
+    given = [*raw, *secret_keys, *given_extra]
+    with pytest.raises(ConfigError) as error:
+        parse_settings(stack, raw, secrets, given_keys=given,
+                       secret_keys=[key for key in secret_keys if key not in plaintext])
+    return str(error.value)
+
+
+def test_a_key_that_is_no_setting_is_refused_with_the_nearest_one():
+    message = keys_problems("prod", given_extra=["releses"])
+    assert "aiia:releses is not a setting; did you mean 'releases'?" in message
+    message = keys_problems("prod", given_extra=["qa_secret_key"])
+    assert "aiia:qa_secret_key is not a setting" in message
+
+
+def test_the_shipped_stacks_set_only_settings():
+    for stack in ("prod", "staging", "local"):
+        secret_keys = [key.split(":", 1)[1] for key in made_up_secrets(stack_config(stack))]
+        parse_settings(stack, raw_config(stack), secrets_of(stack),
+                       given_keys=[*raw_config(stack), *secret_keys], secret_keys=secret_keys)
+
+
+def test_a_platform_secret_on_a_stack_that_reads_the_platform_is_refused():
+    message = keys_problems("staging", given_extra=["staging_db_password"])
+    assert ("aiia:staging_db_password belongs to the stack that owns the platform "
+            "(platform_stack)") in message
+
+
+def test_a_secret_in_plain_text_is_refused():
+    message = keys_problems("prod", plaintext=["prod_secret_key"])
+    assert "aiia:prod_secret_key is in the stack file in plain text" in message
+    assert "pulumi config set -s prod --secret aiia:prod_secret_key <new value>" in message
+
+
+def test_platform_owner_must_be_a_boolean():
+    message = problems_of(lambda raw: raw["platform"].update(owner="yes"))
+    assert "aiia:platform.owner='yes' must be true (this stack owns the platform) or false" \
+        in message

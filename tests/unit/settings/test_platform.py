@@ -3,7 +3,7 @@ tuning, images), each bad value refused naming the key and the fix."""
 
 import pytest
 
-from tests.harness.settings import parse, problems, secrets_of
+from tests.harness.settings import parse, problems, problems_of, secrets_of
 
 
 @pytest.mark.parametrize("domain", ["api..example.com", "-api.example.com", "API example.com",
@@ -40,7 +40,8 @@ def test_missing_secret_names_the_command_that_sets_it():
 
     message = problems("prod", secrets=without_staging_db)
     assert "aiia:staging_db_password is missing" in message
-    assert "pulumi config set --secret aiia:staging_db_password" in message
+    assert ("`pulumi config set -s prod --secret aiia:staging_db_password "
+            '"$(openssl rand -hex 32)"`') in message
 
 
 def test_unknown_setting_is_named_with_the_known_ones():
@@ -126,3 +127,12 @@ def test_exact_releases_and_digests_are_accepted(service, reference):
         raw["platform"].setdefault("images", {})[service] = reference
 
     assert parse("prod", pinned).platform.images.__dict__[service] == reference
+
+
+def test_a_domain_serves_one_site():
+    message = problems_of(lambda raw: raw["platform"]["environments"]["staging"].update(
+        domain="api.eduaiia.com"))
+    assert ("aiia:platform.environments.staging.domain='api.eduaiia.com' is already "
+            "aiia:platform.environments.prod.domain's") in message
+    message = problems_of(lambda raw: raw["platform"].update(status_domain="api.eduaiia.com"))
+    assert "aiia:platform.status_domain='api.eduaiia.com' is already" in message
