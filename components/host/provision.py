@@ -25,6 +25,7 @@ jobs (their components).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 import pulumi
@@ -174,7 +175,8 @@ class Host(pulumi.ComponentResource):
                    abuse_max_retry=fail2ban.abuse_max_retry, access_log=access_log,
                    ignore_addresses=fail2ban.ignore_addresses),
             # The log it reads exists before nginx's first line (fail2ban refuses a missing one).
-            f"install -d -m 0755 {host.root_dir}/logs/nginx && touch {access_log} && "
+            f"install -d -m 0755 {shlex.quote(host.root_dir + '/logs/nginx')} && "
+            f"touch {shlex.quote(access_log)} && "
             "fail2ban-client -t >/dev/null && systemctl reload-or-restart fail2ban",
             *fail2ban_files, docker_firewall[-1]))
         swap = host_command(

@@ -15,6 +15,7 @@ issued", "renewal failed", a renewal job that stopped running).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,7 @@ class Certbot(pulumi.ComponentResource):
         # First issuance as soon as nginx answers the ACME challenge; re-run when the
         # domains, the CA or the key type change. Renewal is cron's job from then on.
         self.issue = host_command(
-            f"{name}-issue", context.connection, f"{self.script_path} --deploy",
+            f"{name}-issue", context.connection, f"{shlex.quote(self.script_path)} --deploy",
             triggers=[",".join(domains), tls.acme_directory, tls.key_type],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*files, *args.depends_on]),
         )

@@ -8,9 +8,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.settings.checks import NAMESPACE, Problems, typed_fields
+from components.settings.checks import (
+    NAMESPACE,
+    Problems,
+    check_host_address,
+    check_plain_path,
+    typed_fields,
+)
 from components.settings.gpg_keys import KeyProblem, PublicKey, inspect_public_key
-from components.settings.provision import host_key_line, private_key_problem, ssh_key_problem
+from components.settings.provision import (
+    USER_RE,
+    host_key_line,
+    private_key_problem,
+    ssh_key_problem,
+)
 
 TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 # What backups may take of the disk at most: the rest holds the system, the images (each
@@ -86,8 +97,10 @@ def _parse_off_host(value: Any, problems: Problems) -> OffHostSettings | None:
                       f"{off_host.host})")
     if problem:
         problems.add(problem)
-    if not str(off_host.path).startswith("/"):
-        problems.add(f"{key}.path={off_host.path!r} must be an absolute path on the target")
+    check_plain_path(off_host.path, f"{key}.path", problems)
+    check_host_address(off_host.host, f"{key}.host", problems)
+    if not USER_RE.match(str(off_host.user)):
+        problems.add(f"{key}.user={off_host.user!r} is not a valid Linux user name")
     if not 1 <= off_host.port <= 65535:
         problems.add(f"{key}.port={off_host.port} must be between 1 and 65535")
     return off_host

@@ -7,6 +7,7 @@ Standard library only: scripts/ import the rules too."""
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,6 +25,11 @@ IMAGE_REFERENCE_RE = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A path that reaches a root shell, a cron line or a unit file: plain names only (no quote,
+# space, $, newline or ..), so it cannot break out of any of them.
+PLAIN_PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
 # What to set a secret the program only needs to be unguessable to: a fresh random value.
 GENERATED_SECRET = '"$(openssl rand -hex 32)"'  # noqa: S105 - a command, not a password
 
@@ -110,6 +116,26 @@ def _typed(value: Any, expected: Any, key: str, problems: Problems) -> Any:
         problems.add(f"{key}={value!r} must be text, not {type(value).__name__}")
         return _REFUSED
     return value
+
+
+def check_plain_path(value: Any, key: str, problems: Problems) -> None:
+    """An absolute path of plain names (PLAIN_PATH_RE), without `..`."""
+    if not PLAIN_PATH_RE.match(str(value)) or "/../" in f"{value}/":
+        problems.add(f"{key}={value!r} must be an absolute path of plain names (letters, "
+                     "digits, . _ -; no spaces, quotes or ..), e.g. /srv/aiia: it reaches "
+                     "root's shell scripts and cron lines as it is")
+
+
+def check_host_address(value: Any, key: str, problems: Problems) -> None:
+    """A host name (letters, digits, hyphens, dots) or an IP address."""
+    try:
+        ipaddress.ip_address(str(value))
+        return
+    except ValueError:
+        pass
+    if not HOST_NAME_RE.match(str(value)):
+        problems.add(f"{key}={value!r} is neither a host name nor an IP address, e.g. "
+                     "vps.example.com or 203.0.113.10")
 
 
 def check_positive(value: int, key: str, problems: Problems) -> None:

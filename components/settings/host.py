@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from components.settings.checks import (
     NAMESPACE,
     Problems,
+    check_host_address,
+    check_plain_path,
     check_positive,
     config_object,
     typed_fields,
@@ -135,8 +137,7 @@ def _check_machine(host: HostSettings, problems: Problems) -> None:
         check_positive(getattr(host, name), f"{NAMESPACE}:host.{name}", problems)
     if host.swap_mb < 0:
         problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} must be 0 or more")
-    if not host.root_dir.startswith("/"):
-        problems.add(f"{NAMESPACE}:host.root_dir={host.root_dir!r} must be an absolute path")
+    check_plain_path(host.root_dir, f"{NAMESPACE}:host.root_dir", problems)
     check_positive(host.disk_gb, f"{NAMESPACE}:host.disk_gb", problems)
     if host.disk_gb > 0 and host.swap_mb > host.disk_gb * 1024 // 4:
         problems.add(f"{NAMESPACE}:host.swap_mb={host.swap_mb} would take over a quarter of the "
@@ -146,6 +147,7 @@ def _check_machine(host: HostSettings, problems: Problems) -> None:
 
 def _check_ssh(ssh: SshSettings, problems: Problems) -> None:
     key = f"{NAMESPACE}:host.ssh"
+    check_host_address(ssh.host, f"{key}.host", problems)
     if not 1 <= ssh.port <= 65535:
         problems.add(f"{key}.port={ssh.port} is not a TCP port (1–65535)")
     elif ssh.port in (80, 443):

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.settings.checks import NAMESPACE, Problems, typed_fields
+from components.settings.checks import NAMESPACE, PLAIN_PATH_RE, Problems, typed_fields
 
 # OpenSSH public key types an operator's key (or a host key: the VPS's, the off-host backup
 # target's) may be; DSA and the RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH
@@ -29,7 +29,6 @@ SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
 MIN_RSA_BITS = 3072
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-SWAP_FILE_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 PROVISION_KEY = f"{NAMESPACE}:host.provision"
 
 
@@ -216,7 +215,7 @@ def _check_provision(settings: ProvisionSettings, problems: Problems) -> None:
 
 def _is_disk_path(path: str) -> bool:
     """An absolute path of plain names, outside the kernel's and the runtime's filesystems."""
-    return (bool(SWAP_FILE_RE.match(path)) and "/../" not in f"{path}/"
+    return (bool(PLAIN_PATH_RE.match(path)) and "/../" not in f"{path}/"
             and not path.startswith(("/proc/", "/sys/", "/dev/", "/run/")))
 
 

@@ -1,8 +1,12 @@
 """The backup scripts with an off-host target (no shipped stack has one) are shellcheck-clean
 too, and the target's host key is what ssh is told to trust, alone."""
 
+import subprocess
+
 import pytest
 
+from components.host.templates import render
+from components.settings.backup import OffHostSettings
 from tests.harness.program import host_files, host_scripts, run_program, stack_config
 from tests.rendered.test_shellcheck import shellcheck
 
@@ -36,3 +40,31 @@ def test_ssh_trusts_the_pinned_host_key_alone(with_off_host):
     for option in ("StrictHostKeyChecking=yes", "GlobalKnownHostsFile=/dev/null",
                    'UserKnownHostsFile="$root/backup/off-host/known_hosts"', "BatchMode=yes"):
         assert option in script
+
+
+HOSTILE = OffHostSettings(host="backup.example.net", path="/srv/b/$(touch PWNED)",
+                          host_key=HOST_KEY, user="aiia`touch PWNED`")
+
+
+def test_hostile_off_host_values_are_data_in_the_rendered_scripts(tmp_path):
+    # Settings refuse these values (tests/unit/settings/test_backup.py); the scripts quote
+    # them anyway, so that a value that gets past a check still cannot run as root.
+    target = f"{HOSTILE.user}@{HOSTILE.host}:{HOSTILE.path}"
+    key_script = render("backup/off-host-key.sh.j2", directory=str(tmp_path / "key"),
+                        target=target, comment="aiia backups")
+    result = subprocess.run(["bash", "-c", key_script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert f"authorise it for {target}): ssh-ed25519 " in result.stdout
+    backup_script = render("backup/backup.sh.j2", root_dir="/srv/aiia", prefix="aiia",
+                           image="postgres", network="aiia", postgres_host="aiia-postgres",
+                           memory_mb=64, environments=[], keep_daily=7, keep_monthly=3,
+                           disk_budget_mb=1024, scratch_prefix="aiia_drill",
+                           scratch_role="aiia_drill", off_host=HOSTILE, extra_capabilities=[])
+    assignment = next(line.strip() for line in backup_script.splitlines()
+                      if line.strip().startswith("off_host=") and "$id" in line)
+    result = subprocess.run(["bash", "-c", f'id=20261206; {assignment}; echo "$off_host"'],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=10,
+                            check=True)
+    assert result.stdout.strip() == f"{target}/20261206"
+    assert "copied to the off-host target" in backup_script
+    assert not (tmp_path / "PWNED").exists()

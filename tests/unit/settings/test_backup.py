@@ -73,3 +73,17 @@ def test_a_pasted_gpg_private_key_is_refused_and_called_leaked():
     message = problems("prod", with_backup(recipients=[private]))
     assert "aiia:platform.backup.recipients[0] holds a PRIVATE key" in message
     assert "cannot be read" not in message
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("path", "/srv/b/$(touch /tmp/PWNED)", "must be an absolute path of plain names"),
+    ("path", "/srv/b\nx", "must be an absolute path of plain names"),
+    ("host", "backup.example.net\n[evil]:22 ssh-ed25519 AAAA", "is neither a host name nor"),
+    ("user", "aiia$(id)", "is not a valid Linux user name"),
+])
+def test_off_host_values_that_reach_root_shells_are_strict(field, value, expected):
+    off_host = {"host": "backup.example.net", "path": "/srv/aiia-backups",
+                "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9"
+                            "okWi0dh2l9GKJl", field: value}
+    message = problems("prod", with_backup(off_host=off_host))
+    assert f"aiia:platform.backup.off_host.{field}={value!r} {expected}" in message

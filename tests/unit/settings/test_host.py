@@ -1,5 +1,7 @@
 """components/settings/host.py: the host section."""
 
+import pytest
+
 from tests.harness.settings import parse, problems_of
 
 
@@ -57,3 +59,20 @@ def test_a_pasted_private_key_is_refused_and_called_leaked():
     message = problems_of(lambda raw: raw["host"].setdefault("provision", {}).update(
         admin_ssh_keys=[private]))
     assert "aiia:host.provision.admin_ssh_keys[0] holds a PRIVATE key" in message
+
+
+@pytest.mark.parametrize("root_dir", ["/srv/aiia\n* * * * * root curl x|sh #", "/srv/$(id)",
+                                      "/srv/a b", "/srv/../etc", "srv/aiia"])
+def test_a_root_dir_that_could_break_out_of_a_shell_or_cron_line_is_refused(root_dir):
+    message = problems_of(lambda raw: raw["host"].update(root_dir=root_dir))
+    assert f"aiia:host.root_dir={root_dir!r} must be an absolute path of plain names" in message
+
+
+@pytest.mark.parametrize("address", ["vps.example.com;id", "vps\nexample.com", "-oProxyCommand=x"])
+def test_the_ssh_host_must_be_a_host_name_or_an_address(address):
+    def change(raw):
+        raw["host"]["ssh"]["host"] = address
+        del raw["host"]["docker_host"]
+
+    assert f"aiia:host.ssh.host={address!r} is neither a host name nor an IP address" \
+        in problems_of(change)
