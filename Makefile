@@ -4,14 +4,23 @@ VENV ?= .venv
 STACK ?= local
 ENVIRONMENT ?= $(if $(filter local,$(STACK)),prod,$(STACK))
 DIAGRAM ?= docs/host.svg
+# The Pulumi CLI `make pulumi-cli` installs into the project: first on PATH, then the venv's.
+PULUMI_CLI_DIR ?= .pulumi-cli
 export PULUMI_CONFIG_PASSPHRASE ?=
-export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PATH := $(abspath $(PULUMI_CLI_DIR))/bin:$(abspath $(VENV))/bin:$(PATH)
+# Before any target that runs pulumi: a CLI, or the command that installs one.
+CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/null
+# Prerequisites are made in the order listed (`make local` checks before it builds).
+.NOTPARALLEL:
 
-.PHONY: help venv images local preview up release rollback backup-now restore-drill logs \
-	status ssh diagram test unit lint destroy-local
+.PHONY: help pulumi-cli venv images local preview up release rollback backup-now \
+	restore-drill logs status ssh diagram test unit lint destroy-local
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+pulumi-cli:  ## the Pulumi CLI of requirements.txt's SDK, into .pulumi-cli/ if none runs (SHA-256 checked)
+	python3 -m scripts.pulumi_cli ensure --root $(PULUMI_CLI_DIR)
 
 venv: $(VENV)/.installed  ## set up: the Python virtualenv the program and the tests run in
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -23,20 +32,24 @@ images:  ## build the reference app and dashboard images for the local stack
 	docker build -t aiia-reference-app:local-1 app
 	docker build -t aiia-dashboard:local dashboard
 
-local: venv images  ## set up and run the whole stack on this machine (pulumi up -s local)
+local: pulumi-cli venv images  ## set up and run the whole stack on this machine (pulumi up -s local)
 	bash scripts/local-up.sh
 
 preview: venv  ## pulumi preview --diff of STACK (default local)
+	$(CHECK_CLI)
 	pulumi preview -s $(STACK) --diff
 
 up: venv  ## pulumi up of STACK
+	$(CHECK_CLI)
 	pulumi up -s $(STACK)
 
 release: venv  ## commit RELEASE as ENVIRONMENT's release in STACK's file, then pulumi up
 	@test -n "$(RELEASE)" || { echo "usage: make release STACK=prod RELEASE=<image tag> [ENVIRONMENT=prod]" >&2; exit 2; }
+	$(CHECK_CLI)
 	python3 -m scripts.release set --stack $(STACK) --environment $(ENVIRONMENT) --release '$(RELEASE)' --up
 
 rollback: venv  ## revert STACK's newest release commit (ENVIRONMENT) and pulumi up
+	$(CHECK_CLI)
 	python3 -m scripts.rollback --stack $(STACK) --environment $(ENVIRONMENT)
 
 backup-now:  ## a backup of STACK's host now, verified (its bin/backup.sh run; docs/runbooks.md)

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from scripts.pulumi_cli import pinned_version
+
 ROOT = Path(__file__).resolve().parents[2]
-EVERYDAY = {"help", "venv", "local", "test", "unit", "lint", "preview", "up", "release",
-            "rollback", "backup-now", "restore-drill", "logs", "status", "ssh", "diagram"}
+EVERYDAY = {"help", "pulumi-cli", "venv", "local", "test", "unit", "lint", "preview", "up",
+            "release", "rollback", "backup-now", "restore-drill", "logs", "status", "ssh",
+            "diagram"}
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +30,26 @@ def venv(tmp_path_factory) -> Path:
     return venv
 
 
-def make(venv: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", f"VENV={venv}", *args], cwd=ROOT,
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory) -> Path:
+    """A project CLI directory whose bin/pulumi is a test stand-in that only tells its
+    version (the pinned one): enough for the targets' CLI check."""
+    root = tmp_path_factory.mktemp("pulumi-cli")
+    (root / "bin").mkdir()
+    (root / "bin/pulumi").write_text(f"#!/bin/sh\n# test stand-in\necho v{pinned_version()}\n")
+    (root / "bin/pulumi").chmod(0o755)
+    return root
+
+
+def make(venv: Path, *args: str, timeout: float = 300, cli: Path | None = None,
+         env: dict | None = None) -> subprocess.CompletedProcess:
+    """`make` in the checkout; with `cli`, that directory is the project's Pulumi CLI, else an
+    empty one (no CLI here, unless one is installed system-wide)."""
+    cli_dir = cli or Path(f"/nonexistent-pulumi-cli-{os.getpid()}")
+    return subprocess.run(["make", "--no-print-directory", f"VENV={venv}",
+                           f"PULUMI_CLI_DIR={cli_dir}", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 def test_help_lists_every_everyday_command(venv):
@@ -75,9 +95,25 @@ LOCAL_JOB = Path("/tmp/aiia-local/bin/backup.sh")
     (["release", "STACK=prod", "RELEASE=bad tag"], "is not an image tag"),
     (["rollback", "STACK=qa"], "Pulumi.qa.yaml does not exist"),
 ])
-def test_what_cannot_run_fails_with_a_message(venv, target, message):
+def test_what_cannot_run_fails_with_a_message(venv, cli, target, message):
     if target[0] in ("backup-now", "restore-drill") and LOCAL_JOB.exists():
         pytest.skip(f"{LOCAL_JOB} exists (a local stack is up here): the target would run it")
-    result = make(venv, *target)
+    result = make(venv, *target, cli=cli)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("target", [["release", "STACK=prod", "RELEASE=2026.12.01-1"],
+                                    ["rollback", "STACK=prod"], ["up", "STACK=prod"],
+                                    ["preview", "STACK=prod"]])
+def test_without_a_pulumi_cli_nothing_runs_and_the_fix_is_named(venv, target):
+    if shutil.which("pulumi"):
+        pytest.skip("a pulumi is installed here")
+    before = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout
+    result = make(venv, *target)
+    assert result.returncode != 0
+    assert f"no Pulumi CLI: `make pulumi-cli` installs {pinned_version()}" in result.stderr
+    assert "scripts.release" not in result.stdout, "the release was not even started"
+    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout == before, "no release commit"
