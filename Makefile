@@ -33,7 +33,7 @@ images:  ## build the reference app and dashboard images for the local stack
 	docker build -t aiia-dashboard:local dashboard
 
 local: pulumi-cli venv images  ## set up and run the whole stack on this machine (pulumi up -s local)
-	bash scripts/local-up.sh
+	bash scripts/local.sh up
 
 preview: venv  ## pulumi preview --diff of STACK (default local)
 	$(CHECK_CLI)
