@@ -8,6 +8,12 @@ DIAGRAM ?= docs/host.svg
 PULUMI_CLI_DIR ?= .pulumi-cli
 export PULUMI_CONFIG_PASSPHRASE ?=
 export PATH := $(abspath $(PULUMI_CLI_DIR))/bin:$(abspath $(VENV))/bin:$(PATH)
+# The local stack's state is the project's (.pulumi-local/, Pulumi's file backend), never
+# your `pulumi login`: prod and staging use the backend you are logged in to.
+ifeq ($(STACK),local)
+export PULUMI_BACKEND_URL := file://$(CURDIR)/.pulumi-local
+PREPARE_LOCAL = bash scripts/local.sh prepare
+endif
 # Before any target that runs pulumi: a CLI, or the command that installs one.
 CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/null
 # Prerequisites are made in the order listed (`make local` checks before it builds).
@@ -37,10 +43,12 @@ local: pulumi-cli venv images  ## set up and run the whole stack on this machine
 
 preview: venv  ## pulumi preview --diff of STACK (default local)
 	$(CHECK_CLI)
+	$(PREPARE_LOCAL)
 	pulumi preview -s $(STACK) --diff
 
 up: venv  ## pulumi up of STACK
 	$(CHECK_CLI)
+	$(PREPARE_LOCAL)
 	pulumi up -s $(STACK)
 
 release: venv  ## commit RELEASE as ENVIRONMENT's release in STACK's file, then pulumi up
@@ -71,8 +79,9 @@ ssh:  ## a shell on STACK's host (host.ssh of the stack file)
 diagram:  ## render docs/host.dot (the host diagram) to DIAGRAM (docs/host.svg)
 	dot -Tsvg docs/host.dot -o $(DIAGRAM)
 
-destroy-local:  ## remove the local stack's containers (protected volumes stay)
-	pulumi destroy -s local --yes
+destroy-local:  ## remove the local stack; its database and certificate volumes stay unless VOLUMES=1
+	$(CHECK_CLI)
+	bash scripts/local.sh destroy $(if $(VOLUMES),--volumes)
 
 test:  ## everything CI runs: lint, unit, rendered, e2e (needs root for Docker)
 	bash tests/run.sh

@@ -1,24 +1,73 @@
 #!/usr/bin/env bash
-# `make local`: the local stack with Pulumi's file backend and generated dev-only secrets.
+# The local stack on this machine's Docker (Linux or WSL2: its host scripts use GNU stat,
+# flock and setsid), with generated dev-only secrets.
+#   bash scripts/local.sh up                   # make local: prepare, then pulumi up -s local
+#   bash scripts/local.sh prepare              # the stack, its secrets and root; no update
+#   bash scripts/local.sh destroy [--volumes]  # make destroy-local [VOLUMES=1]
+#   bash scripts/local.sh password             # the dashboard's password
+# Its state is the project's own (.pulumi-local/, through PULUMI_BACKEND_URL), so your
+# `pulumi login` is never changed; its host files are under .local-host/ (host.root_dir),
+# which a reboot keeps, unlike /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH"
+export PATH="$PWD/.pulumi-cli/bin:$PWD/.venv/bin:$PATH"
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-}"
-mkdir -p .pulumi-local
-pulumi login "file://$PWD/.pulumi-local" >/dev/null
-pulumi stack select local 2>/dev/null || pulumi stack init local --secrets-provider passphrase
-secret() {  # set a dev-only secret once; keep it on later runs
-  if ! pulumi config get -s local "aiia:$1" >/dev/null 2>&1; then
-    pulumi config set -s local --secret "aiia:$1" "$(openssl rand -hex 24)"
-    echo "generated aiia:$1"
-  fi
+export PULUMI_BACKEND_URL="file://$PWD/.pulumi-local"
+root="$PWD/.local-host"
+usage() {
+  echo "usage: bash scripts/local.sh up | prepare | destroy [--volumes] | password" >&2
+  exit 2
 }
-for key in postgres_password dashboard_password prod_db_password staging_db_password \
-           prod_redis_password staging_redis_password prod_secret_key staging_secret_key; do
-  secret "$key"
-done
-pulumi up -s local --yes
-echo
-echo "prod:      https://prod.localhost:8443/"
-echo "staging:   https://staging.localhost:8443/"
-echo "dashboard: https://status.localhost:8443/ (user admin; password: pulumi config get -s local aiia:dashboard_password)"
+get() { python3 -m scripts.stack_file get local "$1"; }
+
+prepare() {
+  mkdir -p .pulumi-local
+  pulumi stack select local 2>/dev/null || pulumi stack init local --secrets-provider passphrase
+  # The settings take an absolute root only, and this checkout's path is yours: set here.
+  if [ "$(pulumi config get -s local --path aiia:host.root_dir 2>/dev/null || true)" != "$root" ]; then
+    pulumi config set -s local --path aiia:host.root_dir "$root"
+    echo "aiia:host.root_dir set to $root"
+  fi
+  local key
+  for key in postgres_password dashboard_password prod_db_password staging_db_password \
+             prod_redis_password staging_redis_password prod_secret_key staging_secret_key; do
+    # A dev-only secret, made once and kept on later runs.
+    if ! pulumi config get -s local "aiia:$key" >/dev/null 2>&1; then
+      pulumi config set -s local --secret "aiia:$key" "$(openssl rand -hex 24)"
+      echo "generated aiia:$key"
+    fi
+  done
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  up)
+    prepare
+    pulumi up -s local --yes
+    port=$(get platform.nginx.https_port)
+    echo
+    for environment in prod staging; do
+      echo "$environment: https://$(get "platform.environments.$environment.domain"):$port/"
+    done
+    echo "dashboard: https://$(get platform.status_domain):$port/ (user admin; password:" \
+      "bash scripts/local.sh password)"
+    ;;
+  password) pulumi config get -s local aiia:dashboard_password ;;
+  destroy)
+    prefix=$(get prefix)
+    if [ "${2:-}" = --volumes ]; then
+      pulumi state unprotect -s local --all --yes
+      pulumi destroy -s local --yes
+      echo "removed the local stack, with its databases ($prefix-postgres-data) and" \
+        "certificates ($prefix-letsencrypt)"
+    elif [ $# -eq 1 ]; then
+      pulumi destroy -s local --yes --exclude-protected
+      echo "kept the protected volumes $prefix-postgres-data (the databases) and" \
+        "$prefix-letsencrypt (certificates); \`make destroy-local VOLUMES=1\` removes them too"
+    else
+      usage
+    fi
+    echo "the host files stay in $root (logs, media, backups): remove it to start from nothing"
+    ;;
+  *) usage ;;
+esac

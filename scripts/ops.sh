@@ -14,6 +14,15 @@ usage() { echo "usage: bash scripts/ops.sh logs STACK SERVICE | status STACK | s
 command=$1 stack=$2
 get() { python3 -m scripts.stack_file get "$stack" "$1"; }
 kind=$(get host.kind)
+# A local stack's state is the project's (scripts/local.sh), whatever your `pulumi login`.
+if [ "$kind" = local ]; then export PULUMI_BACKEND_URL="file://$PWD/.pulumi-local"; fi
+host_root() {  # host.root_dir; a local stack's is set by `make local`
+  if [ "$kind" = local ] && ! get host.root_dir >/dev/null 2>&1; then
+    echo "the local stack is not set up in this checkout: \`make local\` sets it up" >&2
+    exit 1
+  fi
+  get host.root_dir
+}
 case "$command" in
   logs)
     [ $# -eq 3 ] || usage
@@ -52,7 +61,7 @@ case "$command" in
   job)
     [ $# -ge 3 ] || usage
     shift 2
-    job="$(get host.root_dir)/$1"
+    job="$(host_root)/$1"
     shift
     if [ "$kind" = ssh ]; then
       # The job checks its own lock, space and keys; it says what failed and exits non-zero.

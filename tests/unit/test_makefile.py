@@ -82,13 +82,15 @@ def test_diagram_renders_the_committed_svg(venv, tmp_path):
     assert out.read_text() == (ROOT / "docs/host.svg").read_text()
 
 
-# The local stack's backup job (Pulumi.local.yaml's host.root_dir), absent unless it is up.
-LOCAL_JOB = Path("/tmp/aiia-local/bin/backup.sh")
+# Where `make local` puts the local stack's host files (host.root_dir): absent here unless
+# this checkout runs one.
+LOCAL_ROOT = ROOT / ".local-host"
 
 
 @pytest.mark.parametrize(("target", "message"), [
-    (["backup-now", "STACK=local"], "bin/backup.sh on this machine: `pulumi up -s local`"),
-    (["restore-drill", "STACK=local"], "`pulumi up -s local` installs it"),
+    (["backup-now", "STACK=local"], "the local stack is not set up in this checkout: "
+                                    "`make local` sets it up"),
+    (["restore-drill", "STACK=local"], "`make local` sets it up"),
     (["release"], "usage: make release STACK=prod RELEASE="),
     (["logs"], "usage: make logs SERVICE="),
     (["ssh", "STACK=local"], "there is no host to ssh to"),
@@ -96,8 +98,8 @@ LOCAL_JOB = Path("/tmp/aiia-local/bin/backup.sh")
     (["rollback", "STACK=qa"], "Pulumi.qa.yaml does not exist"),
 ])
 def test_what_cannot_run_fails_with_a_message(venv, cli, target, message):
-    if target[0] in ("backup-now", "restore-drill") and LOCAL_JOB.exists():
-        pytest.skip(f"{LOCAL_JOB} exists (a local stack is up here): the target would run it")
+    if target[0] in ("backup-now", "restore-drill") and LOCAL_ROOT.exists():
+        pytest.skip(f"{LOCAL_ROOT} exists (a local stack is up here): the target would run it")
     result = make(venv, *target, cli=cli)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
