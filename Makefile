@@ -1,6 +1,7 @@
 # Everyday commands. `make help` lists them. STACK is local, prod or staging.
 SHELL := /bin/bash
 VENV ?= .venv
+PYTHON ?= python3
 STACK ?= local
 ENVIRONMENT ?= $(if $(filter local,$(STACK)),prod,$(STACK))
 DIAGRAM ?= docs/host.svg
@@ -19,7 +20,7 @@ CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/
 # Prerequisites are made in the order listed (`make local` checks before it builds).
 .NOTPARALLEL:
 
-.PHONY: help pulumi-cli venv images local preview up release rollback backup-now \
+.PHONY: help pulumi-cli venv doctor images local preview up release rollback backup-now \
 	restore-drill logs status ssh diagram test unit lint destroy-local
 
 help:  ## this list
@@ -30,7 +31,9 @@ pulumi-cli:  ## the Pulumi CLI of requirements.txt's SDK, into .pulumi-cli/ if n
 
 venv: $(VENV)/.installed  ## set up: the Python virtualenv the program and the tests run in
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "$(PYTHON) is \
+	  $$($(PYTHON) -V 2>&1); the program needs Python 3.11 or later: make PYTHON=python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
@@ -38,7 +41,10 @@ images:  ## build the reference app and dashboard images for the local stack
 	docker build -t aiia-reference-app:local-1 app
 	docker build -t aiia-dashboard:local dashboard
 
-local: pulumi-cli venv images  ## set up and run the whole stack on this machine (pulumi up -s local)
+doctor: venv  ## check this machine for STACK first: Pulumi CLI, Docker, Python, openssl, ports, subnet, OpenSSH
+	@python3 -m scripts.doctor --stack $(STACK)
+
+local: pulumi-cli venv doctor images  ## set up and run the whole stack on this machine (pulumi up -s local)
 	bash scripts/local.sh up
 
 preview: venv  ## pulumi preview --diff of STACK (default local)

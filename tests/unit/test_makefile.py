@@ -16,9 +16,9 @@ import pytest
 from scripts.pulumi_cli import pinned_version
 
 ROOT = Path(__file__).resolve().parents[2]
-EVERYDAY = {"help", "pulumi-cli", "venv", "local", "test", "unit", "lint", "preview", "up",
-            "release", "rollback", "backup-now", "restore-drill", "logs", "status", "ssh",
-            "diagram"}
+EVERYDAY = {"help", "pulumi-cli", "doctor", "venv", "local", "test", "unit", "lint",
+            "preview", "up", "release", "rollback", "backup-now", "restore-drill", "logs",
+            "status", "ssh", "diagram", "destroy-local"}
 
 
 @pytest.fixture(scope="module")
