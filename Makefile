@@ -21,7 +21,7 @@ CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/
 .NOTPARALLEL:
 
 .PHONY: help pulumi-cli venv doctor images local preview up release rollback backup-now \
-	restore-drill logs status ssh diagram test unit lint destroy-local
+	restore-drill logs exec restart releases status ssh diagram test unit lint destroy-local
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -72,9 +72,23 @@ backup-now:  ## a backup of STACK's host now, verified (its bin/backup.sh run; d
 restore-drill:  ## the restore drill of STACK's newest backup now (bin/backup.sh drill)
 	bash scripts/ops.sh job $(STACK) bin/backup.sh drill
 
-logs:  ## the last lines of SERVICE in STACK (nginx, postgres, pgbouncer, redis, app-prod, …)
-	@test -n "$(SERVICE)" || { echo "usage: make logs SERVICE=<nginx|postgres|pgbouncer|redis|dashboard-server|app-prod|app-staging> [STACK=$(STACK)]" >&2; exit 2; }
-	bash scripts/ops.sh logs $(STACK) $(SERVICE)
+logs:  ## the last lines of SERVICE in STACK (nginx, postgres, pgbouncer, redis, dashboard, app-prod, …); FOLLOW=1, SINCE=10m
+	@test -n "$(SERVICE)" || { echo "usage: make logs SERVICE=<nginx|postgres|pgbouncer|redis|dashboard|app-prod|app-staging> [STACK=$(STACK)] [FOLLOW=1] [SINCE=10m]" >&2; exit 2; }
+	bash scripts/ops.sh logs $(STACK) $(SERVICE) $(if $(FOLLOW),--follow) $(if $(SINCE),--since $(SINCE))
+
+exec:  ## CMD in a container like ENVIRONMENT's serving release (image, variables, secrets, network, user)
+	@$(if $(CMD),true,{ echo "usage: make exec [STACK=$(STACK)] [ENVIRONMENT=$(ENVIRONMENT)] CMD=\"python3 manage.py createsuperuser\"" >&2; exit 2; })
+	bash scripts/ops.sh exec $(STACK) $(ENVIRONMENT) $(CMD)
+
+# restart's and releases' ENVIRONMENT is the one given (command line or environment), not
+# the default: a bare `make restart` must not stop an app.
+GIVEN_ENVIRONMENT = $(if $(filter-out file,$(origin ENVIRONMENT)),$(ENVIRONMENT))
+restart:  ## restart SERVICE (nginx, postgres, …) or ENVIRONMENT's serving release, waiting until healthy (a short outage)
+	@test -n "$(SERVICE)$(GIVEN_ENVIRONMENT)" || { echo "usage: make restart SERVICE=<nginx|postgres|pgbouncer|redis|dashboard> | ENVIRONMENT=<prod|staging> [STACK=$(STACK)]" >&2; exit 2; }
+	bash scripts/ops.sh restart $(STACK) $(or $(SERVICE),app-$(GIVEN_ENVIRONMENT))
+
+releases:  ## the release history of STACK's host (releases.jsonl); ENVIRONMENT's alone if given
+	bash scripts/ops.sh releases $(STACK) $(GIVEN_ENVIRONMENT)
 
 status:  ## the dashboard's JSON (GET /api/status) of STACK's host
 	bash scripts/ops.sh status $(STACK)

@@ -2,10 +2,11 @@
 logs, exec, restart). Not Docker.
 
 `install(bin_dir, scenario)` writes an executable `docker` into bin_dir (put it first on
-PATH). Each run appends its arguments (and the DOCKER_HOST it was given) to `calls.jsonl`
-beside it and answers from the scenario: the first rule whose `args` are a prefix of the
-arguments gives stdout, stderr and the exit code; with no rule it prints nothing and exits
-0. `calls(bin_dir)` reads back what was run.
+PATH). Each run appends its arguments, the DOCKER_HOST it was given and the content of an
+--env-file it was handed to `calls.jsonl` beside it, and answers from the scenario: the
+first rule whose `args` are a prefix of the arguments gives stdout, stderr and the exit
+code; with no rule it prints nothing and exits 0. `calls(bin_dir)` reads back what was run,
+`runs(bin_dir)` the whole records.
 """
 
 from __future__ import annotations
@@ -35,23 +36,22 @@ def install(bin_dir: Path, scenario: list[dict]) -> Path:
     return stand_in
 
 
+def runs(bin_dir: Path) -> list[dict]:
+    path = bin_dir / CALLS
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def calls(bin_dir: Path) -> list[list[str]]:
-    path = bin_dir / CALLS
-    if not path.exists():
-        return []
-    return [json.loads(line)["args"] for line in path.read_text().splitlines()]
-
-
-def docker_hosts(bin_dir: Path) -> set[str | None]:
-    path = bin_dir / CALLS
-    return {json.loads(line)["docker_host"] for line in path.read_text().splitlines()}
+    return [run["args"] for run in runs(bin_dir)]
 
 
 def main() -> int:
     here = Path(sys.argv[0]).resolve().parent
     args = sys.argv[1:]
+    env_file = args[args.index("--env-file") + 1] if "--env-file" in args else None
     with open(here / CALLS, "a") as log:
-        log.write(json.dumps({"args": args, "docker_host": os.environ.get("DOCKER_HOST")})
+        log.write(json.dumps({"args": args, "docker_host": os.environ.get("DOCKER_HOST"),
+                              "env_file": Path(env_file).read_text() if env_file else None})
                   + "\n")
     for entry in json.loads((here / SCENARIO).read_text()):
         if args[:len(entry["args"])] == entry["args"]:
