@@ -5,6 +5,7 @@
 #   bash scripts/local.sh prepare              # the stack, its secrets and root; no update
 #   bash scripts/local.sh destroy [--volumes]  # make destroy-local [VOLUMES=1]
 #   bash scripts/local.sh password             # the dashboard's password
+#   bash scripts/local.sh pulumi ARGS…         # pulumi ARGS on the local stack's state
 # Its state is the project's own (.pulumi-local/, through PULUMI_BACKEND_URL), so your
 # `pulumi login` is never changed; its host files are under .local-host/ (host.root_dir),
 # which a reboot keeps, unlike /tmp.
@@ -15,7 +16,8 @@ export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-}"
 export PULUMI_BACKEND_URL="file://$PWD/.pulumi-local"
 root="$PWD/.local-host"
 usage() {
-  echo "usage: bash scripts/local.sh up | prepare | destroy [--volumes] | password" >&2
+  echo "usage: bash scripts/local.sh up | prepare | destroy [--volumes] | password" \
+    "| pulumi ARGS…" >&2
   exit 2
 }
 get() { python3 -m scripts.stack_file get local "$1"; }
@@ -53,6 +55,7 @@ case "${1:-}" in
       "bash scripts/local.sh password)"
     ;;
   password) pulumi config get -s local aiia:dashboard_password ;;
+  pulumi) shift; exec pulumi "$@" ;;
   destroy)
     prefix=$(get prefix)
     if [ "${2:-}" = --volumes ]; then
