@@ -17,15 +17,10 @@ import pytest
 from scripts import doctor
 from scripts.pulumi_cli import pinned_version
 from tests.harness.fake_docker import install, rule
+from tests.harness.make import marked_venv, pulumi_cli_dir, run_make, stand_in
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = pinned_version()
-
-
-def executable(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
 
 
 @pytest.fixture
@@ -163,8 +158,8 @@ def test_the_local_stack_needs_linux():
 @pytest.mark.parametrize(("version", "status"), [("OpenSSH_8.4p1 Debian-5", "FAIL"),
                                                  ("OpenSSH_9.2p1 Debian-2+deb12u3", "ok")])
 def test_openssh_must_know_knownhostscommand(bin_dir, version, status):
-    executable(bin_dir / "ssh", f"#!/bin/sh\necho '{version}, OpenSSL 3.0.15' >&2\n")
-    executable(bin_dir / "ssh-add", "#!/bin/sh\nexit 1\n")
+    stand_in(bin_dir / "ssh", f"#!/bin/sh\necho '{version}, OpenSSL 3.0.15' >&2\n")
+    stand_in(bin_dir / "ssh-add", "#!/bin/sh\nexit 1\n")
     ssh, agent = doctor.check_ssh()[:2]
     assert ssh.status == status
     assert agent.status == "FAIL" and "ssh-add ~/.ssh/aiia_deploy" in agent.fix
@@ -199,25 +194,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def make_doctor(bin_dir: Path, tmp_path: Path, stack: str) -> subprocess.CompletedProcess:
-    venv = tmp_path / "venv"
-    if not venv.exists():
-        venv.mkdir()
-        (venv / "bin").symlink_to(Path(sys.executable).parent)
-        (venv / ".installed").touch()
-    cli = tmp_path / "cli"
-    executable(cli / "bin/pulumi", f"#!/bin/sh\necho v{VERSION}\n")
-    return subprocess.run(["make", "--no-print-directory", f"VENV={venv}",
-                           f"PULUMI_CLI_DIR={cli}", "doctor", f"STACK={stack}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
+def make_doctor(tmp_path: Path, stack: str) -> subprocess.CompletedProcess:
+    return run_make(marked_venv(tmp_path / "venv"), "doctor", f"STACK={stack}",
+                    cli=pulumi_cli_dir(tmp_path / "cli", VERSION), env={"HOME": str(tmp_path)},
+                    timeout=120)
 
 
 def test_make_doctor_for_a_vps_stack_lists_every_check_and_each_fix(bin_dir, tmp_path):
     docker_with(bin_dir, [])
-    executable(bin_dir / "ssh", "#!/bin/sh\necho 'OpenSSH_9.2p1 Debian-2' >&2\n")
-    executable(bin_dir / "ssh-add", "#!/bin/sh\necho 'The agent has no identities.'\nexit 1\n")
-    result = make_doctor(bin_dir, tmp_path, "prod")
+    stand_in(bin_dir / "ssh", "#!/bin/sh\necho 'OpenSSH_9.2p1 Debian-2' >&2\n")
+    stand_in(bin_dir / "ssh-add", "#!/bin/sh\necho 'The agent has no identities.'\nexit 1\n")
+    result = make_doctor(tmp_path, "prod")
     assert result.returncode == 2, result.stderr  # make's: doctor exited 1
     lines = result.stdout.splitlines()
     assert lines[:3] == [f"ok    Pulumi CLI {VERSION} ({tmp_path}/cli/bin/pulumi)",
@@ -228,7 +215,7 @@ def test_make_doctor_for_a_vps_stack_lists_every_check_and_each_fix(bin_dir, tmp
     assert "      fix: eval \"$(ssh-agent)\"; ssh-add ~/.ssh/aiia_deploy" in lines
     assert "doctor: 2 of 7 checks failed for stack prod" in result.stderr
     (tmp_path / ".ssh").mkdir()
-    executable(bin_dir / "ssh-add", "#!/bin/sh\necho '256 SHA256:x deploy (ED25519)'\n")
-    ready = make_doctor(bin_dir, tmp_path, "prod")
+    stand_in(bin_dir / "ssh-add", "#!/bin/sh\necho '256 SHA256:x deploy (ED25519)'\n")
+    ready = make_doctor(tmp_path, "prod")
     assert ready.returncode == 0, ready.stdout + ready.stderr
     assert ready.stdout.splitlines()[-1] == "doctor: this machine is ready for stack prod"

@@ -6,14 +6,14 @@ does not exist."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.harness.make import marked_venv, run_make
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -57,17 +57,12 @@ def targets() -> set[str]:
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("venv")
-    (venv / "bin").symlink_to(Path(sys.executable).parent)
-    (venv / ".installed").touch()
-    return venv
+    return marked_venv(tmp_path_factory.mktemp("venv"))
 
 
 def dry_run(venv: Path, target: str, variables: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-n", "--no-print-directory", f"VENV={venv}", target,
-                           *(f"{key}={value}" for key, value in variables.items())],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return run_make(venv, "-n", target, *(f"{key}={value}" for key, value in variables.items()),
+                    timeout=60)
 
 
 def test_the_docs_show_the_everyday_commands():

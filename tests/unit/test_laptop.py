@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.harness.make import stand_in
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,13 +27,10 @@ def project(tmp_path) -> Path:
     (project / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "scripts/local.sh", project / "scripts")
     shutil.copy(ROOT / "Pulumi.local.yaml", project)
-    bin_dir = project / ".pulumi-cli" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "pulumi").write_text(
-        "#!/bin/sh\n# test stand-in for the Pulumi CLI\n"
-        f"echo \"$PULUMI_BACKEND_URL|$*\" >> {project / 'calls'}\n"
-        'case "$1 $2" in "stack select"|"config get") exit 1;; esac\n')
-    (bin_dir / "pulumi").chmod(0o755)
+    stand_in(project / ".pulumi-cli/bin/pulumi",
+             "#!/bin/sh\n# test stand-in for the Pulumi CLI\n"
+             f"echo \"$PULUMI_BACKEND_URL|$*\" >> {project / 'calls'}\n"
+             'case "$1 $2" in "stack select"|"config get") exit 1;; esac\n')
     return project
 
 

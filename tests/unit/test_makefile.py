@@ -4,16 +4,15 @@ a message — a feature not built yet, a missing argument, a stack without a hos
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scripts.pulumi_cli import pinned_version
+from tests.harness.make import marked_venv, pulumi_cli_dir, run_make
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERYDAY = {"help", "pulumi-cli", "doctor", "venv", "local", "test", "unit", "lint",
@@ -23,33 +22,15 @@ EVERYDAY = {"help", "pulumi-cli", "doctor", "venv", "local", "test", "unit", "li
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    """This test run's own virtualenv, marked installed, so make does not build another."""
-    venv = tmp_path_factory.mktemp("venv")
-    (venv / "bin").symlink_to(Path(sys.executable).parent)
-    (venv / ".installed").touch()
-    return venv
+    return marked_venv(tmp_path_factory.mktemp("venv"))
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory) -> Path:
-    """A project CLI directory whose bin/pulumi is a test stand-in that only tells its
-    version (the pinned one): enough for the targets' CLI check."""
-    root = tmp_path_factory.mktemp("pulumi-cli")
-    (root / "bin").mkdir()
-    (root / "bin/pulumi").write_text(f"#!/bin/sh\n# test stand-in\necho v{pinned_version()}\n")
-    (root / "bin/pulumi").chmod(0o755)
-    return root
+    return pulumi_cli_dir(tmp_path_factory.mktemp("pulumi-cli"), pinned_version())
 
 
-def make(venv: Path, *args: str, timeout: float = 300, cli: Path | None = None,
-         env: dict | None = None) -> subprocess.CompletedProcess:
-    """`make` in the checkout; with `cli`, that directory is the project's Pulumi CLI, else an
-    empty one (no CLI here, unless one is installed system-wide)."""
-    cli_dir = cli or Path(f"/nonexistent-pulumi-cli-{os.getpid()}")
-    return subprocess.run(["make", "--no-print-directory", f"VENV={venv}",
-                           f"PULUMI_CLI_DIR={cli_dir}", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+make = run_make
 
 
 def test_help_lists_every_everyday_command(venv):

@@ -15,6 +15,7 @@ import yaml
 
 from scripts.app_exec import run_arguments
 from tests.harness.fake_docker import calls, install, rule, runs
+from tests.harness.make import stand_in
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = "aiia-app-prod-2026-11-26-1-0a1b2c3d"
@@ -111,12 +112,11 @@ def project(tmp_path) -> Path:
              f"2026-11-26 15:04:10 +0000 UTC\t{SERVING}\n"
              "2026-11-27 09:00:03 +0000 UTC\taiia-local-app-prod-2026-11-27-1-99999999\n"),
     ])
-    (bin_dir / "ssh").write_text(
-        "#!/bin/bash\n# test stand-in for ssh: logs its arguments; runs a `cat` of the\n"
-        "# host's files here (they are in this test's directory), nothing else\n"
-        f"echo \"$*\" >> {tmp_path / 'ssh-calls'}\n"
-        'for last; do :; done\nif [[ "$last" == "cat "* ]]; then exec bash -c "$last"; fi\n')
-    (bin_dir / "ssh").chmod(0o755)
+    stand_in(bin_dir / "ssh",
+             "#!/bin/bash\n# test stand-in for ssh: logs its arguments; runs a `cat` of the\n"
+             "# host's files here (they are in this test's directory), nothing else\n"
+             f"echo \"$*\" >> {tmp_path / 'ssh-calls'}\n"
+             'for last; do :; done\nif [[ "$last" == "cat "* ]]; then exec bash -c "$last"; fi\n')
     return project
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from scripts.pulumi_cli import URL_VARIABLE, asset_name, pinned_version
+from tests.harness.make import stand_in
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = pinned_version()
@@ -189,10 +190,7 @@ def test_check_without_a_cli_names_the_command_that_installs_it(site, tmp_path):
 
 
 def test_another_version_on_path_is_used_and_the_pin_is_named(site, tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "pulumi").write_text("#!/bin/sh\necho v3.200.0\n")
-    (bin_dir / "pulumi").chmod(0o755)
+    bin_dir = stand_in(tmp_path / "bin/pulumi", "#!/bin/sh\necho v3.200.0\n").parent
     result = installer(site, tmp_path / ".pulumi-cli", "ensure",
                        path=f"{bin_dir}{os.pathsep}{bare_path()}")
     assert result.returncode == 0
