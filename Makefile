@@ -1,21 +1,39 @@
 # Everyday commands. `make help` lists them. STACK is local, prod or staging.
 SHELL := /bin/bash
 VENV ?= .venv
+PYTHON ?= python3
 STACK ?= local
 ENVIRONMENT ?= $(if $(filter local,$(STACK)),prod,$(STACK))
 DIAGRAM ?= docs/host.svg
+# The Pulumi CLI `make pulumi-cli` installs into the project: first on PATH, then the venv's.
+PULUMI_CLI_DIR ?= .pulumi-cli
 export PULUMI_CONFIG_PASSPHRASE ?=
-export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PATH := $(abspath $(PULUMI_CLI_DIR))/bin:$(abspath $(VENV))/bin:$(PATH)
+# The local stack's state is the project's (.pulumi-local/, Pulumi's file backend), never
+# your `pulumi login`: prod and staging use the backend you are logged in to.
+ifeq ($(STACK),local)
+export PULUMI_BACKEND_URL := file://$(CURDIR)/.pulumi-local
+PREPARE_LOCAL = bash scripts/local.sh prepare
+endif
+# Before any target that runs pulumi: a CLI, or the command that installs one.
+CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/null
+# Prerequisites are made in the order listed (`make local` checks before it builds).
+.NOTPARALLEL:
 
-.PHONY: help venv images local preview up release rollback backup-now restore-drill logs \
-	status ssh diagram test unit lint destroy-local
+.PHONY: help pulumi-cli venv doctor images local preview up release rollback backup-now \
+	restore-drill logs exec restart releases status ssh diagram test unit lint destroy-local
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+pulumi-cli:  ## the Pulumi CLI of requirements.txt's SDK, into .pulumi-cli/ if none runs (SHA-256 checked)
+	python3 -m scripts.pulumi_cli ensure --root $(PULUMI_CLI_DIR)
+
 venv: $(VENV)/.installed  ## set up: the Python virtualenv the program and the tests run in
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "$(PYTHON) is \
+	  $$($(PYTHON) -V 2>&1); the program needs Python 3.11 or later: make PYTHON=python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
@@ -23,20 +41,29 @@ images:  ## build the reference app and dashboard images for the local stack
 	docker build -t aiia-reference-app:local-1 app
 	docker build -t aiia-dashboard:local dashboard
 
-local: venv images  ## set up and run the whole stack on this machine (pulumi up -s local)
-	bash scripts/local-up.sh
+doctor: venv  ## check this machine for STACK first: Pulumi CLI, Docker, Python, openssl, ports, subnet, OpenSSH
+	@python3 -m scripts.doctor --stack $(STACK)
+
+local: pulumi-cli venv doctor images  ## set up and run the whole stack on this machine (pulumi up -s local)
+	bash scripts/local.sh up
 
 preview: venv  ## pulumi preview --diff of STACK (default local)
+	$(CHECK_CLI)
+	$(PREPARE_LOCAL)
 	pulumi preview -s $(STACK) --diff
 
 up: venv  ## pulumi up of STACK
+	$(CHECK_CLI)
+	$(PREPARE_LOCAL)
 	pulumi up -s $(STACK)
 
 release: venv  ## commit RELEASE as ENVIRONMENT's release in STACK's file, then pulumi up
 	@test -n "$(RELEASE)" || { echo "usage: make release STACK=prod RELEASE=<image tag> [ENVIRONMENT=prod]" >&2; exit 2; }
+	$(CHECK_CLI)
 	python3 -m scripts.release set --stack $(STACK) --environment $(ENVIRONMENT) --release '$(RELEASE)' --up
 
 rollback: venv  ## revert STACK's newest release commit (ENVIRONMENT) and pulumi up
+	$(CHECK_CLI)
 	python3 -m scripts.rollback --stack $(STACK) --environment $(ENVIRONMENT)
 
 backup-now:  ## a backup of STACK's host now, verified (its bin/backup.sh run; docs/runbooks.md)
@@ -45,9 +72,23 @@ backup-now:  ## a backup of STACK's host now, verified (its bin/backup.sh run; d
 restore-drill:  ## the restore drill of STACK's newest backup now (bin/backup.sh drill)
 	bash scripts/ops.sh job $(STACK) bin/backup.sh drill
 
-logs:  ## the last lines of SERVICE in STACK (nginx, postgres, pgbouncer, redis, app-prod, …)
-	@test -n "$(SERVICE)" || { echo "usage: make logs SERVICE=<nginx|postgres|pgbouncer|redis|dashboard-server|app-prod|app-staging> [STACK=$(STACK)]" >&2; exit 2; }
-	bash scripts/ops.sh logs $(STACK) $(SERVICE)
+logs:  ## the last lines of SERVICE in STACK (nginx, postgres, pgbouncer, redis, dashboard, app-prod, …); FOLLOW=1, SINCE=10m
+	@test -n "$(SERVICE)" || { echo "usage: make logs SERVICE=<nginx|postgres|pgbouncer|redis|dashboard|app-prod|app-staging> [STACK=$(STACK)] [FOLLOW=1] [SINCE=10m]" >&2; exit 2; }
+	bash scripts/ops.sh logs $(STACK) $(SERVICE) $(if $(FOLLOW),--follow) $(if $(SINCE),--since $(SINCE))
+
+exec:  ## CMD in a container like ENVIRONMENT's serving release (image, variables, secrets, network, user)
+	@$(if $(CMD),true,{ echo "usage: make exec [STACK=$(STACK)] [ENVIRONMENT=$(ENVIRONMENT)] CMD=\"python3 manage.py createsuperuser\"" >&2; exit 2; })
+	bash scripts/ops.sh exec $(STACK) $(ENVIRONMENT) $(CMD)
+
+# restart's and releases' ENVIRONMENT is the one given (command line or environment), not
+# the default: a bare `make restart` must not stop an app.
+GIVEN_ENVIRONMENT = $(if $(filter-out file,$(origin ENVIRONMENT)),$(ENVIRONMENT))
+restart:  ## restart SERVICE (nginx, postgres, …) or ENVIRONMENT's serving release, waiting until healthy (a short outage)
+	@test -n "$(SERVICE)$(GIVEN_ENVIRONMENT)" || { echo "usage: make restart SERVICE=<nginx|postgres|pgbouncer|redis|dashboard> | ENVIRONMENT=<prod|staging> [STACK=$(STACK)]" >&2; exit 2; }
+	bash scripts/ops.sh restart $(STACK) $(or $(SERVICE),app-$(GIVEN_ENVIRONMENT))
+
+releases:  ## the release history of STACK's host (releases.jsonl); ENVIRONMENT's alone if given
+	bash scripts/ops.sh releases $(STACK) $(GIVEN_ENVIRONMENT)
 
 status:  ## the dashboard's JSON (GET /api/status) of STACK's host
 	bash scripts/ops.sh status $(STACK)
@@ -58,8 +99,9 @@ ssh:  ## a shell on STACK's host (host.ssh of the stack file)
 diagram:  ## render docs/host.dot (the host diagram) to DIAGRAM (docs/host.svg)
 	dot -Tsvg docs/host.dot -o $(DIAGRAM)
 
-destroy-local:  ## remove the local stack's containers (protected volumes stay)
-	pulumi destroy -s local --yes
+destroy-local:  ## remove the local stack; its database and certificate volumes stay unless VOLUMES=1
+	$(CHECK_CLI)
+	bash scripts/local.sh destroy $(if $(VOLUMES),--volumes)
 
 test:  ## everything CI runs: lint, unit, rendered, e2e (needs root for Docker)
 	bash tests/run.sh

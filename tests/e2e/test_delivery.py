@@ -78,7 +78,7 @@ def ops(delivery, *args: str) -> subprocess.CompletedProcess:
     _, repo, stand_in = delivery
     return subprocess.run(["bash", str(ROOT / "scripts/ops.sh"), *args], cwd=repo,
                           env={**os.environ, **stand_in.environment()}, capture_output=True,
-                          text=True, timeout=120)
+                          stdin=subprocess.DEVNULL, text=True, timeout=180)
 
 
 def test_make_logs_and_status_reach_the_stack(delivery):
@@ -92,6 +92,34 @@ def test_make_logs_and_status_reach_the_stack(delivery):
     assert {"nginx", "postgres", "app-prod"} <= services, services
     ssh = ops(delivery, "ssh", "local")
     assert ssh.returncode == 1 and "there is no host to ssh to" in ssh.stderr
+
+
+def test_make_exec_runs_a_command_like_the_serving_release(delivery):
+    stack = delivery[0]
+    # manage.py reaches prod's database through PgBouncer with the release's variables and
+    # secret files, on its network, as its user.
+    migrations = ops(delivery, "exec", "local", "prod", "python3", "manage.py",
+                     "showmigrations", "notes")
+    assert migrations.returncode == 0, migrations.stderr
+    assert "[X] 0001_initial" in migrations.stdout
+    assert f"made like {stack.prefix}-app-prod-release-a-" in migrations.stderr
+    user = ops(delivery, "exec", "local", "prod", "id", "-u")
+    assert user.stdout.strip() == "10001", user.stderr
+    names = [c["Names"][0] for c in stack.engine.request("GET", "/containers/json?all=1")]
+    assert not [name for name in names if name.startswith(f"/{stack.prefix}-exec-")], \
+        "each command's container is removed when it ends"
+
+
+def test_make_restart_restarts_the_serving_release_and_waits_until_it_is_healthy(delivery):
+    stack = delivery[0]
+    (serving,) = [name for name in stack.run.containers()
+                  if name.startswith(f"{stack.prefix}-app-staging-")]
+    started = stack.engine.container(serving)["State"]["StartedAt"]
+    result = ops(delivery, "restart", "local", "app-staging")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{serving} is healthy\n"
+    assert stack.engine.container(serving)["State"]["StartedAt"] != started
+    assert stack.get("staging", "/healthz/").status == 200
 
 
 def test_the_smoke_test_fails_for_a_release_that_is_not_serving(delivery):
@@ -157,3 +185,13 @@ def test_a_failed_update_exits_non_zero_and_leaves_the_release_serving(delivery)
     rolled_back = script(delivery, "rollback", "--stack", "local", "--environment", "prod")
     assert rolled_back.returncode == 0, rolled_back.stderr
     assert stack.get("prod", "/").headers["x-release"] == "release-b"
+
+
+def test_make_releases_shows_what_ran_and_what_serves(delivery):
+    result = ops(delivery, "releases", "local", "prod")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[2:4] for line in result.stdout.splitlines()[1:]]
+    assert ["bad-migration", "failed_migration"] in rows
+    assert ["broken", "succeeded"] in rows  # its health passed; the smoke test rolled it back
+    serving = [line for line in result.stdout.splitlines() if "(serving)" in line]
+    assert len(serving) == 1 and " release-b " in serving[0], result.stdout

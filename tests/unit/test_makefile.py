@@ -4,32 +4,33 @@ a message — a feature not built yet, a missing argument, a stack without a hos
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from scripts.pulumi_cli import pinned_version
+from tests.harness.make import marked_venv, pulumi_cli_dir, run_make
+
 ROOT = Path(__file__).resolve().parents[2]
-EVERYDAY = {"help", "venv", "local", "test", "unit", "lint", "preview", "up", "release",
-            "rollback", "backup-now", "restore-drill", "logs", "status", "ssh", "diagram"}
+EVERYDAY = {"help", "pulumi-cli", "doctor", "venv", "local", "test", "unit", "lint",
+            "preview", "up", "release", "rollback", "backup-now", "restore-drill", "logs",
+            "exec", "restart", "releases", "status", "ssh", "diagram", "destroy-local"}
 
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    """This test run's own virtualenv, marked installed, so make does not build another."""
-    venv = tmp_path_factory.mktemp("venv")
-    (venv / "bin").symlink_to(Path(sys.executable).parent)
-    (venv / ".installed").touch()
-    return venv
+    return marked_venv(tmp_path_factory.mktemp("venv"))
 
 
-def make(venv: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", f"VENV={venv}", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory) -> Path:
+    return pulumi_cli_dir(tmp_path_factory.mktemp("pulumi-cli"), pinned_version())
+
+
+make = run_make
 
 
 def test_help_lists_every_everyday_command(venv):
@@ -62,22 +63,48 @@ def test_diagram_renders_the_committed_svg(venv, tmp_path):
     assert out.read_text() == (ROOT / "docs/host.svg").read_text()
 
 
-# The local stack's backup job (Pulumi.local.yaml's host.root_dir), absent unless it is up.
-LOCAL_JOB = Path("/tmp/aiia-local/bin/backup.sh")
+# Where `make local` puts the local stack's host files (host.root_dir): absent here unless
+# this checkout runs one.
+LOCAL_ROOT = ROOT / ".local-host"
 
 
 @pytest.mark.parametrize(("target", "message"), [
-    (["backup-now", "STACK=local"], "bin/backup.sh on this machine: `pulumi up -s local`"),
-    (["restore-drill", "STACK=local"], "`pulumi up -s local` installs it"),
+    (["backup-now", "STACK=local"], "the local stack is not set up in this checkout: "
+                                    "`make local` sets it up"),
+    (["restore-drill", "STACK=local"], "`make local` sets it up"),
+    (["exec", "STACK=local", "CMD=true"], "`make local` sets it up"),
+    (["releases", "STACK=local"], "`make local` sets it up"),
     (["release"], "usage: make release STACK=prod RELEASE="),
     (["logs"], "usage: make logs SERVICE="),
+    (["logs", "SERVICE=Nginx"], "SERVICE 'Nginx' is not a name"),
+    (["exec"], 'usage: make exec [STACK=local] [ENVIRONMENT=prod] CMD="python3 manage.py'),
+    (["exec", "STACK=qa", "CMD=true"], "Pulumi.qa.yaml does not exist"),
+    (["restart"], "usage: make restart SERVICE=<nginx|postgres|pgbouncer|redis|dashboard> | "
+                  "ENVIRONMENT=<prod|staging>"),
+    (["restart", "STACK=prod"], "usage: make restart SERVICE="),
     (["ssh", "STACK=local"], "there is no host to ssh to"),
     (["release", "STACK=prod", "RELEASE=bad tag"], "is not an image tag"),
     (["rollback", "STACK=qa"], "Pulumi.qa.yaml does not exist"),
 ])
-def test_what_cannot_run_fails_with_a_message(venv, target, message):
-    if target[0] in ("backup-now", "restore-drill") and LOCAL_JOB.exists():
-        pytest.skip(f"{LOCAL_JOB} exists (a local stack is up here): the target would run it")
-    result = make(venv, *target)
+def test_what_cannot_run_fails_with_a_message(venv, cli, target, message):
+    if "STACK=local" in target and LOCAL_ROOT.exists():
+        pytest.skip(f"{LOCAL_ROOT} exists (a local stack is up here): the target would run it")
+    result = make(venv, *target, cli=cli)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("target", [["release", "STACK=prod", "RELEASE=2026.12.01-1"],
+                                    ["rollback", "STACK=prod"], ["up", "STACK=prod"],
+                                    ["preview", "STACK=prod"]])
+def test_without_a_pulumi_cli_nothing_runs_and_the_fix_is_named(venv, target):
+    if shutil.which("pulumi"):
+        pytest.skip("a pulumi is installed here")
+    before = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout
+    result = make(venv, *target)
+    assert result.returncode != 0
+    assert f"no Pulumi CLI: `make pulumi-cli` installs {pinned_version()}" in result.stderr
+    assert "scripts.release" not in result.stdout, "the release was not even started"
+    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout == before, "no release commit"
