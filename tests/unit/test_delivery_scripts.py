@@ -1,8 +1,9 @@
 """The delivery scripts (scripts/): releases as commits, rollback by revert, Slack payloads
-sent to a local HTTP server standing in for Slack's webhook, and their refusals of bad
-input. Git runs for real in scratch repositories; where a script calls the Pulumi CLI a
-stand-in `pulumi` that only records its arguments is put on PATH (test scaffolding: the
-e2e test tests/e2e/test_delivery.py drives the replay with one)."""
+sent to a local HTTP server standing in for Slack's webhook (and nothing sent, without
+failing, when Slack is not set up), and their refusals of bad input. Git runs for real in
+scratch repositories; where a script calls the Pulumi CLI a stand-in `pulumi` that only
+records its arguments is put on PATH (test scaffolding: the e2e test
+tests/e2e/test_delivery.py drives the replay with one)."""
 
 from __future__ import annotations
 
@@ -277,9 +278,17 @@ def test_notify_fails_when_slack_refuses(slack):
     assert "Slack answered 400: invalid_payload" in result.stderr
 
 
-def test_notify_refuses_a_missing_or_plain_http_webhook(slack):
-    missing = notify("success", None)
-    assert missing.returncode == 2 and "SLACK_WEBHOOK_URL is not set" in missing.stderr
+def test_notify_without_a_webhook_sends_nothing_and_does_not_fail(slack):
+    """Slack is optional: a run is as green or red as its deployment."""
+    for unset in (None, "", "  "):
+        result = notify("failure", unset)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Slack is not set up (no SLACK_WEBHOOK_URL), nothing "
+                                        "sent: :x: prod: release r2 failed")
+    assert slack[1].received == []
+
+
+def test_notify_refuses_a_plain_http_webhook_and_a_bad_status(slack):
     plain = notify("success", "http://hooks.slack.example/services/x")
     assert plain.returncode == 2 and "must be an https:// URL" in plain.stderr
     unknown = notify("celebration", "https://hooks.slack.example/x")
