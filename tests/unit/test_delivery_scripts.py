@@ -1,12 +1,13 @@
 """The delivery scripts (scripts/): releases as commits, rollback by revert, Slack payloads
 sent to a local HTTP server standing in for Slack's webhook (and nothing sent, without
-failing, when Slack is not set up), and their refusals of bad input. Git runs for real in
-scratch repositories; where a script calls the Pulumi CLI a stand-in `pulumi` that only
-records its arguments is put on PATH (test scaffolding: the e2e test
-tests/e2e/test_delivery.py drives the replay with one)."""
+failing, when Slack is not set up), push-commit.sh (a token that reaches git for one push
+only), and their refusals of bad input. Git runs for real in scratch repositories; where a
+script calls the Pulumi CLI a stand-in `pulumi` that only records its arguments is put on
+PATH (test scaffolding: the e2e test tests/e2e/test_delivery.py drives the replay with one)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -327,3 +328,59 @@ def test_smoke_fails_when_nothing_answers():
                         cwd=ROOT)
     assert result.returncode == 1
     assert "FAIL health" in result.stdout and "FAIL websocket" in result.stdout
+
+
+# push-commit.sh: a token for one push
+
+@pytest.fixture
+def pushed(repo, tmp_path) -> tuple[Path, Path, Path]:
+    """(clone with a new commit, its bare origin, a log of each git's argv and config
+    environment): git behind a stand-in that records them (test scaffolding)."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    (clone / "Pulumi.prod.yaml").write_text(with_release(
+        (clone / "Pulumi.prod.yaml").read_text(), "prod", "r9"))
+    git(clone, "commit", "-q", "-am", "r9")
+    bin_dir, log = tmp_path / "bin", tmp_path / "git-log"
+    bin_dir.mkdir()
+    real_git = shutil.which("git")
+    (bin_dir / "git").write_text(
+        f"#!/bin/sh\n# test stand-in: records, then runs the real git\n"
+        f"printf 'argv: %s\\n' \"$*\" >> {log}\n"
+        f"printf 'config: %s\\n' \"${{GIT_CONFIG_VALUE_0:-}}\" >> {log}\n"
+        f"exec {real_git} \"$@\"\n")
+    (bin_dir / "git").chmod(0o755)
+    return clone, origin, bin_dir
+
+
+def test_push_commit_hands_the_token_to_one_git_push_only(pushed, tmp_path):
+    clone, origin, bin_dir = pushed
+    token = "ghs_thisIsTheAppToken"
+    env = {**os.environ, **GIT_IDENTITY, "PUSH_TOKEN": token,
+           "PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_SERVER_URL": "https://github.com"}
+    env.pop("GITHUB_ACTIONS", None)
+    result = subprocess.run(["bash", str(ROOT / "scripts/push-commit.sh"), "release/x"],
+                            cwd=clone, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert git(origin, "rev-parse", "release/x") == git(clone, "rev-parse", "HEAD")
+    log = (tmp_path / "git-log").read_text()
+    header = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert f"config: AUTHORIZATION: basic {header}" in log
+    argv = [line for line in log.splitlines() if line.startswith("argv: ")]
+    assert argv[-1] == "argv: push origin HEAD:refs/heads/release/x"
+    assert token not in "\n".join(argv) and header not in "\n".join(argv)
+    assert token not in (clone / ".git/config").read_text()
+    assert header not in (clone / ".git/config").read_text()
+
+
+def test_push_commit_without_a_token_pushes_nothing_and_says_how(pushed):
+    clone, origin, _ = pushed
+    env = {**os.environ, "PUSH_TOKEN": ""}
+    result = subprocess.run(["bash", str(ROOT / "scripts/push-commit.sh"), "main"], cwd=clone,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "the rollback App is not set up" in result.stderr
+    assert "python3 -m scripts.rollback" in result.stderr
+    assert git(origin, "rev-parse", "main") != git(clone, "rev-parse", "HEAD")
