@@ -5,6 +5,7 @@ of releases is the git history of that file. Changing it rewrites only that one 
 comments and layout stay) and checks the result by parsing it again.
 
     python3 -m scripts.stack_file get prod host.ssh.host    # one value, for the Makefile
+    python3 -m scripts.stack_file known-hosts prod          # the pinned host key, as ssh reads it
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import yaml
 # digest. Checked here too so a bad value never reaches a commit.
 RELEASE_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64})$")
 ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+HOST_KEY_TYPE_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa)$")
+KEY_DATA_RE = re.compile(r"^[A-Za-z0-9+/]+=*$")
+HOST_RE = re.compile(r"^[A-Za-z0-9.:-]+$")  # a DNS name, an IPv4 or an IPv6 address
 
 
 class DeliveryError(Exception):
@@ -53,6 +57,35 @@ def get_value(config: dict[str, Any], dotted: str) -> Any:
     if value is None:
         raise DeliveryError(f"aiia:{dotted} is not set in the stack file")
     return value
+
+
+def known_hosts_line(config: dict[str, Any]) -> str:
+    """The known_hosts line of the host key pinned in the stack file (host.ssh.host_key), for
+    the ssh and docker CLIs that CI runs beside Pulumi (scripts/ci-ssh.sh): the pin is
+    reviewed with the code, and no secret has to repeat it. The key may be written as the
+    program takes it (`ssh-ed25519 AAAA…`) or as ssh-keyscan prints it (`host ssh-ed25519
+    AAAA…`); the line names the host as ssh looks it up (`[host]:port` off port 22)."""
+    host = str(get_value(config, "host.ssh.host"))
+    port = int(get_value(config, "host.ssh.port")) if _is_set(config, "host.ssh.port") else 22
+    fields = str(get_value(config, "host.ssh.host_key")).split()
+    key_type = next((index for index, field in enumerate(fields)
+                     if HOST_KEY_TYPE_RE.match(field)), None)
+    if key_type is None or key_type + 1 >= len(fields) \
+            or not KEY_DATA_RE.match(fields[key_type + 1]):
+        raise DeliveryError("aiia:host.ssh.host_key is not an ssh public key line "
+                            "(`ssh-ed25519 AAAA…`, from `ssh-keyscan -t ed25519 HOST`)")
+    if not HOST_RE.match(host):
+        raise DeliveryError(f"aiia:host.ssh.host={host!r} is not a host name or address")
+    address = host if port == 22 else f"[{host}]:{port}"
+    return f"{address} {fields[key_type]} {fields[key_type + 1]}"
+
+
+def _is_set(config: dict[str, Any], dotted: str) -> bool:
+    try:
+        get_value(config, dotted)
+    except DeliveryError:
+        return False
+    return True
 
 
 def release_of(text: str, environment: str, source: str = "stack file") -> str:
@@ -116,14 +149,19 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return result.stdout
 
 
+USAGE = """usage: python3 -m scripts.stack_file get STACK KEY  (e.g. get prod host.ssh.host)
+       python3 -m scripts.stack_file known-hosts STACK"""
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] != "get":
-        print("usage: python3 -m scripts.stack_file get STACK KEY  (e.g. get prod host.ssh.host)",
-              file=sys.stderr)
+    if not ((len(argv) == 3 and argv[0] == "get") or (len(argv) == 2
+                                                       and argv[0] == "known-hosts")):
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         path = stack_path(argv[1])
-        print(get_value(config_of(path.read_text(), str(path)), argv[2]))
+        config = config_of(path.read_text(), str(path))
+        print(get_value(config, argv[2]) if argv[0] == "get" else known_hosts_line(config))
     except DeliveryError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
