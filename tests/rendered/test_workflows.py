@@ -336,6 +336,10 @@ def test_deploys_of_a_stack_never_overlap_and_each_waits_for_its_reviewers():
         "Push the revert commit (git stays what the host runs)"))
     assert diagnostics < rollback < push
     assert steps["rollback"][1]["if"] == "failure() && steps.release.outputs.changed == 'true'"
+    # The diagnostics hold app logs (user data): kept days, not a month (review M10).
+    uploads = [step for step in deploy["steps"]
+               if str(step.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert uploads and all(step["with"]["retention-days"] <= 3 for step in uploads)
     assert jobs["notify"]["if"] == "always()"
     assert "SLACK_WEBHOOK_URL" not in json.dumps(deploy)  # secrets where needed only
 
