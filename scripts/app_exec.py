@@ -29,13 +29,21 @@ def run_arguments(serving: dict[str, Any], name: str, env_file: str,
                   command: list[str], tty: bool) -> list[str]:
     """`docker run` arguments for a container like `serving` (docker inspect's object)."""
     config, host = serving["Config"], serving["HostConfig"]
-    labels = config.get("Labels") or {}
     arguments = ["run", "--rm", "-i", *(["-t"] if tty else []), "--name", name,
                  "--env-file", env_file, "--network", host["NetworkMode"],
                  "--no-healthcheck"]
     if config.get("User"):
         arguments += ["--user", config["User"]]
-    for mount in serving.get("Mounts") or []:
+    arguments += _mounts(serving.get("Mounts") or [])
+    arguments += _confinement(host)
+    arguments += _labels(config.get("Labels") or {})
+    return [*arguments, serving["Image"], *command]
+
+
+def _mounts(mounts: list[dict[str, Any]]) -> list[str]:
+    """The serving container's binds and volumes, read-only where they are."""
+    arguments = []
+    for mount in mounts:
         if mount["Type"] not in ("bind", "volume"):
             continue
         source = mount["Source"] if mount["Type"] == "bind" else mount["Name"]
@@ -43,16 +51,19 @@ def run_arguments(serving: dict[str, Any], name: str, env_file: str,
         arguments += ["--mount",
                       f"type={mount['Type']},source={source},target={mount['Destination']}"
                       f"{readonly}"]
-    if host.get("ReadonlyRootfs"):
-        arguments.append("--read-only")
+    return arguments
+
+
+def _confinement(host: dict[str, Any]) -> list[str]:
+    """What the serving container may do and use: root file system, tmpfs, capabilities,
+    security options, memory and logs, as it has them."""
+    arguments = ["--read-only"] if host.get("ReadonlyRootfs") else []
     for path, options in sorted((host.get("Tmpfs") or {}).items()):
         arguments += ["--tmpfs", f"{path}:{options}" if options else path]
-    for cap in host.get("CapDrop") or []:
-        arguments += ["--cap-drop", cap]
-    for cap in host.get("CapAdd") or []:
-        arguments += ["--cap-add", cap]
-    for option in host.get("SecurityOpt") or []:
-        arguments += ["--security-opt", option]
+    for flag, values in (("--cap-drop", host.get("CapDrop")), ("--cap-add", host.get("CapAdd")),
+                         ("--security-opt", host.get("SecurityOpt"))):
+        for value in values or []:
+            arguments += [flag, value]
     if host.get("Memory"):
         arguments += ["--memory", str(host["Memory"]),
                       "--memory-swap", str(host.get("MemorySwap") or host["Memory"])]
@@ -61,14 +72,19 @@ def run_arguments(serving: dict[str, Any], name: str, env_file: str,
         arguments += ["--log-driver", log["Type"]]
         for key, value in sorted((log.get("Config") or {}).items()):
             arguments += ["--log-opt", f"{key}={value}"]
-    # Labelled as the release's jobs are (templates/app/release-begin.sh.j2): the dashboard
-    # lists it while it runs, with its memory.
+    return arguments
+
+
+def _labels(labels: dict[str, str]) -> list[str]:
+    """Labelled as the release's jobs are (templates/app/release-begin.sh.j2): the dashboard
+    lists it while it runs, with its memory."""
+    arguments = []
     for key, value in (("aiia.service", "app-exec"),
                        ("aiia.environment", labels.get("aiia.environment", "")),
                        ("aiia.stack", labels.get("aiia.stack", "")),
                        ("aiia.release", labels.get("aiia.release", ""))):
         arguments += ["--label", f"{key}={value}"]
-    return [*arguments, serving["Image"], *command]
+    return arguments
 
 
 def env_file_text(serving: dict[str, Any]) -> str:

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# CI only: an ssh-agent holding the deploy key, and the host's pinned key, so that Pulumi's
-# Docker provider (ssh://) and its remote commands reach the host. The key comes from the
-# secret DEPLOY_SSH_KEY and the host key from the secret DEPLOY_KNOWN_HOSTS (a line of
-# `ssh-keyscan -t ed25519 vps.eduaiia.com`, checked by hand once): no trust on first use.
+# CI only, in the deploy job of release.yml: an ssh-agent holding the deploy key of the
+# stack's GitHub environment (the secret DEPLOY_SSH_KEY of "prod" or "staging", never a
+# repository secret: docs/runbooks.md, "The delivery pipeline"), and the host key pinned in
+# the stack file (host.ssh.host_key, reviewed with the code: no trust on first use, and no
+# second copy of it in a secret). Pulumi's Docker provider (ssh://) and pulumi-command use the
+# agent; scripts/diagnostics.sh's ssh and docker use the agent and ~/.ssh/known_hosts.
+#   STACK=prod DEPLOY_SSH_KEY=… bash scripts/ci-ssh.sh
+# The preview needs none of this: it never reaches the host (.github/workflows/preview.yml).
 set -euo pipefail
-: "${DEPLOY_SSH_KEY:?the secret DEPLOY_SSH_KEY is not given to this step}"
-: "${DEPLOY_KNOWN_HOSTS:?the secret DEPLOY_KNOWN_HOSTS is not given to this step (see docs/runbooks.md)}"
+: "${STACK:?the stack (prod or staging) whose host to reach}"
+: "${DEPLOY_SSH_KEY:?the secret DEPLOY_SSH_KEY is not given to this step: it lives in the GitHub environment of the stack (docs/runbooks.md)}"
 : "${GITHUB_ENV:?not under GitHub Actions}"
+known_host=$(python3 -m scripts.stack_file known-hosts "$STACK")
 install -d -m 700 ~/.ssh
-printf '%s\n' "$DEPLOY_KNOWN_HOSTS" > ~/.ssh/known_hosts
+printf '%s\n' "$known_host" > ~/.ssh/known_hosts
 chmod 600 ~/.ssh/known_hosts
 socket="${RUNNER_TEMP:-/tmp}/ssh-agent.sock"
 eval "$(ssh-agent -a "$socket" -s)" >/dev/null
+# The key stays in the agent for this job only: the runner is discarded after it.
 ssh-add - <<< "$DEPLOY_SSH_KEY" 2>/dev/null
 echo "SSH_AUTH_SOCK=$socket" >> "$GITHUB_ENV"
-echo "ci-ssh: deploy key loaded into the agent, host key pinned"
+echo "ci-ssh: deploy key of $STACK loaded into the agent; host key pinned: ${known_host% *}"

@@ -5,6 +5,7 @@ of releases is the git history of that file. Changing it rewrites only that one 
 comments and layout stay) and checks the result by parsing it again.
 
     python3 -m scripts.stack_file get prod host.ssh.host    # one value, for the Makefile
+    python3 -m scripts.stack_file known-hosts prod          # the pinned host key, as ssh reads it
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import yaml
 
 # The settings' own rules, checked here too so that a bad value never reaches a commit: what
 # a release may be, and an environment's name, which is a stack's name here too (prod,
-# staging, local; `--environment` defaults to the stack's). Those modules use the standard
-# library only, so the scripts run with PyYAML alone.
+# staging, local; `--environment` defaults to the stack's); a host key and a host address.
+# Those modules use the standard library only, so the scripts run with PyYAML alone.
+from components.settings.checks import Problems, check_host_address
 from components.settings.platform import ENVIRONMENT_NAME_RE
+from components.settings.provision import host_key_line, ssh_key_problem
 from components.settings.releases import is_release
 
 
@@ -56,6 +59,36 @@ def get_value(config: dict[str, Any], dotted: str) -> Any:
     if value is None:
         raise DeliveryError(f"aiia:{dotted} is not set in the stack file")
     return value
+
+
+def known_hosts_line(config: dict[str, Any]) -> str:
+    """The known_hosts line of the host key pinned in the stack file (host.ssh.host_key), for
+    the ssh and docker CLIs that CI runs beside Pulumi (scripts/ci-ssh.sh): the pin is
+    reviewed with the code, and no secret has to repeat it. The key may be written as the
+    program takes it (`ssh-ed25519 AAAA…`) or as ssh-keyscan prints it (`host ssh-ed25519
+    AAAA…`); the line names the host as ssh looks it up (`[host]:port` off port 22)."""
+    host = str(get_value(config, "host.ssh.host"))
+    port = int(get_value(config, "host.ssh.port")) if _is_set(config, "host.ssh.port") else 22
+    host_key = host_key_line(str(get_value(config, "host.ssh.host_key")))
+    problem = ssh_key_problem(host_key, "aiia:host.ssh.host_key",
+                              fix="paste the line `ssh-keyscan -t ed25519 HOST` prints")
+    if problem:
+        raise DeliveryError(problem)
+    problems = Problems()
+    check_host_address(host, "aiia:host.ssh.host", problems)
+    if problems.items:
+        raise DeliveryError(problems.items[0])
+    key_type, key_data = host_key.split()[:2]
+    address = host if port == 22 else f"[{host}]:{port}"
+    return f"{address} {key_type} {key_data}"
+
+
+def _is_set(config: dict[str, Any], dotted: str) -> bool:
+    try:
+        get_value(config, dotted)
+    except DeliveryError:
+        return False
+    return True
 
 
 def release_of(text: str, environment: str, source: str = "stack file") -> str:
@@ -119,14 +152,19 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return result.stdout
 
 
+USAGE = """usage: python3 -m scripts.stack_file get STACK KEY  (e.g. get prod host.ssh.host)
+       python3 -m scripts.stack_file known-hosts STACK"""
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] != "get":
-        print("usage: python3 -m scripts.stack_file get STACK KEY  (e.g. get prod host.ssh.host)",
-              file=sys.stderr)
+    if not ((len(argv) == 3 and argv[0] == "get") or (len(argv) == 2
+                                                       and argv[0] == "known-hosts")):
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         path = stack_path(argv[1])
-        print(get_value(config_of(path.read_text(), str(path)), argv[2]))
+        config = config_of(path.read_text(), str(path))
+        print(get_value(config, argv[2]) if argv[0] == "get" else known_hosts_line(config))
     except DeliveryError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from components.settings.platform import ImageSettings
+from tests.unit.test_renovate_config import pinned_requirements, workflow_actions
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_IMAGE = "aiia-standin/node:24"
@@ -61,7 +62,8 @@ def renovate(renovate_dir: Path, repository: Path, program: str, *args: str,
 
 
 def extract(renovate_dir: Path, repository: Path, out: Path) -> dict[str, list[dict]]:
-    """{package file: its dependencies} as Renovate's extraction reports them."""
+    """{package file: its dependencies} as Renovate's extraction reports them, every
+    manager's together (a workflow is read by github-actions and by a regex manager)."""
     out.mkdir()
     result = renovate(renovate_dir, repository, "renovate", "--platform=local",
                       "--dry-run=extract", "--onboarding=false", "--report-type=file",
@@ -69,8 +71,11 @@ def extract(renovate_dir: Path, repository: Path, out: Path) -> dict[str, list[d
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "report.json").read_text())
     package_files = report["repositories"]["local"]["packageFiles"]
-    return {package["packageFile"]: package["deps"]
-            for manager in package_files.values() for package in manager}
+    found: dict[str, list[dict]] = {}
+    for manager in package_files.values():
+        for package in manager:
+            found.setdefault(package["packageFile"], []).extend(package["deps"])
+    return found
 
 
 def pins(deps: list[dict]) -> dict[str, str]:
@@ -125,3 +130,25 @@ def test_a_digest_pin_is_read_with_its_tag(renovate_dir, tmp_path):
                                        f" postgres: {pinned}\n"))
     found = extract(renovate_dir, repository, tmp_path / "out")
     assert pins(found["Pulumi.prod.yaml"])["postgres"] == pinned
+
+
+def test_the_extraction_finds_every_action_pin_and_python_requirement(renovate_dir, tmp_path):
+    """Review M12: Renovate proposed neither Django's nor Pulumi's releases, nor new commits
+    of the actions the workflows pin."""
+    found = extract(renovate_dir, repository_copy(tmp_path / "repo"), tmp_path / "out")
+    for path in sorted((ROOT / ".github/workflows").glob("*.yml")):
+        name = f".github/workflows/{path.name}"
+        actions = {(dep["depName"], dep["currentValue"], dep["currentDigest"])
+                   for dep in found.get(name, []) if dep.get("depType") == "action"}
+        assert actions == workflow_actions(path.read_text()), name
+    sdk = pinned_requirements(ROOT / "requirements.txt")["pulumi"]
+    for name in (".github/workflows/preview.yml", ".github/workflows/release.yml"):
+        cli = [(dep["datasource"], dep["packageName"], dep["currentValue"])
+               for dep in found[name] if dep["depName"] == "pulumi"]
+        assert cli == [("github-releases", "pulumi/pulumi", sdk)], name
+    assert [dep["currentValue"] for dep in found["requirements.txt"]
+            if dep["depName"] == "pulumi"] == [f"=={sdk}"]  # the same rule groups the two
+    for name in ("requirements.txt", "requirements-dev.txt", "app/requirements.txt",
+                 "scripts/requirements.txt"):
+        assert {dep["depName"].lower(): dep["currentValue"].removeprefix("==")
+                for dep in found[name]} == pinned_requirements(ROOT / name), name

@@ -1,16 +1,22 @@
 """The delivery scripts (scripts/): releases as commits, rollback by revert, Slack payloads
-sent to a local HTTP server standing in for Slack's webhook, and their refusals of bad
-input. Git runs for real in scratch repositories; where a script calls the Pulumi CLI a
-stand-in `pulumi` that only records its arguments is put on PATH (test scaffolding: the
-e2e test tests/e2e/test_delivery.py drives the replay with one)."""
+sent to a local HTTP server standing in for Slack's webhook (and nothing sent, without
+failing, when Slack is not set up), the CI credentials' scripts (ci-ssh.sh: the deploy key
+into an agent and the host key the stack file pins; push-commit.sh: a token that reaches git
+for one push only), and their refusals of bad input. Git runs for real in scratch
+repositories; where a script calls the Pulumi CLI a stand-in `pulumi` that only records its
+arguments is put on PATH (test scaffolding: the e2e test tests/e2e/test_delivery.py drives
+the replay with one)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -19,7 +25,13 @@ import pytest
 import yaml
 
 from scripts.notify import payload
-from scripts.stack_file import DeliveryError, release_of, with_release
+from scripts.stack_file import (
+    DeliveryError,
+    config_of,
+    known_hosts_line,
+    release_of,
+    with_release,
+)
 from scripts.touched import touched_stacks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -277,9 +289,17 @@ def test_notify_fails_when_slack_refuses(slack):
     assert "Slack answered 400: invalid_payload" in result.stderr
 
 
-def test_notify_refuses_a_missing_or_plain_http_webhook(slack):
-    missing = notify("success", None)
-    assert missing.returncode == 2 and "SLACK_WEBHOOK_URL is not set" in missing.stderr
+def test_notify_without_a_webhook_sends_nothing_and_does_not_fail(slack):
+    """Slack is optional: a run is as green or red as its deployment."""
+    for unset in (None, "", "  "):
+        result = notify("failure", unset)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Slack is not set up (no SLACK_WEBHOOK_URL), nothing "
+                                        "sent: :x: prod: release r2 failed")
+    assert slack[1].received == []
+
+
+def test_notify_refuses_a_plain_http_webhook_and_a_bad_status(slack):
     plain = notify("success", "http://hooks.slack.example/services/x")
     assert plain.returncode == 2 and "must be an https:// URL" in plain.stderr
     unknown = notify("celebration", "https://hooks.slack.example/x")
@@ -318,3 +338,131 @@ def test_smoke_fails_when_nothing_answers():
                         cwd=ROOT)
     assert result.returncode == 1
     assert "FAIL health" in result.stdout and "FAIL websocket" in result.stdout
+
+
+# The CI credentials' scripts
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHqk1hd2S2Jc5gVQ8m0bq7cJx3kq2b6QmM1r9tB0nYxZ"
+
+
+def with_host_key(text: str, host_key: str, port: int = 22) -> str:
+    config = yaml.safe_load(text)
+    ssh = config["config"]["aiia:host"]["ssh"]
+    ssh.update(host_key=host_key, port=port)
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@pytest.mark.parametrize(("host_key", "port", "line"), [
+    (HOST_KEY, 22, f"vps.eduaiia.com {HOST_KEY}"),
+    (f"vps.eduaiia.com {HOST_KEY}", 22, f"vps.eduaiia.com {HOST_KEY}"),  # ssh-keyscan's line
+    (f"{HOST_KEY} root@vps", 2222, f"[vps.eduaiia.com]:2222 {HOST_KEY}"),
+])
+def test_the_known_hosts_line_is_the_stack_files_pin(host_key, port, line):
+    text = with_host_key((ROOT / "Pulumi.prod.yaml").read_text(), host_key, port)
+    assert known_hosts_line(config_of(text)) == line
+
+
+@pytest.mark.parametrize("host_key", ["", "ssh-ed25519", "AAAA ssh-ed25519 not/base64!",
+                                      "ssh-dss AAAAB3NzaC1kc3M="])
+def test_a_missing_or_broken_host_key_pin_is_refused(host_key):
+    text = with_host_key((ROOT / "Pulumi.prod.yaml").read_text(), host_key)
+    with pytest.raises(DeliveryError, match="host_key"):
+        known_hosts_line(config_of(text))
+
+
+def test_ci_ssh_loads_the_key_into_an_agent_and_pins_only_the_stack_files_host_key(repo,
+                                                                                   tmp_path):
+    stack_file = repo / "Pulumi.prod.yaml"
+    stack_file.write_text(with_host_key(stack_file.read_text(), HOST_KEY))
+    key = tmp_path / "ci-prod"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "aiia-ci-prod", "-f",
+                    str(key)], check=True, timeout=30)
+    home, github_env = tmp_path / "home", tmp_path / "github-env"
+    home.mkdir()
+    runner_temp = Path(tempfile.mkdtemp(prefix="ci-ssh-"))  # a unix socket path is short
+    env = {**os.environ, "HOME": str(home), "GITHUB_ENV": str(github_env),
+           "RUNNER_TEMP": str(runner_temp), "STACK": "prod", "PYTHONPATH": str(ROOT),
+           "DEPLOY_SSH_KEY": key.read_text()}
+    socket = runner_temp / "ssh-agent.sock"
+    try:
+        result = subprocess.run(["bash", str(ROOT / "scripts/ci-ssh.sh")], cwd=repo, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert (home / ".ssh/known_hosts").read_text() == f"vps.eduaiia.com {HOST_KEY}\n"
+        assert (home / ".ssh/known_hosts").stat().st_mode & 0o777 == 0o600
+        assert github_env.read_text() == f"SSH_AUTH_SOCK={socket}\n"
+        listed = subprocess.run(["ssh-add", "-l"], env={**env, "SSH_AUTH_SOCK": str(socket)},
+                                capture_output=True, text=True, timeout=30)
+        assert "aiia-ci-prod" in listed.stdout, listed.stdout + listed.stderr
+        assert key.read_text() not in result.stdout + result.stderr
+    finally:
+        # The agent this test started, found by its own socket path.
+        agents = subprocess.run(["pgrep", "-f", f"ssh-agent -a {socket}"],
+                                capture_output=True, text=True).stdout.split()
+        for pid in agents:
+            os.kill(int(pid), signal.SIGTERM)
+        shutil.rmtree(runner_temp, ignore_errors=True)
+
+
+def test_ci_ssh_without_the_key_says_where_it_lives(repo, tmp_path):
+    env = {**os.environ, "GITHUB_ENV": str(tmp_path / "github-env"), "STACK": "prod",
+           "DEPLOY_SSH_KEY": ""}
+    result = subprocess.run(["bash", str(ROOT / "scripts/ci-ssh.sh")], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DEPLOY_SSH_KEY is not given to this step: it lives in the GitHub environment of " \
+        "the stack" in result.stderr
+
+
+@pytest.fixture
+def pushed(repo, tmp_path) -> tuple[Path, Path, Path]:
+    """(clone with a new commit, its bare origin, a log of each git's argv and config
+    environment): git behind a stand-in that records them (test scaffolding)."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    (clone / "Pulumi.prod.yaml").write_text(with_release(
+        (clone / "Pulumi.prod.yaml").read_text(), "prod", "r9"))
+    git(clone, "commit", "-q", "-am", "r9")
+    bin_dir, log = tmp_path / "bin", tmp_path / "git-log"
+    bin_dir.mkdir()
+    real_git = shutil.which("git")
+    (bin_dir / "git").write_text(
+        f"#!/bin/sh\n# test stand-in: records, then runs the real git\n"
+        f"printf 'argv: %s\\n' \"$*\" >> {log}\n"
+        f"printf 'config: %s\\n' \"${{GIT_CONFIG_VALUE_0:-}}\" >> {log}\n"
+        f"exec {real_git} \"$@\"\n")
+    (bin_dir / "git").chmod(0o755)
+    return clone, origin, bin_dir
+
+
+def test_push_commit_hands_the_token_to_one_git_push_only(pushed, tmp_path):
+    clone, origin, bin_dir = pushed
+    token = "ghs_thisIsTheAppToken"
+    env = {**os.environ, **GIT_IDENTITY, "PUSH_TOKEN": token,
+           "PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_SERVER_URL": "https://github.com"}
+    env.pop("GITHUB_ACTIONS", None)
+    result = subprocess.run(["bash", str(ROOT / "scripts/push-commit.sh"), "release/x"],
+                            cwd=clone, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert git(origin, "rev-parse", "release/x") == git(clone, "rev-parse", "HEAD")
+    log = (tmp_path / "git-log").read_text()
+    header = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert f"config: AUTHORIZATION: basic {header}" in log
+    argv = [line for line in log.splitlines() if line.startswith("argv: ")]
+    assert argv[-1] == "argv: push origin HEAD:refs/heads/release/x"
+    assert token not in "\n".join(argv) and header not in "\n".join(argv)
+    assert token not in (clone / ".git/config").read_text()
+    assert header not in (clone / ".git/config").read_text()
+
+
+def test_push_commit_without_a_token_pushes_nothing_and_says_how(pushed):
+    clone, origin, _ = pushed
+    env = {**os.environ, "PUSH_TOKEN": ""}
+    result = subprocess.run(["bash", str(ROOT / "scripts/push-commit.sh"), "main"], cwd=clone,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "the rollback App is not set up" in result.stderr
+    assert "python3 -m scripts.rollback" in result.stderr
+    assert git(origin, "rev-parse", "main") != git(clone, "rev-parse", "HEAD")
