@@ -25,11 +25,6 @@ get() { python3 -m scripts.stack_file get local "$1"; }
 prepare() {
   mkdir -p .pulumi-local
   pulumi stack select local 2>/dev/null || pulumi stack init local --secrets-provider passphrase
-  # The settings take an absolute root only, and this checkout's path is yours: set here.
-  if [ "$(pulumi config get -s local --path aiia:host.root_dir 2>/dev/null || true)" != "$root" ]; then
-    pulumi config set -s local --path aiia:host.root_dir "$root"
-    echo "aiia:host.root_dir set to $root"
-  fi
   local key
   for key in postgres_password dashboard_password prod_db_password staging_db_password \
              prod_redis_password staging_redis_password prod_secret_key staging_secret_key; do

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,11 @@ from components.settings.provision import (
     parse_provision,
     ssh_key_problem,
 )
+
+# A local stack's host files live in the checkout (ignored by git), where a reboot keeps
+# them; a relative host.root_dir of a local stack is taken from the checkout too.
+CHECKOUT = Path(__file__).resolve().parents[2]
+LOCAL_ROOT = ".local-host"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,8 @@ def parse_host(raw: Mapping[str, Any], problems: Problems,
     provision_raw = values.pop("provision", None)
     ssh = _parse_ssh(ssh_raw, kind, problems)
     values["kind"] = kind
+    if kind == "local":
+        values["root_dir"] = str(CHECKOUT / str(values.get("root_dir", LOCAL_ROOT)))
     provision = _parse_host_provision(provision_raw, kind, owns_platform, problems)
     if ssh is not None and kind == "ssh":
         _check_ssh(ssh, problems)

@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.harness.make import stand_in
+from tests.harness.settings import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,6 @@ def test_make_local_keeps_the_state_in_the_project_and_never_logs_in(project):
     commands = [command for _, command in made]
     assert not [c for c in commands if c.startswith("login") or c.startswith("logout")]
     assert "stack init local --secrets-provider passphrase" in commands
-    assert f"config set -s local --path aiia:host.root_dir {project}/.local-host" in commands
     assert commands[-1] == "up -s local --yes"
     secrets = [c.split()[5] for c in commands if c.startswith("config set -s local --secret")]
     assert secrets == [f"aiia:{key}" for key in (
@@ -66,12 +65,15 @@ def test_make_local_keeps_the_state_in_the_project_and_never_logs_in(project):
     assert "bash scripts/local.sh password" in result.stdout
 
 
-def test_the_local_root_is_not_under_tmp():
-    # Not committed (it is the checkout's own path, set by make local); the tests' stacks
-    # pin roots of their own (tests/harness/local_stack.py, tests/rendered/conftest.py).
-    host = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]["aiia:host"]
-    assert "root_dir" not in host
+def test_the_local_root_is_in_the_checkout_not_under_tmp():
+    # The tests' stacks pin roots of their own (tests/harness/local_stack.py,
+    # tests/rendered/conftest.py).
+    assert parse("local").host.root_dir == str(ROOT / ".local-host")
     assert "/.local-host/" in (ROOT / ".gitignore").read_text().splitlines()
+    # A local stack file without one gets the same; a VPS keeps /srv/aiia.
+    assert parse("local", lambda raw: raw["host"].pop("root_dir")).host.root_dir == \
+        str(ROOT / ".local-host")
+    assert parse("prod").host.root_dir == "/srv/aiia"
 
 
 def test_destroy_local_keeps_the_protected_volumes_and_says_how_to_remove_them(project):
