@@ -240,6 +240,13 @@ def test_the_backup_is_unreadable_without_a_private_key_and_leaves_no_plaintext(
     assert refused.returncode != 0 and b"PGDMP" not in refused.stdout
     assert b"No secret key" in refused.stderr or b"no secret key" in refused.stderr.lower()
     assert plaintext_left(stack.root / "backups", [MARKER.encode(), SECRET_UPLOAD[:40]]) == []
+    # The host's configuration is there, and no private key that decrypts, signs or copies
+    # backups (the dump job never mounts them; the host archives around them).
+    members = subprocess.run(["tar", "-t"], input=gpg(operator[0], "--decrypt", str(
+        directory / "config.tar.gpg")).stdout, capture_output=True, check=True).stdout.decode()
+    assert "./bin/backup.sh" in members.splitlines(), members[:500]
+    assert "./backup/drill-gnupg" not in members and "./backup/signing" not in members
+    assert "./backup/off-host/id_ed25519" not in members
     # The operator's own key opens it (a host rebuilt from nothing, docs/runbooks.md).
     opened = gpg(operator[0], "--decrypt", str(dump))
     assert opened.stdout.startswith(b"PGDMP")

@@ -1,7 +1,10 @@
 """The backup scripts with an off-host target (no shipped stack has one) are shellcheck-clean
-too, and the target's host key is what ssh is told to trust, alone."""
+too, and the target's host key is what ssh is told to trust, alone; and which host paths
+each backup job container mounts, read from the docker command line backup.sh builds."""
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +71,59 @@ def test_hostile_off_host_values_are_data_in_the_rendered_scripts(tmp_path):
     assert result.stdout.strip() == f"{target}/20261206"
     assert "copied to the off-host target" in backup_script
     assert not (tmp_path / "PWNED").exists()
+
+
+# ------------------------------------------------------- what each job container mounts
+
+DECRYPTING = {"drill-restore", "restore-database", "decrypt"}
+
+
+def job_mounts(tmp_path: Path, *arguments: str) -> list[tuple[str, str]]:
+    """The -v mounts of the `docker run` that backup.sh's job() builds for `arguments`,
+    read from a stand-in docker on PATH that records its command line."""
+    script = render("backup/backup.sh.j2", root_dir="/srv/aiia", prefix="aiia", image="sha256:1",
+                    network="aiia", postgres_host="aiia-postgres", memory_mb=64,
+                    environments=[], keep_daily=7, keep_monthly=3, disk_budget_mb=1024,
+                    scratch_prefix="aiia_drill_", scratch_role="aiia_drill_role",
+                    off_host=None, extra_capabilities=[], signer="backup@aiia",
+                    signature_namespace="aiia-backup")
+    start = script.index("\njob() {")
+    function = script[start:script.index("\n}\n", start) + 3]
+    (tmp_path / "docker").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RECORD"\n')
+    (tmp_path / "docker").chmod(0o755)
+    record = tmp_path / "record"
+    subprocess.run(["bash", "-c", f'set -euo pipefail; root=/srv/aiia; backups=$root/backups; '
+                    f'job_name=aiia-backup-run\n{function}\njob "$@"', "job", *arguments],
+                   env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}",
+                        "RECORD": str(record)}, check=True, timeout=30)
+    words = record.read_text().splitlines()
+    return [tuple(words[index + 1].split(":")[:2]) for index, word in enumerate(words)
+            if word == "-v"]
+
+
+@pytest.mark.parametrize("arguments", [
+    ("estimate",), ("dump", "/srv/aiia/backups/.work-20261206T033000Z"),
+    ("drill-restore", "/backups/20261206T033000Z", "password"), ("drop-scratch",),
+    ("restore-database", "prod", "/backups/20261206T033000Z"), ("restore-database", "prod", "-"),
+    ("decrypt", "/backups/20261206T033000Z", "media-prod.tar.gpg"),
+])
+def test_a_job_container_mounts_only_what_its_command_uses(tmp_path, arguments):
+    mounts = dict(job_mounts(tmp_path, *arguments))
+    sources = set(mounts)
+    # M11: never the host's root, and the drill key only where something is decrypted.
+    assert "/srv/aiia" not in sources and not any(
+        source in ("/srv/aiia/backup", "/srv/aiia/backup/signing", "/srv/aiia/backup/off-host")
+        for source in sources), mounts
+    decrypts = arguments[0] in DECRYPTING and arguments[-1] != "-"
+    assert ("/srv/aiia/backup/drill-gnupg" in sources) == decrypts, mounts
+    assert ("/srv/aiia/postgres/superuser-password" in sources) == (arguments[0] != "decrypt")
+    if arguments[0] == "dump":
+        assert mounts[arguments[1]] == "/backups/.work-20261206T033000Z"
+        assert "/srv/aiia/backups" not in sources
+    writable = [line for line in job_mount_lines(tmp_path) if not line.endswith(":ro")]
+    assert all(".work-" in line for line in writable), writable
+
+
+def job_mount_lines(tmp_path: Path) -> list[str]:
+    words = (tmp_path / "record").read_text().splitlines()
+    return [words[index + 1] for index, word in enumerate(words) if word == "-v"]
