@@ -27,11 +27,19 @@ from components.names import database_name
 from components.platform.context import PlatformContext
 
 DRILL_KEY_FILE = "drill.asc"
+# The ssh-keygen -Y namespace of backup signatures: a signature made for anything else (an
+# SSH login, a git commit) never passes for a backup's.
+SIGNATURE_NAMESPACE = "aiia-backup"
 
 
 def scratch_database_prefix(prefix: str) -> str:
     """The drill restores environment <env> into <prefix>_drill_<env>."""
     return database_name(prefix, "drill_")
+
+
+def backup_signer(prefix: str) -> str:
+    """The signer's identity in allowed_signers (ssh-keygen -Y verify -I)."""
+    return f"backup@{prefix}"
 
 
 def operator_key_file(fingerprint: str) -> str:
@@ -85,6 +93,14 @@ class Backup(pulumi.ComponentResource):
                 memory_mb=backup.memory_mb, extra_capabilities=context.root_file_access(),
                 user_id=f"{prefix} drill key ({context.root_dir}) <drill@{prefix}.invalid>")),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        self.signing_key = host_command(
+            f"{name}-signing-key", context.connection,
+            render("backup/signing-key.sh.j2", directory=context.host_path("backup", "signing"),
+                   signer=backup_signer(prefix), namespace=SIGNATURE_NAMESPACE),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        # The allowed_signers line the operators keep off the host.
+        self.signing_key.stdout.apply(
+            lambda out: pulumi.log.info(out.strip(), resource=self) if out else None)
         environments = [{"name": env.name, "database": database_name(prefix, env.name),
                          "app_memory_mb": env.app_memory_mb} for env in platform.environments]
         recipient_files = [DRILL_KEY_FILE] + [operator_key_file(key.fingerprint)
@@ -105,6 +121,7 @@ class Backup(pulumi.ComponentResource):
                 keep_daily=backup.keep_daily, keep_monthly=backup.keep_monthly,
                 disk_budget_mb=backup.disk_budget_mb, scratch_prefix=scratch_prefix,
                 scratch_role=scratch_role, off_host=backup.off_host,
+                signer=backup_signer(prefix), signature_namespace=SIGNATURE_NAMESPACE,
                 # A developer's unprivileged local stack: the backup directory is theirs.
                 extra_capabilities=context.root_file_access()))
         files = [
@@ -126,7 +143,8 @@ class Backup(pulumi.ComponentResource):
                              backup.time, backup.drill_day, backup.drill_time),
                          mode="0644"),
             opts=pulumi.ResourceOptions(parent=self,
-                                        depends_on=[self.drill_key, *files, *operator_keys]))
+                                        depends_on=[self.drill_key, self.signing_key, *files,
+                                                    *operator_keys]))
         self.register_outputs({"script_path": self.script_path})
 
     def _off_host(self, name: str, context: PlatformContext) -> list[pulumi.Resource]:

@@ -282,20 +282,40 @@ def test_the_drill_restores_the_newest_backup_into_scratch_databases_and_records
 
 
 def copy_as_newer(stack: LocalStack, suffix: int) -> Path:
-    """The newest backup again under a later name: what the drill takes next."""
+    """The newest backup again under a later name, as the host would have written it there:
+    what the drill takes next."""
     source = newest(stack)
     target = source.parent / f"{source.name[:9]}2359{suffix:02d}Z"
-    shutil.copytree(source, target)
+    copy_as(stack, source, target)
     return target
 
 
+def copy_as(stack: LocalStack, source: Path, target: Path) -> None:
+    """`source` copied to `target`, its manifest naming the new id, summed and signed again
+    with the host's key: a backup the host itself made under that name."""
+    shutil.copytree(source, target)
+    described = target / "manifest.json"
+    described.write_text(described.read_text().replace(
+        f'"id": "{source.name}"', f'"id": "{target.name}"', 1))
+    rehash(target)
+    sign_as_host(stack, target)
+
+
 def rehash(directory: Path) -> None:
-    """SHA256SUMS recomputed, as a backup whose manifest is self-consistent."""
+    """SHA256SUMS recomputed, as a backup whose manifest is self-consistent (not signed)."""
     names = sorted(p.name for p in directory.iterdir()
-                   if p.name.endswith((".gpg", ".tsv")))
+                   if p.name.endswith((".gpg", ".tsv"))) + ["manifest.json"]
     sums = subprocess.run(["sha256sum", *names], cwd=directory, capture_output=True,
                           text=True, check=True).stdout
     (directory / "SHA256SUMS").write_text(sums)
+
+
+def sign_as_host(stack: LocalStack, directory: Path) -> None:
+    """SHA256SUMS signed with the host's own signing key, as backup.sh signs it."""
+    (directory / "SHA256SUMS.sig").unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f",
+                    str(stack.root / "backup" / "signing" / "id_ed25519"), "-n", "aiia-backup",
+                    str(directory / "SHA256SUMS")], check=True, capture_output=True, timeout=30)
 
 
 def test_a_drill_of_a_backup_whose_rows_differ_from_its_manifest_fails_and_alerts(stack):
@@ -304,6 +324,7 @@ def test_a_drill_of_a_backup_whose_rows_differ_from_its_manifest_fails_and_alert
         rows = copy / f"rows-{database_name(stack.prefix, 'staging')}.tsv"
         rows.write_text(rows.read_text().replace("public.notes_note\t3", "public.notes_note\t4"))
         rehash(copy)
+        sign_as_host(stack, copy)
         result = run(stack, "drill")
         assert result.returncode == 1, output(result)
         assert "restore drill FAILED" in last_line(result)
@@ -324,6 +345,7 @@ def test_a_drill_of_a_backup_whose_rows_differ_from_its_manifest_fails_and_alert
         lines[0] = "\t".join([*first[:2], "schema-b", schema_b["Id"]])
         releases.write_text("\n".join(lines) + "\n")
         rehash(copy)
+        sign_as_host(stack, copy)
         result = run(stack, "drill")
         assert result.returncode == 1, output(result)
         assert "migrate --check of release schema-b" in last_line(result)
@@ -354,6 +376,65 @@ def test_a_tampered_backup_fails_verification_and_the_drill_naming_the_file(stac
     finally:
         shutil.rmtree(copy)
     assert run(stack, "verify").returncode == 0, "the untouched backup still verifies"
+
+
+def backup_jobs_created(stack: LocalStack, since: float) -> list[str]:
+    """The names of the backup job containers the engine created since `since` (its events)."""
+    names = docker("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
+                   "--filter", "type=container", "--filter", "event=create",
+                   "--format", "{{.Actor.Attributes.name}}").stdout.split()
+    return [name for name in names if name.startswith(f"{stack.prefix}-backup-run-")]
+
+
+def poison(stack: LocalStack, directory: Path, tamper: str) -> None:
+    """What someone who can write the backups but not sign does: a file swapped for another
+    valid GnuPG file (here staging's dump, as any encryption to the public keys would make)
+    with the manifest and SHA256SUMS made to agree, or the manifest's counts changed."""
+    manifest_file = directory / "manifest.json"
+    text = manifest_file.read_text()
+    if tamper == "a dump swapped":
+        prod = f"db-{database_name(stack.prefix, 'prod')}.dump.gpg"
+        staging = directory / f"db-{database_name(stack.prefix, 'staging')}.dump.gpg"
+        old = manifest(directory)["files"]
+        entry = next(item for item in old if item["name"] == prod)
+        (directory / prod).write_bytes(staging.read_bytes())
+        size = staging.stat().st_size
+        digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+        text = text.replace(
+            f'{{"name": "{prod}", "size_bytes": {entry["size_bytes"]}, "sha256": '
+            f'"{entry["sha256"]}"}}',
+            f'{{"name": "{prod}", "size_bytes": {size}, "sha256": "{digest}"}}')
+    else:
+        text = text.replace('"public.notes_note": 5', '"public.notes_note": 6')
+    assert text != manifest_file.read_text()
+    manifest_file.write_text(text)
+    rehash(directory)
+
+
+@pytest.mark.parametrize("tamper", ["a dump swapped", "the manifest changed"])
+def test_a_backup_changed_after_signing_is_refused_before_anything_is_decrypted(stack, tamper):
+    copy = copy_as_newer(stack, 57)
+    try:
+        poison(stack, copy, tamper)
+        verify = run(stack, "verify", copy.name)
+        assert verify.returncode == 1 and "SHA256SUMS.sig" in output(verify), output(verify)
+        # A row the restore would remove, and the uploads it would replace.
+        psql(stack, "prod", "INSERT INTO notes_note (text, created_at) VALUES ('after', now());")
+        counts, hashes = row_counts(stack, "prod"), media_hashes(stack, "prod")
+        since = time.time()
+        for command in ("restore-database", "restore-media"):
+            refused = run(stack, command, "prod", copy.name)
+            assert refused.returncode == 1, output(refused)
+            assert "does not verify; nothing was decrypted or changed" in last_line(refused)
+        drill = run(stack, "drill")
+        assert drill.returncode == 1 and "SHA256SUMS.sig" in last_line(drill), output(drill)
+        # No container that decrypts was started: the drill only dropped its scratch databases.
+        assert [name for name in backup_jobs_created(stack, since)
+                if not name.endswith("-drop-scratch")] == []
+        assert row_counts(stack, "prod") == counts and media_hashes(stack, "prod") == hashes
+    finally:
+        shutil.rmtree(copy)
+        psql(stack, "prod", "DELETE FROM notes_note WHERE text = 'after';")
 
 
 def test_a_full_disk_fails_the_backup_loudly_and_keeps_the_last_good_one(stack):
@@ -429,7 +510,7 @@ def test_retention_keeps_the_daily_and_monthly_backups_and_always_the_newest(sta
     # 12 daily backups of the last days of November and one per earlier month.
     for name in [f"202611{day:02d}T033000Z" for day in range(18, 30)] + \
                 [f"2026{month:02d}01T033000Z" for month in range(5, 11)]:
-        shutil.copytree(good, good.parent / name)
+        copy_as(stack, good, good.parent / name)
         made.append(name)
     before = backups(stack)
     run(stack, "run", check=True)

@@ -62,7 +62,8 @@ def test_hostile_off_host_values_are_data_in_the_rendered_scripts(tmp_path):
                            image="postgres", network="aiia", postgres_host="aiia-postgres",
                            memory_mb=64, environments=[], keep_daily=7, keep_monthly=3,
                            disk_budget_mb=1024, scratch_prefix="aiia_drill",
-                           scratch_role="aiia_drill", off_host=HOSTILE, extra_capabilities=[])
+                           scratch_role="aiia_drill", off_host=HOSTILE, extra_capabilities=[],
+                           signer="backup@aiia", signature_namespace="aiia-backup")
     assignment = next(line.strip() for line in backup_script.splitlines()
                       if line.strip().startswith("off_host=") and "$id" in line)
     result = subprocess.run(["bash", "-c", f'id=20261206; {assignment}; echo "$off_host"'],
