@@ -23,7 +23,7 @@ import pulumi
 
 from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.templates import render
-from components.names import database_name
+from components.names import database_name, database_role
 from components.platform.context import PlatformContext
 
 DRILL_KEY_FILE = "drill.asc"
@@ -35,6 +35,12 @@ SIGNATURE_NAMESPACE = "aiia-backup"
 def scratch_database_prefix(prefix: str) -> str:
     """The drill restores environment <env> into <prefix>_drill_<env>."""
     return database_name(prefix, "drill_")
+
+
+def restore_role(prefix: str) -> str:
+    """The throw-away login role a restore connects as: it may only become the environment's
+    role. Environment names have no underscore, so no environment's role can be this."""
+    return database_name(prefix, "restore_role")
 
 
 def backup_signer(prefix: str) -> str:
@@ -102,6 +108,7 @@ class Backup(pulumi.ComponentResource):
         self.signing_key.stdout.apply(
             lambda out: pulumi.log.info(out.strip(), resource=self) if out else None)
         environments = [{"name": env.name, "database": database_name(prefix, env.name),
+                         "role": database_role(prefix, env.name),
                          "app_memory_mb": env.app_memory_mb} for env in platform.environments]
         recipient_files = [DRILL_KEY_FILE] + [operator_key_file(key.fingerprint)
                                               for key in backup.keys]
@@ -112,7 +119,8 @@ class Backup(pulumi.ComponentResource):
         job = pulumi.Output.from_input(args.postgres_host).apply(lambda host: render(
             "backup/backup-job.sh.j2", root_dir=context.root_dir, postgres_host=host,
             environments=environments, recipient_files=recipient_files,
-            scratch_prefix=scratch_prefix, scratch_role=scratch_role))
+            scratch_prefix=scratch_prefix, scratch_role=scratch_role,
+            restore_role=restore_role(prefix)))
         script = pulumi.Output.all(args.image_id, args.network_name, args.postgres_host).apply(
             lambda values: render(
                 "backup/backup.sh.j2", root_dir=context.root_dir, prefix=prefix,

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -435,6 +437,81 @@ def test_a_backup_changed_after_signing_is_refused_before_anything_is_decrypted(
     finally:
         shutil.rmtree(copy)
         psql(stack, "prod", "DELETE FROM notes_note WHERE text = 'after';")
+
+
+# A materialized view's query runs again at restore (REFRESH), in the restoring session: it
+# shows who a dump's own SQL runs as. Made by the superuser, as a dump crafted to escalate
+# would have it.
+RESTORE_WITNESS = """CREATE MATERIALIZED VIEW restore_witness AS SELECT
+    session_user::text AS session_role, current_user::text AS acting_role,
+    (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS session_superuser;"""
+
+
+def test_a_restore_runs_the_dumps_sql_as_the_environments_role_not_the_superuser(stack):
+    role = database_name(stack.prefix, "prod")
+    psql(stack, "prod", RESTORE_WITNESS)
+    try:
+        assert psql(stack, "prod", "SELECT session_superuser FROM restore_witness;") == "t"
+        run(stack, "run", check=True)
+        run(stack, "restore-database", "prod", check=True)
+        session, acting, superuser, owner = psql(
+            stack, "prod", "SELECT session_role, acting_role, session_superuser, "
+            "(SELECT matviewowner FROM pg_matviews WHERE matviewname = 'restore_witness') "
+            "FROM restore_witness;").split("|")
+        assert superuser == "f" and session != "postgres", (session, acting, superuser)
+        assert acting == role and owner == role, (acting, owner)
+        # The throw-away role the restore connected as is gone.
+        left = f"SELECT count(*) FROM pg_roles WHERE rolname = '{session}';"  # noqa: S608
+        assert psql(stack, "prod", left) == "0", "a role name PostgreSQL returned, not input"
+    finally:
+        psql(stack, "prod", "DROP MATERIALIZED VIEW IF EXISTS restore_witness;")
+
+
+def tar_of(*members: tuple[str, str, bytes | str, int]) -> bytes:
+    """An archive as root would make it: (name, kind, data or link target, mode), owner 0."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for name, kind, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mode = mode
+            info.mtime = int(time.time())
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            elif kind == "file":
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                archive.addfile(info)
+            else:
+                info.type = tarfile.FIFOTYPE
+                archive.addfile(info)
+    return buffer.getvalue()
+
+
+def test_media_are_restored_as_their_owner_and_an_archive_with_links_or_pipes_is_refused(stack):
+    made_by_root = tar_of(("staging", "dir", b"", 0o755),
+                          ("staging/notes.txt", "file", b"restored", 0o644),
+                          ("staging/tool", "file", b"#!/bin/sh\nid\n", 0o4755))
+    run(stack, "restore-media", "staging", "--from-stdin", stdin=made_by_root, check=True)
+    restored = [media(stack, "staging"), *media(stack, "staging").rglob("*")]
+    assert (media(stack, "staging") / "notes.txt").read_bytes() == b"restored"
+    for path in restored:
+        status = path.lstat()
+        assert (status.st_uid, status.st_gid) == (10001, 10001), (path, status.st_uid)
+        assert status.st_mode & 0o7000 == 0, (path, oct(status.st_mode))
+    for odd in (("staging/passwd", "symlink", "/etc/passwd", 0o777),
+                ("staging/pipe", "fifo", b"", 0o644)):
+        refused = run(stack, "restore-media", "staging", "--from-stdin",
+                      stdin=tar_of(("staging", "dir", b"", 0o755), odd))
+        assert refused.returncode == 1, output(refused)
+        assert "refused" in last_line(refused) and odd[0] in last_line(refused)
+        assert [path.name for path in media(stack, "staging").iterdir()] and \
+            (media(stack, "staging") / "notes.txt").read_bytes() == b"restored"
+        assert not (stack.root / "media" / ".restore-staging").exists()
 
 
 def test_a_full_disk_fails_the_backup_loudly_and_keeps_the_last_good_one(stack):
