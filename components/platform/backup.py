@@ -10,9 +10,16 @@ on the host's disk. The host itself needs only bash, coreutils, flock and Docker
 
 Every backup is encrypted to the operators' keys (platform.backup.recipients) and to the
 host's own drill key, made on the host by the first `pulumi up` (its private half never
-leaves {root}/backup/drill-gnupg): the drill and a restore on this host decrypt with it, an
-operator restores anywhere with theirs. docs/runbooks.md has the trade-off and the restore
-commands.
+leaves {root}/backup/drill-gnupg, and only the containers that decrypt mount it): the drill
+and a restore on this host decrypt with it, an operator restores anywhere with theirs. Every
+backup is also signed with the host's signing key ({root}/backup/signing, never in a
+container or a backup), and nothing restores a backup whose signature does not verify; a
+restore runs as the environment's own database role and the media owner's uid.
+
+The off-host copy (platform.backup.off_host) goes to a receiver the operator installs on the
+target (templates/backup/receive-backup.sh.j2) and forces for the host's copy key: the host
+can add a backup there and never overwrite, read or delete one. docs/runbooks.md has the
+trade-offs, what each control does not stop, and the restore commands.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from components.names import database_name, database_role
 from components.platform.context import PlatformContext
 
 DRILL_KEY_FILE = "drill.asc"
+# Where the operator installs the receiver on the off-host target; the authorized_keys line
+# the program prints forces it for the copy key.
+RECEIVER_PATH = "/usr/local/sbin/aiia-receive-backup"
 # The ssh-keygen -Y namespace of backup signatures: a signature made for anything else (an
 # SSH login, a git commit) never passes for a backup's.
 SIGNATURE_NAMESPACE = "aiia-backup"
@@ -170,10 +180,10 @@ class Backup(pulumi.ComponentResource):
         key = host_command(
             f"{name}-off-host-key", context.connection,
             render("backup/off-host-key.sh.j2", directory=directory,
-                   target=f"{target.user}@{target.host}:{target.path}",
-                   comment=f"{context.prefix} backups ({context.root_dir})"),
+                   target=f"{target.user}@{target.host}", receiver=RECEIVER_PATH,
+                   store=target.path, comment=f"{context.prefix} backups ({context.root_dir})"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[known_hosts]))
-        # What the operator adds to the target's authorized_keys.
+        # What the operator installs on the target and adds to its authorized_keys.
         key.stdout.apply(lambda out: pulumi.log.info((out or "").strip(), resource=self)
                          if out else None)
         return [known_hosts, key]

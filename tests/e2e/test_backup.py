@@ -4,11 +4,12 @@ operator run them.
 
 One stack for the module, in order: data in both environments → a backup (as cron runs
 it) → the data changed → the runbook's restore commands bring the backup's state back;
-then the drill, tampering, encryption, a full disk (a tmpfs mounted on the backup
-directory), retention and an off-host copy to an SSH container (tests/images/sshd). The
-operator's key is a key pair made here, its private half only in this test's GnuPG home.
-Not modelled: the host's cron daemon (its entry is run as cron would), a target that
-limits its users to SFTP (the copy runs tar and sha256sum there).
+then the drill, tampering, encryption, a backup changed after it was signed, who a restore
+runs as, a full disk (a tmpfs mounted on the backup directory), retention and an off-host
+copy to an SSH container (tests/images/sshd) set up as the runbook says: the receiver
+installed, the copy key forced to it. The operator's key is a key pair made here, its
+private half only in this test's GnuPG home. Not modelled: the host's cron daemon (its
+entry is run as cron would), the target's own retention cron.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from pathlib import Path
 import pytest
 
 from components.names import database_name
+from components.platform.backup import RECEIVER_PATH
 from dashboard.alerts import evaluate
 from dashboard.records import read_records, summarize_jobs
 from tests.harness.local_stack import ROOT, LocalStack, free_port
+from tests.harness.program import host_scripts
 
 pytestmark = pytest.mark.e2e
 
@@ -605,31 +608,20 @@ def test_retention_keeps_the_daily_and_monthly_backups_and_always_the_newest(sta
 
 
 SSHD_IMAGE = "aiia-standin/sshd:9"
+RECEIVER = ROOT / "templates" / "backup" / "receive-backup.sh.j2"
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def docker(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120,
-                          check=check)
+                          check=check, input=stdin)
 
 
-@pytest.fixture
-def backup_target(stack):
-    """An SSH host on 127.0.0.1 to copy to: (container, port, its ed25519 host key)."""
-    subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "sshd"],
-                   check=True, capture_output=True, timeout=600)
-    name, port = f"{stack.prefix}-test-backup-target", free_port()
-    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:22", "--memory", "64m",
-           SSHD_IMAGE)
-    try:
-        deadline = time.monotonic() + 30
-        while "Server listening" not in docker("logs", name, check=False).stderr:
-            assert time.monotonic() < deadline, docker("logs", name, check=False).stderr
-            time.sleep(0.2)
-        host_key = " ".join(docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
-                            .stdout.split()[:2])
-        yield name, port, host_key
-    finally:
-        docker("rm", "-f", name, check=False)
+def printed(stack: LocalStack, command: str) -> list[str]:
+    """What a host command of the program printed for the operator at `pulumi up` (run again
+    here: it is idempotent, and the replay keeps no log)."""
+    script = host_scripts(stack.run)[command]
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          check=True).stdout.splitlines()
 
 
 def with_target(stack: LocalStack, port: int, host_key: str) -> dict:
@@ -640,46 +632,179 @@ def with_target(stack: LocalStack, port: int, host_key: str) -> dict:
     return config
 
 
-def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
-        stack, backup_target, tmp_path):
-    name, port, host_key = backup_target
+def set_up_target(container: str, authorized_line: str) -> None:
+    """docs/runbooks.md, "An off-host copy", on the target: the receiver installed as root's,
+    the printed line as the account's one key, its .ssh and authorized_keys root's."""
+    docker("exec", "-i", container, "sh", "-c",
+           f"cat > {RECEIVER_PATH} && chmod 0755 {RECEIVER_PATH}", stdin=RECEIVER.read_text())
+    docker("exec", container, "sh", "-c",
+           'printf "%s\\n" "$1" > /home/aiia-backup/.ssh/authorized_keys '
+           "&& chown root:root /home/aiia-backup/.ssh /home/aiia-backup/.ssh/authorized_keys "
+           "&& chmod 0755 /home/aiia-backup/.ssh && chmod 0644 "
+           "/home/aiia-backup/.ssh/authorized_keys", "-", authorized_line)
+
+
+@pytest.fixture(scope="module")
+def off_host(stack) -> Iterator[dict]:
+    """An SSH host on 127.0.0.1 set up as the runbook says, the stack copying to it, and one
+    backup copied: {container, port, host_key, copied, output}."""
+    subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "sshd"],
+                   check=True, capture_output=True, timeout=600)
+    name, port = f"{stack.prefix}-test-backup-target", free_port()
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:22", "--memory", "64m",
+           SSHD_IMAGE)
     original = copy.deepcopy(stack.config)
     try:
+        deadline = time.monotonic() + 30
+        while "Server listening" not in docker("logs", name, check=False).stderr:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stderr
+            time.sleep(0.2)
+        host_key = " ".join(docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+                            .stdout.split()[:2])
         stack.up(with_target(stack, port, host_key))
-        public = (stack.root / "backup" / "off-host" / "id_ed25519.pub").read_text().strip()
-        docker("exec", name, "sh", "-c", 'printf "%s\\n" "$1" > /home/aiia-backup/.ssh/'
-               'authorized_keys && chown aiia-backup /home/aiia-backup/.ssh/authorized_keys '
-               '&& chmod 0600 /home/aiia-backup/.ssh/authorized_keys', "-", public)
-        result = run(stack, "run", check=True)
-        copied = newest(stack).name
-        assert "copied to aiia-backup@127.0.0.1:/backups/" in output(result)
-        check = docker("exec", name, "sh", "-c",
-                       f"cd /backups/{copied} && sha256sum --check SHA256SUMS", check=False)
-        assert check.returncode == 0 and check.stdout.count(": OK") >= 9, check.stdout
-        assert records(stack, "backups.jsonl")["last"]["outcome"] == "succeeded"
-
-        # A target that answers with another host key is refused: nothing is sent.
-        other = tmp_path / "other"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-                       check=True)
-        stack.up(with_target(stack, port, " ".join(
-            (tmp_path / "other.pub").read_text().split()[:2])))
-        refused = run(stack, "run")
-        assert refused.returncode == 1
-        assert "off-host copy" in last_line(refused) and \
-            "Host key verification failed" in last_line(refused), output(refused)
-
-        # An unreachable target: the record fails, the local backup is kept and verifies.
-        stack.up(with_target(stack, port, host_key))
-        docker("stop", "-t", "1", name)
-        failed = run(stack, "run")
-        assert failed.returncode == 1
-        assert "off-host copy to aiia-backup@127.0.0.1:/backups/" in last_line(failed)
-        assert "is kept and verified" in last_line(failed)
-        kept = newest(stack).name
-        assert kept != copied and run(stack, "verify", kept).returncode == 0
-        last = records(stack, "backups.jsonl")["last"]
-        assert last["outcome"] == "failed" and last["verified"] is True
-        assert last["archive"] == str(newest(stack))
+        lines = printed(stack, "platform-backup-off-host-key")
+        authorized = [line for line in lines if line.startswith("restrict,")]
+        assert len(authorized) == 1, lines
+        set_up_target(name, authorized[0])
+        result = run(stack, "run")
+        assert result.returncode == 0, output(result)
+        yield {"container": name, "port": port, "host_key": host_key,
+               "authorized": authorized[0], "copied": newest(stack).name, "output": result}
     finally:
+        docker("rm", "-f", name, check=False)
         stack.up(original)
+
+
+def with_copy_key(stack: LocalStack, port: int, *command: str, stdin: bytes = b"",
+                  options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """A session on the target with the host's copy key: what root on the host can open."""
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={stack.root}/backup/off-host/known_hosts",
+         "-o", "IdentitiesOnly=yes", "-i", str(stack.root / "backup/off-host/id_ed25519"),
+         "-p", str(port), *options, "aiia-backup@127.0.0.1", *command],
+        input=stdin, capture_output=True, timeout=60, check=False)
+
+
+def stored_on_target(container: str) -> str:
+    """Every stored file on the target with its SHA-256, as the target's root sees them."""
+    return docker("exec", container, "sh", "-c",
+                  "cd /backups && find . -path ./.incoming -prune -o -type f -print "
+                  "| LC_ALL=C sort | xargs sha256sum").stdout
+
+
+def test_the_copy_key_adds_a_backup_and_cannot_delete_overwrite_or_run_anything(
+        stack, off_host, tmp_path):
+    container, port, copied = off_host["container"], off_host["port"], off_host["copied"]
+    assert off_host["authorized"].startswith(
+        f'restrict,command="{RECEIVER_PATH} /backups" ssh-ed25519 ')
+    before = stored_on_target(container)
+    assert f"./{copied}/SHA256SUMS.sig" in before and "./received.log" in before
+    fresh = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 60))
+    attempts = {
+        "delete a backup": ["rm", "-rf", f"/backups/{copied}"],
+        "list and remove": ["sh", "-c", "'ls /backups; rm -rf /backups/*'"],
+        "any command": ["id"],
+        "a shell": [],
+        "overwrite a stored file": ["put", copied, "SHA256SUMS"],
+        "commit a stored backup again": ["commit", copied],
+        "a name outside the backup": ["put", fresh, f"../{copied}/SHA256SUMS"],
+        "a backup dated in the past": ["put", "20200101T000000Z", "SHA256SUMS"],
+    }
+    for what, command in attempts.items():
+        result = with_copy_key(stack, port, *command, stdin=b"garbage\n")
+        assert result.returncode == 2, (what, result)
+        assert b"aiia-receive-backup: refused" in result.stderr, (what, result)
+    # A file transfer (sftp, and scp, which speaks sftp) and a forwarded connection.
+    key = str(stack.root / "backup/off-host/id_ed25519")
+    sftp = subprocess.run(
+        ["sftp", "-F", "/dev/null", "-b", "-", "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={stack.root}/backup/off-host/known_hosts",
+         "-o", "IdentitiesOnly=yes", "-i", key, "-P", str(port), "aiia-backup@127.0.0.1"],
+        input=f"rm /backups/{copied}/SHA256SUMS\n".encode(), capture_output=True, timeout=60,
+        check=False)
+    assert sftp.returncode != 0, sftp
+    forward = with_copy_key(stack, port, options=("-W", "127.0.0.1:22"))
+    assert forward.returncode != 0 and b"prohibited" in forward.stderr, forward
+    assert stored_on_target(container) == before, "nothing stored was changed"
+    assert docker("exec", container, "sh", "-c",
+                  f"cd /backups/{copied} && sha256sum --check --quiet SHA256SUMS",
+                  check=False).returncode == 0
+
+
+def test_a_copy_tampered_on_the_target_fails_the_runbooks_signature_check(
+        stack, off_host, tmp_path):
+    container, copied = off_host["container"], off_host["copied"]
+    lines = printed(stack, "platform-backup-signing-key")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("\n".join(line for line in lines if " namespaces=" in line) + "\n")
+
+    def fetch_and_check() -> subprocess.CompletedProcess:
+        # docs/runbooks.md, "Rebuild a whole host from nothing", step 2, on the operator's side.
+        fetched = tmp_path / "fetched"
+        shutil.rmtree(fetched, ignore_errors=True)
+        fetched.mkdir()
+        docker("cp", f"{container}:/backups/{copied}", str(fetched))
+        return subprocess.run(
+            ["sh", "-c", f"ssh-keygen -Y verify -f {allowed} -I backup@{stack.prefix} "
+             "-n aiia-backup -s SHA256SUMS.sig < SHA256SUMS && sha256sum --check SHA256SUMS "
+             f"&& grep -q '\"id\": \"{copied}\"' manifest.json"],
+            cwd=fetched / copied, capture_output=True, text=True, timeout=60, check=False)
+
+    good = fetch_and_check()
+    assert good.returncode == 0 and "Good \"aiia-backup\" signature" in good.stdout, good
+    # Someone with the target's disk edits the manifest and makes SHA256SUMS agree with it.
+    docker("exec", container, "sh", "-c",
+           f"cd /backups/{copied} && chmod u+w . manifest.json SHA256SUMS "
+           "&& sed -i 's/\"public.notes_note\": 5/\"public.notes_note\": 6/' manifest.json "
+           "&& grep -v ' manifest.json$' SHA256SUMS > s && sha256sum manifest.json >> s "
+           "&& mv s SHA256SUMS")
+    bad = fetch_and_check()
+    assert bad.returncode != 0, bad
+    assert "Signature verification failed: incorrect signature" in bad.stderr, bad
+    assert ": OK" not in bad.stdout, "the files are not even read before the signature passes"
+
+
+def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
+        stack, off_host, tmp_path):
+    name, port, host_key = off_host["container"], off_host["port"], off_host["host_key"]
+    copied = off_host["copied"]
+    assert "copied to aiia-backup@127.0.0.1:/backups/" in output(off_host["output"])
+    check = docker("exec", name, "sh", "-c",
+                   f"cd /backups/{copied} && sha256sum --check SHA256SUMS", check=False)
+    assert check.returncode == 0 and check.stdout.count(": OK") >= 10, check.stdout
+    assert records(stack, "backups.jsonl")["last"]["outcome"] == "succeeded"
+
+    # A target where the key gets a shell (no receiver forced) is refused: nothing is sent.
+    docker("exec", name, "sh", "-c",
+           'sed -i "s/^restrict,command=\\"[^\\"]*\\" //" /home/aiia-backup/.ssh/authorized_keys')
+    everything = docker("exec", name, "find", "/backups").stdout
+    refused = run(stack, "run")
+    assert refused.returncode == 1
+    assert "the copy key runs a shell on the target" in last_line(refused), output(refused)
+    assert docker("exec", name, "find", "/backups").stdout == everything
+    set_up_target(name, off_host["authorized"])
+
+    # A target that answers with another host key is refused: nothing is sent.
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    stack.up(with_target(stack, port, " ".join(
+        (tmp_path / "other.pub").read_text().split()[:2])))
+    refused = run(stack, "run")
+    assert refused.returncode == 1
+    assert "off-host copy" in last_line(refused) and \
+        "Host key verification failed" in last_line(refused), output(refused)
+
+    # An unreachable target: the record fails, the local backup is kept and verifies.
+    stack.up(with_target(stack, port, host_key))
+    docker("stop", "-t", "1", name)
+    failed = run(stack, "run")
+    assert failed.returncode == 1
+    assert "off-host copy to aiia-backup@127.0.0.1:/backups/" in last_line(failed)
+    assert "is kept and verified" in last_line(failed)
+    kept = newest(stack).name
+    assert kept != copied and run(stack, "verify", kept).returncode == 0
+    last = records(stack, "backups.jsonl")["last"]
+    assert last["outcome"] == "failed" and last["verified"] is True
+    assert last["archive"] == str(newest(stack))
