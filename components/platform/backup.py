@@ -10,9 +10,16 @@ on the host's disk. The host itself needs only bash, coreutils, flock and Docker
 
 Every backup is encrypted to the operators' keys (platform.backup.recipients) and to the
 host's own drill key, made on the host by the first `pulumi up` (its private half never
-leaves {root}/backup/drill-gnupg): the drill and a restore on this host decrypt with it, an
-operator restores anywhere with theirs. docs/runbooks.md has the trade-off and the restore
-commands.
+leaves {root}/backup/drill-gnupg, and only the containers that decrypt mount it): the drill
+and a restore on this host decrypt with it, an operator restores anywhere with theirs. Every
+backup is also signed with the host's signing key ({root}/backup/signing, never in a
+container or a backup), and nothing restores a backup whose signature does not verify; a
+restore runs as the environment's own database role and the media owner's uid.
+
+The off-host copy (platform.backup.off_host) goes to a receiver the operator installs on the
+target (templates/backup/receive-backup.sh.j2) and forces for the host's copy key: the host
+can add a backup there and never overwrite, read or delete one. docs/runbooks.md has the
+trade-offs, what each control does not stop, and the restore commands.
 """
 
 from __future__ import annotations
@@ -23,15 +30,32 @@ import pulumi
 
 from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.templates import render
-from components.names import database_name
+from components.names import database_name, database_role
 from components.platform.context import PlatformContext
 
 DRILL_KEY_FILE = "drill.asc"
+# Where the operator installs the receiver on the off-host target; the authorized_keys line
+# the program prints forces it for the copy key.
+RECEIVER_PATH = "/usr/local/sbin/aiia-receive-backup"
+# The ssh-keygen -Y namespace of backup signatures: a signature made for anything else (an
+# SSH login, a git commit) never passes for a backup's.
+SIGNATURE_NAMESPACE = "aiia-backup"
 
 
 def scratch_database_prefix(prefix: str) -> str:
     """The drill restores environment <env> into <prefix>_drill_<env>."""
     return database_name(prefix, "drill_")
+
+
+def restore_role(prefix: str) -> str:
+    """The throw-away login role a restore connects as: it may only become the environment's
+    role. Environment names have no underscore, so no environment's role can be this."""
+    return database_name(prefix, "restore_role")
+
+
+def backup_signer(prefix: str) -> str:
+    """The signer's identity in allowed_signers (ssh-keygen -Y verify -I)."""
+    return f"backup@{prefix}"
 
 
 def operator_key_file(fingerprint: str) -> str:
@@ -85,7 +109,16 @@ class Backup(pulumi.ComponentResource):
                 memory_mb=backup.memory_mb, extra_capabilities=context.root_file_access(),
                 user_id=f"{prefix} drill key ({context.root_dir}) <drill@{prefix}.invalid>")),
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        self.signing_key = host_command(
+            f"{name}-signing-key", context.connection,
+            render("backup/signing-key.sh.j2", directory=context.host_path("backup", "signing"),
+                   signer=backup_signer(prefix), namespace=SIGNATURE_NAMESPACE),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        # The allowed_signers line the operators keep off the host.
+        self.signing_key.stdout.apply(
+            lambda out: pulumi.log.info(out.strip(), resource=self) if out else None)
         environments = [{"name": env.name, "database": database_name(prefix, env.name),
+                         "role": database_role(prefix, env.name),
                          "app_memory_mb": env.app_memory_mb} for env in platform.environments]
         recipient_files = [DRILL_KEY_FILE] + [operator_key_file(key.fingerprint)
                                               for key in backup.keys]
@@ -96,7 +129,8 @@ class Backup(pulumi.ComponentResource):
         job = pulumi.Output.from_input(args.postgres_host).apply(lambda host: render(
             "backup/backup-job.sh.j2", root_dir=context.root_dir, postgres_host=host,
             environments=environments, recipient_files=recipient_files,
-            scratch_prefix=scratch_prefix, scratch_role=scratch_role))
+            scratch_prefix=scratch_prefix, scratch_role=scratch_role,
+            restore_role=restore_role(prefix)))
         script = pulumi.Output.all(args.image_id, args.network_name, args.postgres_host).apply(
             lambda values: render(
                 "backup/backup.sh.j2", root_dir=context.root_dir, prefix=prefix,
@@ -105,6 +139,7 @@ class Backup(pulumi.ComponentResource):
                 keep_daily=backup.keep_daily, keep_monthly=backup.keep_monthly,
                 disk_budget_mb=backup.disk_budget_mb, scratch_prefix=scratch_prefix,
                 scratch_role=scratch_role, off_host=backup.off_host,
+                signer=backup_signer(prefix), signature_namespace=SIGNATURE_NAMESPACE,
                 # A developer's unprivileged local stack: the backup directory is theirs.
                 extra_capabilities=context.root_file_access()))
         files = [
@@ -126,7 +161,8 @@ class Backup(pulumi.ComponentResource):
                              backup.time, backup.drill_day, backup.drill_time),
                          mode="0644"),
             opts=pulumi.ResourceOptions(parent=self,
-                                        depends_on=[self.drill_key, *files, *operator_keys]))
+                                        depends_on=[self.drill_key, self.signing_key, *files,
+                                                    *operator_keys]))
         self.register_outputs({"script_path": self.script_path})
 
     def _off_host(self, name: str, context: PlatformContext) -> list[pulumi.Resource]:
@@ -144,10 +180,10 @@ class Backup(pulumi.ComponentResource):
         key = host_command(
             f"{name}-off-host-key", context.connection,
             render("backup/off-host-key.sh.j2", directory=directory,
-                   target=f"{target.user}@{target.host}:{target.path}",
-                   comment=f"{context.prefix} backups ({context.root_dir})"),
+                   target=f"{target.user}@{target.host}", receiver=RECEIVER_PATH,
+                   store=target.path, comment=f"{context.prefix} backups ({context.root_dir})"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[known_hosts]))
-        # What the operator adds to the target's authorized_keys.
+        # What the operator installs on the target and adds to its authorized_keys.
         key.stdout.apply(lambda out: pulumi.log.info((out or "").strip(), resource=self)
                          if out else None)
         return [known_hosts, key]

@@ -4,21 +4,24 @@ operator run them.
 
 One stack for the module, in order: data in both environments → a backup (as cron runs
 it) → the data changed → the runbook's restore commands bring the backup's state back;
-then the drill, tampering, encryption, a full disk (a tmpfs mounted on the backup
-directory), retention and an off-host copy to an SSH container (tests/images/sshd). The
-operator's key is a key pair made here, its private half only in this test's GnuPG home.
-Not modelled: the host's cron daemon (its entry is run as cron would), a target that
-limits its users to SFTP (the copy runs tar and sha256sum there).
+then the drill, tampering, encryption, a backup changed after it was signed, who a restore
+runs as, a full disk (a tmpfs mounted on the backup directory), retention and an off-host
+copy to an SSH container (tests/images/sshd) set up as the runbook says: the receiver
+installed, the copy key forced to it. The operator's key is a key pair made here, its
+private half only in this test's GnuPG home. Not modelled: the host's cron daemon (its
+entry is run as cron would), the target's own retention cron.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +29,11 @@ from pathlib import Path
 import pytest
 
 from components.names import database_name
+from components.platform.backup import RECEIVER_PATH
 from dashboard.alerts import evaluate
 from dashboard.records import read_records, summarize_jobs
 from tests.harness.local_stack import ROOT, LocalStack, free_port
+from tests.harness.program import host_scripts
 
 pytestmark = pytest.mark.e2e
 
@@ -240,6 +245,13 @@ def test_the_backup_is_unreadable_without_a_private_key_and_leaves_no_plaintext(
     assert refused.returncode != 0 and b"PGDMP" not in refused.stdout
     assert b"No secret key" in refused.stderr or b"no secret key" in refused.stderr.lower()
     assert plaintext_left(stack.root / "backups", [MARKER.encode(), SECRET_UPLOAD[:40]]) == []
+    # The host's configuration is there, and no private key that decrypts, signs or copies
+    # backups (the dump job never mounts them; the host archives around them).
+    members = subprocess.run(["tar", "-t"], input=gpg(operator[0], "--decrypt", str(
+        directory / "config.tar.gpg")).stdout, capture_output=True, check=True).stdout.decode()
+    assert "./bin/backup.sh" in members.splitlines(), members[:500]
+    assert "./backup/drill-gnupg" not in members and "./backup/signing" not in members
+    assert "./backup/off-host/id_ed25519" not in members
     # The operator's own key opens it (a host rebuilt from nothing, docs/runbooks.md).
     opened = gpg(operator[0], "--decrypt", str(dump))
     assert opened.stdout.startswith(b"PGDMP")
@@ -275,20 +287,40 @@ def test_the_drill_restores_the_newest_backup_into_scratch_databases_and_records
 
 
 def copy_as_newer(stack: LocalStack, suffix: int) -> Path:
-    """The newest backup again under a later name: what the drill takes next."""
+    """The newest backup again under a later name, as the host would have written it there:
+    what the drill takes next."""
     source = newest(stack)
     target = source.parent / f"{source.name[:9]}2359{suffix:02d}Z"
-    shutil.copytree(source, target)
+    copy_as(stack, source, target)
     return target
 
 
+def copy_as(stack: LocalStack, source: Path, target: Path) -> None:
+    """`source` copied to `target`, its manifest naming the new id, summed and signed again
+    with the host's key: a backup the host itself made under that name."""
+    shutil.copytree(source, target)
+    described = target / "manifest.json"
+    described.write_text(described.read_text().replace(
+        f'"id": "{source.name}"', f'"id": "{target.name}"', 1))
+    rehash(target)
+    sign_as_host(stack, target)
+
+
 def rehash(directory: Path) -> None:
-    """SHA256SUMS recomputed, as a backup whose manifest is self-consistent."""
+    """SHA256SUMS recomputed, as a backup whose manifest is self-consistent (not signed)."""
     names = sorted(p.name for p in directory.iterdir()
-                   if p.name.endswith((".gpg", ".tsv")))
+                   if p.name.endswith((".gpg", ".tsv"))) + ["manifest.json"]
     sums = subprocess.run(["sha256sum", *names], cwd=directory, capture_output=True,
                           text=True, check=True).stdout
     (directory / "SHA256SUMS").write_text(sums)
+
+
+def sign_as_host(stack: LocalStack, directory: Path) -> None:
+    """SHA256SUMS signed with the host's own signing key, as backup.sh signs it."""
+    (directory / "SHA256SUMS.sig").unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f",
+                    str(stack.root / "backup" / "signing" / "id_ed25519"), "-n", "aiia-backup",
+                    str(directory / "SHA256SUMS")], check=True, capture_output=True, timeout=30)
 
 
 def test_a_drill_of_a_backup_whose_rows_differ_from_its_manifest_fails_and_alerts(stack):
@@ -297,6 +329,7 @@ def test_a_drill_of_a_backup_whose_rows_differ_from_its_manifest_fails_and_alert
         rows = copy / f"rows-{database_name(stack.prefix, 'staging')}.tsv"
         rows.write_text(rows.read_text().replace("public.notes_note\t3", "public.notes_note\t4"))
         rehash(copy)
+        sign_as_host(stack, copy)
         result = run(stack, "drill")
         assert result.returncode == 1, output(result)
         assert "restore drill FAILED" in last_line(result)
@@ -317,6 +350,7 @@ def test_a_drill_of_a_backup_whose_rows_differ_from_its_manifest_fails_and_alert
         lines[0] = "\t".join([*first[:2], "schema-b", schema_b["Id"]])
         releases.write_text("\n".join(lines) + "\n")
         rehash(copy)
+        sign_as_host(stack, copy)
         result = run(stack, "drill")
         assert result.returncode == 1, output(result)
         assert "migrate --check of release schema-b" in last_line(result)
@@ -347,6 +381,140 @@ def test_a_tampered_backup_fails_verification_and_the_drill_naming_the_file(stac
     finally:
         shutil.rmtree(copy)
     assert run(stack, "verify").returncode == 0, "the untouched backup still verifies"
+
+
+def backup_jobs_created(stack: LocalStack, since: float) -> list[str]:
+    """The names of the backup job containers the engine created since `since` (its events)."""
+    names = docker("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
+                   "--filter", "type=container", "--filter", "event=create",
+                   "--format", "{{.Actor.Attributes.name}}").stdout.split()
+    return [name for name in names if name.startswith(f"{stack.prefix}-backup-run-")]
+
+
+def poison(stack: LocalStack, directory: Path, tamper: str) -> None:
+    """What someone who can write the backups but not sign does: a file swapped for another
+    valid GnuPG file (here staging's dump, as any encryption to the public keys would make)
+    with the manifest and SHA256SUMS made to agree, or the manifest's counts changed."""
+    manifest_file = directory / "manifest.json"
+    text = manifest_file.read_text()
+    if tamper == "a dump swapped":
+        prod = f"db-{database_name(stack.prefix, 'prod')}.dump.gpg"
+        staging = directory / f"db-{database_name(stack.prefix, 'staging')}.dump.gpg"
+        old = manifest(directory)["files"]
+        entry = next(item for item in old if item["name"] == prod)
+        (directory / prod).write_bytes(staging.read_bytes())
+        size = staging.stat().st_size
+        digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+        text = text.replace(
+            f'{{"name": "{prod}", "size_bytes": {entry["size_bytes"]}, "sha256": '
+            f'"{entry["sha256"]}"}}',
+            f'{{"name": "{prod}", "size_bytes": {size}, "sha256": "{digest}"}}')
+    else:
+        text = text.replace('"public.notes_note": 5', '"public.notes_note": 6')
+    assert text != manifest_file.read_text()
+    manifest_file.write_text(text)
+    rehash(directory)
+
+
+@pytest.mark.parametrize("tamper", ["a dump swapped", "the manifest changed"])
+def test_a_backup_changed_after_signing_is_refused_before_anything_is_decrypted(stack, tamper):
+    copy = copy_as_newer(stack, 57)
+    try:
+        poison(stack, copy, tamper)
+        verify = run(stack, "verify", copy.name)
+        assert verify.returncode == 1 and "SHA256SUMS.sig" in output(verify), output(verify)
+        # A row the restore would remove, and the uploads it would replace.
+        psql(stack, "prod", "INSERT INTO notes_note (text, created_at) VALUES ('after', now());")
+        counts, hashes = row_counts(stack, "prod"), media_hashes(stack, "prod")
+        since = time.time()
+        for command in ("restore-database", "restore-media"):
+            refused = run(stack, command, "prod", copy.name)
+            assert refused.returncode == 1, output(refused)
+            assert "does not verify; nothing was decrypted or changed" in last_line(refused)
+        drill = run(stack, "drill")
+        assert drill.returncode == 1 and "SHA256SUMS.sig" in last_line(drill), output(drill)
+        # No container that decrypts was started: the drill only dropped its scratch databases.
+        assert [name for name in backup_jobs_created(stack, since)
+                if not name.endswith("-drop-scratch")] == []
+        assert row_counts(stack, "prod") == counts and media_hashes(stack, "prod") == hashes
+    finally:
+        shutil.rmtree(copy)
+        psql(stack, "prod", "DELETE FROM notes_note WHERE text = 'after';")
+
+
+# A materialized view's query runs again at restore (REFRESH), in the restoring session: it
+# shows who a dump's own SQL runs as. Made by the superuser, as a dump crafted to escalate
+# would have it.
+RESTORE_WITNESS = """CREATE MATERIALIZED VIEW restore_witness AS SELECT
+    session_user::text AS session_role, current_user::text AS acting_role,
+    (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS session_superuser;"""
+
+
+def test_a_restore_runs_the_dumps_sql_as_the_environments_role_not_the_superuser(stack):
+    role = database_name(stack.prefix, "prod")
+    psql(stack, "prod", RESTORE_WITNESS)
+    try:
+        assert psql(stack, "prod", "SELECT session_superuser FROM restore_witness;") == "t"
+        run(stack, "run", check=True)
+        run(stack, "restore-database", "prod", check=True)
+        session, acting, superuser, owner = psql(
+            stack, "prod", "SELECT session_role, acting_role, session_superuser, "
+            "(SELECT matviewowner FROM pg_matviews WHERE matviewname = 'restore_witness') "
+            "FROM restore_witness;").split("|")
+        assert superuser == "f" and session != "postgres", (session, acting, superuser)
+        assert acting == role and owner == role, (acting, owner)
+        # The throw-away role the restore connected as is gone.
+        left = f"SELECT count(*) FROM pg_roles WHERE rolname = '{session}';"  # noqa: S608
+        assert psql(stack, "prod", left) == "0", "a role name PostgreSQL returned, not input"
+    finally:
+        psql(stack, "prod", "DROP MATERIALIZED VIEW IF EXISTS restore_witness;")
+
+
+def tar_of(*members: tuple[str, str, bytes | str, int]) -> bytes:
+    """An archive as root would make it: (name, kind, data or link target, mode), owner 0."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for name, kind, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mode = mode
+            info.mtime = int(time.time())
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            elif kind == "file":
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                archive.addfile(info)
+            else:
+                info.type = tarfile.FIFOTYPE
+                archive.addfile(info)
+    return buffer.getvalue()
+
+
+def test_media_are_restored_as_their_owner_and_an_archive_with_links_or_pipes_is_refused(stack):
+    made_by_root = tar_of(("staging", "dir", b"", 0o755),
+                          ("staging/notes.txt", "file", b"restored", 0o644),
+                          ("staging/tool", "file", b"#!/bin/sh\nid\n", 0o4755))
+    run(stack, "restore-media", "staging", "--from-stdin", stdin=made_by_root, check=True)
+    restored = [media(stack, "staging"), *media(stack, "staging").rglob("*")]
+    assert (media(stack, "staging") / "notes.txt").read_bytes() == b"restored"
+    for path in restored:
+        status = path.lstat()
+        assert (status.st_uid, status.st_gid) == (10001, 10001), (path, status.st_uid)
+        assert status.st_mode & 0o7000 == 0, (path, oct(status.st_mode))
+    for odd in (("staging/passwd", "symlink", "/etc/passwd", 0o777),
+                ("staging/pipe", "fifo", b"", 0o644)):
+        refused = run(stack, "restore-media", "staging", "--from-stdin",
+                      stdin=tar_of(("staging", "dir", b"", 0o755), odd))
+        assert refused.returncode == 1, output(refused)
+        assert "refused" in last_line(refused) and odd[0] in last_line(refused)
+        assert [path.name for path in media(stack, "staging").iterdir()] and \
+            (media(stack, "staging") / "notes.txt").read_bytes() == b"restored"
+        assert not (stack.root / "media" / ".restore-staging").exists()
 
 
 def test_a_full_disk_fails_the_backup_loudly_and_keeps_the_last_good_one(stack):
@@ -422,7 +590,7 @@ def test_retention_keeps_the_daily_and_monthly_backups_and_always_the_newest(sta
     # 12 daily backups of the last days of November and one per earlier month.
     for name in [f"202611{day:02d}T033000Z" for day in range(18, 30)] + \
                 [f"2026{month:02d}01T033000Z" for month in range(5, 11)]:
-        shutil.copytree(good, good.parent / name)
+        copy_as(stack, good, good.parent / name)
         made.append(name)
     before = backups(stack)
     run(stack, "run", check=True)
@@ -440,31 +608,20 @@ def test_retention_keeps_the_daily_and_monthly_backups_and_always_the_newest(sta
 
 
 SSHD_IMAGE = "aiia-standin/sshd:9"
+RECEIVER = ROOT / "templates" / "backup" / "receive-backup.sh.j2"
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def docker(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120,
-                          check=check)
+                          check=check, input=stdin)
 
 
-@pytest.fixture
-def backup_target(stack):
-    """An SSH host on 127.0.0.1 to copy to: (container, port, its ed25519 host key)."""
-    subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "sshd"],
-                   check=True, capture_output=True, timeout=600)
-    name, port = f"{stack.prefix}-test-backup-target", free_port()
-    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:22", "--memory", "64m",
-           SSHD_IMAGE)
-    try:
-        deadline = time.monotonic() + 30
-        while "Server listening" not in docker("logs", name, check=False).stderr:
-            assert time.monotonic() < deadline, docker("logs", name, check=False).stderr
-            time.sleep(0.2)
-        host_key = " ".join(docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
-                            .stdout.split()[:2])
-        yield name, port, host_key
-    finally:
-        docker("rm", "-f", name, check=False)
+def printed(stack: LocalStack, command: str) -> list[str]:
+    """What a host command of the program printed for the operator at `pulumi up` (run again
+    here: it is idempotent, and the replay keeps no log)."""
+    script = host_scripts(stack.run)[command]
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          check=True).stdout.splitlines()
 
 
 def with_target(stack: LocalStack, port: int, host_key: str) -> dict:
@@ -475,46 +632,179 @@ def with_target(stack: LocalStack, port: int, host_key: str) -> dict:
     return config
 
 
-def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
-        stack, backup_target, tmp_path):
-    name, port, host_key = backup_target
+def set_up_target(container: str, authorized_line: str) -> None:
+    """docs/runbooks.md, "An off-host copy", on the target: the receiver installed as root's,
+    the printed line as the account's one key, its .ssh and authorized_keys root's."""
+    docker("exec", "-i", container, "sh", "-c",
+           f"cat > {RECEIVER_PATH} && chmod 0755 {RECEIVER_PATH}", stdin=RECEIVER.read_text())
+    docker("exec", container, "sh", "-c",
+           'printf "%s\\n" "$1" > /home/aiia-backup/.ssh/authorized_keys '
+           "&& chown root:root /home/aiia-backup/.ssh /home/aiia-backup/.ssh/authorized_keys "
+           "&& chmod 0755 /home/aiia-backup/.ssh && chmod 0644 "
+           "/home/aiia-backup/.ssh/authorized_keys", "-", authorized_line)
+
+
+@pytest.fixture(scope="module")
+def off_host(stack) -> Iterator[dict]:
+    """An SSH host on 127.0.0.1 set up as the runbook says, the stack copying to it, and one
+    backup copied: {container, port, host_key, copied, output}."""
+    subprocess.run(["bash", str(ROOT / "tests/images/build-standins.sh"), "sshd"],
+                   check=True, capture_output=True, timeout=600)
+    name, port = f"{stack.prefix}-test-backup-target", free_port()
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:22", "--memory", "64m",
+           SSHD_IMAGE)
     original = copy.deepcopy(stack.config)
     try:
+        deadline = time.monotonic() + 30
+        while "Server listening" not in docker("logs", name, check=False).stderr:
+            assert time.monotonic() < deadline, docker("logs", name, check=False).stderr
+            time.sleep(0.2)
+        host_key = " ".join(docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+                            .stdout.split()[:2])
         stack.up(with_target(stack, port, host_key))
-        public = (stack.root / "backup" / "off-host" / "id_ed25519.pub").read_text().strip()
-        docker("exec", name, "sh", "-c", 'printf "%s\\n" "$1" > /home/aiia-backup/.ssh/'
-               'authorized_keys && chown aiia-backup /home/aiia-backup/.ssh/authorized_keys '
-               '&& chmod 0600 /home/aiia-backup/.ssh/authorized_keys', "-", public)
-        result = run(stack, "run", check=True)
-        copied = newest(stack).name
-        assert "copied to aiia-backup@127.0.0.1:/backups/" in output(result)
-        check = docker("exec", name, "sh", "-c",
-                       f"cd /backups/{copied} && sha256sum --check SHA256SUMS", check=False)
-        assert check.returncode == 0 and check.stdout.count(": OK") >= 9, check.stdout
-        assert records(stack, "backups.jsonl")["last"]["outcome"] == "succeeded"
-
-        # A target that answers with another host key is refused: nothing is sent.
-        other = tmp_path / "other"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-                       check=True)
-        stack.up(with_target(stack, port, " ".join(
-            (tmp_path / "other.pub").read_text().split()[:2])))
-        refused = run(stack, "run")
-        assert refused.returncode == 1
-        assert "off-host copy" in last_line(refused) and \
-            "Host key verification failed" in last_line(refused), output(refused)
-
-        # An unreachable target: the record fails, the local backup is kept and verifies.
-        stack.up(with_target(stack, port, host_key))
-        docker("stop", "-t", "1", name)
-        failed = run(stack, "run")
-        assert failed.returncode == 1
-        assert "off-host copy to aiia-backup@127.0.0.1:/backups/" in last_line(failed)
-        assert "is kept and verified" in last_line(failed)
-        kept = newest(stack).name
-        assert kept != copied and run(stack, "verify", kept).returncode == 0
-        last = records(stack, "backups.jsonl")["last"]
-        assert last["outcome"] == "failed" and last["verified"] is True
-        assert last["archive"] == str(newest(stack))
+        lines = printed(stack, "platform-backup-off-host-key")
+        authorized = [line for line in lines if line.startswith("restrict,")]
+        assert len(authorized) == 1, lines
+        set_up_target(name, authorized[0])
+        result = run(stack, "run")
+        assert result.returncode == 0, output(result)
+        yield {"container": name, "port": port, "host_key": host_key,
+               "authorized": authorized[0], "copied": newest(stack).name, "output": result}
     finally:
+        docker("rm", "-f", name, check=False)
         stack.up(original)
+
+
+def with_copy_key(stack: LocalStack, port: int, *command: str, stdin: bytes = b"",
+                  options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """A session on the target with the host's copy key: what root on the host can open."""
+    return subprocess.run(
+        ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={stack.root}/backup/off-host/known_hosts",
+         "-o", "IdentitiesOnly=yes", "-i", str(stack.root / "backup/off-host/id_ed25519"),
+         "-p", str(port), *options, "aiia-backup@127.0.0.1", *command],
+        input=stdin, capture_output=True, timeout=60, check=False)
+
+
+def stored_on_target(container: str) -> str:
+    """Every stored file on the target with its SHA-256, as the target's root sees them."""
+    return docker("exec", container, "sh", "-c",
+                  "cd /backups && find . -path ./.incoming -prune -o -type f -print "
+                  "| LC_ALL=C sort | xargs sha256sum").stdout
+
+
+def test_the_copy_key_adds_a_backup_and_cannot_delete_overwrite_or_run_anything(
+        stack, off_host, tmp_path):
+    container, port, copied = off_host["container"], off_host["port"], off_host["copied"]
+    assert off_host["authorized"].startswith(
+        f'restrict,command="{RECEIVER_PATH} /backups" ssh-ed25519 ')
+    before = stored_on_target(container)
+    assert f"./{copied}/SHA256SUMS.sig" in before and "./received.log" in before
+    fresh = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 60))
+    attempts = {
+        "delete a backup": ["rm", "-rf", f"/backups/{copied}"],
+        "list and remove": ["sh", "-c", "'ls /backups; rm -rf /backups/*'"],
+        "any command": ["id"],
+        "a shell": [],
+        "overwrite a stored file": ["put", copied, "SHA256SUMS"],
+        "commit a stored backup again": ["commit", copied],
+        "a name outside the backup": ["put", fresh, f"../{copied}/SHA256SUMS"],
+        "a backup dated in the past": ["put", "20200101T000000Z", "SHA256SUMS"],
+    }
+    for what, command in attempts.items():
+        result = with_copy_key(stack, port, *command, stdin=b"garbage\n")
+        assert result.returncode == 2, (what, result)
+        assert b"aiia-receive-backup: refused" in result.stderr, (what, result)
+    # A file transfer (sftp, and scp, which speaks sftp) and a forwarded connection.
+    key = str(stack.root / "backup/off-host/id_ed25519")
+    sftp = subprocess.run(
+        ["sftp", "-F", "/dev/null", "-b", "-", "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={stack.root}/backup/off-host/known_hosts",
+         "-o", "IdentitiesOnly=yes", "-i", key, "-P", str(port), "aiia-backup@127.0.0.1"],
+        input=f"rm /backups/{copied}/SHA256SUMS\n".encode(), capture_output=True, timeout=60,
+        check=False)
+    assert sftp.returncode != 0, sftp
+    forward = with_copy_key(stack, port, options=("-W", "127.0.0.1:22"))
+    assert forward.returncode != 0 and b"prohibited" in forward.stderr, forward
+    assert stored_on_target(container) == before, "nothing stored was changed"
+    assert docker("exec", container, "sh", "-c",
+                  f"cd /backups/{copied} && sha256sum --check --quiet SHA256SUMS",
+                  check=False).returncode == 0
+
+
+def test_a_copy_tampered_on_the_target_fails_the_runbooks_signature_check(
+        stack, off_host, tmp_path):
+    container, copied = off_host["container"], off_host["copied"]
+    lines = printed(stack, "platform-backup-signing-key")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text("\n".join(line for line in lines if " namespaces=" in line) + "\n")
+
+    def fetch_and_check() -> subprocess.CompletedProcess:
+        # docs/runbooks.md, "Rebuild a whole host from nothing", step 2, on the operator's side.
+        fetched = tmp_path / "fetched"
+        shutil.rmtree(fetched, ignore_errors=True)
+        fetched.mkdir()
+        docker("cp", f"{container}:/backups/{copied}", str(fetched))
+        return subprocess.run(
+            ["sh", "-c", f"ssh-keygen -Y verify -f {allowed} -I backup@{stack.prefix} "
+             "-n aiia-backup -s SHA256SUMS.sig < SHA256SUMS && sha256sum --check SHA256SUMS "
+             f"&& grep -q '\"id\": \"{copied}\"' manifest.json"],
+            cwd=fetched / copied, capture_output=True, text=True, timeout=60, check=False)
+
+    good = fetch_and_check()
+    assert good.returncode == 0 and "Good \"aiia-backup\" signature" in good.stdout, good
+    # Someone with the target's disk edits the manifest and makes SHA256SUMS agree with it.
+    docker("exec", container, "sh", "-c",
+           f"cd /backups/{copied} && chmod u+w . manifest.json SHA256SUMS "
+           "&& sed -i 's/\"public.notes_note\": 5/\"public.notes_note\": 6/' manifest.json "
+           "&& grep -v ' manifest.json$' SHA256SUMS > s && sha256sum manifest.json >> s "
+           "&& mv s SHA256SUMS")
+    bad = fetch_and_check()
+    assert bad.returncode != 0, bad
+    assert "Signature verification failed: incorrect signature" in bad.stderr, bad
+    assert ": OK" not in bad.stdout, "the files are not even read before the signature passes"
+
+
+def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
+        stack, off_host, tmp_path):
+    name, port, host_key = off_host["container"], off_host["port"], off_host["host_key"]
+    copied = off_host["copied"]
+    assert "copied to aiia-backup@127.0.0.1:/backups/" in output(off_host["output"])
+    check = docker("exec", name, "sh", "-c",
+                   f"cd /backups/{copied} && sha256sum --check SHA256SUMS", check=False)
+    assert check.returncode == 0 and check.stdout.count(": OK") >= 10, check.stdout
+    assert records(stack, "backups.jsonl")["last"]["outcome"] == "succeeded"
+
+    # A target where the key gets a shell (no receiver forced) is refused: nothing is sent.
+    docker("exec", name, "sh", "-c",
+           'sed -i "s/^restrict,command=\\"[^\\"]*\\" //" /home/aiia-backup/.ssh/authorized_keys')
+    everything = docker("exec", name, "find", "/backups").stdout
+    refused = run(stack, "run")
+    assert refused.returncode == 1
+    assert "the copy key runs a shell on the target" in last_line(refused), output(refused)
+    assert docker("exec", name, "find", "/backups").stdout == everything
+    set_up_target(name, off_host["authorized"])
+
+    # A target that answers with another host key is refused: nothing is sent.
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    stack.up(with_target(stack, port, " ".join(
+        (tmp_path / "other.pub").read_text().split()[:2])))
+    refused = run(stack, "run")
+    assert refused.returncode == 1
+    assert "off-host copy" in last_line(refused) and \
+        "Host key verification failed" in last_line(refused), output(refused)
+
+    # An unreachable target: the record fails, the local backup is kept and verifies.
+    stack.up(with_target(stack, port, host_key))
+    docker("stop", "-t", "1", name)
+    failed = run(stack, "run")
+    assert failed.returncode == 1
+    assert "off-host copy to aiia-backup@127.0.0.1:/backups/" in last_line(failed)
+    assert "is kept and verified" in last_line(failed)
+    kept = newest(stack).name
+    assert kept != copied and run(stack, "verify", kept).returncode == 0
+    last = records(stack, "backups.jsonl")["last"]
+    assert last["outcome"] == "failed" and last["verified"] is True
+    assert last["archive"] == str(newest(stack))
