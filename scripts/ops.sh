@@ -46,12 +46,17 @@ on_host() {  # a command on the host: over SSH for a VPS, here for a local stack
     "$@"
   fi
 }
-host_root() {  # host.root_dir; a local stack's is set by `make local`
-  if [ "$kind" = local ] && ! get host.root_dir >/dev/null 2>&1; then
-    echo "the local stack is not set up in this checkout: \`make local\` sets it up" >&2
-    exit 1
+host_root() {  # host.root_dir; a local stack's is in the checkout, made by `make local`
+  local root
+  root=$(get host.root_dir 2>/dev/null || echo .local-host)
+  if [ "$kind" = local ]; then
+    [[ "$root" = /* ]] || root="$PWD/$root"
+    if [ ! -d "$root" ]; then
+      echo "the local stack is not set up in this checkout: \`make local\` sets it up" >&2
+      exit 1
+    fi
   fi
-  get host.root_dir
+  echo "$root"
 }
 name_part() {  # $2 if it may be part of a container name, else a usage error naming $1
   if [[ ! "$2" =~ ^[a-z][a-z0-9-]*$ ]]; then
