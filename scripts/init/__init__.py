@@ -17,7 +17,7 @@ For the stack that owns the platform (prod) and the stacks that read it (staging
    it); a key other than the one already pinned, or a refusal, stops everything;
 3. the stack files as they would be are checked by the program's own settings
    (components/settings), gpg and all, before anything is written;
-4. `pulumi stack init <org>/<stack>` for each stack that does not exist yet;
+4. `pulumi stack init <org>/<project>/<stack>` for each stack that does not exist yet;
 5. the values written into the stack files, each line changed alone (scripts/stack_file.py);
    a value they hold already is left as it is, and said so;
 6. every secret the settings read and the stack has not got, generated
@@ -27,6 +27,7 @@ For the stack that owns the platform (prod) and the stacks that read it (staging
 
 The organization is written once, in the readers' `aiia:platform_stack`, and the domains in
 the platform's stack file: the workflows read both from there (scripts/stack_file.py).
+
 The parts: `stacks` (the stack files read), `questions` (each value from a flag, a question
 or the files), `operator_keys`, `host_key` (fetched, shown, trusted), `plan` (the values
 written), `stack_secrets` (generated, never shown), `pulumi_stacks` (the CLI), `dns` (the
