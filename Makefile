@@ -20,7 +20,7 @@ CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/
 # Prerequisites are made in the order listed (`make local` checks before it builds).
 .NOTPARALLEL:
 
-.PHONY: help pulumi-cli venv doctor images local preview up release rollback backup-now \
+.PHONY: help pulumi-cli venv doctor images local init preview up release rollback backup-now \
 	restore-drill logs exec restart releases status ssh diagram test unit lint destroy-local
 
 help:  ## this list
@@ -46,6 +46,15 @@ doctor: venv  ## check this machine for STACK first: Pulumi CLI, Docker, Python,
 
 local: pulumi-cli venv doctor images  ## set up and run the whole stack on this machine (pulumi up -s local)
 	bash scripts/local.sh up
+
+# init's STACK is prod unless given: `make init` alone sets up prod (and staging). Pulumi's
+# passphrase is not the Makefile's empty one (that is the local stack's): a prod stack on a
+# self-managed backend must not get an empty passphrase unasked.
+INIT_STACK = $(if $(filter command line environment,$(origin STACK)),$(STACK),prod)
+INIT_ENV = $(if $(filter file,$(origin PULUMI_CONFIG_PASSPHRASE)),env -u PULUMI_CONFIG_PASSPHRASE)
+init: venv  ## first prod (and staging): stacks, secrets, host key, your keys, domains (ARGS="--org …" to ask nothing)
+	$(CHECK_CLI)
+	$(INIT_ENV) python3 -m scripts.init --stack $(INIT_STACK) $(ARGS)
 
 preview: venv  ## pulumi preview --diff of STACK (default local)
 	$(CHECK_CLI)

@@ -18,13 +18,8 @@ get() { python3 -m scripts.stack_file get "$stack" "$1"; }
 prefix=$(get prefix)
 root=$(get host.root_dir 2>/dev/null || echo .local-host)
 case "$root" in /*) ;; *) root="$PWD/$root" ;; esac  # a local stack's is the checkout's
-if [ "$(get host.kind)" = ssh ]; then
-  # The Docker provider's host: host.docker_host, or derived from host.ssh as the settings do.
-  DOCKER_HOST=$(get host.docker_host 2>/dev/null \
-    || echo "ssh://$(get host.ssh.user 2>/dev/null || echo deploy)@$(get host.ssh.host):$(get host.ssh.port 2>/dev/null || echo 22)")
-else
-  DOCKER_HOST=$(get host.docker_host 2>/dev/null || echo "unix:///var/run/docker.sock")
-fi
+# The Docker provider's host (scripts/stack_file.py derives an ssh stack's from host.ssh).
+DOCKER_HOST=$(get host.docker_host 2>/dev/null || echo "unix:///var/run/docker.sock")
 export DOCKER_HOST
 mkdir -p "$out"
 on_host() {  # a command on the host: over SSH for an ssh host, here for a local one

@@ -47,16 +47,14 @@ on_host() {  # a command on the host: over SSH for a VPS, here for a local stack
   fi
 }
 host_root() {  # host.root_dir; a local stack's is relative to the checkout (the settings')
-  if [ "$kind" != local ]; then
-    get host.root_dir
-    return
-  fi
   local root
   root=$(get host.root_dir 2>/dev/null || echo .local-host)
-  case "$root" in /*) ;; *) root="$PWD/$root" ;; esac
-  if [ ! -d "$root" ]; then
-    echo "the local stack is not set up in this checkout: \`make local\` sets it up" >&2
-    exit 1
+  if [ "$kind" = local ]; then
+    [[ "$root" = /* ]] || root="$PWD/$root"
+    if [ ! -d "$root" ]; then
+      echo "the local stack is not set up in this checkout: \`make local\` sets it up" >&2
+      exit 1
+    fi
   fi
   echo "$root"
 }

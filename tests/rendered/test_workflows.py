@@ -16,6 +16,7 @@ never reaches the host; nothing is pip-installed unpinned."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scripts.stack_file import DeliveryError, get_value, organization, stack_configs
 from scripts.touched import DEPLOYED_STACKS
 from tests.rendered.test_shellcheck import shellcheck
 
@@ -350,12 +352,58 @@ def test_deploys_of_a_stack_never_overlap_and_each_waits_for_its_reviewers():
     assert "SLACK_WEBHOOK_URL" not in json.dumps(deploy)  # secrets where needed only
 
 
-def test_the_smoke_test_urls_are_the_stack_files_domains():
-    text = (ROOT / ".github/workflows/release.yml").read_text()
-    environments = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())[
-        "config"]["aiia:platform"]["environments"]
-    for environment in ("prod", "staging"):
-        assert f"https://{environments[environment]['domain']}'" in text
+# What names this deployment lives in the stack files alone (make init writes it there):
+# the workflows read it with scripts/stack_file.py and never repeat it.
+HELD_KEYS = ("host.ssh.host", "platform.status_domain", "platform.tls.email", "platform_stack")
+
+
+def values_the_stack_files_hold(directory: Path = ROOT) -> dict[str, str]:
+    """Each value of the deployed stacks' files that names this deployment (its Pulumi
+    organization, domains, host, ACME e-mail, app images), and where it is held."""
+    configs = stack_configs(directory)
+    held = {organization(directory): "the Pulumi organization (aiia:platform_stack)"}
+    for stack in DEPLOYED_STACKS:
+        config = configs[stack]
+        for key in HELD_KEYS:
+            with contextlib.suppress(DeliveryError):
+                held[str(get_value(config, key))] = f"Pulumi.{stack}.yaml {key}"
+        environments = (config.get("aiia:platform") or {}).get("environments") or {}
+        for name, environment in environments.items():
+            held[environment["domain"]] = f"Pulumi.{stack}.yaml platform.environments.{name}"
+        for name, release in (config.get("aiia:releases") or {}).items():
+            held[release["image"]] = f"Pulumi.{stack}.yaml releases.{name}.image"
+    return held
+
+
+def repeated_values(text: str, held: dict[str, str]) -> list[str]:
+    """The held values `text` writes out (whole: `eduaiia` in `ghcr.io/eduaiia/x` too)."""
+    return [f"{value} (held in {where})" for value, where in held.items()
+            if re.search(rf"(?<![\w.-]){re.escape(value)}(?![\w-])", text)]
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, ROOT / ".github/environments.yml"],
+                         ids=lambda path: path.name)
+def test_no_workflow_repeats_a_value_the_stack_files_hold(path):
+    assert repeated_values(path.read_text(), values_the_stack_files_hold()) == []
+
+
+def test_the_workflows_read_the_organization_and_urls_from_the_stack_files():
+    deploy = jobs_of(load(ROOT / ".github/workflows/release.yml"))["deploy"]
+    steps = {step.get("id") or step.get("name"): step for step in deploy["steps"]}
+    assert "python3 -m scripts.stack_file org" in steps["stack"]["run"]
+    assert 'python3 -m scripts.stack_file url "$STACK"' in steps["stack"]["run"]
+    assert deploy["environment"]["url"] == "${{ steps.stack.outputs.url }}"
+    assert steps["Smoke test through the public URL"]["env"]["URL"] == \
+        "${{ steps.stack.outputs.url }}"
+    for name in ("pulumi up", "rollback"):
+        assert steps[name]["env"]["ORG"] == "${{ steps.stack.outputs.org }}"
+        assert 'pulumi org set-default "$ORG"' in steps[name]["run"]
+    preview = jobs_of(load(ROOT / ".github/workflows/preview.yml"))["preview"]
+    stack = next(step for step in preview["steps"] if step.get("id") == "stack")
+    assert 'scripts.stack_file stack-name "$STACK"' in stack["run"]
+    pulumi = next(step for step in preview["steps"]
+                  if str(step.get("uses", "")).startswith("pulumi/actions@"))
+    assert pulumi["with"]["stack-name"] == "${{ steps.stack.outputs.name }}"
 
 
 def test_the_preview_comments_once_per_stack_and_edits_it():
@@ -453,6 +501,14 @@ jobs:
           TITLE: ${{ github.event.pull_request.title }}
         run: echo "$TITLE ${{ runner.temp }}"
 """
+
+
+def test_the_repeat_rule_catches_a_hard_coded_organization_domain_and_image():
+    held = values_the_stack_files_hold()
+    text = ("url: https://api.eduaiia.com\nrun: pulumi org set-default eduaiia\n"
+            "image: ghcr.io/eduaiia/aiia-backend:1\nnot: eduaiia-ops api.eduaiia.community\n")
+    assert [found.split(" ")[0] for found in repeated_values(text, held)] == [
+        "eduaiia", "api.eduaiia.com", "ghcr.io/eduaiia/aiia-backend"]
 
 
 def test_the_pin_rule_catches_a_tag_and_a_sha_without_its_version():

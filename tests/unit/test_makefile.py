@@ -15,7 +15,7 @@ from scripts.pulumi_cli import pinned_version
 from tests.harness.make import marked_venv, pulumi_cli_dir, run_make
 
 ROOT = Path(__file__).resolve().parents[2]
-EVERYDAY = {"help", "pulumi-cli", "doctor", "venv", "local", "test", "unit", "lint",
+EVERYDAY = {"help", "pulumi-cli", "doctor", "venv", "local", "init", "test", "unit", "lint",
             "preview", "up", "release", "rollback", "backup-now", "restore-drill", "logs",
             "exec", "restart", "releases", "status", "ssh", "diagram", "destroy-local"}
 
@@ -85,6 +85,8 @@ LOCAL_ROOT = ROOT / ".local-host"
     (["ssh", "STACK=local"], "there is no host to ssh to"),
     (["release", "STACK=prod", "RELEASE=bad tag"], "is not an image tag"),
     (["rollback", "STACK=qa"], "Pulumi.qa.yaml does not exist"),
+    (["init", "STACK=local"], "local runs on this machine: `make local` sets it up"),
+    (["init", "STACK=staging"], "`make init STACK=prod` sets up that stack and staging"),
 ])
 def test_what_cannot_run_fails_with_a_message(venv, cli, target, message):
     if "STACK=local" in target and LOCAL_ROOT.exists():

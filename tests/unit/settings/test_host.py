@@ -23,7 +23,6 @@ def test_root_is_refused_and_the_deploy_user_is_the_default():
 
     def no_user(raw):
         del raw["host"]["ssh"]["user"]
-        del raw["host"]["docker_host"]
 
     settings = parse("prod", no_user)
     assert settings.host.ssh.user == "deploy"
@@ -31,8 +30,7 @@ def test_root_is_refused_and_the_deploy_user_is_the_default():
 
 
 def test_docker_host_is_derived_from_host_ssh_and_must_agree_with_it():
-    def without(raw):
-        del raw["host"]["docker_host"]
+    def without(raw):  # the stack files give none: it is derived
         raw["host"]["ssh"]["port"] = 2222
 
     assert parse("prod", without).host.docker_host == "ssh://deploy@vps.eduaiia.com:2222"
@@ -72,7 +70,6 @@ def test_a_root_dir_that_could_break_out_of_a_shell_or_cron_line_is_refused(root
 def test_the_ssh_host_must_be_a_host_name_or_an_address(address):
     def change(raw):
         raw["host"]["ssh"]["host"] = address
-        del raw["host"]["docker_host"]
 
     assert f"aiia:host.ssh.host={address!r} is neither a host name nor an IP address" \
         in problems_of(change)
