@@ -4,11 +4,12 @@ behaves as designed.
 nginx runs from aiia-standin/nginx:1 (Debian forky's nginx 1.30, tests/images/nginx; the
 host's bookworm nginx 1.22 is too old for the program's configuration): a `docker run --rm`
 per command, with the scratch directory mounted at its own path, the running server on the
-host's network. The rendered files are copied into that directory with a small, explicit
-map from the container's paths to the copy's (CONTAINER_PATHS); for the running server the
-listen ports and upstream addresses are also mapped to free 127.0.0.1 ports. The TLS
-certificates are made by the program's own bootstrap script, pointed at the copy. A tiny
-Python server stands in for the app (what it answers is in StandInApp).
+host's network and under the memory limit the program gives nginx. The rendered files are
+copied into that directory with a small, explicit map from the container's paths to the
+copy's (CONTAINER_PATHS); for the running server the listen ports and upstream addresses are
+also mapped to free 127.0.0.1 ports. The TLS certificates are made by the program's own
+bootstrap script, pointed at the copy. A tiny Python server stands in for the app (what it
+answers is in StandInApp).
 """
 
 from __future__ import annotations
@@ -114,15 +115,19 @@ def container_name() -> Iterator[str]:
 
 
 def docker_run(name: str, command: Sequence[str], volumes: Sequence[str] = (), *,
-               network: str) -> list[str]:
+               network: str, memory_mb: int | None = None) -> list[str]:
     """`command` in the stand-in image, its root file system read-only as in production.
 
     As root, nginx's master runs as root and its workers as the image's `nginx` user, as in
-    production; as another user, all of nginx runs as that user.
+    production; as another user, all of nginx runs as that user. `memory_mb` is the memory
+    limit the program gives nginx's container (memory and swap alike, as production's):
+    a worker that outgrows it is killed by the kernel, and every connection with it.
     """
     user = [] if IS_ROOT else ["--user", f"{os.getuid()}:{os.getgid()}"]
+    memory = [] if memory_mb is None else ["--memory", f"{memory_mb}m",
+                                           "--memory-swap", f"{memory_mb}m"]
     return ["docker", "run", "--rm", "--name", name, "--network", network, "--read-only",
-            *user, *volumes, IMAGE, *command]
+            *user, *memory, *volumes, IMAGE, *command]
 
 
 def run_in_standin(command: Sequence[str], volumes: Sequence[str] = (),
@@ -270,9 +275,13 @@ def test_nginx_accepts_the_full_rendered_tree(rendered, standin_nginx, stack):
 class StandInApp:
     """Stands in for the Django app: what nginx proxies to.
 
-    200 with `X-Release: test` and a JSON echo of the request; 500 on /boom; a WebSocket
-    upgrade on /ws/ (then echoes bytes). Like Django's SecurityMiddleware and
-    XFrameOptionsMiddleware with their defaults, it sends security headers of its own.
+    200 with `X-Release: test` and a JSON echo of the request; 500 on /boom; 429 on
+    /too-many (an app's own refusal, not nginx's); a POST's body read and its size echoed;
+    /slow?seconds=N answered after N seconds; /healthz/ with `Cache-Control: no-store`, as
+    the reference app's (app/aiia/health.py); a WebSocket upgrade on /ws/ (then echoes
+    bytes). Like Django's SecurityMiddleware and XFrameOptionsMiddleware with their
+    defaults, it sends security headers of its own. It counts what reached it: the paths
+    (`paths`) and the most /slow requests it held at once (`most_held`).
     """
 
     APP_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
@@ -282,6 +291,24 @@ class StandInApp:
         self.port = free_port()
         self.server: ThreadingHTTPServer | None = None
         self.connections: set[socket.socket] = set()
+        self.paths: list[str] = []
+        self.held = 0
+        self.most_held = 0
+        self._lock = threading.Lock()
+
+    def reached(self, path: str) -> int:
+        """How many requests for `path` (query string aside) reached the app so far."""
+        return sum(1 for seen in list(self.paths) if seen.split("?", 1)[0] == path)
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._lock:
+                self.held -= 1
 
     def start(self) -> None:
         app = self
@@ -304,16 +331,35 @@ class StandInApp:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                app.paths.append(self.path)
                 if self.path.startswith("/ws/") and \
                         self.headers.get("Upgrade", "").lower() == "websocket":
                     return self.websocket()
-                status = 500 if self.path == "/boom" else 200
-                body = json.dumps({"path": self.path, "host": self.headers.get("Host"),
-                                   "proto": self.headers.get("X-Forwarded-Proto")}).encode()
+                if self.path.startswith("/slow?seconds="):
+                    app.hold(float(self.path.split("=", 1)[1]))
+                status = {"/boom": 500, "/too-many": 429}.get(self.path, 200)
+                self.answer(status, {"path": self.path, "host": self.headers.get("Host"),
+                                     "proto": self.headers.get("X-Forwarded-Proto")})
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                app.paths.append(self.path)
+                size = int(self.headers.get("Content-Length") or 0)
+                received = 0
+                while received < size:
+                    chunk = self.rfile.read(min(65536, size - received))
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                self.answer(200, {"path": self.path, "received": received})
+
+            def answer(self, status: int, document: dict) -> None:
+                body = json.dumps(document).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Release", "test")
+                if self.path.split("?", 1)[0] == "/healthz/":
+                    self.send_header("Cache-Control", "no-store")
                 for name, value in app.APP_HEADERS.items():
                     self.send_header(name, value)
                 self.end_headers()
@@ -362,6 +408,7 @@ class Site:
     app: StandInApp
     domains: dict[str, str]  # prod, staging, status → domain
     stack: Rendered
+    dashboard_port: int  # where nginx looks for the dashboard: nothing listens there
 
     def tls_context(self, domain: str) -> ssl.SSLContext:
         """Trusts exactly the certificate the bootstrap made for `domain`."""
@@ -398,12 +445,14 @@ def site(rendered, standin_nginx) -> Iterator[Site]:
             # `docker run`, which passes it on to nginx (PID 1 in the container).
             with container_name() as name, \
                     running("nginx", docker_run(name, tree.command("-g", "daemon off;"),
-                                                tree.volumes(), network="host"),
+                                                tree.volumes(), network="host",
+                                                memory_mb=platform.nginx.memory_mb),
                             port=https_port, log=directory / "nginx.log"):
                 yield Site(tree=tree, http_port=http_port, https_port=https_port,
                            health_port=health_port, app=app, stack=prod,
                            domains={**{env.name: env.domain for env in platform.environments},
-                                    "status": platform.status_domain})
+                                    "status": platform.status_domain},
+                           dashboard_port=dead_port)
         finally:
             app.stop()
 
