@@ -756,3 +756,162 @@ def test_the_general_rate_limit_answers_429_beyond_rate_and_burst(site):
     assert accepted <= burst + 1 + rate * elapsed + 10, (accepted, elapsed)
     assert statuses.count(429) > 0
     assert_security_headers(site, sample_429[0], "rate limited 429")
+
+
+# --- one client cannot starve the others (security review H2, M3, L1) ------------------------
+#
+# Each attacker below has a loopback address of its own (127.0.1.x), so its requests fill
+# per-address buckets nobody else uses; the client that must still be served has another.
+# Every attack is bounded in connections and in seconds, and stops by itself.
+
+# What a client that is not the attacker must see while an attack runs: an answer to each
+# request within this many seconds.
+SERVED_WITHIN_SECONDS = 2.0
+def https_status(site: Site, domain: str, path: str, source: str,
+                 timeout: float = SERVED_WITHIN_SECONDS) -> tuple[int | str, bytes]:
+    """(status, body) of one GET on a new connection from `source`, or (failure, b"")."""
+    connection = LoopbackHTTPSConnection(domain, site.https_port,
+                                         context=site.tls_context(domain), timeout=timeout,
+                                         source_address=(source, 0))
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException) as error:
+        return type(error).__name__, b""
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def dashboard_asking_for_credentials(port: int) -> Iterator[list[str]]:
+    """A stand-in for the dashboard on `port`: 401 with a Basic challenge to everything, as
+    dashboard/server.py answers a request without valid credentials; yields the list of the
+    paths it was asked for. Down again afterwards, its connections with nginx cut too."""
+
+    connections: set[socket.socket] = set()
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.add(self.connection)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            asked.append(self.path)
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="aiia status"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        for connection in connections:  # nginx keeps its connections to an upstream alive
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def test_password_guesses_reach_the_dashboard_once_a_second_per_address(site):
+    """40 guesses as fast as one client goes: the dashboard (whose every new guess costs
+    200,000 rounds of PBKDF2 in a server limited to a fifth of a core) is asked about ten at
+    once and then one a second; nginx answers the rest 429 itself, which fail2ban's abuse
+    jail counts. Another address still gets through. Before the fix the status domain took
+    the general limit: 200 a second, 50 at once (review M3)."""
+    status_domain = site.domains["status"]
+    statuses: list[int | str] = []
+    with dashboard_asking_for_credentials(site.dashboard_port) as asked:
+        started = time.monotonic()
+        connection = LoopbackHTTPSConnection(
+            status_domain, site.https_port, context=site.tls_context(status_domain),
+            timeout=5, source_address=("127.0.1.70", 0))
+        try:
+            for attempt in range(40):
+                guess = base64.b64encode(f"admin:guess-{attempt}".encode()).decode()
+                connection.request("GET", "/api/status",
+                                   headers={"Authorization": f"Basic {guess}"})
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+        finally:
+            connection.close()
+        elapsed = time.monotonic() - started
+        reached = len(asked)
+        other = https_status(site, status_domain, "/", "127.0.1.71")[0]
+    print(f"status domain: 40 guesses in {elapsed:.1f} s, {reached} reached the dashboard")
+    assert reached <= 11 + elapsed, (reached, elapsed)
+    assert set(statuses) == {401, 429} and statuses[0] == 401
+    assert other == 401
+
+
+def test_fail2ban_counts_quoted_paths_and_only_nginx_s_own_refusals(site, rendered, tmp_path):
+    """The real access log of this nginx, read by the rendered fail2ban filters in the VPS
+    stand-in (fail2ban-regex): a password guessed on the status domain under a path with a
+    `"` in it (escaped `\\"` by escape=json) is counted, and so are nginx's own refusals
+    (429 from a rate limit, 400, 444) whatever the path or Host; an app's own 429 is not.
+
+    Before the fix `"uri":"[^"]*"` stopped at the escaped quote: `GET /%22` guessed passwords
+    and flooded unbanned (review M3), and the abuse jail counted the app's answers (L1)."""
+    from tests.rendered.test_host import in_vps
+
+    source = "127.0.1.60"
+    status_domain = site.domains["status"]
+    with dashboard_asking_for_credentials(site.dashboard_port):
+        for attempt in range(50):  # password guesses, until past the status domain's limit
+            connection = LoopbackHTTPSConnection(
+                status_domain, site.https_port, context=site.tls_context(status_domain),
+                timeout=5, source_address=(source, 0))
+            guess = base64.b64encode(f"admin:guess-{attempt}".encode()).decode()
+            connection.request("GET", '/%22' if attempt % 2 else '/x%22,%22status%22:200',
+                               headers={"Authorization": f"Basic {guess}"})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status == 429:
+                break
+    for request in (b'GET /%22 HTTP/1.1\r\nHost: scan"ner.invalid\r\n\r\n',  # unknown host
+                    b"GET /%22 HTTP/1.1\r\nHost: x\r\nBroken header\r\n\r\n"):  # malformed
+        with socket.create_connection(("127.0.0.1", site.http_port), timeout=5,
+                                      source_address=(source, 0)) as raw:
+            raw.sendall(request)
+            with contextlib.suppress(OSError):
+                raw.recv(4096)
+    for _ in range(3):  # the app's own 429: its business, not an attack on nginx
+        assert https_status(site, site.domains["prod"], "/too-many", source)[0] == 429
+    time.sleep(0.3)  # nginx writes a log line when it closes the connection
+
+    lines = [line for line in (site.tree.logs / "access.log").read_text().splitlines()
+             if json.loads(line)["addr"] == source]
+    entries = [json.loads(line) for line in lines]
+    guesses = [e for e in entries if e["env"] == "status" and e["status"] == 401]
+    nginx_refusals = [e for e in entries if e["status"] in (400, 429, 444)
+                      and e["upstream_status"] in ("", "-")]
+    files = rendered["prod"].files
+    filters = {path: files[path] for path in files if path.startswith("/etc/fail2ban/filter.d/")}
+    log = "/var/log/aiia-test/access.log"
+    script = " && echo @@ && ".join(
+        f"fail2ban-regex {log} {path}" for path in sorted(filters))
+    result = in_vps({**filters, log: "\n".join(lines) + "\n"}, script, tmp_path)
+    outputs = dict(zip(sorted(filters), result.stdout.split("@@"), strict=True))
+    expected = {"/etc/fail2ban/filter.d/aiia-nginx-status-auth.conf": len(guesses),
+                "/etc/fail2ban/filter.d/aiia-nginx-abuse.conf": len(nginx_refusals)}
+    for path, count in expected.items():
+        found = re.search(r"Lines: .*", outputs[path])
+        assert found and found.group(0).startswith(
+            f"Lines: {len(lines)} lines, 0 ignored, {count} matched"), (path, outputs[path])
+    # What the log held: quoted paths and hosts, nginx's refusals of each kind, the app's 429.
+    assert any('"' in e["uri"] for e in guesses), entries
+    refused = {e["status"] for e in nginx_refusals}
+    assert 429 in refused and refused & {400, 444}, entries
+    assert any('"' in e["uri"] or '"' in e["host"] for e in nginx_refusals), entries
+    assert any(e["status"] == 429 and e["upstream_status"] == "429" for e in entries), entries
