@@ -17,6 +17,7 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.settings.platform import PlatformSettings
 
 CONFIG_DIR_IN_CONTAINER = "/etc/aiia-nginx"
 PLACEHOLDER_UPSTREAM = "127.0.0.1:8081"
@@ -45,6 +46,17 @@ def render_site(environment: str, domain: str, general_rate: int, api_rate: int,
     return render("nginx/site.conf.j2", environment=environment, domain=domain,
                   general_rate_per_second=general_rate, api_rate_per_second=api_rate,
                   ocsp_stapling=ocsp_stapling)
+
+
+def render_main(platform: PlatformSettings) -> str:
+    nginx = platform.nginx
+    return render("nginx/nginx.conf.j2",
+                  worker_shutdown_timeout_seconds=nginx.worker_shutdown_timeout_seconds,
+                  keepalive_timeout_seconds=nginx.keepalive_timeout_seconds,
+                  keepalive_min_timeout_seconds=nginx.reload_keeps_idle_seconds,
+                  general_rate_per_second=nginx.general_rate_per_second,
+                  api_rate_per_second=nginx.api_rate_per_second,
+                  worker_connections=nginx.worker_connections)
 
 
 @dataclass
@@ -81,14 +93,7 @@ class Nginx(pulumi.ComponentResource):
             )
 
         files = [
-            config_file("main", "nginx.conf", render(
-                "nginx/nginx.conf.j2",
-                worker_shutdown_timeout_seconds=settings.worker_shutdown_timeout_seconds,
-                keepalive_timeout_seconds=settings.keepalive_timeout_seconds,
-                keepalive_min_timeout_seconds=settings.reload_keeps_idle_seconds,
-                general_rate_per_second=settings.general_rate_per_second,
-                api_rate_per_second=settings.api_rate_per_second,
-            )),
+            config_file("main", "nginx.conf", render_main(platform)),
             config_file("security-headers", "snippets/security-headers.conf", render(
                 "nginx/snippets/security-headers.conf.j2",
                 content_security_policy=CONTENT_SECURITY_POLICY)),

@@ -1,9 +1,12 @@
 """`aiia:platform.nginx`: the one server the internet reaches, for every environment and the
-status domain."""
+status domain: how it keeps connections across a reload, and how many it holds in its
+memory."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from components.settings.checks import NAMESPACE, Problems
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,11 @@ class NginxSettings:
     # and outlast keepalive_min_timeout, so that no kept-alive connection is cut either.
     worker_shutdown_timeout_seconds: int = 60
     # How long a client's idle keep-alive connection stays open. Clients that keep theirs
-    # longer meet the race every keep-alive server has (a request crossing the close).
-    keepalive_timeout_seconds: int = 30
+    # longer meet the race every keep-alive server has (a request crossing the close). While
+    # keepalive_min_timeout runs, nginx cannot close an idle connection to make room for a
+    # new one (src/http/ngx_http_request.c, ngx_http_set_keepalive): this is how long one
+    # address's idle connections hold worker_connections, so 10 s, not 30.
+    keepalive_timeout_seconds: int = 10
     # For how long after its last response a kept-alive connection survives a reload (nginx
     # keepalive_min_timeout, 1.27.4+). The default, keepalive_timeout_seconds, means a reload
     # closes no idle connection: its next request is answered by the old worker (and the
@@ -29,6 +35,10 @@ class NginxSettings:
     # the new one. 0 is nginx's own default: every reload closes idle connections at once,
     # and a client that sends on one at that moment gets a reset or an empty reply.
     keepalive_min_timeout_seconds: int | None = None
+    # Connections nginx's one worker holds at once (clients', and its own to the apps).
+    # Sized to memory_mb, not to traffic: see NGINX_CONNECTION_KB below; past it, new
+    # connections wait in the kernel's queue instead of the worker being OOM-killed.
+    worker_connections: int = 300
 
     @property
     def reload_keeps_idle_seconds(self) -> int:
@@ -36,3 +46,24 @@ class NginxSettings:
         if self.keepalive_min_timeout_seconds is None:
             return self.keepalive_timeout_seconds
         return self.keepalive_min_timeout_seconds
+
+
+# nginx's memory, measured on the stand-in (nginx 1.30, OpenSSL 3) under its 32 MB limit:
+# master, worker and cache processes ~4.5 MB; a TLS client connection waiting for its
+# headers ~34 KB (an idle kept-alive one ~23, a WebSocket with its app side ~60 for two
+# connections). Fixed: those processes, a second worker's start during a reload, and the
+# shared zones nginx.conf declares, full (~5 MB). A reload keeps the old worker, its
+# connections and its heap, beside the new one: hence two workers' connections.
+NGINX_CONNECTION_KB = 34
+NGINX_FIXED_MB = 12
+
+
+def check_nginx_limits(nginx: NginxSettings, problems: Problems) -> None:
+    """Connections that fit nginx's memory."""
+    key = f"{NAMESPACE}:platform.nginx"
+    needed_mb = NGINX_FIXED_MB + 2 * nginx.worker_connections * NGINX_CONNECTION_KB / 1024
+    if needed_mb > nginx.memory_mb:
+        problems.add(f"{key}.worker_connections={nginx.worker_connections} needs "
+                     f"{needed_mb:.0f} MB at worst ({NGINX_FIXED_MB} MB + two workers' "
+                     f"connections at {NGINX_CONNECTION_KB} KB each, during a reload) over "
+                     f"memory_mb={nginx.memory_mb}; lower worker_connections or raise memory_mb")

@@ -19,7 +19,7 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
-from components.settings.nginx import NginxSettings
+from components.settings.nginx import NginxSettings, check_nginx_limits
 from components.settings.releases import RELEASE_DRAIN_SECONDS
 from components.settings.tls import TlsSettings, check_tls
 
@@ -263,6 +263,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                      "(Redis needs headroom beyond its data); lower maxmemory_mb or raise "
                      "memory_mb")
     _check_keepalive(platform.nginx, problems)
+    check_nginx_limits(platform.nginx, problems)
     postgres = platform.postgres
     if postgres.shared_buffers_mb * 2 > postgres.memory_mb:
         problems.add(f"{NAMESPACE}:platform.postgres.shared_buffers_mb="

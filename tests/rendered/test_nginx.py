@@ -767,6 +767,42 @@ def test_the_general_rate_limit_answers_429_beyond_rate_and_burst(site):
 # What a client that is not the attacker must see while an attack runs: an answer to each
 # request within this many seconds.
 SERVED_WITHIN_SECONDS = 2.0
+# nginx must have closed a client that has not sent a whole request's headers by then
+# (the review's bar: client_header_timeout 10 s at most; it was 30 s).
+SLOW_CLIENT_CUT_WITHIN_SECONDS = 10.0
+# ... and an idle kept-alive connection (nginx cannot close one earlier to make room while
+# keepalive_min_timeout runs: this is how long idle connections hold its slots; it was 30 s).
+IDLE_CLIENT_CUT_WITHIN_SECONDS = 10.0
+
+
+def tls_socket(site: Site, domain: str, source: str, timeout: float = 5) -> ssl.SSLSocket:
+    """A TLS connection to nginx's 443 from `source` (a loopback address), SNI `domain`."""
+    raw = socket.create_connection(("127.0.0.1", site.https_port), timeout=timeout,
+                                   source_address=(source, 0))
+    try:
+        return site.tls_context(domain).wrap_socket(raw, server_hostname=domain)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def read_status(sock: socket.socket, timeout: float) -> int | str:
+    """The status of the next response on `sock`, or the kind of failure."""
+    sock.settimeout(timeout)
+    head = b""
+    try:
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return "closed"
+            head += chunk
+    except TimeoutError:
+        return "timeout"
+    except OSError as error:
+        return type(error).__name__
+    return int(head.split(b" ", 2)[1])
+
+
 def https_status(site: Site, domain: str, path: str, source: str,
                  timeout: float = SERVED_WITHIN_SECONDS) -> tuple[int | str, bytes]:
     """(status, body) of one GET on a new connection from `source`, or (failure, b"")."""
@@ -781,6 +817,142 @@ def https_status(site: Site, domain: str, path: str, source: str,
         return type(error).__name__, b""
     finally:
         connection.close()
+
+
+class Bystander:
+    """Another client, from its own address, asking for / on prod four times a second on a
+    new connection each time (the costliest way for nginx) while an attack runs."""
+
+    def __init__(self, site: Site, source: str) -> None:
+        self.site, self.source = site, source
+        self.results: list[tuple[float, int | str]] = []  # (seconds taken, status)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            status, _ = https_status(self.site, self.site.domains["prod"], "/", self.source)
+            self.results.append((time.monotonic() - started, status))
+            self._stop.wait(max(0.0, 0.25 - (time.monotonic() - started)))
+
+    def __enter__(self) -> Bystander:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=SERVED_WITHIN_SECONDS + 5)
+
+    def assert_served(self, seconds: float) -> None:
+        failed = [(round(taken, 2), status) for taken, status in self.results
+                  if status != 200 or taken > SERVED_WITHIN_SECONDS]
+        assert len(self.results) >= seconds * 4 * 0.5, self.results
+        assert failed == [], (f"{len(failed)} of {len(self.results)} requests of another "
+                              f"client failed or took over {SERVED_WITHIN_SECONDS} s: "
+                              f"{failed[:10]}")
+
+
+def worker_kills(site: Site) -> list[str]:
+    """Lines of nginx's error log saying a worker was killed (by the kernel's OOM killer)."""
+    log = (site.tree.logs / "error.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if "exited on signal" in line]
+
+
+def close_all(sockets: Sequence[socket.socket]) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def still_open(sock: ssl.SSLSocket) -> bool:
+    """Whether nginx has neither closed nor answered on a non-blocking connection."""
+    try:
+        sock.recv(1)
+        return False  # an answer, or b"": closed
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return True
+    except OSError:
+        return False
+
+
+def drip(sock: ssl.SSLSocket) -> bool:
+    """One more byte of a request's headers on a non-blocking connection; False when nginx
+    has closed it (or answered: it is done with it either way)."""
+    if not still_open(sock):
+        return False
+    try:
+        sock.send(b"a")
+    except (ssl.SSLWantWriteError, BlockingIOError):
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def test_slow_and_idle_clients_are_cut_off_and_cannot_take_nginx_from_the_others(site):
+    """From one address, 50 new TLS connections a second for 20 s (1,000 in all), each
+    sending a request's headers one byte a second and never finishing them, while another
+    address asks for / four times a second: that one is answered throughout, nginx closes
+    each slow connection within SLOW_CLIENT_CUT_WITHIN_SECONDS, and its worker lives on.
+    A third address's kept-alive connection, idle after one request, is closed within
+    IDLE_CLIENT_CUT_WITHIN_SECONDS.
+
+    Bounded in connections and time. Before the fix nginx waited 30 s for headers: at this
+    rate the connections it holds outgrow its memory limit (a TLS connection costs its
+    worker ~34 KB), the kernel kills the worker with every connection of every domain, and
+    a new one fills up again. Idle connections were kept 30 s."""
+    rate, seconds = 50, 20
+    domain = site.domains["prod"]
+    kills_before = len(worker_kills(site))
+    idle = tls_socket(site, domain, "127.0.1.5")
+    idle.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\n\r\n".encode())
+    assert read_status(idle, timeout=SERVED_WITHIN_SECONDS) == 200
+    idle.setblocking(False)
+    idle_since, idle_lasted = time.monotonic(), None
+    partial = f"GET / HTTP/1.1\r\nHost: {domain}\r\nX-Slow: ".encode()
+    held: dict[ssl.SSLSocket, float] = {}  # open slow connections → when they were opened
+    lifetimes: list[float] = []  # how long each one lasted until nginx closed it
+    refused = 0
+    with Bystander(site, "127.0.1.2") as bystander:
+        started = time.monotonic()
+        opened = 0
+        next_drip = started + 1
+        while (now := time.monotonic()) < started + seconds:
+            while opened < rate * seconds and opened < (now - started) * rate:
+                opened += 1
+                try:
+                    sock = tls_socket(site, domain, "127.0.1.1", timeout=2)
+                    sock.sendall(partial)
+                    sock.setblocking(False)
+                    held[sock] = time.monotonic()
+                except OSError:
+                    refused += 1
+            if now >= next_drip:  # one more byte of header on each connection still open
+                next_drip += 1
+                if idle_lasted is None and not still_open(idle):
+                    idle_lasted = now - idle_since
+                for sock, opened_at in list(held.items()):
+                    if not drip(sock):
+                        lifetimes.append(now - opened_at)
+                        del held[sock]
+                        sock.close()
+            time.sleep(0.005)
+        oldest = max((time.monotonic() - opened_at for opened_at in held.values()), default=0)
+        close_all([*held, idle])
+    print(f"slowloris: {opened} opened, {refused} refused, {len(lifetimes)} cut by nginx "
+          f"after {min(lifetimes, default=0):.1f}-{max(lifetimes, default=0):.1f} s, "
+          f"{len(held)} still open (oldest {oldest:.1f} s); the other client: "
+          f"{len(bystander.results)} requests, slowest "
+          f"{max((taken for taken, _ in bystander.results), default=0):.2f} s; the idle "
+          f"connection closed after {idle_lasted} s")
+    assert worker_kills(site)[kills_before:] == [], "nginx's worker was killed"
+    bystander.assert_served(seconds)
+    assert lifetimes, "nginx never closed a slow client"
+    assert max(lifetimes) <= SLOW_CLIENT_CUT_WITHIN_SECONDS + 1.5, max(lifetimes)
+    assert oldest <= SLOW_CLIENT_CUT_WITHIN_SECONDS + 1.5, oldest
+    assert refused == 0
+    assert idle_lasted is not None and idle_lasted <= IDLE_CLIENT_CUT_WITHIN_SECONDS + 1.5
 
 
 @contextlib.contextmanager

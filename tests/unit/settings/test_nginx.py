@@ -1,0 +1,23 @@
+"""components/settings/nginx.py: nginx's connections sized to its memory; a bad value
+refused naming the key and the fix."""
+
+from tests.harness.settings import parse, problems
+
+
+def test_worker_connections_that_do_not_fit_nginx_s_memory_are_refused():
+    def more(raw):
+        raw["platform"]["nginx"] = {"worker_connections": 400}
+
+    assert ("aiia:platform.nginx.worker_connections=400 needs 39 MB at worst (12 MB + two "
+            "workers' connections at 34 KB each, during a reload) over memory_mb=32; lower "
+            "worker_connections or raise memory_mb") in problems("prod", more)
+
+
+def test_worker_connections_by_default_fit_and_more_memory_takes_more():
+    assert parse("prod").platform.nginx.worker_connections == 300
+
+    def more_memory(raw):
+        raw["platform"]["nginx"] = {"memory_mb": 48, "worker_connections": 500}
+        raw["platform"]["redis"] = {"memory_mb": 48, "maxmemory_mb": 40}  # the budget's
+
+    assert parse("prod", more_memory).platform.nginx.worker_connections == 500
