@@ -17,6 +17,7 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.settings.nginx import NginxSettings
 from components.settings.platform import PlatformSettings
 
 CONFIG_DIR_IN_CONTAINER = "/etc/aiia-nginx"
@@ -41,10 +42,8 @@ def render_upstream(environment: str, server: str, description: str) -> str:
                   description=description)
 
 
-def render_site(environment: str, domain: str, general_rate: int, api_rate: int,
-                ocsp_stapling: bool) -> str:
-    return render("nginx/site.conf.j2", environment=environment, domain=domain,
-                  general_rate_per_second=general_rate, api_rate_per_second=api_rate,
+def render_site(environment: str, domain: str, nginx: NginxSettings, ocsp_stapling: bool) -> str:
+    return render("nginx/site.conf.j2", environment=environment, domain=domain, nginx=nginx,
                   ocsp_stapling=ocsp_stapling)
 
 
@@ -56,7 +55,8 @@ def render_main(platform: PlatformSettings) -> str:
                   keepalive_min_timeout_seconds=nginx.reload_keeps_idle_seconds,
                   general_rate_per_second=nginx.general_rate_per_second,
                   api_rate_per_second=nginx.api_rate_per_second,
-                  worker_connections=nginx.worker_connections)
+                  worker_connections=nginx.worker_connections,
+                  connections_per_address=nginx.connections_per_address)
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Nginx(pulumi.ComponentResource):
             config_file("status-site", "conf.d/status.conf", pulumi.Output.from_input(
                 args.dashboard_address).apply(lambda address: render(
                     "nginx/status.conf.j2", domain=platform.status_domain,
-                    dashboard_address=address))),
+                    dashboard_address=address, nginx=settings))),
         ]
         for env in platform.environments:
             # Before an environment's first release its upstream answers 503; the release's
@@ -112,8 +112,7 @@ class Nginx(pulumi.ComponentResource):
                 only_if_absent=True))
             files.append(config_file(
                 f"site-{env.name}", f"conf.d/{env.name}.conf",
-                render_site(env.name, env.domain, settings.general_rate_per_second,
-                            settings.api_rate_per_second, ocsp)))
+                render_site(env.name, env.domain, settings, ocsp)))
         domains = [env.domain for env in platform.environments] + [platform.status_domain]
         self.tls_bootstrap = host_command(
             f"{name}-tls-bootstrap",

@@ -1,12 +1,12 @@
 """`aiia:platform.nginx`: the one server the internet reaches, for every environment and the
-status domain: how it keeps connections across a reload, and how many it holds in its
-memory."""
+status domain: how it keeps connections across a reload, how many it holds in its memory,
+and what one client address and one environment may take of them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.settings.checks import NAMESPACE, Problems
+from components.settings.checks import NAMESPACE, Problems, check_positive
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,14 @@ class NginxSettings:
     # Sized to memory_mb, not to traffic: see NGINX_CONNECTION_KB below; past it, new
     # connections wait in the kernel's queue instead of the worker being OOM-killed.
     worker_connections: int = 300
+    # Requests in progress at once (a WebSocket for its whole life, each HTTP/2 stream),
+    # per client address and per environment (the status domain counts as one). All of the
+    # test suites' traffic comes from one address: 8 + 4 + 4 kept-alive connections, one
+    # WebSocket and HTTP/2 at 20 r/s (tests/harness/traffic.py), under 32 at once.
+    connections_per_address: int = 32
+    connections_per_environment: int = 64
+    websockets_per_address: int = 8
+    websockets_per_environment: int = 32
 
     @property
     def reload_keeps_idle_seconds(self) -> int:
@@ -59,7 +67,7 @@ NGINX_FIXED_MB = 12
 
 
 def check_nginx_limits(nginx: NginxSettings, problems: Problems) -> None:
-    """Connections that fit nginx's memory."""
+    """Connections that fit nginx's memory, limits that nest."""
     key = f"{NAMESPACE}:platform.nginx"
     needed_mb = NGINX_FIXED_MB + 2 * nginx.worker_connections * NGINX_CONNECTION_KB / 1024
     if needed_mb > nginx.memory_mb:
@@ -67,3 +75,15 @@ def check_nginx_limits(nginx: NginxSettings, problems: Problems) -> None:
                      f"{needed_mb:.0f} MB at worst ({NGINX_FIXED_MB} MB + two workers' "
                      f"connections at {NGINX_CONNECTION_KB} KB each, during a reload) over "
                      f"memory_mb={nginx.memory_mb}; lower worker_connections or raise memory_mb")
+    if 4 * nginx.connections_per_environment > nginx.worker_connections:
+        problems.add(f"{key}.connections_per_environment={nginx.connections_per_environment}"
+                     f" lets one environment hold more than half of worker_connections="
+                     f"{nginx.worker_connections} (two each: the client's and the app's); "
+                     "lower it to a quarter of worker_connections at most")
+    for narrow, wide in (("websockets_per_address", "connections_per_address"),
+                         ("websockets_per_environment", "connections_per_environment"),
+                         ("connections_per_address", "connections_per_environment")):
+        check_positive(getattr(nginx, narrow), f"{key}.{narrow}", problems)
+        if getattr(nginx, narrow) > getattr(nginx, wide):
+            problems.add(f"{key}.{narrow}={getattr(nginx, narrow)} must not exceed "
+                         f"{wide}={getattr(nginx, wide)}")

@@ -865,6 +865,26 @@ def close_all(sockets: Sequence[socket.socket]) -> None:
             sock.close()
 
 
+def wait_until_the_app_holds_nothing(site: Site, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while site.app.held and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert site.app.held == 0
+
+
+def slow_requests(site: Site, domain: str, source: str, count: int,
+                  seconds: float) -> list[ssl.SSLSocket]:
+    """`count` connections from `source`, each with a request the app holds `seconds`;
+    the answers are left unread."""
+    request = (f"GET /slow?seconds={seconds} HTTP/1.1\r\nHost: {domain}\r\n\r\n").encode()
+    sockets = []
+    for _ in range(count):
+        sock = tls_socket(site, domain, source)
+        sock.sendall(request)
+        sockets.append(sock)
+    return sockets
+
+
 def still_open(sock: ssl.SSLSocket) -> bool:
     """Whether nginx has neither closed nor answered on a non-blocking connection."""
     try:
@@ -953,6 +973,143 @@ def test_slow_and_idle_clients_are_cut_off_and_cannot_take_nginx_from_the_others
     assert oldest <= SLOW_CLIENT_CUT_WITHIN_SECONDS + 1.5, oldest
     assert refused == 0
     assert idle_lasted is not None and idle_lasted <= IDLE_CLIENT_CUT_WITHIN_SECONDS + 1.5
+
+
+def test_a_flood_of_requests_from_one_address_leaves_the_others_served(site):
+    """From one address, 100 new TLS connections a second for 10 s (1,000 in all), each
+    with a request the app answers after 15 s, closed by the client once refused, while
+    another address asks for / four times a second: the app is handed at most
+    platform.nginx.connections_per_address of them at once, nginx refuses the rest at once
+    (503), and the other address is served throughout.
+
+    Bounded in connections and time. Before the fix nothing limited the requests one
+    address had in progress (the rate limit's burst lets 400 through at once, then 200 a
+    second): each held two of nginx's 1,024 connections (the client's and the app's) until
+    none was left for anyone."""
+    rate, seconds = 100, 10
+    nginx = site.stack.settings.platform.nginx
+    domain = site.domains["prod"]
+    request = f"GET /slow?seconds=15 HTTP/1.1\r\nHost: {domain}\r\n\r\n".encode()
+    kills_before = len(worker_kills(site))
+    site.app.most_held = 0
+    waiting: list[ssl.SSLSocket] = []  # no answer yet: in progress at the app, or queued
+    answers: dict[int | str, int] = {}
+    opened = 0
+    with Bystander(site, "127.0.1.4") as bystander:
+        started = time.monotonic()
+        try:
+            # Then a second without new connections, for the last answers to arrive.
+            while (now := time.monotonic()) < started + seconds + 1:
+                while opened < rate * seconds and opened < (now - started) * rate:
+                    opened += 1
+                    try:
+                        sock = tls_socket(site, domain, "127.0.1.3", timeout=2)
+                        sock.sendall(request)
+                        sock.setblocking(False)
+                        waiting.append(sock)
+                    except OSError as error:
+                        answers[type(error).__name__] = answers.get(type(error).__name__, 0) + 1
+                for sock in list(waiting):  # a refused request's connection is closed
+                    try:
+                        head = sock.recv(64)
+                    except (ssl.SSLWantReadError, BlockingIOError):
+                        continue
+                    except OSError as error:
+                        head = type(error).__name__.encode()
+                    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else "closed"
+                    answers[status] = answers.get(status, 0) + 1
+                    waiting.remove(sock)
+                    sock.close()
+                time.sleep(0.005)
+            most_held, in_progress = site.app.most_held, len(waiting)
+        finally:
+            close_all(waiting)
+    wait_until_the_app_holds_nothing(site)
+    print(f"flood: {opened} connections in {seconds} s, answers {answers}, {in_progress} "
+          f"unanswered; the app held {most_held} at once; the other client: "
+          f"{len(bystander.results)} requests, slowest "
+          f"{max((taken for taken, _ in bystander.results), default=0):.2f} s")
+    assert worker_kills(site)[kills_before:] == [], "nginx's worker was killed"
+    bystander.assert_served(seconds)
+    assert most_held <= nginx.connections_per_address
+    assert in_progress <= nginx.connections_per_address
+    assert answers.get(503, 0) >= opened - nginx.connections_per_address - 5, answers
+
+
+def test_one_environment_at_its_limit_leaves_the_other_and_the_status_domain_served(site):
+    """prod's requests in progress, from several addresses (each under its own limit), up
+    to platform.nginx.connections_per_environment and beyond: the app is handed no more than
+    that, a further prod request is refused at once, and staging (its upstream here: the
+    placeholder that answers before a first release) and the status domain (nginx's 502,
+    the dashboard being down here) still answer at once. Before the fix no limit applied."""
+    nginx = site.stack.settings.platform.nginx
+    limit, per_address = nginx.connections_per_environment, nginx.connections_per_address
+    domain = site.domains["prod"]
+    site.app.most_held = 0
+    total, share = limit + 8, per_address - 1
+    sources = [f"127.0.1.{10 + index}" for index in range(-(-total // share))]
+    sockets: list[ssl.SSLSocket] = []
+    try:
+        for index, source in enumerate(sources):
+            sockets += slow_requests(site, domain, source,
+                                     min(share, total - index * share), seconds=4)
+        time.sleep(0.5)
+        prod = https_status(site, domain, "/", "127.0.1.9")
+        staging = https_status(site, site.domains["staging"], "/", "127.0.1.9")
+        status = https_status(site, site.domains["status"], "/", "127.0.1.9")
+        most_held = site.app.most_held
+    finally:
+        close_all(sockets)
+        wait_until_the_app_holds_nothing(site)
+    assert most_held <= limit, most_held
+    assert prod[0] == 503, prod
+    assert staging[0] == 503 and b"no release deployed yet" in staging[1], staging
+    assert status[0] == 502, status
+
+
+def websocket_status(site: Site, source: str) -> tuple[int | str, ssl.SSLSocket | None]:
+    """Opens a WebSocket to prod's /ws/echo/ from `source`: (status, the socket if 101)."""
+    domain = site.domains["prod"]
+    sock = tls_socket(site, domain, source)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws/echo/ HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    status = read_status(sock, timeout=SERVED_WITHIN_SECONDS)
+    if status == 101:
+        return status, sock
+    sock.close()
+    return status, None
+
+
+def test_websockets_are_limited_per_address_and_per_environment(site):
+    """An address opens WebSockets up to platform.nginx.websockets_per_address: the next
+    one is refused, another address's is not; more addresses up to
+    websockets_per_environment: then a new address's is refused too. Before the fix every
+    WebSocket was accepted (and held an hour)."""
+    nginx = site.stack.settings.platform.nginx
+    per_address, per_environment = nginx.websockets_per_address, nginx.websockets_per_environment
+    held: list[ssl.SSLSocket] = []
+
+    def open_from(source: str, count: int) -> None:
+        for _ in range(count):
+            status, sock = websocket_status(site, source)
+            assert status == 101, (source, status)
+            held.append(sock)
+
+    try:
+        open_from("127.0.1.30", per_address)
+        assert websocket_status(site, "127.0.1.30")[0] == 503
+        open_from("127.0.1.31", 1)
+        address = 32
+        while len(held) < per_environment:
+            open_from(f"127.0.1.{address}", min(per_address, per_environment - len(held)))
+            address += 1
+        assert websocket_status(site, f"127.0.1.{address}")[0] == 503
+        # Plain requests of the same environment are still served.
+        assert https_status(site, site.domains["prod"], "/", f"127.0.1.{address}")[0] == 200
+    finally:
+        close_all(held)
 
 
 @contextlib.contextmanager
