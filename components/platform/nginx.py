@@ -43,7 +43,12 @@ def render_upstream(environment: str, server: str, description: str) -> str:
 
 
 def render_site(environment: str, domain: str, nginx: NginxSettings, ocsp_stapling: bool) -> str:
+    # /api/ is a location of its own already: an upload path there raises its body limit;
+    # any other upload path gets a location of its own.
     return render("nginx/site.conf.j2", environment=environment, domain=domain, nginx=nginx,
+                  api_max_body_mb=nginx.upload_max_body_mb if "/api/" in nginx.upload_paths
+                  else nginx.max_body_mb,
+                  other_upload_paths=[path for path in nginx.upload_paths if path != "/api/"],
                   ocsp_stapling=ocsp_stapling)
 
 
@@ -56,7 +61,8 @@ def render_main(platform: PlatformSettings) -> str:
                   general_rate_per_second=nginx.general_rate_per_second,
                   api_rate_per_second=nginx.api_rate_per_second,
                   worker_connections=nginx.worker_connections,
-                  connections_per_address=nginx.connections_per_address)
+                  connections_per_address=nginx.connections_per_address,
+                  max_body_mb=nginx.max_body_mb)
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """`aiia:platform.nginx`: the one server the internet reaches, for every environment and the
 status domain: how it keeps connections across a reload, how many it holds in its memory,
-and what one client address and one environment may take of them."""
+what one client address and one environment may take of them, and the request bodies it
+accepts where."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from components.settings.checks import NAMESPACE, Problems, check_positive
 
@@ -47,6 +50,11 @@ class NginxSettings:
     connections_per_environment: int = 64
     websockets_per_address: int = 8
     websockets_per_environment: int = 32
+    # Request bodies: at most max_body_mb, and upload_max_body_mb under upload_paths (the
+    # app's upload endpoints, each a path prefix like "/api/"; bodies are buffered to disk).
+    max_body_mb: int = 1
+    upload_max_body_mb: int = 20
+    upload_paths: tuple[str, ...] = ("/api/",)
 
     @property
     def reload_keeps_idle_seconds(self) -> int:
@@ -64,10 +72,12 @@ class NginxSettings:
 # connections and its heap, beside the new one: hence two workers' connections.
 NGINX_CONNECTION_KB = 34
 NGINX_FIXED_MB = 12
+UPLOAD_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._~-]+/)+$")
+NOT_UPLOAD_PATHS = ("/static/", "/ws/", "/healthz/")
 
 
 def check_nginx_limits(nginx: NginxSettings, problems: Problems) -> None:
-    """Connections that fit nginx's memory, limits that nest."""
+    """Connections that fit nginx's memory, limits that nest, upload paths it can route."""
     key = f"{NAMESPACE}:platform.nginx"
     needed_mb = NGINX_FIXED_MB + 2 * nginx.worker_connections * NGINX_CONNECTION_KB / 1024
     if needed_mb > nginx.memory_mb:
@@ -82,8 +92,23 @@ def check_nginx_limits(nginx: NginxSettings, problems: Problems) -> None:
                      "lower it to a quarter of worker_connections at most")
     for narrow, wide in (("websockets_per_address", "connections_per_address"),
                          ("websockets_per_environment", "connections_per_environment"),
-                         ("connections_per_address", "connections_per_environment")):
+                         ("connections_per_address", "connections_per_environment"),
+                         ("max_body_mb", "upload_max_body_mb")):
         check_positive(getattr(nginx, narrow), f"{key}.{narrow}", problems)
         if getattr(nginx, narrow) > getattr(nginx, wide):
             problems.add(f"{key}.{narrow}={getattr(nginx, narrow)} must not exceed "
                          f"{wide}={getattr(nginx, wide)}")
+    paths = nginx.upload_paths
+    if not _upload_paths_routable(paths):
+        problems.add(f"{key}.upload_paths={paths!r} must be a list of distinct path prefixes "
+                     "like \"/api/\" or \"/api/files/\" (letters, digits, . _ ~ -, starting "
+                     f"and ending with /, none under {', '.join(NOT_UPLOAD_PATHS)}); for "
+                     "large bodies everywhere raise max_body_mb instead")
+
+
+def _upload_paths_routable(paths: Any) -> bool:
+    """A list of distinct prefixes, each a location of its own beside the fixed ones."""
+    if not isinstance(paths, list | tuple) or len(set(map(str, paths))) != len(paths):
+        return False
+    return all(isinstance(path, str) and UPLOAD_PATH_RE.match(path)
+               and not path.startswith(NOT_UPLOAD_PATHS) for path in paths)

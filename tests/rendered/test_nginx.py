@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import hashlib
 import http.client
 import ipaddress
@@ -37,6 +38,8 @@ from pathlib import Path
 
 import pytest
 
+from components.settings import parse_settings
+from tests.harness.program import host_files, host_scripts, run_program, stack_config
 from tests.rendered.conftest import (
     IS_ROOT,
     STACKS,
@@ -46,6 +49,7 @@ from tests.rendered.conftest import (
     run,
     running,
     scratch_dir,
+    stack_secrets,
     write_tree,
 )
 
@@ -267,6 +271,35 @@ def test_nginx_accepts_the_full_rendered_tree(rendered, standin_nginx, stack):
         assert {path: path.read_bytes() for path in tree.tls.rglob("*.pem")} == certificates
         assert {oct(path.stat().st_mode & 0o777) for path in tree.tls.rglob("privkey.pem")} \
             == {"0o600"}
+
+
+def rendered_with_nginx(stack: str, **nginx: object) -> Rendered:
+    """`stack`'s program run with these platform.nginx settings."""
+    config = copy.deepcopy(stack_config(stack))
+    config["aiia:platform"]["nginx"] = nginx
+    program = run_program(stack, config=config)
+    raw = {key.split(":", 1)[1]: value for key, value in config.items()}
+    return Rendered(stack=stack, run=program,
+                    settings=parse_settings(stack, raw, stack_secrets(stack).get),
+                    files=host_files(program), scripts=host_scripts(program),
+                    secrets=stack_secrets(stack))
+
+
+def test_each_upload_path_gets_a_location_nginx_accepts(standin_nginx):
+    """platform.nginx.upload_paths beyond /api/ (one under it, one beside it) each become a
+    location nginx accepts, with the upload limit; everything else keeps the small one."""
+    stack = rendered_with_nginx("prod", upload_paths=["/api/", "/api/files/", "/uploads/"])
+    domain = stack.settings.platform.environment("prod").domain
+    with scratch_dir("nginx-uploads") as directory:
+        tree = write_nginx_tree(stack, directory, container_names_to_loopback(stack))
+        result = tree.run("-t", check=False)
+        assert result.returncode == 0, result.stderr
+        effective = tree.run("-T").stdout
+    site = effective.split("conf.d/prod.conf:", 1)[1].split("# configuration file", 1)[0]
+    assert f"server_name {domain};" in site
+    limits = dict(re.findall(r"location (\S+) \{[^}]*?client_max_body_size (\d+)m;", site))
+    assert limits == {"/api/": "20", "/api/files/": "20", "/uploads/": "20"}
+    assert "\n    client_max_body_size 1m;\n" in effective  # http{}: every other location
 
 
 # --- a running nginx from the prod stack's tree ----------------------------------------------
@@ -1110,6 +1143,44 @@ def test_websockets_are_limited_per_address_and_per_environment(site):
         assert https_status(site, site.domains["prod"], "/", f"127.0.1.{address}")[0] == 200
     finally:
         close_all(held)
+
+
+def post_status(site: Site, path: str, size: int, source: str) -> tuple[int | str, bytes]:
+    """A POST of `size` bytes to prod: the headers first, then (unless nginx has answered
+    already, as it does for a body over its limit) the body."""
+    domain = site.domains["prod"]
+    sock = tls_socket(site, domain, source, timeout=10)
+    try:
+        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {domain}\r\nContent-Length: {size}\r\n"
+                      "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+                      ).encode())
+        early = read_status(sock, timeout=0.5)
+        if early != "timeout":
+            return early, b""
+        sock.sendall(b"x" * size)
+        sock.settimeout(10)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+        head, _, body = response.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body
+    finally:
+        sock.close()
+
+
+def test_request_bodies_are_small_except_on_the_upload_paths(site):
+    """Bodies over platform.nginx.max_body_mb are refused (413) before they are read, except
+    under upload_paths (/api/ by default), which take up to upload_max_body_mb. Before the fix
+    every location took 20 MB, each buffered to the cache volume's disk."""
+    nginx = site.stack.settings.platform.nginx
+    assert tuple(nginx.upload_paths) == ("/api/",)
+    small, large = nginx.max_body_mb * 2**20, nginx.upload_max_body_mb * 2**20
+    assert post_status(site, "/", small + 1, "127.0.1.40")[0] == 413
+    assert post_status(site, "/ws/echo/", small + 1, "127.0.1.40")[0] == 413
+    assert post_status(site, "/", small, "127.0.1.40")[0] == 200
+    status, body = post_status(site, "/api/notes/", small * 2, "127.0.1.40")
+    assert status == 200 and json.loads(body)["received"] == small * 2
+    assert post_status(site, "/api/notes/", large + 1, "127.0.1.40")[0] == 413
 
 
 @contextlib.contextmanager
