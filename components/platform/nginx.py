@@ -62,7 +62,8 @@ def render_main(platform: PlatformSettings) -> str:
                   api_rate_per_second=nginx.api_rate_per_second,
                   worker_connections=nginx.worker_connections,
                   connections_per_address=nginx.connections_per_address,
-                  max_body_mb=nginx.max_body_mb)
+                  max_body_mb=nginx.max_body_mb,
+                  network_subnet=platform.network_subnet)
 
 
 @dataclass

@@ -1183,6 +1183,48 @@ def test_request_bodies_are_small_except_on_the_upload_paths(site):
     assert post_status(site, "/api/notes/", large + 1, "127.0.1.40")[0] == 413
 
 
+def test_the_health_endpoint_costs_the_app_one_check_a_second_from_outside(site):
+    """/healthz/ queries PgBouncer and Redis. From outside, 200 requests in about 2 s, with
+    every variation a client can add (query strings, cookies, credentials, encodings,
+    HEAD): each is answered with the app's own answer, and the app sees about one a second.
+    From the platform's own addresses (here 127.0.0.1: the release's watch runs inside
+    nginx's container; the dashboard's probes come from the network), every request reaches
+    the app. Before the fix every request reached the app, at up to 200 a second an address."""
+    domain = site.domains["prod"]
+    before = site.app.reached("/healthz/")
+    statuses: list[int] = []
+    started = time.monotonic()
+    connection = LoopbackHTTPSConnection(domain, site.https_port,
+                                         context=site.tls_context(domain), timeout=5,
+                                         source_address=("127.0.1.50", 0))
+    try:
+        for index in range(200):
+            variation = [{}, {"Cookie": f"sessionid={index}"},
+                         {"Authorization": f"Basic {index}"}, {"Accept-Encoding": f"x{index}"},
+                         {"Cache-Control": "no-cache", "Pragma": "no-cache"}][index % 5]
+            method = "HEAD" if index % 7 == 0 else "GET"
+            connection.request(method, f"/healthz/?nocache={index}" if index % 2 else "/healthz/",
+                               headers=variation)
+            response = connection.getresponse()
+            body = response.read()
+            statuses.append(response.status)
+            if method == "GET":
+                assert json.loads(body)["path"].startswith("/healthz/")
+            time.sleep(0.01)
+    finally:
+        connection.close()
+    elapsed = time.monotonic() - started
+    from_outside = site.app.reached("/healthz/") - before
+    for _ in range(5):
+        assert https_status(site, domain, "/healthz/", "127.0.0.1")[0] == 200
+    from_inside = site.app.reached("/healthz/") - before - from_outside
+    print(f"/healthz/: 200 requests from outside in {elapsed:.1f} s reached the app "
+          f"{from_outside} times; 5 from inside, {from_inside} times")
+    assert set(statuses) == {200}
+    assert from_outside <= elapsed + 2, (from_outside, elapsed)
+    assert from_inside == 5
+
+
 @contextlib.contextmanager
 def dashboard_asking_for_credentials(port: int) -> Iterator[list[str]]:
     """A stand-in for the dashboard on `port`: 401 with a Basic challenge to everything, as
