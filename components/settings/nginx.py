@@ -44,10 +44,11 @@ class NginxSettings:
     worker_connections: int = 300
     # Requests in progress at once (a WebSocket for its whole life, each HTTP/2 stream),
     # per client address and per environment (the status domain counts as one). All of the
-    # test suites' traffic comes from one address: 8 + 4 + 4 kept-alive connections, one
-    # WebSocket and HTTP/2 at 20 r/s (tests/harness/traffic.py), under 32 at once.
-    connections_per_address: int = 32
-    connections_per_environment: int = 64
+    # release tests' traffic comes from one address: 8 + 4 + 4 kept-alive connections, one
+    # WebSocket and HTTP/2 paced at 20 r/s (tests/harness/traffic.py), 33 at once when the
+    # app's latency reached 0.85 s on a loaded machine; 48 holds up to ~1.6 s.
+    connections_per_address: int = 48
+    connections_per_environment: int = 72
     websockets_per_address: int = 8
     websockets_per_environment: int = 32
     # Request bodies: at most max_body_mb, and upload_max_body_mb under upload_paths (the

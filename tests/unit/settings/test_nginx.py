@@ -37,11 +37,11 @@ def test_the_app_s_own_upload_paths_are_taken():
     ({"connections_per_environment": 80},
      "connections_per_environment=80 lets one environment hold more than half of "
      "worker_connections=300"),
-    ({"websockets_per_address": 40}, "websockets_per_address=40 must not exceed "
-                                     "connections_per_address=32"),
+    ({"websockets_per_address": 50}, "websockets_per_address=50 must not exceed "
+                                     "connections_per_address=48"),
     ({"websockets_per_environment": 0}, "websockets_per_environment=0 must be greater than 0"),
-    ({"connections_per_address": 65}, "connections_per_address=65 must not exceed "
-                                      "connections_per_environment=64"),
+    ({"connections_per_address": 73}, "connections_per_address=73 must not exceed "
+                                      "connections_per_environment=72"),
     ({"max_body_mb": 0}, "max_body_mb=0 must be greater than 0"),
     ({"max_body_mb": 30}, "max_body_mb=30 must not exceed upload_max_body_mb=20"),
     ({"upload_paths": ["api/"]}, "upload_paths=['api/'] must be a list of distinct path"),
