@@ -17,6 +17,8 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.settings.nginx import NginxSettings
+from components.settings.platform import PlatformSettings
 
 CONFIG_DIR_IN_CONTAINER = "/etc/aiia-nginx"
 PLACEHOLDER_UPSTREAM = "127.0.0.1:8081"
@@ -40,11 +42,28 @@ def render_upstream(environment: str, server: str, description: str) -> str:
                   description=description)
 
 
-def render_site(environment: str, domain: str, general_rate: int, api_rate: int,
-                ocsp_stapling: bool) -> str:
-    return render("nginx/site.conf.j2", environment=environment, domain=domain,
-                  general_rate_per_second=general_rate, api_rate_per_second=api_rate,
+def render_site(environment: str, domain: str, nginx: NginxSettings, ocsp_stapling: bool) -> str:
+    # /api/ is a location of its own already: an upload path there raises its body limit;
+    # any other upload path gets a location of its own.
+    return render("nginx/site.conf.j2", environment=environment, domain=domain, nginx=nginx,
+                  api_max_body_mb=nginx.upload_max_body_mb if "/api/" in nginx.upload_paths
+                  else nginx.max_body_mb,
+                  other_upload_paths=[path for path in nginx.upload_paths if path != "/api/"],
                   ocsp_stapling=ocsp_stapling)
+
+
+def render_main(platform: PlatformSettings) -> str:
+    nginx = platform.nginx
+    return render("nginx/nginx.conf.j2",
+                  worker_shutdown_timeout_seconds=nginx.worker_shutdown_timeout_seconds,
+                  keepalive_timeout_seconds=nginx.keepalive_timeout_seconds,
+                  keepalive_min_timeout_seconds=nginx.reload_keeps_idle_seconds,
+                  general_rate_per_second=nginx.general_rate_per_second,
+                  api_rate_per_second=nginx.api_rate_per_second,
+                  worker_connections=nginx.worker_connections,
+                  connections_per_address=nginx.connections_per_address,
+                  max_body_mb=nginx.max_body_mb,
+                  network_subnet=platform.network_subnet)
 
 
 @dataclass
@@ -81,14 +100,7 @@ class Nginx(pulumi.ComponentResource):
             )
 
         files = [
-            config_file("main", "nginx.conf", render(
-                "nginx/nginx.conf.j2",
-                worker_shutdown_timeout_seconds=settings.worker_shutdown_timeout_seconds,
-                keepalive_timeout_seconds=settings.keepalive_timeout_seconds,
-                keepalive_min_timeout_seconds=settings.reload_keeps_idle_seconds,
-                general_rate_per_second=settings.general_rate_per_second,
-                api_rate_per_second=settings.api_rate_per_second,
-            )),
+            config_file("main", "nginx.conf", render_main(platform)),
             config_file("security-headers", "snippets/security-headers.conf", render(
                 "nginx/snippets/security-headers.conf.j2",
                 content_security_policy=CONTENT_SECURITY_POLICY)),
@@ -96,7 +108,7 @@ class Nginx(pulumi.ComponentResource):
             config_file("status-site", "conf.d/status.conf", pulumi.Output.from_input(
                 args.dashboard_address).apply(lambda address: render(
                     "nginx/status.conf.j2", domain=platform.status_domain,
-                    dashboard_address=address))),
+                    dashboard_address=address, nginx=settings))),
         ]
         for env in platform.environments:
             # Before an environment's first release its upstream answers 503; the release's
@@ -107,8 +119,7 @@ class Nginx(pulumi.ComponentResource):
                 only_if_absent=True))
             files.append(config_file(
                 f"site-{env.name}", f"conf.d/{env.name}.conf",
-                render_site(env.name, env.domain, settings.general_rate_per_second,
-                            settings.api_rate_per_second, ocsp)))
+                render_site(env.name, env.domain, settings, ocsp)))
         domains = [env.domain for env in platform.environments] + [platform.status_domain]
         self.tls_bootstrap = host_command(
             f"{name}-tls-bootstrap",

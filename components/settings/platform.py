@@ -22,6 +22,7 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
+from components.settings.nginx import NginxSettings, check_nginx_limits
 from components.settings.releases import RELEASE_DRAIN_SECONDS
 from components.settings.tls import TlsSettings, check_tls
 
@@ -86,38 +87,6 @@ class RedisSettings:
     memory_mb: int = 64
     maxmemory_mb: int = 50
     eviction_policy: str = "allkeys-lru"
-
-
-@dataclass(frozen=True)
-class NginxSettings:
-    memory_mb: int = 32
-    general_rate_per_second: int = 200
-    api_rate_per_second: int = 500
-    http_port: int = 80
-    https_port: int = 443
-    bind_address: str = "0.0.0.0"  # noqa: S104 - the public entry point; local uses 127.0.0.1
-    # How long an old worker keeps in-flight requests and WebSockets after a reload. It must
-    # outlast a release's watch and drain, so that a WebSocket held by an old worker is
-    # closed by the previous release (a normal close) when Pulumi stops it, not cut by nginx,
-    # and outlast keepalive_min_timeout, so that no kept-alive connection is cut either.
-    worker_shutdown_timeout_seconds: int = 60
-    # How long a client's idle keep-alive connection stays open. Clients that keep theirs
-    # longer meet the race every keep-alive server has (a request crossing the close).
-    keepalive_timeout_seconds: int = 30
-    # For how long after its last response a kept-alive connection survives a reload (nginx
-    # keepalive_min_timeout, 1.27.4+). The default, keepalive_timeout_seconds, means a reload
-    # closes no idle connection: its next request is answered by the old worker (and the
-    # release that served before) with "Connection: close", and the client reconnects to
-    # the new one. 0 is nginx's own default: every reload closes idle connections at once,
-    # and a client that sends on one at that moment gets a reset or an empty reply.
-    keepalive_min_timeout_seconds: int | None = None
-
-    @property
-    def reload_keeps_idle_seconds(self) -> int:
-        """keepalive_min_timeout in effect: how long an old worker may still take a request."""
-        if self.keepalive_min_timeout_seconds is None:
-            return self.keepalive_timeout_seconds
-        return self.keepalive_min_timeout_seconds
 
 
 @dataclass(frozen=True)
@@ -275,6 +244,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
     _check_redis(platform.redis, problems)
     _check_keepalive(platform.nginx, problems)
+    check_nginx_limits(platform.nginx, problems)
     _check_postgres(platform, problems)
     _check_ports(platform, problems)
     _check_domains_unique(platform, problems)

@@ -4,17 +4,19 @@ behaves as designed.
 nginx runs from aiia-standin/nginx:1 (Debian forky's nginx 1.30, tests/images/nginx; the
 host's bookworm nginx 1.22 is too old for the program's configuration): a `docker run --rm`
 per command, with the scratch directory mounted at its own path, the running server on the
-host's network. The rendered files are copied into that directory with a small, explicit
-map from the container's paths to the copy's (CONTAINER_PATHS); for the running server the
-listen ports and upstream addresses are also mapped to free 127.0.0.1 ports. The TLS
-certificates are made by the program's own bootstrap script, pointed at the copy. A tiny
-Python server stands in for the app (what it answers is in StandInApp).
+host's network and under the memory limit the program gives nginx. The rendered files are
+copied into that directory with a small, explicit map from the container's paths to the
+copy's (CONTAINER_PATHS); for the running server the listen ports and upstream addresses are
+also mapped to free 127.0.0.1 ports. The TLS certificates are made by the program's own
+bootstrap script, pointed at the copy. A tiny Python server stands in for the app (what it
+answers is in StandInApp).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import hashlib
 import http.client
 import ipaddress
@@ -36,6 +38,8 @@ from pathlib import Path
 
 import pytest
 
+from components.settings import parse_settings
+from tests.harness.program import host_files, host_scripts, run_program, stack_config
 from tests.rendered.conftest import (
     IS_ROOT,
     STACKS,
@@ -45,6 +49,7 @@ from tests.rendered.conftest import (
     run,
     running,
     scratch_dir,
+    stack_secrets,
     write_tree,
 )
 
@@ -114,15 +119,19 @@ def container_name() -> Iterator[str]:
 
 
 def docker_run(name: str, command: Sequence[str], volumes: Sequence[str] = (), *,
-               network: str) -> list[str]:
+               network: str, memory_mb: int | None = None) -> list[str]:
     """`command` in the stand-in image, its root file system read-only as in production.
 
     As root, nginx's master runs as root and its workers as the image's `nginx` user, as in
-    production; as another user, all of nginx runs as that user.
+    production; as another user, all of nginx runs as that user. `memory_mb` is the memory
+    limit the program gives nginx's container (memory and swap alike, as production's):
+    a worker that outgrows it is killed by the kernel, and every connection with it.
     """
     user = [] if IS_ROOT else ["--user", f"{os.getuid()}:{os.getgid()}"]
+    memory = [] if memory_mb is None else ["--memory", f"{memory_mb}m",
+                                           "--memory-swap", f"{memory_mb}m"]
     return ["docker", "run", "--rm", "--name", name, "--network", network, "--read-only",
-            *user, *volumes, IMAGE, *command]
+            *user, *memory, *volumes, IMAGE, *command]
 
 
 def run_in_standin(command: Sequence[str], volumes: Sequence[str] = (),
@@ -264,15 +273,48 @@ def test_nginx_accepts_the_full_rendered_tree(rendered, standin_nginx, stack):
             == {"0o600"}
 
 
+def rendered_with_nginx(stack: str, **nginx: object) -> Rendered:
+    """`stack`'s program run with these platform.nginx settings."""
+    config = copy.deepcopy(stack_config(stack))
+    config["aiia:platform"]["nginx"] = nginx
+    program = run_program(stack, config=config)
+    raw = {key.split(":", 1)[1]: value for key, value in config.items()}
+    return Rendered(stack=stack, run=program,
+                    settings=parse_settings(stack, raw, stack_secrets(stack).get),
+                    files=host_files(program), scripts=host_scripts(program),
+                    secrets=stack_secrets(stack))
+
+
+def test_each_upload_path_gets_a_location_nginx_accepts(standin_nginx):
+    """platform.nginx.upload_paths beyond /api/ (one under it, one beside it) each become a
+    location nginx accepts, with the upload limit; everything else keeps the small one."""
+    stack = rendered_with_nginx("prod", upload_paths=["/api/", "/api/files/", "/uploads/"])
+    domain = stack.settings.platform.environment("prod").domain
+    with scratch_dir("nginx-uploads") as directory:
+        tree = write_nginx_tree(stack, directory, container_names_to_loopback(stack))
+        result = tree.run("-t", check=False)
+        assert result.returncode == 0, result.stderr
+        effective = tree.run("-T").stdout
+    site = effective.split("conf.d/prod.conf:", 1)[1].split("# configuration file", 1)[0]
+    assert f"server_name {domain};" in site
+    limits = dict(re.findall(r"location (\S+) \{[^}]*?client_max_body_size (\d+)m;", site))
+    assert limits == {"/api/": "20", "/api/files/": "20", "/uploads/": "20"}
+    assert "\n    client_max_body_size 1m;\n" in effective  # http{}: every other location
+
+
 # --- a running nginx from the prod stack's tree ----------------------------------------------
 
 
 class StandInApp:
     """Stands in for the Django app: what nginx proxies to.
 
-    200 with `X-Release: test` and a JSON echo of the request; 500 on /boom; a WebSocket
-    upgrade on /ws/ (then echoes bytes). Like Django's SecurityMiddleware and
-    XFrameOptionsMiddleware with their defaults, it sends security headers of its own.
+    200 with `X-Release: test` and a JSON echo of the request; 500 on /boom; 429 on
+    /too-many (an app's own refusal, not nginx's); a POST's body read and its size echoed;
+    /slow?seconds=N answered after N seconds; /healthz/ with `Cache-Control: no-store`, as
+    the reference app's (app/aiia/health.py); a WebSocket upgrade on /ws/ (then echoes
+    bytes). Like Django's SecurityMiddleware and XFrameOptionsMiddleware with their
+    defaults, it sends security headers of its own. It counts what reached it: the paths
+    (`paths`) and the most /slow requests it held at once (`most_held`).
     """
 
     APP_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
@@ -282,56 +324,28 @@ class StandInApp:
         self.port = free_port()
         self.server: ThreadingHTTPServer | None = None
         self.connections: set[socket.socket] = set()
+        self.paths: list[str] = []
+        self.held = 0
+        self.most_held = 0
+        self._lock = threading.Lock()
+
+    def reached(self, path: str) -> int:
+        """How many requests for `path` (query string aside) reached the app so far."""
+        return sum(1 for seen in list(self.paths) if seen.split("?", 1)[0] == path)
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._lock:
+                self.held -= 1
 
     def start(self) -> None:
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in separate writes: without this, Nagle's algorithm
-                # and nginx's delayed ACK add 40 ms to every response.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                app.connections.add(self.connection)
-
-            def finish(self) -> None:
-                app.connections.discard(self.connection)
-                super().finish()
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path.startswith("/ws/") and \
-                        self.headers.get("Upgrade", "").lower() == "websocket":
-                    return self.websocket()
-                status = 500 if self.path == "/boom" else 200
-                body = json.dumps({"path": self.path, "host": self.headers.get("Host"),
-                                   "proto": self.headers.get("X-Forwarded-Proto")}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("X-Release", "test")
-                for name, value in app.APP_HEADERS.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def websocket(self) -> None:
-                self.send_response(101)
-                self.send_header("Upgrade", "websocket")
-                self.send_header("Connection", "Upgrade")
-                self.send_header("Sec-WebSocket-Accept",
-                                 websocket_accept(self.headers["Sec-WebSocket-Key"]))
-                self.end_headers()
-                self.wfile.flush()
-                while data := self.connection.recv(4096):
-                    self.connection.sendall(data)
-                self.close_connection = True
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        handler = type("Handler", (StandInHandler,), {"app": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -344,6 +358,74 @@ class StandInApp:
         for connection in list(self.connections):
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class StandInHandler(BaseHTTPRequestHandler):
+    """One connection to the stand-in app; `app` is the StandInApp it reports to."""
+
+    app: StandInApp
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without this, Nagle's algorithm
+        # and nginx's delayed ACK add 40 ms to every response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.app.connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.app.connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.app.paths.append(self.path)
+        if self.path.startswith("/ws/") and \
+                self.headers.get("Upgrade", "").lower() == "websocket":
+            return self.websocket()
+        if self.path.startswith("/slow?seconds="):
+            self.app.hold(float(self.path.split("=", 1)[1]))
+        status = {"/boom": 500, "/too-many": 429}.get(self.path, 200)
+        self.answer(status, {"path": self.path, "host": self.headers.get("Host"),
+                             "proto": self.headers.get("X-Forwarded-Proto")})
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.app.paths.append(self.path)
+        size = int(self.headers.get("Content-Length") or 0)
+        received = 0
+        while received < size:
+            chunk = self.rfile.read(min(65536, size - received))
+            if not chunk:
+                break
+            received += len(chunk)
+        self.answer(200, {"path": self.path, "received": received})
+
+    def answer(self, status: int, document: dict) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Release", "test")
+        if self.path.split("?", 1)[0] == "/healthz/":
+            self.send_header("Cache-Control", "no-store")
+        for name, value in self.app.APP_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def websocket(self) -> None:
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept",
+                         websocket_accept(self.headers["Sec-WebSocket-Key"]))
+        self.end_headers()
+        self.wfile.flush()
+        while data := self.connection.recv(4096):
+            self.connection.sendall(data)
+        self.close_connection = True
 
 
 def websocket_accept(key: str) -> str:
@@ -362,6 +444,7 @@ class Site:
     app: StandInApp
     domains: dict[str, str]  # prod, staging, status → domain
     stack: Rendered
+    dashboard_port: int  # where nginx looks for the dashboard: nothing listens there
 
     def tls_context(self, domain: str) -> ssl.SSLContext:
         """Trusts exactly the certificate the bootstrap made for `domain`."""
@@ -398,12 +481,14 @@ def site(rendered, standin_nginx) -> Iterator[Site]:
             # `docker run`, which passes it on to nginx (PID 1 in the container).
             with container_name() as name, \
                     running("nginx", docker_run(name, tree.command("-g", "daemon off;"),
-                                                tree.volumes(), network="host"),
+                                                tree.volumes(), network="host",
+                                                memory_mb=platform.nginx.memory_mb),
                             port=https_port, log=directory / "nginx.log"):
                 yield Site(tree=tree, http_port=http_port, https_port=https_port,
                            health_port=health_port, app=app, stack=prod,
                            domains={**{env.name: env.domain for env in platform.environments},
-                                    "status": platform.status_domain})
+                                    "status": platform.status_domain},
+                           dashboard_port=dead_port)
         finally:
             app.stop()
 
@@ -707,3 +792,571 @@ def test_the_general_rate_limit_answers_429_beyond_rate_and_burst(site):
     assert accepted <= burst + 1 + rate * elapsed + 10, (accepted, elapsed)
     assert statuses.count(429) > 0
     assert_security_headers(site, sample_429[0], "rate limited 429")
+
+
+# --- one client cannot starve the others (security review H2, M3, L1) ------------------------
+#
+# Each attacker below has a loopback address of its own (127.0.1.x), so its requests fill
+# per-address buckets nobody else uses; the client that must still be served has another.
+# Every attack is bounded in connections and in seconds, and stops by itself.
+
+# What a client that is not the attacker must see while an attack runs: an answer to each
+# request within this many seconds.
+SERVED_WITHIN_SECONDS = 2.0
+# nginx must have closed a client that has not sent a whole request's headers by then
+# (the review's bar: client_header_timeout 10 s at most; it was 30 s).
+SLOW_CLIENT_CUT_WITHIN_SECONDS = 10.0
+# ... and an idle kept-alive connection (nginx cannot close one earlier to make room while
+# keepalive_min_timeout runs: this is how long idle connections hold its slots; it was 30 s).
+IDLE_CLIENT_CUT_WITHIN_SECONDS = 10.0
+
+
+def tls_socket(site: Site, domain: str, source: str, timeout: float = 5) -> ssl.SSLSocket:
+    """A TLS connection to nginx's 443 from `source` (a loopback address), SNI `domain`."""
+    raw = socket.create_connection(("127.0.0.1", site.https_port), timeout=timeout,
+                                   source_address=(source, 0))
+    try:
+        return site.tls_context(domain).wrap_socket(raw, server_hostname=domain)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def read_status(sock: socket.socket, timeout: float) -> int | str:
+    """The status of the next response on `sock`, or the kind of failure."""
+    sock.settimeout(timeout)
+    head = b""
+    try:
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return "closed"
+            head += chunk
+    except TimeoutError:
+        return "timeout"
+    except OSError as error:
+        return type(error).__name__
+    return int(head.split(b" ", 2)[1])
+
+
+def https_status(site: Site, domain: str, path: str, source: str,
+                 timeout: float = SERVED_WITHIN_SECONDS) -> tuple[int | str, bytes]:
+    """(status, body) of one GET on a new connection from `source`, or (failure, b"")."""
+    connection = LoopbackHTTPSConnection(domain, site.https_port,
+                                         context=site.tls_context(domain), timeout=timeout,
+                                         source_address=(source, 0))
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException) as error:
+        return type(error).__name__, b""
+    finally:
+        connection.close()
+
+
+class Bystander:
+    """Another client, from its own address, asking for / on prod four times a second on a
+    new connection each time (the costliest way for nginx) while an attack runs."""
+
+    def __init__(self, site: Site, source: str) -> None:
+        self.site, self.source = site, source
+        self.results: list[tuple[float, int | str]] = []  # (seconds taken, status)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            status, _ = https_status(self.site, self.site.domains["prod"], "/", self.source)
+            self.results.append((time.monotonic() - started, status))
+            self._stop.wait(max(0.0, 0.25 - (time.monotonic() - started)))
+
+    def __enter__(self) -> Bystander:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=SERVED_WITHIN_SECONDS + 5)
+
+    def assert_served(self, seconds: float) -> None:
+        failed = [(round(taken, 2), status) for taken, status in self.results
+                  if status != 200 or taken > SERVED_WITHIN_SECONDS]
+        assert len(self.results) >= seconds * 4 * 0.5, self.results
+        assert failed == [], (f"{len(failed)} of {len(self.results)} requests of another "
+                              f"client failed or took over {SERVED_WITHIN_SECONDS} s: "
+                              f"{failed[:10]}")
+
+
+def worker_kills(site: Site) -> list[str]:
+    """Lines of nginx's error log saying a worker was killed (by the kernel's OOM killer)."""
+    log = (site.tree.logs / "error.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if "exited on signal" in line]
+
+
+def close_all(sockets: Sequence[socket.socket]) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def wait_until_the_app_holds_nothing(site: Site, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while site.app.held and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert site.app.held == 0
+
+
+def slow_requests(site: Site, domain: str, source: str, count: int,
+                  seconds: float) -> list[ssl.SSLSocket]:
+    """`count` connections from `source`, each with a request the app holds `seconds`;
+    the answers are left unread."""
+    request = (f"GET /slow?seconds={seconds} HTTP/1.1\r\nHost: {domain}\r\n\r\n").encode()
+    sockets = []
+    for _ in range(count):
+        sock = tls_socket(site, domain, source)
+        sock.sendall(request)
+        sockets.append(sock)
+    return sockets
+
+
+def still_open(sock: ssl.SSLSocket) -> bool:
+    """Whether nginx has neither closed nor answered on a non-blocking connection."""
+    try:
+        sock.recv(1)
+        return False  # an answer, or b"": closed
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return True
+    except OSError:
+        return False
+
+
+def drip(sock: ssl.SSLSocket) -> bool:
+    """One more byte of a request's headers on a non-blocking connection; False when nginx
+    has closed it (or answered: it is done with it either way)."""
+    if not still_open(sock):
+        return False
+    try:
+        sock.send(b"a")
+    except (ssl.SSLWantWriteError, BlockingIOError):
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def test_slow_and_idle_clients_are_cut_off_and_cannot_take_nginx_from_the_others(site):
+    """From one address, 50 new TLS connections a second for 20 s (1,000 in all), each
+    sending a request's headers one byte a second and never finishing them, while another
+    address asks for / four times a second: that one is answered throughout, nginx closes
+    each slow connection within SLOW_CLIENT_CUT_WITHIN_SECONDS, and its worker lives on.
+    A third address's kept-alive connection, idle after one request, is closed within
+    IDLE_CLIENT_CUT_WITHIN_SECONDS.
+
+    Bounded in connections and time. Before the fix nginx waited 30 s for headers: at this
+    rate the connections it holds outgrow its memory limit (a TLS connection costs its
+    worker ~34 KB), the kernel kills the worker with every connection of every domain, and
+    a new one fills up again. Idle connections were kept 30 s."""
+    rate, seconds = 50, 20
+    domain = site.domains["prod"]
+    kills_before = len(worker_kills(site))
+    idle = tls_socket(site, domain, "127.0.1.5")
+    idle.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\n\r\n".encode())
+    assert read_status(idle, timeout=SERVED_WITHIN_SECONDS) == 200
+    idle.setblocking(False)
+    idle_since, idle_lasted = time.monotonic(), None
+    partial = f"GET / HTTP/1.1\r\nHost: {domain}\r\nX-Slow: ".encode()
+    held: dict[ssl.SSLSocket, float] = {}  # open slow connections → when they were opened
+    lifetimes: list[float] = []  # how long each one lasted until nginx closed it
+    refused = 0
+    with Bystander(site, "127.0.1.2") as bystander:
+        started = time.monotonic()
+        opened = 0
+        next_drip = started + 1
+        while (now := time.monotonic()) < started + seconds:
+            while opened < rate * seconds and opened < (now - started) * rate:
+                opened += 1
+                try:
+                    sock = tls_socket(site, domain, "127.0.1.1", timeout=2)
+                    sock.sendall(partial)
+                    sock.setblocking(False)
+                    held[sock] = time.monotonic()
+                except OSError:
+                    refused += 1
+            if now >= next_drip:  # one more byte of header on each connection still open
+                next_drip += 1
+                if idle_lasted is None and not still_open(idle):
+                    idle_lasted = now - idle_since
+                for sock, opened_at in list(held.items()):
+                    if not drip(sock):
+                        lifetimes.append(now - opened_at)
+                        del held[sock]
+                        sock.close()
+            time.sleep(0.005)
+        oldest = max((time.monotonic() - opened_at for opened_at in held.values()), default=0)
+        close_all([*held, idle])
+    print(f"slowloris: {opened} opened, {refused} refused, {len(lifetimes)} cut by nginx "
+          f"after {min(lifetimes, default=0):.1f}-{max(lifetimes, default=0):.1f} s, "
+          f"{len(held)} still open (oldest {oldest:.1f} s); the other client: "
+          f"{len(bystander.results)} requests, slowest "
+          f"{max((taken for taken, _ in bystander.results), default=0):.2f} s; the idle "
+          f"connection closed after {idle_lasted} s")
+    assert worker_kills(site)[kills_before:] == [], "nginx's worker was killed"
+    bystander.assert_served(seconds)
+    assert lifetimes, "nginx never closed a slow client"
+    assert max(lifetimes) <= SLOW_CLIENT_CUT_WITHIN_SECONDS + 1.5, max(lifetimes)
+    assert oldest <= SLOW_CLIENT_CUT_WITHIN_SECONDS + 1.5, oldest
+    assert refused == 0
+    assert idle_lasted is not None and idle_lasted <= IDLE_CLIENT_CUT_WITHIN_SECONDS + 1.5
+
+
+def test_a_flood_of_requests_from_one_address_leaves_the_others_served(site):
+    """From one address, 100 new TLS connections a second for 10 s (1,000 in all), each
+    with a request the app answers after 15 s, closed by the client once refused, while
+    another address asks for / four times a second: the app is handed at most
+    platform.nginx.connections_per_address of them at once, nginx refuses the rest at once
+    (503), and the other address is served throughout.
+
+    Bounded in connections and time. Before the fix nothing limited the requests one
+    address had in progress (the rate limit's burst lets 400 through at once, then 200 a
+    second): each held two of nginx's 1,024 connections (the client's and the app's) until
+    none was left for anyone."""
+    rate, seconds = 100, 10
+    nginx = site.stack.settings.platform.nginx
+    domain = site.domains["prod"]
+    request = f"GET /slow?seconds=15 HTTP/1.1\r\nHost: {domain}\r\n\r\n".encode()
+    kills_before = len(worker_kills(site))
+    site.app.most_held = 0
+    waiting: list[ssl.SSLSocket] = []  # no answer yet: in progress at the app, or queued
+    answers: dict[int | str, int] = {}
+    opened = 0
+    with Bystander(site, "127.0.1.4") as bystander:
+        started = time.monotonic()
+        try:
+            # Then a second without new connections, for the last answers to arrive.
+            while (now := time.monotonic()) < started + seconds + 1:
+                while opened < rate * seconds and opened < (now - started) * rate:
+                    opened += 1
+                    try:
+                        sock = tls_socket(site, domain, "127.0.1.3", timeout=2)
+                        sock.sendall(request)
+                        sock.setblocking(False)
+                        waiting.append(sock)
+                    except OSError as error:
+                        answers[type(error).__name__] = answers.get(type(error).__name__, 0) + 1
+                for sock in list(waiting):  # a refused request's connection is closed
+                    try:
+                        head = sock.recv(64)
+                    except (ssl.SSLWantReadError, BlockingIOError):
+                        continue
+                    except OSError as error:
+                        head = type(error).__name__.encode()
+                    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else "closed"
+                    answers[status] = answers.get(status, 0) + 1
+                    waiting.remove(sock)
+                    sock.close()
+                time.sleep(0.005)
+            most_held, in_progress = site.app.most_held, len(waiting)
+        finally:
+            close_all(waiting)
+    wait_until_the_app_holds_nothing(site)
+    print(f"flood: {opened} connections in {seconds} s, answers {answers}, {in_progress} "
+          f"unanswered; the app held {most_held} at once; the other client: "
+          f"{len(bystander.results)} requests, slowest "
+          f"{max((taken for taken, _ in bystander.results), default=0):.2f} s")
+    assert worker_kills(site)[kills_before:] == [], "nginx's worker was killed"
+    bystander.assert_served(seconds)
+    assert most_held <= nginx.connections_per_address
+    assert in_progress <= nginx.connections_per_address
+    assert answers.get(503, 0) >= opened - nginx.connections_per_address - 5, answers
+
+
+def test_one_environment_at_its_limit_leaves_the_other_and_the_status_domain_served(site):
+    """prod's requests in progress, from several addresses (each under its own limit), up
+    to platform.nginx.connections_per_environment and beyond: the app is handed no more than
+    that, a further prod request is refused at once, and staging (its upstream here: the
+    placeholder that answers before a first release) and the status domain (nginx's 502,
+    the dashboard being down here) still answer at once. Before the fix no limit applied."""
+    nginx = site.stack.settings.platform.nginx
+    limit, per_address = nginx.connections_per_environment, nginx.connections_per_address
+    domain = site.domains["prod"]
+    site.app.most_held = 0
+    total, share = limit + 8, per_address - 1
+    sources = [f"127.0.1.{10 + index}" for index in range(-(-total // share))]
+    sockets: list[ssl.SSLSocket] = []
+    try:
+        for index, source in enumerate(sources):
+            sockets += slow_requests(site, domain, source,
+                                     min(share, total - index * share), seconds=4)
+        time.sleep(0.5)
+        prod = https_status(site, domain, "/", "127.0.1.9")
+        staging = https_status(site, site.domains["staging"], "/", "127.0.1.9")
+        status = https_status(site, site.domains["status"], "/", "127.0.1.9")
+        most_held = site.app.most_held
+    finally:
+        close_all(sockets)
+        wait_until_the_app_holds_nothing(site)
+    assert most_held <= limit, most_held
+    assert prod[0] == 503, prod
+    assert staging[0] == 503 and b"no release deployed yet" in staging[1], staging
+    assert status[0] == 502, status
+
+
+def websocket_status(site: Site, source: str) -> tuple[int | str, ssl.SSLSocket | None]:
+    """Opens a WebSocket to prod's /ws/echo/ from `source`: (status, the socket if 101)."""
+    domain = site.domains["prod"]
+    sock = tls_socket(site, domain, source)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws/echo/ HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    status = read_status(sock, timeout=SERVED_WITHIN_SECONDS)
+    if status == 101:
+        return status, sock
+    sock.close()
+    return status, None
+
+
+def test_websockets_are_limited_per_address_and_per_environment(site):
+    """An address opens WebSockets up to platform.nginx.websockets_per_address: the next
+    one is refused, another address's is not; more addresses up to
+    websockets_per_environment: then a new address's is refused too. Before the fix every
+    WebSocket was accepted (and held an hour)."""
+    nginx = site.stack.settings.platform.nginx
+    per_address, per_environment = nginx.websockets_per_address, nginx.websockets_per_environment
+    held: list[ssl.SSLSocket] = []
+
+    def open_from(source: str, count: int) -> None:
+        for _ in range(count):
+            status, sock = websocket_status(site, source)
+            assert status == 101, (source, status)
+            held.append(sock)
+
+    try:
+        open_from("127.0.1.30", per_address)
+        assert websocket_status(site, "127.0.1.30")[0] == 503
+        open_from("127.0.1.31", 1)
+        address = 32
+        while len(held) < per_environment:
+            open_from(f"127.0.1.{address}", min(per_address, per_environment - len(held)))
+            address += 1
+        assert websocket_status(site, f"127.0.1.{address}")[0] == 503
+        # Plain requests of the same environment are still served.
+        assert https_status(site, site.domains["prod"], "/", f"127.0.1.{address}")[0] == 200
+    finally:
+        close_all(held)
+
+
+def post_status(site: Site, path: str, size: int, source: str) -> tuple[int | str, bytes]:
+    """A POST of `size` bytes to prod: the headers first, then (unless nginx has answered
+    already, as it does for a body over its limit) the body."""
+    domain = site.domains["prod"]
+    sock = tls_socket(site, domain, source, timeout=10)
+    try:
+        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {domain}\r\nContent-Length: {size}\r\n"
+                      "Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+                      ).encode())
+        early = read_status(sock, timeout=0.5)
+        if early != "timeout":
+            return early, b""
+        sock.sendall(b"x" * size)
+        sock.settimeout(10)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+        head, _, body = response.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body
+    finally:
+        sock.close()
+
+
+def test_request_bodies_are_small_except_on_the_upload_paths(site):
+    """Bodies over platform.nginx.max_body_mb are refused (413) before they are read, except
+    under upload_paths (/api/ by default), which take up to upload_max_body_mb. Before the fix
+    every location took 20 MB, each buffered to the cache volume's disk."""
+    nginx = site.stack.settings.platform.nginx
+    assert tuple(nginx.upload_paths) == ("/api/",)
+    small, large = nginx.max_body_mb * 2**20, nginx.upload_max_body_mb * 2**20
+    assert post_status(site, "/", small + 1, "127.0.1.40")[0] == 413
+    assert post_status(site, "/ws/echo/", small + 1, "127.0.1.40")[0] == 413
+    assert post_status(site, "/", small, "127.0.1.40")[0] == 200
+    status, body = post_status(site, "/api/notes/", small * 2, "127.0.1.40")
+    assert status == 200 and json.loads(body)["received"] == small * 2
+    assert post_status(site, "/api/notes/", large + 1, "127.0.1.40")[0] == 413
+
+
+def test_the_health_endpoint_costs_the_app_one_check_a_second_from_outside(site):
+    """/healthz/ queries PgBouncer and Redis. From outside, 200 requests in about 2 s, with
+    every variation a client can add (query strings, cookies, credentials, encodings,
+    HEAD): each is answered with the app's own answer, and the app sees about one a second.
+    From the platform's own addresses (here 127.0.0.1: the release's watch runs inside
+    nginx's container; the dashboard's probes come from the network), every request reaches
+    the app. Before the fix every request reached the app, at up to 200 a second an address."""
+    domain = site.domains["prod"]
+    before = site.app.reached("/healthz/")
+    statuses: list[int] = []
+    started = time.monotonic()
+    connection = LoopbackHTTPSConnection(domain, site.https_port,
+                                         context=site.tls_context(domain), timeout=5,
+                                         source_address=("127.0.1.50", 0))
+    try:
+        for index in range(200):
+            variation = [{}, {"Cookie": f"sessionid={index}"},
+                         {"Authorization": f"Basic {index}"}, {"Accept-Encoding": f"x{index}"},
+                         {"Cache-Control": "no-cache", "Pragma": "no-cache"}][index % 5]
+            method = "HEAD" if index % 7 == 0 else "GET"
+            connection.request(method, f"/healthz/?nocache={index}" if index % 2 else "/healthz/",
+                               headers=variation)
+            response = connection.getresponse()
+            body = response.read()
+            statuses.append(response.status)
+            if method == "GET":
+                assert json.loads(body)["path"].startswith("/healthz/")
+            time.sleep(0.01)
+    finally:
+        connection.close()
+    elapsed = time.monotonic() - started
+    from_outside = site.app.reached("/healthz/") - before
+    for _ in range(5):
+        assert https_status(site, domain, "/healthz/", "127.0.0.1")[0] == 200
+    from_inside = site.app.reached("/healthz/") - before - from_outside
+    print(f"/healthz/: 200 requests from outside in {elapsed:.1f} s reached the app "
+          f"{from_outside} times; 5 from inside, {from_inside} times")
+    assert set(statuses) == {200}
+    assert from_outside <= elapsed + 2, (from_outside, elapsed)
+    assert from_inside == 5
+
+
+@contextlib.contextmanager
+def dashboard_asking_for_credentials(port: int) -> Iterator[list[str]]:
+    """A stand-in for the dashboard on `port`: 401 with a Basic challenge to everything, as
+    dashboard/server.py answers a request without valid credentials; yields the list of the
+    paths it was asked for. Down again afterwards, its connections with nginx cut too."""
+
+    connections: set[socket.socket] = set()
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.add(self.connection)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            asked.append(self.path)
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="aiia status"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        for connection in connections:  # nginx keeps its connections to an upstream alive
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def test_password_guesses_reach_the_dashboard_once_a_second_per_address(site):
+    """40 guesses as fast as one client goes: the dashboard (whose every new guess costs
+    200,000 rounds of PBKDF2 in a server limited to a fifth of a core) is asked about ten at
+    once and then one a second; nginx answers the rest 429 itself, which fail2ban's abuse
+    jail counts. Another address still gets through. Before the fix the status domain took
+    the general limit: 200 a second, 50 at once (review M3)."""
+    status_domain = site.domains["status"]
+    statuses: list[int | str] = []
+    with dashboard_asking_for_credentials(site.dashboard_port) as asked:
+        started = time.monotonic()
+        connection = LoopbackHTTPSConnection(
+            status_domain, site.https_port, context=site.tls_context(status_domain),
+            timeout=5, source_address=("127.0.1.70", 0))
+        try:
+            for attempt in range(40):
+                guess = base64.b64encode(f"admin:guess-{attempt}".encode()).decode()
+                connection.request("GET", "/api/status",
+                                   headers={"Authorization": f"Basic {guess}"})
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+        finally:
+            connection.close()
+        elapsed = time.monotonic() - started
+        reached = len(asked)
+        other = https_status(site, status_domain, "/", "127.0.1.71")[0]
+    print(f"status domain: 40 guesses in {elapsed:.1f} s, {reached} reached the dashboard")
+    assert reached <= 11 + elapsed, (reached, elapsed)
+    assert set(statuses) == {401, 429} and statuses[0] == 401
+    assert other == 401
+
+
+def test_fail2ban_counts_quoted_paths_and_only_nginx_s_own_refusals(site, rendered, tmp_path):
+    """The real access log of this nginx, read by the rendered fail2ban filters in the VPS
+    stand-in (fail2ban-regex): a password guessed on the status domain under a path with a
+    `"` in it (escaped `\\"` by escape=json) is counted, and so are nginx's own refusals
+    (429 from a rate limit, 400, 444) whatever the path or Host; an app's own 429 is not.
+
+    Before the fix `"uri":"[^"]*"` stopped at the escaped quote: `GET /%22` guessed passwords
+    and flooded unbanned (review M3), and the abuse jail counted the app's answers (L1)."""
+    from tests.rendered.test_host import in_vps
+
+    source = "127.0.1.60"
+    status_domain = site.domains["status"]
+    with dashboard_asking_for_credentials(site.dashboard_port):
+        for attempt in range(50):  # password guesses, until past the status domain's limit
+            connection = LoopbackHTTPSConnection(
+                status_domain, site.https_port, context=site.tls_context(status_domain),
+                timeout=5, source_address=(source, 0))
+            guess = base64.b64encode(f"admin:guess-{attempt}".encode()).decode()
+            connection.request("GET", '/%22' if attempt % 2 else '/x%22,%22status%22:200',
+                               headers={"Authorization": f"Basic {guess}"})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status == 429:
+                break
+    for request in (b'GET /%22 HTTP/1.1\r\nHost: scan"ner.invalid\r\n\r\n',  # unknown host
+                    b"GET /%22 HTTP/1.1\r\nHost: x\r\nBroken header\r\n\r\n"):  # malformed
+        with socket.create_connection(("127.0.0.1", site.http_port), timeout=5,
+                                      source_address=(source, 0)) as raw:
+            raw.sendall(request)
+            with contextlib.suppress(OSError):
+                raw.recv(4096)
+    for _ in range(3):  # the app's own 429: its business, not an attack on nginx
+        assert https_status(site, site.domains["prod"], "/too-many", source)[0] == 429
+    time.sleep(0.3)  # nginx writes a log line when it closes the connection
+
+    lines = [line for line in (site.tree.logs / "access.log").read_text().splitlines()
+             if json.loads(line)["addr"] == source]
+    entries = [json.loads(line) for line in lines]
+    guesses = [e for e in entries if e["env"] == "status" and e["status"] == 401]
+    nginx_refusals = [e for e in entries if e["status"] in (400, 429, 444)
+                      and e["upstream_status"] in ("", "-")]
+    files = rendered["prod"].files
+    filters = {path: files[path] for path in files if path.startswith("/etc/fail2ban/filter.d/")}
+    log = "/var/log/aiia-test/access.log"
+    script = " && echo @@ && ".join(
+        f"fail2ban-regex {log} {path}" for path in sorted(filters))
+    result = in_vps({**filters, log: "\n".join(lines) + "\n"}, script, tmp_path)
+    outputs = dict(zip(sorted(filters), result.stdout.split("@@"), strict=True))
+    expected = {"/etc/fail2ban/filter.d/aiia-nginx-status-auth.conf": len(guesses),
+                "/etc/fail2ban/filter.d/aiia-nginx-abuse.conf": len(nginx_refusals)}
+    for path, count in expected.items():
+        found = re.search(r"Lines: .*", outputs[path])
+        assert found and found.group(0).startswith(
+            f"Lines: {len(lines)} lines, 0 ignored, {count} matched"), (path, outputs[path])
+    # What the log held: quoted paths and hosts, nginx's refusals of each kind, the app's 429.
+    assert any('"' in e["uri"] for e in guesses), entries
+    refused = {e["status"] for e in nginx_refusals}
+    assert 429 in refused and refused & {400, 444}, entries
+    assert any('"' in e["uri"] or '"' in e["host"] for e in nginx_refusals), entries
+    assert any(e["status"] == 429 and e["upstream_status"] == "429" for e in entries), entries

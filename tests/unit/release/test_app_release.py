@@ -49,10 +49,10 @@ def drain_bound(run) -> str:
 
 def test_a_reload_keeps_idle_connections_and_the_release_waits_for_them(prod):
     main = prod.named("platform-nginx-main-install").plain["stdin"]
-    assert "\n    keepalive_timeout 30s;\n" in main
-    assert "\n    keepalive_min_timeout 30s;\n" in main  # default: as long as keepalive_timeout
-    # The previous release serves until the reload + those 30 s + the 5 s drain.
-    assert "reloaded_at + 30 + 5" in drain_bound(prod)
+    assert "\n    keepalive_timeout 10s;\n" in main
+    assert "\n    keepalive_min_timeout 10s;\n" in main  # default: as long as keepalive_timeout
+    # The previous release serves until the reload + those 10 s + the 5 s drain.
+    assert "reloaded_at + 10 + 5" in drain_bound(prod)
 
 
 def test_keepalive_min_timeout_zero_is_nginx_default_and_the_drain_is_the_watch_s(prod):

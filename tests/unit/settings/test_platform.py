@@ -70,8 +70,8 @@ def test_postgres_shared_buffers_must_fit_its_container():
 @pytest.mark.parametrize(("nginx", "expected"), [
     ({"keepalive_timeout_seconds": 0}, "keepalive_timeout_seconds=0 must be between 1 and 300"),
     ({"keepalive_timeout_seconds": 301}, "keepalive_timeout_seconds=301 must be between"),
-    ({"keepalive_min_timeout_seconds": 31},
-     "keepalive_min_timeout_seconds=31 must be between 0 and keepalive_timeout_seconds=30"),
+    ({"keepalive_min_timeout_seconds": 11},
+     "keepalive_min_timeout_seconds=11 must be between 0 and keepalive_timeout_seconds=10"),
     ({"keepalive_min_timeout_seconds": -1}, "keepalive_min_timeout_seconds=-1 must be between"),
     ({"keepalive_timeout_seconds": 60},
      "worker_shutdown_timeout_seconds=60 must be longer than the 60 s an old worker keeps"),
@@ -86,7 +86,7 @@ def test_keepalive_settings_out_of_range_are_refused(nginx, expected):
 
 
 def test_keepalive_min_timeout_defaults_to_keepalive_timeout_and_may_be_zero():
-    assert parse("prod").platform.nginx.reload_keeps_idle_seconds == 30
+    assert parse("prod").platform.nginx.reload_keeps_idle_seconds == 10
 
     def longer(raw):
         raw["platform"]["nginx"] = {"keepalive_timeout_seconds": 50,
