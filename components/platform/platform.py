@@ -136,7 +136,7 @@ class Platform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
 
         # What an environment's release needs from the platform; staging reads these
-        # through a StackReference, so the secrets are exported as secrets.
+        # through a StackReference, so none of them is a secret (outputs.py).
         self.environments = {
             env.name: {
                 "domain": env.domain,
@@ -159,8 +159,6 @@ class Platform(pulumi.ComponentResource):
             root_dir=settings.host.root_dir,
             environments=self.environments,
             nginx_keep_idle_seconds=platform.nginx.reload_keeps_idle_seconds,
-            database_passwords=pulumi.Output.secret(dict(platform.database_passwords)),
-            redis_passwords=pulumi.Output.secret(dict(platform.redis_passwords)),
             ready=pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
                                     self.nginx.container.id).apply(lambda _: True),
         ).as_dict()

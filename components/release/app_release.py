@@ -87,8 +87,9 @@ class AppRelease(pulumi.ComponentResource):
             return values
 
         platform_values = platform_values.apply(check_prefix)
-        passwords = (args.platform.secret("database_passwords", env_name),
-                     args.platform.secret("redis_passwords", env_name),
+        # From this stack's own config, never from the platform's stack (outputs.py).
+        passwords = (pulumi.Output.secret(release.database_password),
+                     pulumi.Output.secret(release.redis_password),
                      pulumi.Output.secret(release.secret_key))
         variables = pulumi.Output.all(environment, platform_values, *passwords).apply(
             lambda values: app_environment_variables(release, *values))

@@ -33,11 +33,12 @@ from components.settings.releases import (
     ReleaseSettings,
     parse_registry,
     parse_releases,
+    release_secrets,
 )
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
-# The platform's own secrets: set on the stack that owns it, read by the others from there.
+# The platform's own secrets: set on the stack that owns it alone.
 PLATFORM_SECRET_RE = re.compile(
     r"^(postgres_password|dashboard_password|[a-z0-9]+_(db|redis)_password)$")
 # Secrets a stack may have whatever its sections say: the key pulumi-command logs in with
@@ -123,7 +124,7 @@ def _parse_owner(raw: Mapping[str, Any], problems: Problems) -> bool:
 def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | None,
                 releases: tuple[ReleaseSettings, ...], problems: Problems) -> None:
     """Every key the stack sets is a setting, and every secret is set as one."""
-    expected_secrets = {f"{release.environment}_secret_key" for release in releases}
+    expected_secrets = {key for release in releases for key in release_secrets(release)}
     expected_secrets |= set(OPTIONAL_SECRETS)
     if platform:
         expected_secrets |= {"postgres_password", "dashboard_password"}
@@ -133,7 +134,8 @@ def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | 
     for key in sorted(given - settings - expected_secrets):
         if not platform and PLATFORM_SECRET_RE.match(key):
             problems.add(f"{NAMESPACE}:{key} belongs to the stack that owns the platform "
-                         "(platform_stack), which this stack reads it from; remove it here")
+                         "(platform_stack), or to the stack of the environment it names; "
+                         "remove it here")
         else:
             problems.add(unknown_key_problem(f"{NAMESPACE}:{key}", key,
                                              settings | expected_secrets))

@@ -155,7 +155,7 @@ class _Mocks(pulumi.runtime.Mocks):
                                          "network_name": ""}]
         elif args.typ == "pulumi:pulumi:StackReference":
             outputs["outputs"] = self.stack_outputs.get(args.inputs["name"], {})
-            outputs["secretOutputNames"] = ["database_passwords", "redis_passwords"]
+            outputs["secretOutputNames"] = []
         elif args.typ in ("command:local:Command", "command:remote:Command"):
             outputs["stdout"] = ""
             outputs["stderr"] = ""
@@ -206,6 +206,10 @@ def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:
         secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"
     for env in (config.get("aiia:releases") or {}):
         secrets[f"aiia:{env}_secret_key"] = f"test-{env}-django-secret-key"
+        # An environment's stack holds its own database and Redis passwords, the same values
+        # as the platform's stack.
+        secrets[f"aiia:{env}_db_password"] = f"test-{env}-db"
+        secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"
     return secrets
 
 
@@ -220,8 +224,6 @@ def prod_outputs_for_staging() -> dict:
                         "database_name": "aiia_staging", "database_user": "aiia_staging",
                         "redis_user": "staging"},
         },
-        "database_passwords": {"staging": "from-prod-staging-db"},
-        "redis_passwords": {"staging": "from-prod-staging-redis"},
         "ready": True,
         "nginx_keep_idle_seconds": 45.0,  # a StackReference's numbers arrive as floats
     }
@@ -231,6 +233,9 @@ def prod_outputs_for_staging() -> dict:
 class ProgramRun:
     resources: list[RecordedResource]
     exports: dict[str, Any]
+    # The stack's outputs as `pulumi stack output` (and a StackReference) would give them:
+    # resolved, a secret one keeping its secret marker.
+    stack_outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[RecordedResource]:
         return [resource for resource in self.resources if resource.type == type_]
@@ -258,6 +263,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
               for key, value in {**config, **secrets}.items()}
     pulumi.runtime.set_all_config(values, secret_keys=list(secrets))
     exports: dict[str, Any] = {}
+    stack_outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def program():
@@ -265,6 +271,15 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
 
         def record_export(name: str, value: Any) -> None:
             exports[name] = value
+            output = pulumi.Output.from_input(value)
+
+            async def resolve() -> None:
+                resolved = await output.future(with_unknowns=True)
+                stack_outputs[name] = {SIG_KEY: SECRET_SIG, "value": resolved} \
+                    if await output.is_secret() else resolved
+
+            # An output of its own, so that the test runner awaits it with the program's.
+            pulumi.Output.from_input(resolve())
             original_export(name, value)
 
         pulumi.export = record_export
@@ -274,7 +289,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
             pulumi.export = original_export
 
     program()
-    return ProgramRun(resources=monitor.recorded, exports=exports)
+    return ProgramRun(resources=monitor.recorded, exports=exports, stack_outputs=stack_outputs)
 
 
 def host_files(run: ProgramRun) -> dict[str, str]:

@@ -93,16 +93,38 @@ def test_staging_reads_the_platform_from_prod(staging):
     assert env["DATABASE_PASSWORD_FILE"] == "/run/secrets/aiia/database_password"
     assert env["DATABASE_HOST"] == "aiia-pgbouncer"
     assert env["REDIS_URL"] == "redis://staging@aiia-redis:6379/0"
-    # The passwords prod made for staging reach staging's files.
+    # Staging's passwords come from staging's own config (made_up_secrets), not from prod.
     files = {r.name: r for r in staging.resources if r.type == "command:remote:Command"}
     assert files["app-staging-secret-database_password-install"].plain["stdin"] \
-        == "from-prod-staging-db"
+        == "test-staging-db"
     assert files["app-staging-secret-redis_password-install"].plain["stdin"] \
-        == "from-prod-staging-redis"
+        == "test-staging-redis"
     assert env["PORT"] == "8001"
     assert app.plain["memory"] == 80
     # staging declares nothing of prod's.
     assert not [name for name in staging.containers() if "prod" in name]
+
+
+def test_the_platform_stack_exports_no_secret(prod):
+    """Review M8: a StackReference hands its reader every output of the stack it names, so
+    any secret output of prod's, per environment or not, is staging's token's to read."""
+    made_up = made_up_secrets(stack_config("prod"))
+    assert set(OUTPUT_KEYS) <= set(prod.stack_outputs)
+    for key, value in prod.stack_outputs.items():
+        assert not contains_secret(value), f"output {key} is a secret"
+        text = json.dumps(value, default=str)
+        for secret_key, secret in made_up.items():
+            assert secret not in text, f"output {key} holds {secret_key}"
+
+
+def test_staging_needs_its_own_passwords_and_none_of_prods():
+    config = stack_config("staging")
+    secrets = made_up_secrets(config)
+    assert set(secrets) == {"aiia:staging_secret_key", "aiia:staging_db_password",
+                            "aiia:staging_redis_password"}
+    with pytest.raises(pulumi.RunError, match="aiia:staging_db_password is missing"):
+        run_program("staging", config=config, secrets={
+            key: value for key, value in secrets.items() if "db_password" not in key})
 
 
 def test_a_bad_config_stops_the_program_before_any_resource(capsys):
