@@ -15,9 +15,10 @@ from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.names import database_name, database_role
 from components.platform.context import PlatformContext
+from components.settings.platform import data_owner
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
-POSTGRES_UID = "999:999"
+POSTGRES_UID = data_owner("postgres")
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 

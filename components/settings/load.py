@@ -97,6 +97,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
         _check_keys(set(given_keys), set(secret_keys), platform, releases, problems)
     if platform:
         _check_release_drain(releases, platform, problems)
+        _check_dashboard_uid_apart(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
         _check_memory_budget(host, platform, problems)
     if problems.items:
@@ -181,6 +182,21 @@ def _check_release_drain(releases: tuple[ReleaseSettings, ...], platform: Platfo
                 "WebSockets open across a release are cut by nginx instead of closed by "
                 "the previous release; shorten the watch or raise "
                 "platform.nginx.worker_shutdown_timeout_seconds")
+
+
+def _check_dashboard_uid_apart(releases: tuple[ReleaseSettings, ...],
+                               platform: PlatformSettings, problems: Problems) -> None:
+    """The dashboard's account owns nothing of an app's: the internet-facing server would
+    read that environment's secret files. (An environment released from another stack is
+    checked on the host: templates/dashboard/prepare-host.sh.j2.)"""
+    uid = platform.dashboard.uid
+    for release in releases:
+        ids = str(release.run_as).split(":")
+        if str(uid) in ids:
+            problems.add(f"{NAMESPACE}:releases.{release.environment}.run_as={release.run_as!r}"
+                         f" shares {uid} with the dashboard's account "
+                         f"({NAMESPACE}:platform.dashboard.uid): the dashboard's server could "
+                         "read the app's secret files; give one of them another uid")
 
 
 def _check_memory_budget(host: HostSettings, platform: PlatformSettings,
