@@ -267,8 +267,20 @@ def running(name: str, command: list[str], *, port: int, log: Path,
 # --- PostgreSQL, shared by the PostgreSQL and the PgBouncer tests ----------------------------
 
 
-# Only what cannot hold on a test machine is overridden, on the command line.
-OVERRIDDEN_ON_COMMAND_LINE = ("port", "listen_addresses", "unix_socket_directories")
+# Only what cannot hold on a test machine is overridden, on the command line (hba_file: the
+# rendered pg_hba.conf, copied beside the config with the data network made loopback's).
+OVERRIDDEN_ON_COMMAND_LINE = ("port", "listen_addresses", "unix_socket_directories", "hba_file")
+# What stands for the data network (where PgBouncer and the backup jobs connect from) in the
+# rendered pg_hba.conf: this machine's loopback address, which the other tests connect from.
+DATA_NETWORK_HERE = "127.0.0.1/32"
+
+
+def rendered_hba(rendered: Mapping[str, Rendered]) -> str:
+    """prod's pg_hba.conf with its data network replaced by DATA_NETWORK_HERE."""
+    prod = rendered["prod"]
+    subnet = prod.settings.platform.network_subnet
+    hba = prod.file("postgres", "pg_hba.conf")
+    return replace_exactly(hba, f" {subnet} ", f" {DATA_NETWORK_HERE} ", hba.count(f" {subnet} "))
 
 
 @dataclass
@@ -282,7 +294,7 @@ class PostgresServer:
 
     def psql(self, sql: str, *, database: str = "postgres", check: bool = True,
              extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-        """psql as the superuser over the Unix socket (trust, as in the container's PGDATA)."""
+        """psql as the superuser over the Unix socket (trust: pg_hba.conf's `local` line)."""
         return run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                     "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres",
                     "-d", database, *extra, "-c", sql], check=check)
@@ -313,6 +325,8 @@ def postgres(rendered) -> Iterator[PostgresServer]:
         sockets.mkdir()
         config_file = directory / "postgresql.conf"
         config_file.write_text(prod.file("postgres", "postgresql.conf"))
+        hba_file = directory / "pg_hba.conf"
+        hba_file.write_text(rendered_hba(rendered))
         chown_tree(directory, SERVICE_USER)
         # As the official image's initdb does: trust on the socket, SCRAM over TCP.
         run(as_service_user([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres",
@@ -325,7 +339,7 @@ def postgres(rendered) -> Iterator[PostgresServer]:
                        check=False).returncode == 0
 
         overrides = {"port": port, "listen_addresses": "127.0.0.1",
-                     "unix_socket_directories": sockets}
+                     "unix_socket_directories": sockets, "hba_file": hba_file}
         assert set(overrides) == set(OVERRIDDEN_ON_COMMAND_LINE)
         command = as_service_user([
             str(POSTGRES_BIN / "postgres"), "-D", str(data), "-c", f"config_file={config_file}",

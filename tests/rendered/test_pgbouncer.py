@@ -156,7 +156,8 @@ def test_the_staging_role_cannot_use_the_prod_database(rendered, pgbouncer):
     refused = tcp_psql(pgbouncer, staging_role, staging_password, prod_database, "SELECT 1",
                        check=False)
     assert refused.returncode != 0, "staging reached the prod database through PgBouncer"
-    assert "permission denied for database" in refused.stderr
+    # PostgreSQL's pg_hba.conf refuses PgBouncer's login as staging's role to prod's database.
+    assert "no pg_hba.conf entry" in refused.stderr, refused.stderr
 
     staging_database = role_of(rendered, "staging")[0]
     own = tcp_psql(pgbouncer, staging_role, staging_password, staging_database,
