@@ -11,7 +11,7 @@ from components.host.connection import HostFile, HostFileArgs
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
-from components.settings.platform import data_owner
+from components.settings.accounts import data_owner
 
 PGBOUNCER_UID = data_owner("pgbouncer")  # the image's postgres user (Alpine)
 PORT = 6432

@@ -16,7 +16,7 @@ from components.host.templates import render
 from components.names import database_name, database_role
 from components.platform.backup import scratch_database_prefix
 from components.platform.context import PlatformContext
-from components.settings.platform import data_owner
+from components.settings.accounts import data_owner
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
 POSTGRES_UID = data_owner("postgres")

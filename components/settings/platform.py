@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.settings.accounts import check_dashboard_uid
 from components.settings.backup import BackupSettings, parse_backup
 from components.settings.checks import (
     NAMESPACE,
@@ -39,21 +40,6 @@ EVICTION_POLICIES = (
 RESERVED_PORTS = {80: "nginx http", 443: "nginx https", 5432: "postgres", 6379: "redis",
                   6432: "pgbouncer", 8080: "nginx health listener"}
 ENVIRONMENT_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
-# The uids the platform's images run as, so the owners of their files on the host
-# (PostgreSQL's data and superuser password, Redis's config, PgBouncer's userlist).
-DATA_OWNER_UIDS = {"postgres": 999, "redis": 999, "pgbouncer": 70}
-
-
-def data_owner(service: str) -> str:
-    """The uid:gid a platform service's container runs as and its host files belong to."""
-    uid = DATA_OWNER_UIDS[service]
-    return f"{uid}:{uid}"
-
-
-# Where a fixed uid of an account the program creates may lie: Debian's range for normal
-# accounts (Debian Policy 9.2.2). useradd --system takes the highest free uid below 1000,
-# which is how the dashboard's account came to share 999 with PostgreSQL and Redis.
-FIXED_UID_RANGE = (1000, 59999)
 
 
 @dataclass(frozen=True)
@@ -295,21 +281,10 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     _check_keepalive(platform.nginx, problems)
     _check_postgres(platform, problems)
     _check_ports(platform, problems)
-    _check_dashboard_uid(platform.dashboard, problems)
+    check_dashboard_uid(platform.dashboard.uid, problems)
     _check_domains_unique(platform, problems)
     _check_secrets(environments, secrets, problems)
     return platform
-
-
-def _check_dashboard_uid(dashboard: DashboardSettings, problems: Problems) -> None:
-    """A fixed uid of its own, out of the system range the data owners' uids are in."""
-    low, high = FIXED_UID_RANGE
-    if not low <= dashboard.uid <= high:
-        owners = ", ".join(f"{service} {uid}" for service, uid in DATA_OWNER_UIDS.items())
-        problems.add(f"{NAMESPACE}:platform.dashboard.uid={dashboard.uid} must be a fixed uid "
-                     f"between {low} and {high}, outside the system range where the "
-                     f"platform's data owners are ({owners}) and where useradd would pick "
-                     "one; the default is 10002")
 
 
 def _check_domains_unique(platform: PlatformSettings, problems: Problems) -> None:
