@@ -185,10 +185,14 @@ class DockerEngine:
             return _demultiplex(bytes(data))
         return json.dumps(data)
 
-    def create_network(self, name: str, driver: str, subnets: list[str]) -> str:
+    def create_network(self, name: str, driver: str, subnets: list[str],
+                       ip_ranges: list[str | None] | None = None) -> str:
         config: dict[str, Any] = {"Name": name, "Driver": driver, "CheckDuplicate": True}
         if subnets:
-            config["IPAM"] = {"Config": [{"Subnet": subnet} for subnet in subnets]}
+            ranges = ip_ranges or [None] * len(subnets)
+            config["IPAM"] = {"Config": [
+                {"Subnet": subnet, **({"IPRange": ip_range} if ip_range else {})}
+                for subnet, ip_range in zip(subnets, ranges, strict=True)]}
         return self.request("POST", "/networks/create", config)["Id"]
 
     def remove_network(self, name: str) -> None:

@@ -83,6 +83,8 @@ class RecordedResource:
     delete_before_replace_defined: bool = False
     # The URN of the explicit provider the resource was registered with ("" for none).
     provider: str = ""
+    # The program's ignore_changes, as the Python argument names (networks_advanced, …).
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def plain(self) -> dict:
@@ -108,6 +110,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 protect=bool(request.protect), delete_before_replace=request.deleteBeforeReplace,
                 delete_before_replace_defined=request.deleteBeforeReplaceDefined,
                 custom=request.custom, provider=request.provider.rsplit("::", 1)[0],
+                ignore_changes=[snake_case({name: None}).popitem()[0]
+                                for name in request.ignoreChanges],
                 outputs=self.resources[response.urn].state if response.urn in self.resources
                 else {},
             ))
@@ -138,6 +142,13 @@ def mock_ip_address(resource_name: str) -> str:
     return f"198.18.{digest[0]}.{digest[1] % 253 + 1}"
 
 
+def mock_subnet(resource_name: str) -> str:
+    """A placeholder for a subnet Docker picks, from the same benchmarking range, stable per
+    name; the replay swaps in the real one."""
+    digest = hashlib.sha256(f"mock-subnet:{resource_name}".encode()).digest()
+    return f"198.18.{digest[0]}.0/24"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     """Outputs a provider would compute: ids, image ids, container addresses. Deterministic,
     so that the same program and config give the same inputs (as Pulumi's state would)."""
@@ -150,6 +161,9 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["image_id"] = mock_image_id(args.inputs["name"])
             outputs["repo_digest"] = ""
+        elif args.typ == "docker:index/network:Network" and not args.inputs.get("ipamConfigs"):
+            # Docker picks the subnet of a network that names none; the provider reads it back.
+            outputs["ipamConfigs"] = [{"subnet": mock_subnet(args.name)}]
         elif args.typ == "docker:index/container:Container":
             outputs["network_datas"] = [{"ip_address": mock_ip_address(args.name),
                                          "network_name": ""}]
@@ -222,8 +236,9 @@ def prod_outputs_for_staging() -> dict:
         "environments": {
             "staging": {"domain": "staging-api.eduaiia.com", "port": 8001, "app_memory_mb": 80,
                         "database_name": "aiia_staging", "database_user": "aiia_staging",
-                        "redis_user": "staging"},
+                        "redis_user": "staging", "network": "aiia-staging"},
         },
+        "dashboard_uid": 10002.0,
         "ready": True,
         "nginx_keep_idle_seconds": 45.0,  # a StackReference's numbers arrive as floats
     }
