@@ -20,7 +20,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.host.connection import HostFile, HostFileArgs, host_command
-from components.host.containers import container_address, healthcheck, service_container
+from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
 
@@ -55,12 +55,13 @@ def hash_password(password: str, salt_source: str) -> str:
     return f"pbkdf2_sha256${PASSWORD_ITERATIONS}${salt.hex()}${digest.hex()}"
 
 
-def restart_on_config_change(prefix: str, local: bool) -> str | None:
-    """What applies a new config.json: a restart of the server (and, locally, of the
-    resident collector, which reads it once too; on a VPS the collector is a timer's
-    oneshot that reads it each run). Nothing runs yet on the first install."""
+def restart_on_config_change(prefix: str, local: bool) -> str:
+    """What applies a new config.json: a restart of the server, the unit on a VPS, the
+    container locally (at its fixed address: nginx names it). The collector reads the
+    config each run, its resident loop included. Nothing runs yet on the first install."""
     if local:
-        return None
+        return render("dashboard/restart-container.sh.j2",
+                      container=f"{prefix}-dashboard").strip()
     return render("dashboard/restart-service.sh.j2").strip()
 
 
@@ -98,7 +99,8 @@ class Dashboard(pulumi.ComponentResource):
         config_path = context.host_path("dashboard", "config.json")
         # Inside the local containers the host's root is mounted at the same path, so one
         # config file serves both kinds of host.
-        listen_host = "0.0.0.0" if local else platform.network_gateway  # noqa: S104
+        # The status network's (networks.py): a VPS's server on the host's address there.
+        listen_host = "0.0.0.0" if local else platform.status_gateway  # noqa: S104
         nginx = context.container_name("nginx")
         environments = [
             {"name": env.name, "domain": env.domain,
@@ -223,7 +225,10 @@ class Dashboard(pulumi.ComponentResource):
                 read_only=True,
             ),
             context.child(self, depends_on=[self.config, prepare]))
-        self.address = container_address(self.server, platform.dashboard.port)
+        # A fixed address on the status network: nginx's config names it, and a restart
+        # of the container (a new config) must not move it.
+        self.address = pulumi.Output.from_input(
+            f"{platform.dashboard_status_address}:{platform.dashboard.port}")
 
     def _systemd_units(self, name: str, args: DashboardArgs, config_path: str,
                        state_dir: str, prerequisites: list[pulumi.Resource]) -> None:
@@ -235,8 +240,8 @@ class Dashboard(pulumi.ComponentResource):
                         "server_memory_mb": platform.dashboard.memory_mb,
                         "collector_memory_mb": platform.dashboard.collector_memory_mb,
                         "inaccessible_paths": [context.host_path(d) for d in PRIVATE_DIRS],
-                        "allowed_clients": ["localhost", "10.0.0.0/8", "172.16.0.0/12",
-                                            "192.168.0.0/16"]}
+                        # nginx's fixed address on the status network (networks.py).
+                        "allowed_clients": [platform.nginx_status_address]}
         archive = package_archive()
         package = host_command(
             f"{name}-package", context.connection,
@@ -263,4 +268,4 @@ class Dashboard(pulumi.ComponentResource):
             render("dashboard/enable.sh.j2", digest=hashlib.sha256(archive.encode()).hexdigest()),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[package, self.config, *units]))
         self.address = pulumi.Output.from_input(
-            f"{platform.network_gateway}:{platform.dashboard.port}")
+            f"{platform.status_gateway}:{platform.dashboard.port}")

@@ -33,11 +33,14 @@ class PlatformOutputs:
     redis_host: Any
     redis_port: Any
     root_dir: Any
-    # Per environment: domain, port, app_memory_mb, database_name, database_user, redis_user.
+    # Per environment: domain, port, app_memory_mb, database_name, database_user, redis_user,
+    # network (its own: components/platform/networks.py).
     environments: Any
     # How long after a reload nginx's old workers may still pass a request on (its
     # keepalive_min_timeout): a release keeps the previous one running that long.
     nginx_keep_idle_seconds: Any
+    # The dashboard's uid: a release refuses to run as it (the server would read its files).
+    dashboard_uid: Any
     ready: Any  # true once PgBouncer, Redis and nginx run: a release waits for it to migrate
 
     def as_dict(self) -> dict[str, Any]:

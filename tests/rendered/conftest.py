@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -313,6 +314,31 @@ def tcp_psql(port: int, user: str, password: str, database: str, sql: str,
                 f"host=127.0.0.1 port={port} dbname={database} user={user} "
                 "connect_timeout=5", "-c", sql],
                env={"PGPASSWORD": password, "PGSSLMODE": "disable"}, check=check)
+
+
+def startup(port: int, source: str, user: str, database: str) -> str:
+    """What PostgreSQL (or PgBouncer) on 127.0.0.1:`port` answers a client at `source` (a
+    loopback address of this machine) asking for `user`@`database`: "password" when it asks
+    for one (its pg_hba.conf let the client through to authentication), else its error
+    message. libpq cannot choose its source address, so this speaks the start of protocol 3
+    itself."""
+    body = b"".join(f"{key}\0{value}\0".encode() for key, value in
+                    (("user", user), ("database", database))) + b"\0"
+    packet = struct.pack("!ii", len(body) + 8, 196608) + body  # protocol 3.0
+    with socket.socket() as client:
+        client.settimeout(5)
+        client.bind((source, 0))
+        client.connect(("127.0.0.1", port))
+        client.sendall(packet)
+        kind = client.recv(1)
+        length = struct.unpack("!i", client.recv(4))[0]
+        payload = b""
+        while len(payload) < length - 4:
+            payload += client.recv(length - 4 - len(payload))
+    if kind == b"R":
+        return "password"
+    fields = dict((part[:1], part[1:].decode()) for part in payload.split(b"\0") if part)
+    return fields[b"M"]
 
 
 @pytest.fixture(scope="session")

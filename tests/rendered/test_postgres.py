@@ -1,8 +1,6 @@
 """A real PostgreSQL 15 runs the rendered postgresql.conf, pg_hba.conf and init-databases.sql."""
 
 import signal
-import socket
-import struct
 
 import pytest
 
@@ -21,6 +19,7 @@ from tests.rendered.conftest import (
     run,
     running,
     scratch_dir,
+    startup,
     tcp_psql,
 )
 
@@ -109,29 +108,6 @@ def test_init_databases_is_idempotent_and_separates_environments(rendered, postg
 
 
 # --- who may connect from where (pg_hba.conf, review M7) -------------------------------------
-
-
-def startup(port: int, source: str, user: str, database: str) -> str:
-    """What PostgreSQL answers a client at `source` (a loopback address of this machine)
-    asking for `user`@`database`: "password" when it asks for one (pg_hba.conf let the
-    connection through to authentication), else its error message."""
-    body = b"".join(f"{key}\0{value}\0".encode() for key, value in
-                    (("user", user), ("database", database))) + b"\0"
-    packet = struct.pack("!ii", len(body) + 8, 196608) + body  # protocol 3.0
-    with socket.socket() as client:
-        client.settimeout(5)
-        client.bind((source, 0))
-        client.connect(("127.0.0.1", port))
-        client.sendall(packet)
-        kind = client.recv(1)
-        length = struct.unpack("!i", client.recv(4))[0]
-        payload = b""
-        while len(payload) < length - 4:
-            payload += client.recv(length - 4 - len(payload))
-    if kind == b"R":
-        return "password"
-    fields = dict((part[:1], part[1:].decode()) for part in payload.split(b"\0") if part)
-    return fields[b"M"]
 
 
 def test_each_role_reaches_only_its_own_database_and_only_from_the_data_network(

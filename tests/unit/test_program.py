@@ -29,7 +29,6 @@ def test_every_platform_service_runs_with_limits_health_and_restart(stack_fixtur
     containers = run.containers()
     services = {service_of(container) for container in containers.values()}
     assert services >= PLATFORM_SERVICES
-    network = run.named("platform-network").plain["name"]
     for name, container in containers.items():
         inputs = container.plain
         assert inputs["memory"] > 0, name
@@ -40,7 +39,35 @@ def test_every_platform_service_runs_with_limits_health_and_restart(stack_fixtur
         assert inputs["log_driver"] == "json-file", name
         assert inputs["log_opts"] == {"max-size": "10m", "max-file": "3"}, name
         assert "no-new-privileges:true" in inputs["security_opts"], name
-        assert [n["name"] for n in inputs["networks_advanced"]] == [network], name
+
+
+@pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])
+def test_each_container_is_on_the_networks_it_needs_and_no_other(stack_fixture, request):
+    """Review M7: an environment's network holds its releases and what they use (nginx,
+    PgBouncer, Redis); PostgreSQL is on the data network alone, with PgBouncer; the
+    dashboard's port is on the status network, with nginx at a fixed address."""
+    run = request.getfixturevalue(stack_fixture)
+    prefix = "aiia-local" if stack_fixture == "local" else "aiia"
+    envs = [f"{prefix}-prod", f"{prefix}-staging"]
+    status = f"{prefix}-status"
+    expected = {
+        "postgres": [prefix], "pgbouncer": [prefix, *envs], "redis": envs,
+        "nginx": [status, *envs], "dashboard": [status], "dashboard-collector": [status],
+    }
+    networks = {}
+    for name, container in run.containers().items():
+        attached = [network["name"] for network in container.plain["networks_advanced"]]
+        service = service_of(container)
+        if service == "app":
+            environment = name.removeprefix(f"{prefix}-app-").split("-")[0]
+            assert attached == [f"{prefix}-{environment}"], name
+        else:
+            networks[service] = attached
+    assert networks == {service: expected[service] for service in networks}
+    if stack_fixture != "staging":
+        status_address = run.containers()[f"{prefix}-nginx"].plain["networks_advanced"][0]
+        assert status_address == {"name": status, "ipv4_address":
+                                  "172.31.1.2" if stack_fixture == "local" else "172.30.1.2"}
 
 
 @pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])
