@@ -60,8 +60,11 @@ class Platform(pulumi.ComponentResource):
             opts=docker_opts)
         self.status_network = docker.Network(
             f"{name}-network-status", name=status_network(prefix), driver="bridge",
+            # The gateway named: with an ip_range, Docker would take that range's first
+            # address for it, not the subnet's (where a VPS's dashboard listens).
             ipam_configs=[docker.NetworkIpamConfigArgs(
-                subnet=platform.status_subnet, ip_range=platform.status_ip_range)],
+                subnet=platform.status_subnet, ip_range=platform.status_ip_range,
+                gateway=platform.status_gateway)],
             opts=docker_opts)
         # After the networks with fixed subnets, so that Docker picks a free one for an
         # environment that names none.

@@ -65,9 +65,13 @@ def test_each_container_is_on_the_networks_it_needs_and_no_other(stack_fixture, 
             networks[service] = attached
     assert networks == {service: expected[service] for service in networks}
     if stack_fixture != "staging":
+        base = "172.31.1" if stack_fixture == "local" else "172.30.1"
         status_address = run.containers()[f"{prefix}-nginx"].plain["networks_advanced"][0]
-        assert status_address == {"name": status, "ipv4_address":
-                                  "172.31.1.2" if stack_fixture == "local" else "172.30.1.2"}
+        assert status_address == {"name": status, "ipv4_address": f"{base}.2"}
+        # The gateway (a VPS's dashboard listens there) is named: with an ip_range, Docker
+        # would take the range's first address instead.
+        assert run.named("platform-network-status").plain["ipam_configs"] == [
+            {"subnet": f"{base}.0/27", "ip_range": f"{base}.16/28", "gateway": f"{base}.1"}]
 
 
 @pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])

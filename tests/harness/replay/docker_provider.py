@@ -222,7 +222,8 @@ def create_network(engine: DockerEngine, resource: RecordedResource, inputs: dic
     configs = inputs.get("ipam_configs") or []
     engine.create_network(inputs["name"], inputs.get("driver", "bridge"),
                           [config["subnet"] for config in configs],
-                          [config.get("ip_range") for config in configs])
+                          [config.get("ip_range") for config in configs],
+                          [config.get("gateway") for config in configs])
     # resourceDockerNetworkRead: ipam_config is read back, the subnet Docker picked included.
     created = engine.request("GET", f"/networks/{inputs['name']}")
     subnets = [config.get("Subnet") for config in (created.get("IPAM") or {}).get("Config") or []]
