@@ -53,3 +53,13 @@ def database_role(prefix: str, environment: str) -> str:
 def redis_user(environment: str) -> str:
     """The Redis ACL user of an environment; its keys are `<environment>:*`."""
     return environment
+
+
+def status_network(prefix: str) -> str:
+    """nginx's network with the dashboard and certbot (the data network is `<prefix>`)."""
+    return f"{prefix}-status"
+
+
+def environment_network(prefix: str, environment: str) -> str:
+    """An environment's own network: its releases, nginx, PgBouncer and Redis."""
+    return f"{prefix}-{environment}"

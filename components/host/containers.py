@@ -33,6 +33,12 @@ class ServiceContainerArgs:
     memory_mb: pulumi.Input[int]
     healthcheck: docker.ContainerHealthcheckArgs
     network: pulumi.Input[str]
+    # More than one network, or a fixed address on one: these instead of `network` (the
+    # first is the one the container starts on).
+    networks: list[docker.ContainerNetworksAdvancedArgs] | None = None
+    # It joins networks while it runs (components/platform/networks.py): its declared ones
+    # only make a new container, and a change to them replaces nothing.
+    networks_joined_live: bool = False
     command: list[str] | None = None
     envs: pulumi.Input[list[str]] | None = None
     mounts: list[docker.ContainerMountArgs] = field(default_factory=list)
@@ -54,6 +60,9 @@ def service_container(
 ) -> docker.Container:
     labels = {"aiia.service": args.service, "aiia.environment": args.environment,
               "aiia.stack": args.stack, **args.extra_labels}
+    if args.networks_joined_live:
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(ignore_changes=["networks_advanced"]))
     return docker.Container(
         resource_name,
         name=args.container_name,
@@ -69,7 +78,8 @@ def service_container(
         wait_timeout=args.wait_timeout_seconds,
         restart=house_rules()["restart"],
         must_run=True,
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network)],
+        networks_advanced=args.networks or [
+            docker.ContainerNetworksAdvancedArgs(name=args.network)],
         mounts=args.mounts or None,
         volumes=args.volumes or None,
         ports=args.ports or None,

@@ -188,8 +188,9 @@ class Host(pulumi.ComponentResource):
             f"{name}-firewall", connection,
             render("host/firewall.sh.j2", ssh_port=host.ssh.port,
                    rules=[f"{host.ssh.port}/tcp", "80/tcp", "443/tcp",
-                          # The dashboard listens on the platform network's gateway.
-                          f"from {platform.network_subnet} to {platform.network_gateway} "
+                          # The dashboard listens on the status network's gateway, for
+                          # nginx's address there alone (components/platform/networks.py).
+                          f"from {platform.nginx_status_address} to {platform.status_gateway} "
                           f"port {platform.dashboard.port} proto tcp"]),
             opts=child(files[1]))
         self.preflight = host_command(

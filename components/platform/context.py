@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_docker as docker
@@ -11,6 +11,7 @@ import pulumi_docker as docker
 from components.host.connection import HostConnection
 from components.host.containers import ServiceContainerArgs
 from components.names import container_name
+from components.platform.networks import ServiceNetworks
 from components.settings import Settings
 from components.settings.platform import PlatformSettings
 
@@ -20,7 +21,9 @@ class PlatformContext:
     settings: Settings
     connection: HostConnection
     docker_provider: docker.Provider
-    network_name: pulumi.Input[str]
+    network_name: pulumi.Input[str]  # the data network (networks.py)
+    # The networks of the services that are not on the data network alone, by service.
+    networks: dict[str, ServiceNetworks] = field(default_factory=dict)
 
     @property
     def platform(self) -> PlatformSettings:
@@ -76,10 +79,13 @@ class PlatformContext:
     def service_args(self, service: str, image: pulumi.Input[str], memory_mb: int,
                      **options) -> ServiceContainerArgs:
         """A platform service's container: named, labelled and networked like the others."""
+        networks = self.networks.get(service)
         return ServiceContainerArgs(
             stack=self.prefix, container_name=self.container_name(service), image=image,
             service=service, environment="platform", memory_mb=memory_mb,
-            network=self.network_name, **options)
+            network=self.network_name,
+            networks=networks.networks_advanced() if networks else None,
+            networks_joined_live=bool(networks and networks.joined_live), **options)
 
     def child(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.docker_provider, **kwargs)

@@ -20,13 +20,18 @@ import pulumi
 import pulumi_docker as docker
 
 from components.host.connection import HostFile, HostFileArgs, host_command
-from components.host.containers import container_address, healthcheck, service_container
+from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dashboard"
 INSTALL_DIR = "/opt/aiia"
-DASHBOARD_UID = "10002:10002"
+# Host directories the server never reads, hidden from its sandbox (InaccessiblePaths): the
+# data and secrets of PostgreSQL, PgBouncer, Redis and the apps, the backups and their keys,
+# the uploads, the logs and nginx's private keys. It reads its config, the collector's state
+# dir and the disk usage of the root (review M2).
+PRIVATE_DIRS = ("postgres", "pgbouncer", "redis", "secrets", "backup", "backups", "media",
+                "logs", "nginx")
 PASSWORD_ITERATIONS = 200_000
 # How often the collector runs: resident in a container locally, a systemd timer (every
 # minute, aiia-dashboard-collect.timer) on a VPS. The page's staleness alert reads it.
@@ -48,6 +53,16 @@ def hash_password(password: str, salt_source: str) -> str:
     salt = hashlib.sha256(f"aiia-dashboard:{salt_source}".encode()).digest()[:16]
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PASSWORD_ITERATIONS)
     return f"pbkdf2_sha256${PASSWORD_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def restart_on_config_change(prefix: str, local: bool) -> str:
+    """What applies a new config.json: a restart of the server, the unit on a VPS, the
+    container locally (at its fixed address: nginx names it). The collector reads the
+    config each run, its resident loop included. Nothing runs yet on the first install."""
+    if local:
+        return render("dashboard/restart-container.sh.j2",
+                      container=f"{prefix}-dashboard").strip()
+    return render("dashboard/restart-service.sh.j2").strip()
 
 
 def package_archive() -> str:
@@ -84,7 +99,8 @@ class Dashboard(pulumi.ComponentResource):
         config_path = context.host_path("dashboard", "config.json")
         # Inside the local containers the host's root is mounted at the same path, so one
         # config file serves both kinds of host.
-        listen_host = "0.0.0.0" if local else platform.network_gateway  # noqa: S104
+        # The status network's (networks.py): a VPS's server on the host's address there.
+        listen_host = "0.0.0.0" if local else platform.status_gateway  # noqa: S104
         nginx = context.container_name("nginx")
         environments = [
             {"name": env.name, "domain": env.domain,
@@ -126,8 +142,9 @@ class Dashboard(pulumi.ComponentResource):
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 auth_password_hash=hash_password(password, context.settings.stack)))
         # The config holds the password hash: readable by root and the server's group alone.
+        uid = settings.uid
         if local:
-            user = context.container_user(DASHBOARD_UID)
+            user = context.container_user(f"{uid}:{uid}")
             # root:<the server's group>, as on a VPS: the collector (root, without
             # DAC_OVERRIDE) reads it as its owner, the server through its group.
             owner = user if context.unprivileged_local() else f"0:{user.split(':')[1]}"
@@ -136,17 +153,23 @@ class Dashboard(pulumi.ComponentResource):
             user, owner = "aiia-dashboard", "root:aiia-dashboard"
             prerequisites = [host_command(
                 f"{name}-prerequisites", context.connection,
-                render("dashboard/prepare-host.sh.j2"),
+                render("dashboard/prepare-host.sh.j2", uid=uid,
+                       data_dirs=[context.host_path(d) for d in (*PRIVATE_DIRS, "www")],
+                       config_dir=context.host_path("dashboard"), state_dir=state_dir),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))]
+        # The server reads its config (the password hash above all) once, at start: a
+        # changed one is applied by restarting what reads it, or a rotated password would
+        # keep working until the next reboot (review M4).
         self.config = HostFile(
             f"{name}-config",
             HostFileArgs(connection=context.connection, path=config_path,
-                         content=config_content, mode="0640", owner=owner),
+                         content=config_content, mode="0640", owner=owner,
+                         on_change=restart_on_config_change(context.prefix, local)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
         if local:
             self._containers(name, args, user, owner, config_path, state_dir)
         else:
-            self._systemd_units(name, args, config_path, state_dir)
+            self._systemd_units(name, args, config_path, state_dir, prerequisites)
         self.register_outputs({"address": self.address})
 
     def _containers(self, name: str, args: DashboardArgs, user: str, owner: str,
@@ -202,17 +225,23 @@ class Dashboard(pulumi.ComponentResource):
                 read_only=True,
             ),
             context.child(self, depends_on=[self.config, prepare]))
-        self.address = container_address(self.server, platform.dashboard.port)
+        # A fixed address on the status network: nginx's config names it, and a restart
+        # of the container (a new config) must not move it.
+        self.address = pulumi.Output.from_input(
+            f"{platform.dashboard_status_address}:{platform.dashboard.port}")
 
     def _systemd_units(self, name: str, args: DashboardArgs, config_path: str,
-                       state_dir: str) -> None:
+                       state_dir: str, prerequisites: list[pulumi.Resource]) -> None:
         context = args.context
         platform = context.platform
         unit_context = {"python": "/usr/bin/python3", "install_dir": INSTALL_DIR,
                         "config_path": config_path, "state_dir": state_dir,
                         "root_dir": context.root_dir,
                         "server_memory_mb": platform.dashboard.memory_mb,
-                        "collector_memory_mb": platform.dashboard.collector_memory_mb}
+                        "collector_memory_mb": platform.dashboard.collector_memory_mb,
+                        "inaccessible_paths": [context.host_path(d) for d in PRIVATE_DIRS],
+                        # nginx's fixed address on the status network (networks.py).
+                        "allowed_clients": [platform.nginx_status_address]}
         archive = package_archive()
         package = host_command(
             f"{name}-package", context.connection,
@@ -220,13 +249,17 @@ class Dashboard(pulumi.ComponentResource):
                    digest=hashlib.sha256(archive.encode()).hexdigest()),
             stdin=archive,
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
+        # The running server keeps the sandbox it started with: a changed unit restarts it
+        # (the collector's run by its timer, each run under the unit's current file).
         units = [
             HostFile(f"{name}-{unit.replace('.', '-')}",
                      HostFileArgs(connection=context.connection,
                                   path=f"/etc/systemd/system/{unit}",
                                   content=render(f"dashboard/{unit}.j2", **unit_context),
-                                  mode="0644", on_change="systemctl daemon-reload"),
-                     opts=pulumi.ResourceOptions(parent=self))
+                                  mode="0644", on_change="systemctl daemon-reload" + (
+                                      " && " + render("dashboard/restart-service.sh.j2").strip()
+                                      if unit == "aiia-dashboard.service" else "")),
+                     opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
             for unit in ("aiia-dashboard.service", "aiia-dashboard-collect.service",
                          "aiia-dashboard-collect.timer")
         ]
@@ -235,4 +268,4 @@ class Dashboard(pulumi.ComponentResource):
             render("dashboard/enable.sh.j2", digest=hashlib.sha256(archive.encode()).hexdigest()),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[package, self.config, *units]))
         self.address = pulumi.Output.from_input(
-            f"{platform.network_gateway}:{platform.dashboard.port}")
+            f"{platform.status_gateway}:{platform.dashboard.port}")

@@ -1,9 +1,15 @@
 """What a release needs from the platform, whichever stack owns it.
 
 The owning stack hands over its Platform's outputs directly; any other stack reads the
-same keys from the owner through a StackReference (secrets stay secrets). The keys are
-`PlatformOutputs`' fields, written once here: the platform fills them, the reader asks for
-them, and the owner exports each.
+same keys from the owner through a StackReference. The keys are `PlatformOutputs`' fields,
+written once here: the platform fills them, the reader asks for them, and the owner
+exports each.
+
+None of them is a secret. A StackReference hands its reader every output of the stack it
+names, whatever the reader asks for, so a per-environment secret output would still give
+staging's token prod's passwords. An environment's passwords are therefore set in the
+config of the stack that releases it (components/settings/releases.py), as well as in the
+platform's, which makes the role and the ACL user with them.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ class PlatformOutputs:
     redis_host: Any
     redis_port: Any
     root_dir: Any
-    # Per environment: domain, port, app_memory_mb, database_name, database_user, redis_user.
+    # Per environment: domain, port, app_memory_mb, database_name, database_user, redis_user,
+    # network (its own: components/platform/networks.py).
     environments: Any
     # How long after a reload nginx's old workers may still pass a request on (its
     # keepalive_min_timeout): a release keeps the previous one running that long.
     nginx_keep_idle_seconds: Any
-    database_passwords: Any  # secret: environment → password
-    redis_passwords: Any  # secret: environment → password
+    # The dashboard's uid: a release refuses to run as it (the server would read its files).
+    dashboard_uid: Any
     ready: Any  # true once PgBouncer, Redis and nginx run: a release waits for it to migrate
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +76,3 @@ class PlatformHandle:
             return environments[name]
 
         return self.output("environments").apply(pick)
-
-    def secret(self, key: str, environment: str) -> pulumi.Output:
-        return pulumi.Output.secret(self.output(key).apply(lambda values: values[environment]))

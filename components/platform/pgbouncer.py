@@ -11,8 +11,9 @@ from components.host.connection import HostFile, HostFileArgs
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.settings.accounts import data_owner
 
-PGBOUNCER_UID = "70:70"  # the image's postgres user (Alpine)
+PGBOUNCER_UID = data_owner("pgbouncer")  # the image's postgres user (Alpine)
 PORT = 6432
 
 
@@ -28,6 +29,8 @@ class PgBouncerArgs:
     postgres_host: str
     databases: list[dict]
     depends_on: list[pulumi.Resource]
+    # Each environment's network: {"name": …, "subnet": …} (Docker's choice unless set).
+    environment_networks: dict[str, dict[str, pulumi.Input[str]]]
 
 
 class PgBouncer(pulumi.ComponentResource):
@@ -41,6 +44,23 @@ class PgBouncer(pulumi.ComponentResource):
         user = context.container_user(PGBOUNCER_UID)
         # RELOAD re-reads both files without dropping client connections.
         reload = f"docker kill --signal HUP {self.container_name} >/dev/null 2>&1 || true"
+        # Each environment's role from its own network (review M7): a release of another
+        # environment cannot log in as it, whatever it knows.
+        networks = args.environment_networks
+        client_rules = HostFile(
+            f"{name}-client-rules",
+            HostFileArgs(
+                connection=context.connection,
+                path=context.host_path("pgbouncer", "pg_hba.conf"),
+                content=pulumi.Output.from_input(networks).apply(lambda resolved: render(
+                    "pgbouncer/pg_hba.conf.j2", data_subnet=context.platform.network_subnet,
+                    databases=[{**db, "network": resolved[db["environment"]]["name"],
+                                "subnet": resolved[db["environment"]]["subnet"]}
+                               for db in args.databases])),
+                mode="0600", owner=user, on_change=reload,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         ini = HostFile(
             f"{name}-ini",
             HostFileArgs(
@@ -56,7 +76,8 @@ class PgBouncer(pulumi.ComponentResource):
                 ),
                 mode="0600", owner=user, on_change=reload,
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            # The rules it names are in place before it does (auth_hba_file).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[client_rules]),
         )
         passwords = context.platform.database_passwords
         userlist_content = pulumi.Output.all(
@@ -94,6 +115,6 @@ class PgBouncer(pulumi.ComponentResource):
                 read_only=True,
                 tmpfs={"/tmp": "size=1m,mode=1777"},
             ),
-            context.child(self, depends_on=[ini, userlist, *args.depends_on]),
+            context.child(self, depends_on=[ini, client_rules, userlist, *args.depends_on]),
         )
         self.register_outputs({"container_name": self.container_name})

@@ -9,11 +9,23 @@ import pulumi_docker as docker
 
 from components.host.connection import HostConnection, host_command
 from components.host.templates import render
-from components.names import database_name, database_role, redis_user
+from components.names import (
+    database_name,
+    database_role,
+    environment_network,
+    redis_user,
+    status_network,
+)
 from components.platform.backup import Backup, BackupArgs
 from components.platform.certbot import Certbot, CertbotArgs
 from components.platform.context import PlatformContext
 from components.platform.dashboard import Dashboard, DashboardArgs
+from components.platform.networks import (
+    Attachment,
+    ServiceNetworks,
+    join_networks,
+    network_subnet,
+)
 from components.platform.nginx import Nginx, NginxArgs
 from components.platform.outputs import PlatformOutputs
 from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
@@ -40,13 +52,35 @@ class Platform(pulumi.ComponentResource):
         # Stateful volumes are protected: `pulumi destroy` or a rename cannot delete data.
         protected = pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(protect=True))
 
+        # The data network, then one network per environment and the status network
+        # (networks.py says who is on which).
         self.network = docker.Network(
             f"{name}-network", name=prefix, driver="bridge",
             ipam_configs=[docker.NetworkIpamConfigArgs(subnet=platform.network_subnet)],
             opts=docker_opts)
+        self.status_network = docker.Network(
+            f"{name}-network-status", name=status_network(prefix), driver="bridge",
+            # The gateway named: with an ip_range, Docker would take that range's first
+            # address for it, not the subnet's (where a VPS's dashboard listens).
+            ipam_configs=[docker.NetworkIpamConfigArgs(
+                subnet=platform.status_subnet, ip_range=platform.status_ip_range,
+                gateway=platform.status_gateway)],
+            opts=docker_opts)
+        # After the networks with fixed subnets, so that Docker picks a free one for an
+        # environment that names none.
+        self.environment_networks = {
+            env.name: docker.Network(
+                f"{name}-network-{env.name}", name=environment_network(prefix, env.name),
+                driver="bridge",
+                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=env.network_subnet)]
+                if env.network_subnet else None,
+                opts=pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(
+                    depends_on=[self.network, self.status_network])))
+            for env in platform.environments}
         context = PlatformContext(settings=settings, connection=args.connection,
                                   docker_provider=args.docker_provider,
-                                  network_name=self.network.name)
+                                  network_name=self.network.name,
+                                  networks=self._service_networks(platform))
         self.postgres_volume = docker.Volume(f"{name}-postgres-data",
                                              name=f"{prefix}-postgres-data", opts=protected)
         self.letsencrypt_volume = docker.Volume(f"{name}-letsencrypt",
@@ -99,7 +133,10 @@ class Platform(pulumi.ComponentResource):
             PgBouncerArgs(context=context, image_id=images["pgbouncer"].image_id,
                           postgres_host=self.postgres.container_name,
                           databases=self.postgres.databases,
-                          depends_on=[self.postgres.init_databases]),
+                          depends_on=[self.postgres.init_databases],
+                          environment_networks={
+                              env: {"name": network.name, "subnet": network_subnet(network)}
+                              for env, network in self.environment_networks.items()}),
             opts=pulumi.ResourceOptions(parent=self))
         self.redis = Redis(
             f"{name}-redis",
@@ -122,7 +159,8 @@ class Platform(pulumi.ComponentResource):
                 f"{name}-certbot",
                 CertbotArgs(context=context, image_id=images["certbot"].image_id,
                             letsencrypt_volume=self.letsencrypt_volume,
-                            network_name=self.network.name,
+                            # Egress, and a test CA beside nginx; never the data network.
+                            network_name=self.status_network.name,
                             nginx_reload=self.nginx.reload_command,
                             depends_on=[self.nginx.container]),
                 opts=pulumi.ResourceOptions(parent=self))
@@ -135,8 +173,18 @@ class Platform(pulumi.ComponentResource):
                        depends_on=[self.directories, self.postgres.init_databases]),
             opts=pulumi.ResourceOptions(parent=self))
 
+        # nginx, PgBouncer and Redis join the networks they do not start on while they run.
+        self.joins = [
+            join_networks(f"{component_name}-networks", args.connection, prefix,
+                          component.container, component.container_name,
+                          context.networks[service], component)
+            for service, component_name, component in (
+                ("nginx", f"{name}-nginx", self.nginx),
+                ("pgbouncer", f"{name}-pgbouncer", self.pgbouncer),
+                ("redis", f"{name}-redis", self.redis))]
+
         # What an environment's release needs from the platform; staging reads these
-        # through a StackReference, so the secrets are exported as secrets.
+        # through a StackReference, so none of them is a secret (outputs.py).
         self.environments = {
             env.name: {
                 "domain": env.domain,
@@ -145,6 +193,7 @@ class Platform(pulumi.ComponentResource):
                 "database_name": database_name(prefix, env.name),
                 "database_user": database_role(prefix, env.name),
                 "redis_user": redis_user(env.name),
+                "network": self.environment_networks[env.name].name,
             }
             for env in platform.environments
         }
@@ -159,9 +208,30 @@ class Platform(pulumi.ComponentResource):
             root_dir=settings.host.root_dir,
             environments=self.environments,
             nginx_keep_idle_seconds=platform.nginx.reload_keeps_idle_seconds,
-            database_passwords=pulumi.Output.secret(dict(platform.database_passwords)),
-            redis_passwords=pulumi.Output.secret(dict(platform.redis_passwords)),
+            dashboard_uid=platform.dashboard.uid,
             ready=pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
-                                    self.nginx.container.id).apply(lambda _: True),
+                                    self.nginx.container.id,
+                                    *[join.id for join in self.joins]).apply(lambda _: True),
         ).as_dict()
         self.register_outputs(self.outputs)
+
+    def _service_networks(self, platform) -> dict[str, ServiceNetworks]:
+        """Who is on which network, besides PostgreSQL (the data network alone)."""
+        environments = [Attachment(network.name) for network in self.environment_networks.values()]
+        status = self.status_network.name
+        return {
+            # nginx: every environment's releases and the dashboard; not the data network,
+            # which an nginx of an earlier program was on (it leaves it).
+            "nginx": ServiceNetworks([Attachment(status, platform.nginx_status_address),
+                                      *environments], joined_live=True,
+                                     leaves=self.network.name),
+            # PgBouncer: PostgreSQL on the data network, the releases on theirs.
+            "pgbouncer": ServiceNetworks([Attachment(self.network.name), *environments],
+                                         joined_live=True),
+            # Redis: the releases alone.
+            "redis": ServiceNetworks(environments, joined_live=True, leaves=self.network.name),
+            # A local stack's dashboard: nginx's client at a fixed address, and the collector
+            # (its probes go through nginx).
+            "dashboard": ServiceNetworks([Attachment(status, platform.dashboard_status_address)]),
+            "dashboard-collector": ServiceNetworks([Attachment(status)]),
+        }

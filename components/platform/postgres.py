@@ -14,10 +14,12 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.names import database_name, database_role
+from components.platform.backup import scratch_database_prefix
 from components.platform.context import PlatformContext
+from components.settings.accounts import data_owner
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
-POSTGRES_UID = "999:999"
+POSTGRES_UID = data_owner("postgres")
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 
@@ -73,6 +75,7 @@ class Postgres(pulumi.ComponentResource):
                     effective_cache_size_mb=settings.effective_cache_size_mb,
                     work_mem_mb=settings.work_mem_mb,
                     maintenance_work_mem_mb=settings.maintenance_work_mem_mb,
+                    hba_file=f"{CONFIG_DIR_IN_CONTAINER}/pg_hba.conf",
                 ),
                 mode="0644",
                 # Parameters that need a restart are listed by pg_settings.pending_restart.
@@ -81,6 +84,13 @@ class Postgres(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        databases = [
+            {"name": database_name(context.prefix, env.name),
+             "role": database_role(context.prefix, env.name), "environment": env.name}
+            for env in context.platform.environments
+        ]
+        self.databases = databases
+        hba = self._client_rules(name, context, databases)
         # The superuser's password reaches the image's entrypoint as a file (it reads
         # POSTGRES_PASSWORD_FILE on first start), not as a variable `docker inspect` shows.
         # Readable by the server's uid alone; on a developer's unprivileged local stack the
@@ -127,14 +137,8 @@ class Postgres(pulumi.ComponentResource):
                 stop_signal="SIGINT",
                 stop_grace_seconds=60,
             ),
-            context.child(self, depends_on=[config, password_file]),
+            context.child(self, depends_on=[config, hba, password_file]),
         )
-        databases = [
-            {"name": database_name(context.prefix, env.name),
-             "role": database_role(context.prefix, env.name), "environment": env.name}
-            for env in context.platform.environments
-        ]
-        self.databases = databases
         passwords = context.platform.database_passwords
         init_sql = pulumi.Output.all(*[passwords[db["environment"]] for db in databases]).apply(
             lambda values: render(
@@ -152,3 +156,28 @@ class Postgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
         self.register_outputs({"container_name": self.container_name})
+
+    def _client_rules(self, name: str, context: PlatformContext,
+                      databases: list[dict]) -> HostFile:
+        """pg_hba.conf: each environment's role to its own database and the superuser, from
+        the data network alone (review M7). A change is reloaded, never a restart."""
+        scratch = scratch_database_prefix(context.prefix)
+        return HostFile(
+            f"{name}-client-rules",
+            HostFileArgs(
+                connection=context.connection,
+                path=context.host_path("postgres", "pg_hba.conf"),
+                content=render("postgres/pg_hba.conf.j2",
+                               data_subnet=context.platform.network_subnet,
+                               databases=databases,
+                               drill_databases=[f"{scratch}{db['environment']}"
+                                                for db in databases],
+                               drill_role=f"{scratch}role"),
+                mode="0644",
+                on_change=render(
+                    "postgres/apply-hba.sh.j2", container=self.container_name,
+                    inside=render("postgres/apply-hba-inside.sh.j2",
+                                  mounted=f"{CONFIG_DIR_IN_CONTAINER}/pg_hba.conf")).strip(),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -13,8 +13,9 @@ from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.names import redis_user
 from components.platform.context import PlatformContext
+from components.settings.accounts import data_owner
 
-REDIS_UID = "999:999"
+REDIS_UID = data_owner("redis")
 PORT = 6379
 
 

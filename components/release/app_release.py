@@ -77,18 +77,32 @@ class AppRelease(pulumi.ComponentResource):
         platform_values = pulumi.Output.all(
             **{key: args.platform.output(key)
                for key in ("pgbouncer_host", "pgbouncer_port", "redis_host", "redis_port",
-                           "network_name", "prefix")})
+                           "network_name", "prefix", "dashboard_uid")},
+            environment=environment)
 
-        def check_prefix(values: dict) -> dict:
+        def check_platform(values: dict) -> dict:
             if values["prefix"] != prefix:
                 raise ValueError(
                     f"aiia:prefix={prefix!r} differs from the platform stack's prefix "
                     f"{values['prefix']!r} ({stack_name}); set the same prefix in both stacks")
+            dashboard_uid = values["dashboard_uid"]
+            if dashboard_uid is not None and \
+                    str(int(dashboard_uid)) in str(release.run_as).split(":"):
+                raise ValueError(
+                    f"aiia:releases.{env_name}.run_as={release.run_as!r} shares "
+                    f"{int(dashboard_uid)} with the dashboard's account ({stack_name}: "
+                    "platform.dashboard.uid): its server could read the app's secret files; "
+                    "give the release another uid:gid")
+            # The environment's own network (a platform stack of an earlier program has
+            # one network for everything: network_name).
+            values["network_name"] = values["environment"].get("network") or \
+                values["network_name"]
             return values
 
-        platform_values = platform_values.apply(check_prefix)
-        passwords = (args.platform.secret("database_passwords", env_name),
-                     args.platform.secret("redis_passwords", env_name),
+        platform_values = platform_values.apply(check_platform)
+        # From this stack's own config, never from the platform's stack (outputs.py).
+        passwords = (pulumi.Output.secret(release.database_password),
+                     pulumi.Output.secret(release.redis_password),
                      pulumi.Output.secret(release.secret_key))
         variables = pulumi.Output.all(environment, platform_values, *passwords).apply(
             lambda values: app_environment_variables(release, *values))

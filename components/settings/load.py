@@ -33,11 +33,12 @@ from components.settings.releases import (
     ReleaseSettings,
     parse_registry,
     parse_releases,
+    release_secrets,
 )
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
-# The platform's own secrets: set on the stack that owns it, read by the others from there.
+# The platform's own secrets: set on the stack that owns it alone.
 PLATFORM_SECRET_RE = re.compile(
     r"^(postgres_password|dashboard_password|[a-z0-9]+_(db|redis)_password)$")
 # Secrets a stack may have whatever its sections say: the key pulumi-command logs in with
@@ -96,6 +97,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
         _check_keys(set(given_keys), set(secret_keys), platform, releases, problems)
     if platform:
         _check_release_drain(releases, platform, problems)
+        _check_dashboard_uid_apart(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
         _check_memory_budget(host, platform, problems)
     if problems.items:
@@ -123,7 +125,7 @@ def _parse_owner(raw: Mapping[str, Any], problems: Problems) -> bool:
 def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | None,
                 releases: tuple[ReleaseSettings, ...], problems: Problems) -> None:
     """Every key the stack sets is a setting, and every secret is set as one."""
-    expected_secrets = {f"{release.environment}_secret_key" for release in releases}
+    expected_secrets = {key for release in releases for key in release_secrets(release)}
     expected_secrets |= set(OPTIONAL_SECRETS)
     if platform:
         expected_secrets |= {"postgres_password", "dashboard_password"}
@@ -133,7 +135,8 @@ def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | 
     for key in sorted(given - settings - expected_secrets):
         if not platform and PLATFORM_SECRET_RE.match(key):
             problems.add(f"{NAMESPACE}:{key} belongs to the stack that owns the platform "
-                         "(platform_stack), which this stack reads it from; remove it here")
+                         "(platform_stack), or to the stack of the environment it names; "
+                         "remove it here")
         else:
             problems.add(unknown_key_problem(f"{NAMESPACE}:{key}", key,
                                              settings | expected_secrets))
@@ -179,6 +182,21 @@ def _check_release_drain(releases: tuple[ReleaseSettings, ...], platform: Platfo
                 "WebSockets open across a release are cut by nginx instead of closed by "
                 "the previous release; shorten the watch or raise "
                 "platform.nginx.worker_shutdown_timeout_seconds")
+
+
+def _check_dashboard_uid_apart(releases: tuple[ReleaseSettings, ...],
+                               platform: PlatformSettings, problems: Problems) -> None:
+    """The dashboard's account owns nothing of an app's: the internet-facing server would
+    read that environment's secret files. (An environment released from another stack is
+    checked on the host: templates/dashboard/prepare-host.sh.j2.)"""
+    uid = platform.dashboard.uid
+    for release in releases:
+        ids = str(release.run_as).split(":")
+        if str(uid) in ids:
+            problems.add(f"{NAMESPACE}:releases.{release.environment}.run_as={release.run_as!r}"
+                         f" shares {uid} with the dashboard's account "
+                         f"({NAMESPACE}:platform.dashboard.uid): the dashboard's server could "
+                         "read the app's secret files; give one of them another uid")
 
 
 def _check_memory_budget(host: HostSettings, platform: PlatformSettings,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.settings.accounts import check_dashboard_uid
 from components.settings.backup import BackupSettings, parse_backup
 from components.settings.checks import (
     NAMESPACE,
@@ -22,6 +23,7 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
+from components.settings.networks import check_separate_networks, subnet_host, upper_half
 from components.settings.nginx import NginxSettings, check_nginx_limits
 from components.settings.releases import RELEASE_DRAIN_SECONDS
 from components.settings.tls import TlsSettings, check_tls
@@ -54,6 +56,9 @@ class EnvironmentSettings:
     # the path of CVE-2025-49844 and its kind, and the reference app (Django's Redis cache)
     # sends no script. Turn it on for an app whose libraries do (e.g. channels_redis).
     redis_scripting: bool = False
+    # The subnet of the environment's own network (its releases, nginx, PgBouncer, Redis);
+    # unset: Docker picks a free one.
+    network_subnet: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,9 @@ class DashboardSettings:
     port: int = 9100
     user: str = "admin"
     image: str = "aiia-dashboard:local"  # local stack only: the image both containers run
+    # The server's uid and gid: the aiia-dashboard account's on a VPS (made with it, and
+    # moved to it if it has another), the server container's locally.
+    uid: int = 10002
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,13 @@ class PlatformSettings:
     environments: tuple[EnvironmentSettings, ...]
     status_domain: str
     tls: TlsSettings
+    # The data network: PostgreSQL, PgBouncer and the backup jobs (pg_hba.conf admits it).
     network_subnet: str = "172.30.0.0/24"
+    # The status network: nginx (at its second address), the dashboard (a VPS's server
+    # listens on its gateway, the host's address there; a local server container at its
+    # third address) and certbot's runs. Its upper half is for the containers Docker
+    # addresses itself, so the fixed addresses are never taken.
+    status_subnet: str = "172.30.1.0/27"
     images: ImageSettings = field(default_factory=ImageSettings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     pgbouncer: PgBouncerSettings = field(default_factory=PgBouncerSettings)
@@ -134,8 +148,24 @@ class PlatformSettings:
         return next(env for env in self.environments if env.name == name)
 
     @property
-    def network_gateway(self) -> str:
-        return str(next(ipaddress.ip_network(self.network_subnet).hosts()))
+    def status_gateway(self) -> str:
+        """The host's address on the status network: where a VPS's dashboard listens."""
+        return subnet_host(self.status_subnet, 0)
+
+    @property
+    def nginx_status_address(self) -> str:
+        """nginx's fixed address on the status network: the dashboard's only client."""
+        return subnet_host(self.status_subnet, 1)
+
+    @property
+    def dashboard_status_address(self) -> str:
+        """A local stack's dashboard server container, at a fixed address nginx names."""
+        return subnet_host(self.status_subnet, 2)
+
+    @property
+    def status_ip_range(self) -> str:
+        """Where Docker addresses the status network's other containers."""
+        return upper_half(self.status_subnet)
 
 
 def _parse_environments(
@@ -221,6 +251,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         environments=environments,
         status_domain=platform_raw.get("status_domain", ""),
         network_subnet=str(platform_raw.get("network_subnet", "172.30.0.0/24")),
+        status_subnet=str(platform_raw.get("status_subnet", "172.30.1.0/27")),
         tls=tls,
         images=_parse_section(platform_raw, ImageSettings, "images", problems),
         postgres=_parse_section(platform_raw, PostgresSettings, "postgres", problems),
@@ -239,6 +270,8 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     )
     check_domain(platform.status_domain, f"{NAMESPACE}:platform.status_domain", problems)
     _check_network(platform.network_subnet, problems)
+    check_separate_networks(platform.network_subnet, platform.status_subnet,
+                            platform.environments, problems)
     check_tls(tls, problems)
     for name, reference in vars(platform.images).items():
         check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
@@ -247,6 +280,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     check_nginx_limits(platform.nginx, problems)
     _check_postgres(platform, problems)
     _check_ports(platform, problems)
+    check_dashboard_uid(platform.dashboard.uid, problems)
     _check_domains_unique(platform, problems)
     _check_secrets(environments, secrets, problems)
     return platform

@@ -41,6 +41,12 @@ class ReleaseSettings:
     image: str  # repository, e.g. ghcr.io/acme/aiia-backend
     release: str  # the image tag, or a digest sha256:…
     secret_key: Any = None
+    # The environment's database and Redis passwords, from this stack's own config
+    # (aiia:<env>_db_password, aiia:<env>_redis_password): a stack that reads the platform
+    # from another gets nothing secret from it. The platform's stack holds the same values,
+    # to make the role and the ACL user (docs/runbooks.md, "Rotating a secret").
+    database_password: Any = None
+    redis_password: Any = None
     stop_grace_seconds: int = 30  # the old container's SIGTERM→SIGKILL (uvicorn drains 20 s)
     watch_seconds: int = 30  # how long the new release is watched after the switch
     watch_max_error_percent: int = 5  # 5xx share that sends traffic back to the previous one
@@ -94,14 +100,17 @@ def _parse_release(environment: Any, values: Any, secrets: Callable[[str], Any],
     values = typed_fields(ReleaseSettings, values if isinstance(values, Mapping) else {},
                           f"releases.{environment}", problems)
     values.pop("environment", None)
-    values.pop("secret_key", None)
+    for secret in ("secret_key", "database_password", "redis_password"):
+        values.pop(secret, None)
     missing = [name for name in ("image", "release") if name not in values]
     for name in missing:
         problems.add(f"{key}.{name} is missing")
     if missing:
         return None
-    release = ReleaseSettings(environment=str(environment),
-                              secret_key=secrets(f"{environment}_secret_key"), **values)
+    release = ReleaseSettings(
+        environment=str(environment), secret_key=secrets(f"{environment}_secret_key"),
+        database_password=secrets(f"{environment}_db_password"),
+        redis_password=secrets(f"{environment}_redis_password"), **values)
     _check_release(release, key, problems)
     return release
 
@@ -117,8 +126,9 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
     if not IMAGE_REPOSITORY_RE.match(str(release.image)):
         problems.add(f"{key}.image={release.image!r} is not an image repository; "
                      "give it without a tag, e.g. ghcr.io/acme/aiia-backend")
-    if release.secret_key is None:
-        problems.missing_secret(f"{release.environment}_secret_key")
+    for secret, value in release_secrets(release).items():
+        if value is None:
+            problems.missing_secret(secret)
     _check_run_as(release, key, problems)
     if release.secrets_as not in ("files", "variables"):
         problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
@@ -129,6 +139,13 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
         value = getattr(release, name)
         if not low <= value <= high:
             problems.add(f"{key}.{name}={value} must be between {low} and {high}")
+
+
+def release_secrets(release: ReleaseSettings) -> dict[str, Any]:
+    """The secrets an environment's release reads from its own stack, by config key."""
+    return {f"{release.environment}_secret_key": release.secret_key,
+            f"{release.environment}_db_password": release.database_password,
+            f"{release.environment}_redis_password": release.redis_password}
 
 
 def _check_run_as(release: ReleaseSettings, key: str, problems: Problems) -> None:

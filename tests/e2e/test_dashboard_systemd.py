@@ -5,7 +5,9 @@ and python3-psutil, the host's Docker socket mounted where the VPS has it.
 Shows that the sandboxing does not break the program (seccomp filter, no capabilities,
 MemoryDenyWriteExecute, read-only system), that the timer collects every minute, that the
 files are shared through the setgid state dir, and that the server refuses to run as root
-or with access to the Docker socket even when its unit is changed to allow it.
+or with access to the Docker socket even when its unit is changed to allow it. The account
+is first made as the program did before review M2 (`useradd --system`, a uid below 1000),
+then the program's own prerequisites step runs, as the first `pulumi up` with the fix does.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from collections.abc import Iterator
 import jinja2
 import pytest
 
-from components.platform.dashboard import COLLECT_EVERY_S
+from components.platform.dashboard import COLLECT_EVERY_S, PRIVATE_DIRS
 from components.settings.platform import DashboardSettings
 from dashboard.auth import hash_password
 from tests.harness.dashboard_status import REPO_ROOT
+from tests.harness.program import run_program
+from tests.rendered.conftest import unwrap_sudo
 
 pytestmark = pytest.mark.e2e
 BASE = "aiia-standin/debian:bookworm"  # tests/images/build-standins.sh
@@ -46,13 +50,20 @@ VARIABLES = {
     # The program's defaults: the units run under the limits a VPS gets.
     "server_memory_mb": DashboardSettings().memory_mb,
     "collector_memory_mb": DashboardSettings().collector_memory_mb,
+    "inaccessible_paths": [f"/srv/aiia/{directory}" for directory in PRIVATE_DIRS],
+    # The test's requests come from inside the machine (on a VPS: nginx's address alone).
+    "allowed_clients": ["localhost"],
 }
+FIXED_UID = DashboardSettings().uid
+# Files of the apps' that their modes would let anyone read: uploads and logs (PII).
+READABLE_APP_FILES = ("/srv/aiia/media/prod/upload.txt", "/srv/aiia/logs/prod/django.log")
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 class Host:
     def __init__(self, name: str) -> None:
         self.name = name
+        self.previous_uid = ""  # the uid useradd --system gave the account before the fix
 
     def sh(self, script: str, check: bool = True, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -65,6 +76,15 @@ class Host:
         if check and result.returncode:
             raise AssertionError(f"{script!r} failed: {result.stdout}{result.stderr}")
         return result.stdout.strip()
+
+    def bash(self, script: str, check: bool = True, stdin: str | None = None
+             ) -> subprocess.CompletedProcess:
+        """A script of the program's (bash, as pulumi-command runs it on a VPS)."""
+        result = subprocess.run(["docker", "exec", "-i", self.name, "bash", "-c", script],
+                                input=stdin, capture_output=True, text=True, timeout=120)
+        if check and result.returncode:
+            raise AssertionError(f"failed: {result.stdout}{result.stderr}")
+        return result
 
     def write(self, path: str, content: str) -> None:
         self.sh(f"cat > {path}", stdin=content)
@@ -164,12 +184,22 @@ def host() -> Iterator[Host]:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
 
 
+def program_script(resource: str) -> str:
+    """A host script of the prod program (its root is /srv/aiia, as here), as root runs it."""
+    return unwrap_sudo(run_program("prod").named(resource).plain["create"])
+
+
 def install(machine: Host) -> None:
-    """What components/platform/dashboard.py does on an SSH host, done by hand."""
+    """What components/platform/dashboard.py does on an SSH host, done by hand but for the
+    account, which the program's own step moves from where the previous program left it."""
     machine.sh(
         "groupadd --system aiia-dashboard && useradd --system -g aiia-dashboard -M "
         "-s /usr/sbin/nologin aiia-dashboard && mkdir -p /opt/aiia /srv/aiia/dashboard"
     )
+    machine.previous_uid = machine.sh("id -u aiia-dashboard")
+    for path in READABLE_APP_FILES:
+        machine.sh(f"install -D -m 0644 -o 10001 -g 10001 /dev/null {path} && "
+                   f"echo private > {path}")
     archive = subprocess.run(
         ["tar", "--exclude=__pycache__", "-cf", "-", "dashboard"],
         cwd=REPO_ROOT,
@@ -219,20 +249,102 @@ def install(machine: Host) -> None:
         f"chmod 0640 {VARIABLES['config_path']} && systemctl daemon-reload && "
         "systemctl enable --now aiia-dashboard-collect.timer aiia-dashboard.service"
     )
+    machine.wait_active("aiia-dashboard.service")
+    machine.bash(program_script("platform-dashboard-prerequisites"))
 
 
 AUTH = "Basic " + base64.b64encode(b"operator:pw").decode()
 
 
-def test_the_server_runs_sandboxed_and_unprivileged(host):
+def server_pid(host: Host) -> str:
+    """The server's pid once systemd has exec'd it in its sandbox."""
     host.wait_active("aiia-dashboard.service")
     pid = host.sh("systemctl show -p MainPID --value aiia-dashboard.service")
     # A simple service is active from its fork: until systemd's child has applied the
     # sandbox and exec'd the server, that pid is still root's. Wait for the exec.
     deadline = time.monotonic() + 30
-    while "dashboard" not in host.sh(f"cat /proc/{pid}/cmdline | tr '\\0' ' '"):
+    while "dashboard" not in host.sh(f"cat /proc/{pid}/cmdline | tr '\\0' ' '", check=False):
         assert time.monotonic() < deadline, "the server was not exec'd"
         time.sleep(0.2)
+        pid = host.sh("systemctl show -p MainPID --value aiia-dashboard.service")
+    return pid
+
+
+def test_the_account_moves_from_the_system_uid_it_had_to_its_fixed_one(host):
+    # Review M2: Debian's useradd --system gives the highest free uid below 1000 (999 on a
+    # Debian 12 VPS: PostgreSQL's and Redis's). The program's step moved it, and what
+    # belonged to the account's group follows.
+    assert int(host.previous_uid) < 1000
+    assert host.sh("id -u aiia-dashboard") == host.sh("id -g aiia-dashboard") == str(FIXED_UID)
+    assert host.sh(f"stat -c '%a %U:%G' {VARIABLES['config_path']}") == \
+        "640 root:aiia-dashboard"
+    status = dict(line.split(":", 1) for line in
+                  host.sh(f"cat /proc/{server_pid(host)}/status").splitlines())
+    assert status["Uid"].split() == [str(FIXED_UID)] * 4
+    assert host.get("/api/status", AUTH)[0] == 200  # it reads its config with the new gid
+    # Run again, it changes nothing.
+    assert "moved" not in host.bash(program_script("platform-dashboard-prerequisites")).stdout
+
+
+def test_a_uid_that_owns_data_is_refused_for_the_account(host):
+    owned = f"/srv/aiia/media/staging/{secrets.token_hex(3)}"
+    host.sh(f"install -D -m 0600 -o {FIXED_UID} -g {FIXED_UID} /dev/null {owned}")
+    try:
+        result = host.bash(program_script("platform-dashboard-prerequisites"), check=False)
+        assert result.returncode != 0
+        assert f"{owned} belongs to uid or gid {FIXED_UID}" in result.stderr, result.stderr
+    finally:
+        host.sh(f"rm -f {owned}")
+
+
+def test_the_server_sees_none_of_the_hosts_private_directories(host):
+    # Readable by their modes (uploads, logs), yet not from the server's sandbox: a oneshot
+    # unit made of the server's own unit file, its command swapped for `cat`.
+    unit = host.sh("cat /etc/systemd/system/aiia-dashboard.service")
+    assert unit.count("ExecStart=") == 1
+
+    def read_as_the_server(path: str) -> subprocess.CompletedProcess:
+        probe = "\n".join(
+            f"ExecStart=/bin/cat {path}" if line.startswith("ExecStart=")
+            else "Type=oneshot" if line.startswith("Type=")
+            else line for line in unit.splitlines()
+            if not line.startswith(("Restart", "WantedBy")))
+        host.write("/etc/systemd/system/aiia-dashboard-probe.service", probe + "\n")
+        host.sh("systemctl daemon-reload")
+        return host.bash("systemctl start aiia-dashboard-probe.service && "
+                         "journalctl -u aiia-dashboard-probe.service -o cat -n 1 --no-pager",
+                         check=False)
+
+    try:
+        assert read_as_the_server(VARIABLES["config_path"]).returncode == 0  # what it needs
+        for path in READABLE_APP_FILES:
+            assert host.sh(f"cat {path}") == "private"
+            assert read_as_the_server(path).returncode != 0, f"the server reads {path}"
+    finally:
+        host.sh("rm -f /etc/systemd/system/aiia-dashboard-probe.service && "
+                "systemctl daemon-reload && systemctl reset-failed", check=False)
+
+
+def test_a_rotated_password_refuses_the_old_one_at_once(host):
+    # Review M4: the program's config install (its on_change restarts the server), fed a
+    # config whose only change is the password.
+    install = program_script("platform-dashboard-config-install")
+    current = host.sh(f"cat {VARIABLES['config_path']}")
+    rotated = json.loads(current)
+    rotated["auth_password_hash"] = hash_password("rotated", iterations=1000)
+    assert host.get("/api/status", AUTH)[0] == 200
+    try:
+        host.bash(install, stdin=json.dumps(rotated, indent=2) + "\n")
+        new = "Basic " + base64.b64encode(b"operator:rotated").decode()
+        assert host.get("/api/status", new)[0] == 200
+        assert host.get("/api/status", AUTH)[0] == 401
+    finally:
+        host.bash(install, stdin=current + "\n")
+    assert host.get("/api/status", AUTH)[0] == 200
+
+
+def test_the_server_runs_sandboxed_and_unprivileged(host):
+    pid = server_pid(host)
     status = dict(line.split(":", 1) for line in host.sh(f"cat /proc/{pid}/status").splitlines())
     uid = host.sh("id -u aiia-dashboard")
     assert status["Uid"].split() == [uid] * 4

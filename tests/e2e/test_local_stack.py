@@ -141,8 +141,9 @@ def test_one_environment_cannot_read_the_others_database(local_stack):
     other = f"{local_stack.prefix}_prod"
     result = psql_through_pgbouncer(local_stack, "staging", other, "SELECT 1")
     assert result.returncode != 0
-    assert "permission denied" in result.stderr or "not allowed" in result.stderr \
-        or "no such database" in result.stderr, result.stderr
+    # PgBouncer's rules refuse it first (PostgreSQL's would next, then CONNECT).
+    assert "login rejected" in result.stderr or "permission denied" in result.stderr \
+        or "no pg_hba.conf entry" in result.stderr, result.stderr
 
 
 def redis(stack, user, *command):
@@ -366,3 +367,154 @@ def test_the_dashboard_behind_nginx_asks_for_credentials_and_shows_this_stack(lo
     assert len(names) == len(set(names)), f"another stack's containers listed: {names}"
     containers = [s.get("container") or "" for s in status["services"]]
     assert all(c.startswith(local_stack.prefix) for c in containers if c)
+
+
+# --- what a release can reach (review M7) ---------------------------------------------------
+
+REACH = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+except socket.gaierror:
+    print("no such host"); sys.exit()
+try:
+    socket.create_connection(address, timeout=3).close()
+    print("open")
+except OSError as error:
+    print("closed: " + type(error).__name__)
+"""
+
+LOGIN = """
+import sys, psycopg2
+host, user, password, database = sys.argv[1:5]
+try:
+    psycopg2.connect(host=host, port=int(sys.argv[5]), user=user, password=password,
+                     dbname=database, connect_timeout=5).close()
+    print("logged in")
+except psycopg2.OperationalError as error:
+    print("refused: " + " ".join(str(error).split()))
+"""
+
+
+def serving_release(stack, environment: str) -> str:
+    (name,) = [name for name in stack.run.containers()
+               if name.startswith(f"{stack.prefix}-app-{environment}-")]
+    return name
+
+
+def address_of(stack, container: str) -> str:
+    networks = inspect(stack, container)["NetworkSettings"]["Networks"]
+    return next(iter(networks.values()))["IPAddress"]
+
+
+def reach(stack, container: str, host: str, port: int) -> str:
+    return stack.exec(container, "python3", "-c", REACH, host, str(port)).stdout.strip()
+
+
+def test_a_release_reaches_what_it_uses_and_nothing_else(local_stack):
+    staging = serving_release(local_stack, "staging")
+    prod = serving_release(local_stack, "prod")
+    # What it uses, by name on its own network.
+    for service, port in (("pgbouncer", 6432), ("redis", 6379), ("nginx", 443)):
+        assert reach(local_stack, staging, local_stack.container(service), port) == "open", \
+            service
+    # PostgreSQL: not even a name; its address does not answer either.
+    assert reach(local_stack, staging, local_stack.container("postgres"), 5432) == \
+        "no such host"
+    postgres = address_of(local_stack, local_stack.container("postgres"))
+    assert reach(local_stack, staging, postgres, 5432).startswith("closed")
+    # The other environment's release, by name or address, past nginx.
+    assert reach(local_stack, staging, prod, 8000) == "no such host"
+    assert reach(local_stack, staging, address_of(local_stack, prod), 8000).startswith("closed")
+    # The dashboard's server (the status network's, nginx's alone).
+    platform = local_stack.run.named("platform-network-status").plain
+    dashboard = local_stack.run.containers()[local_stack.container("dashboard")].plain
+    address = dashboard["networks_advanced"][0]["ipv4_address"]
+    assert dashboard["networks_advanced"][0]["name"] == platform["name"]
+    answered = local_stack.exec(local_stack.container("nginx"), "curl", "-s", "-o", "/dev/null",
+                                "-w", "%{http_code}", f"http://{address}:9100/").stdout
+    assert answered == "401", answered  # nginx's own path to it (it asks for credentials)
+    assert reach(local_stack, staging, address, 9100).startswith("closed")
+
+
+def test_a_release_cannot_log_in_to_the_other_environments_database_even_knowing_its_password(
+        local_stack):
+    staging = serving_release(local_stack, "staging")
+    pgbouncer = local_stack.container("pgbouncer")
+    database = f"{local_stack.prefix}_prod"
+    prod_password = local_stack.secrets["aiia:prod_db_password"]
+    superuser_password = local_stack.secrets["aiia:postgres_password"]
+    attempts = {
+        "prod's role, through PgBouncer": (pgbouncer, database, prod_password, database, 6432),
+        "the superuser, through PgBouncer": (pgbouncer, "postgres", superuser_password,
+                                             "postgres", 6432),
+    }
+    for what, (host, user, password, dbname, port) in attempts.items():
+        said = local_stack.exec(staging, "python3", "-c", LOGIN, host, user, password, dbname,
+                                str(port)).stdout.strip()
+        assert said.startswith("refused"), f"{what}: {said}"
+    # Its own role, to its own database, is let in (the same path the app takes).
+    own = f"{local_stack.prefix}_staging"
+    said = local_stack.exec(staging, "python3", "-c", LOGIN, pgbouncer, own,
+                            local_stack.secrets["aiia:staging_db_password"], own, "6432")
+    assert said.stdout.strip() == "logged in", said.stdout + said.stderr
+
+
+def test_a_rotated_dashboard_password_refuses_the_old_one(local_stack):
+    """Review M4: `pulumi up` with a new aiia:dashboard_password restarts the server, which
+    reads its config once; the old password is refused from then on."""
+    import base64
+
+    from tests.harness.client import https_request
+
+    domain = local_stack.config["aiia:platform"]["status_domain"]
+
+    def status_with(password: str) -> int:
+        token = base64.b64encode(f"admin:{password}".encode()).decode()
+        deadline = time.monotonic() + 30  # the restarted server starts listening
+        while True:
+            response = https_request(local_stack.https_port, domain, "/api/status",
+                                     headers={"Authorization": f"Basic {token}"})
+            if response.status != 502 or time.monotonic() > deadline:
+                return response.status
+            time.sleep(0.5)
+
+    old = local_stack.secrets["aiia:dashboard_password"]
+    assert status_with(old) == 200
+    local_stack.secrets["aiia:dashboard_password"] = "rotated-" + old
+    local_stack.up()
+    assert status_with(old) == 401
+    assert status_with("rotated-" + old) == 200
+
+
+def test_nginx_leaves_the_data_network_once_no_release_runs_there(local_stack):
+    """What an earlier program left (nginx on the one shared network, a release there): the
+    join step keeps nginx there while a release of the stack runs on it, and takes it off
+    once none does, without a restart."""
+    import subprocess
+
+    from tests.harness.program import host_scripts
+
+    nginx, data = local_stack.container("nginx"), local_stack.prefix
+    join = host_scripts(local_stack.run)["platform-nginx-networks"]
+    started = inspect(local_stack, nginx)["State"]["StartedAt"]
+    subprocess.run(["docker", "network", "connect", data, nginx], check=True, timeout=60)
+    earlier = f"{local_stack.prefix}-app-prod-earlier"
+    subprocess.run(["docker", "run", "-d", "--name", earlier, "--network", data,
+                    "--label", f"aiia.stack={local_stack.prefix}", "--label", "aiia.service=app",
+                    "--entrypoint", "sleep", f"{local_stack.prefix}-app:release-a", "300"],
+                   check=True, capture_output=True, timeout=60)
+    try:
+        said = subprocess.run(["bash", "-c", join], capture_output=True, text=True, check=True,
+                              timeout=60).stdout
+        assert f"stays on {data} while releases run there ({earlier})" in said, said
+        assert data in inspect(local_stack, nginx)["NetworkSettings"]["Networks"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", earlier], capture_output=True, timeout=60)
+    said = subprocess.run(["bash", "-c", join], capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+    assert f"left {data}" in said, said
+    assert data not in inspect(local_stack, nginx)["NetworkSettings"]["Networks"]
+    assert inspect(local_stack, nginx)["State"]["StartedAt"] == started  # no restart
+    assert local_stack.get("prod", "/healthz/").status == 200

@@ -210,8 +210,10 @@ def test_migrations_run_before_the_new_release_serves(local_stack):
     created = events[("create", "app-prod-app-schema-b")][0]
     assert migrated <= created
     password = stack.secrets["aiia:prod_db_password"]
+    # From the data network (the container's own address there), where pg_hba.conf lets
+    # the environment's role in.
     tables = stack.exec(stack.container("postgres"), "env", f"PGPASSWORD={password}", "psql",
-                        "-h", "127.0.0.1", "-U", f"{stack.prefix}_prod", "-d",
+                        "-h", stack.container("postgres"), "-U", f"{stack.prefix}_prod", "-d",
                         f"{stack.prefix}_prod", "-tAc",
                         "SELECT count(*) FROM django_migrations WHERE app = 'notes'").stdout
     assert int(tables.strip()) >= 2

@@ -1,9 +1,9 @@
 """Certificates from a real ACME server: issuance, serving, renewal and failure, on the real
 engine, against Debian's pebble (tests/images/pebble) with real HTTP-01 validation.
 
-pebble runs on the stack's own Docker network; `--add-host` makes each of the stack's
-domains resolve, inside pebble alone, to nginx's address there, so pebble fetches every
-challenge from nginx's port 80, from the webroot certbot wrote it to. The stack runs
+pebble runs on the stack's status network (where certbot runs too); `--add-host` makes each
+of the stack's domains resolve, inside pebble alone, to nginx's address there, so pebble
+fetches every challenge from nginx's port 80, from the webroot certbot wrote it to. The stack runs
 `tls.mode: acme` with pebble's directory and the CA of pebble's own HTTPS listener as
 `tls.ca_bundle`. The tests run in order on one stack: a first `pulumi up` while one domain
 does not resolve here yet (pebble's /etc/hosts sends it elsewhere), the timer's next run
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from components.names import status_network
 from components.platform.dashboard import COLLECT_EVERY_S
 from dashboard.alerts import evaluate
 from dashboard.timestamps import parse_utc
@@ -57,12 +58,13 @@ class Pebble:
         self.ca_file = directory / "pebble-listener-ca.pem"
 
     def start(self) -> Pebble:
+        network = status_network(self.stack.prefix)
         nginx = self.stack.engine.request(
             "GET", f"/containers/{self.stack.container('nginx')}/json")
-        address = nginx["NetworkSettings"]["Networks"][self.stack.prefix]["IPAddress"]
+        address = nginx["NetworkSettings"]["Networks"][network]["IPAddress"]
         hosts = [f"--add-host={domain}:{address}" for domain in domains(self.stack)]
         docker("run", "-d", "--name", self.name, "--hostname", self.name,
-               "--network", self.stack.prefix, "-e", f"PEBBLE_NAMES={self.name}",
+               "--network", network, "-e", f"PEBBLE_NAMES={self.name}",
                "--memory", "128m", *hosts, PEBBLE_IMAGE)
         deadline = time.monotonic() + 30
         while b"Listening on" not in self.logs().encode():
@@ -159,7 +161,7 @@ def state(stack: LocalStack) -> dict:
 
 def nginx_address(stack: LocalStack) -> str:
     nginx = stack.engine.request("GET", f"/containers/{stack.container('nginx')}/json")
-    return nginx["NetworkSettings"]["Networks"][stack.prefix]["IPAddress"]
+    return nginx["NetworkSettings"]["Networks"][status_network(stack.prefix)]["IPAddress"]
 
 
 def dashboard_view(stack: LocalStack) -> tuple[dict, list[dict]]:

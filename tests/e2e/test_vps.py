@@ -260,12 +260,13 @@ def provisioned(engine: DockerEngine, app_images: dict[str, str],
                 tmp_path_factory) -> Iterator[Provisioned]:
     prefix = f"e2ehost{secrets.token_hex(3)}"
     network = f"{prefix}-net"
-    # The stand-in's own network must not overlap the platform's inside it (172.30.0.0/24 by
-    # default): the stand-in would route its SSH replies into its Docker bridge.
-    platform_subnet = ipaddress.ip_network(stack_config("prod")["aiia:platform"].get(
-        "network_subnet", PlatformSettings.network_subnet))
+    # The stand-in's own network must not overlap the platform's inside it (172.30.0.0/24 and
+    # 172.30.1.0/27 by default): the stand-in would route its SSH replies into a Docker bridge.
+    platform = stack_config("prod")["aiia:platform"]
+    platform_subnets = [ipaddress.ip_network(platform.get(key, getattr(PlatformSettings, key)))
+                        for key in ("network_subnet", "status_subnet")]
     subnet = free_subnet(engine)
-    while ipaddress.ip_network(subnet).overlaps(platform_subnet):
+    while any(ipaddress.ip_network(subnet).overlaps(inside) for inside in platform_subnets):
         subnet = free_subnet(engine)
     gateway = str(next(ipaddress.ip_network(subnet).hosts()))
     docker("network", "create", "--subnet", subnet, "--gateway", gateway, network)
@@ -375,9 +376,10 @@ def test_ufw_shows_exactly_the_policy_and_a_port_not_allowed_is_unreachable(prov
     platform = provisioned.settings().platform
     assert rules == [(f"{vps.port}/tcp", "Anywhere"), ("80/tcp", "Anywhere"),
                      ("443/tcp", "Anywhere"),
-                     # nginx (a container) reaches the dashboard on the network's gateway.
-                     (f"{platform.network_gateway} {platform.dashboard.port}/tcp",
-                      platform.network_subnet)], status
+                     # nginx (a container) alone reaches the dashboard, on the status
+                     # network's gateway.
+                     (f"{platform.status_gateway} {platform.dashboard.port}/tcp",
+                      platform.nginx_status_address)], status
     # A listener the policy does not allow, and one it does (sshd), from another machine.
     vps.sh("nohup python3 -m http.server 8080 >/dev/null 2>&1 & sleep 1 && "
            "exec 3<>/dev/tcp/127.0.0.1/8080")
@@ -526,6 +528,49 @@ def test_a_second_run_changes_nothing_and_restarts_nothing(provisioned):
     assert {unit: vps.sh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
             for unit in pids} == pids
     assert vps.sh("docker ps -q --no-trunc | sort").stdout == containers
+
+
+def test_the_dashboards_account_has_its_fixed_uid_apart_from_every_data_owner(provisioned):
+    """Review M2: on Debian 12 `useradd --system` took 999, PostgreSQL's and Redis's uid."""
+    vps = provisioned.vps
+    platform = provisioned.settings().platform
+    uid = vps.sh("id -u aiia-dashboard").stdout.strip()
+    assert uid == vps.sh("id -g aiia-dashboard").stdout.strip() == str(platform.dashboard.uid)
+    root = provisioned.config["aiia:host"]["root_dir"]
+    owners = set(vps.sh(f"find {root}/postgres {root}/pgbouncer {root}/redis {root}/secrets "
+                        "-printf '%U\\n%G\\n'").stdout.split())
+    assert owners and uid not in owners, owners
+    assert "999" in owners  # PostgreSQL's files are there, and not the dashboard's
+
+
+def test_the_dashboards_port_answers_nginx_alone(provisioned):
+    """Review M7: the server listens on the status network's gateway and admits nginx's
+    address there; a release (on its own network) reaches neither it nor PostgreSQL."""
+    vps = provisioned.vps
+    platform = provisioned.settings().platform
+    target = f"{platform.status_gateway} {platform.dashboard.port}"
+    nginx = vps.sh(f"docker exec aiia-nginx curl -s -o /dev/null -w '%{{http_code}}' "
+                   f"http://{platform.status_gateway}:{platform.dashboard.port}/").stdout
+    assert nginx == "401", nginx  # it answers nginx (and asks for credentials)
+    (release,) = [name for name in vps.sh("docker ps --format '{{.Names}}'").stdout.split()
+                  if name.startswith("aiia-app-prod-")]
+    from_release = vps.sh(f"docker exec {release} python3 -c "
+                          f"{shlex.quote(REACH_FROM_INSIDE)} {target}").stdout.strip()
+    assert from_release == "closed", from_release
+    postgres = vps.sh("docker inspect -f '{{range .NetworkSettings.Networks}}"
+                      "{{.IPAddress}}{{end}}' aiia-postgres").stdout.strip()
+    assert vps.sh(f"docker exec {release} python3 -c {shlex.quote(REACH_FROM_INSIDE)} "
+                  f"{postgres} 5432").stdout.strip() == "closed"
+
+
+REACH_FROM_INSIDE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("open")
+except OSError:
+    print("closed")
+"""
 
 
 def attacker(provisioned, suffix: str) -> tuple[str, str]:

@@ -185,10 +185,17 @@ class DockerEngine:
             return _demultiplex(bytes(data))
         return json.dumps(data)
 
-    def create_network(self, name: str, driver: str, subnets: list[str]) -> str:
+    def create_network(self, name: str, driver: str, subnets: list[str],
+                       ip_ranges: list[str | None] | None = None,
+                       gateways: list[str | None] | None = None) -> str:
         config: dict[str, Any] = {"Name": name, "Driver": driver, "CheckDuplicate": True}
         if subnets:
-            config["IPAM"] = {"Config": [{"Subnet": subnet} for subnet in subnets]}
+            ranges = ip_ranges or [None] * len(subnets)
+            gateways = gateways or [None] * len(subnets)
+            config["IPAM"] = {"Config": [
+                {"Subnet": subnet, **({"IPRange": ip_range} if ip_range else {}),
+                 **({"Gateway": gateway} if gateway else {})}
+                for subnet, ip_range, gateway in zip(subnets, ranges, gateways, strict=True)]}
         return self.request("POST", "/networks/create", config)["Id"]
 
     def remove_network(self, name: str) -> None:

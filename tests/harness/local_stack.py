@@ -42,8 +42,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def free_subnet(engine: DockerEngine) -> str:
-    taken = []
+def free_subnet(engine: DockerEngine, besides: list[str] = ()) -> str:
+    """A /24 that no network of the engine (nor any of `besides`) overlaps."""
+    taken = [ipaddress.ip_network(subnet) for subnet in besides]
     for network in engine.request("GET", "/networks"):
         for config in (network.get("IPAM") or {}).get("Config") or []:
             if config.get("Subnet"):
@@ -54,6 +55,15 @@ def free_subnet(engine: DockerEngine) -> str:
         if not any(candidate.overlaps(network) for network in taken):
             return str(candidate)
     raise RuntimeError("no free /24 for the test network")
+
+
+def free_subnets(engine: DockerEngine, count: int) -> list[str]:
+    """`count` distinct free /24s: a stack's data, status and environment networks get
+    subnets of their own, so that no test stack depends on Docker's default pools."""
+    subnets: list[str] = []
+    for _ in range(count):
+        subnets.append(free_subnet(engine, besides=subnets))
+    return subnets
 
 
 def newer_patch_release(reference: str) -> str:
@@ -173,13 +183,20 @@ class LocalStack:
         return time.monotonic() - started
 
 
-def e2e_config(prefix: str, root: Path, subnet: str, http_port: int, https_port: int,
+def e2e_config(prefix: str, root: Path, subnets: list[str], http_port: int, https_port: int,
                releases: dict[str, str]) -> dict:
+    """The local stack's config for a test stack; `subnets`: its data network's, its status
+    network's (a /27 of it is used) and one per environment."""
     config = copy.deepcopy(stack_config("local"))
     config["aiia:prefix"] = prefix
     config["aiia:host"]["root_dir"] = str(root)
     platform = config["aiia:platform"]
-    platform["network_subnet"] = subnet
+    data, status, *environments = subnets
+    platform["network_subnet"] = data
+    platform["status_subnet"] = str(next(ipaddress.ip_network(status).subnets(new_prefix=27)))
+    for environment, subnet in zip(platform["environments"].values(), environments,
+                                   strict=True):
+        environment["network_subnet"] = subnet
     platform["nginx"].update({"http_port": http_port, "https_port": https_port})
     platform["dashboard"] = {**platform.get("dashboard", {}), "image": DASHBOARD_IMAGE}
     for environment in config["aiia:releases"]:
@@ -195,7 +212,9 @@ def remove_everything(engine: DockerEngine, prefix: str, root: Path) -> None:
     for container in engine.request("GET", "/containers/json?all=1"):
         if any(name.lstrip("/").startswith(f"{prefix}-") for name in container["Names"]):
             engine.remove_container(container["Id"])
-    engine.remove_network(prefix)
+    for network in engine.request("GET", "/networks"):
+        if network["Name"] == prefix or network["Name"].startswith(f"{prefix}-"):
+            engine.remove_network(network["Name"])
     for image in engine.request("GET", "/images/json"):
         for reference in image.get("RepoTags") or []:
             if reference.startswith(f"{app_repository(prefix)}:"):
@@ -242,7 +261,9 @@ def start_local_stack(engine: DockerEngine, releases: dict[str, str]) -> LocalSt
     prefix = f"e2e{secrets.token_hex(3)}"
     root = Path(f"/tmp/aiia-{prefix}")
     http_port, https_port = free_port(), free_port()
-    config = e2e_config(prefix, root, free_subnet(engine), http_port, https_port, releases)
+    environments = stack_config("local")["aiia:platform"]["environments"]
+    config = e2e_config(prefix, root, free_subnets(engine, 2 + len(environments)), http_port,
+                        https_port, releases)
     tag_releases(engine, prefix, releases)
     stack = LocalStack(prefix=prefix, root=root, config=config,
                        secrets=made_up_secrets(config), http_port=http_port,

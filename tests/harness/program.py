@@ -83,6 +83,8 @@ class RecordedResource:
     delete_before_replace_defined: bool = False
     # The URN of the explicit provider the resource was registered with ("" for none).
     provider: str = ""
+    # The program's ignore_changes, as the Python argument names (networks_advanced, …).
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def plain(self) -> dict:
@@ -108,6 +110,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 protect=bool(request.protect), delete_before_replace=request.deleteBeforeReplace,
                 delete_before_replace_defined=request.deleteBeforeReplaceDefined,
                 custom=request.custom, provider=request.provider.rsplit("::", 1)[0],
+                ignore_changes=[snake_case({name: None}).popitem()[0]
+                                for name in request.ignoreChanges],
                 outputs=self.resources[response.urn].state if response.urn in self.resources
                 else {},
             ))
@@ -138,6 +142,13 @@ def mock_ip_address(resource_name: str) -> str:
     return f"198.18.{digest[0]}.{digest[1] % 253 + 1}"
 
 
+def mock_subnet(resource_name: str) -> str:
+    """A placeholder for a subnet Docker picks, from the same benchmarking range, stable per
+    name; the replay swaps in the real one."""
+    digest = hashlib.sha256(f"mock-subnet:{resource_name}".encode()).digest()
+    return f"198.18.{digest[0]}.0/24"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     """Outputs a provider would compute: ids, image ids, container addresses. Deterministic,
     so that the same program and config give the same inputs (as Pulumi's state would)."""
@@ -150,12 +161,15 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["image_id"] = mock_image_id(args.inputs["name"])
             outputs["repo_digest"] = ""
+        elif args.typ == "docker:index/network:Network" and not args.inputs.get("ipamConfigs"):
+            # Docker picks the subnet of a network that names none; the provider reads it back.
+            outputs["ipamConfigs"] = [{"subnet": mock_subnet(args.name)}]
         elif args.typ == "docker:index/container:Container":
             outputs["network_datas"] = [{"ip_address": mock_ip_address(args.name),
                                          "network_name": ""}]
         elif args.typ == "pulumi:pulumi:StackReference":
             outputs["outputs"] = self.stack_outputs.get(args.inputs["name"], {})
-            outputs["secretOutputNames"] = ["database_passwords", "redis_passwords"]
+            outputs["secretOutputNames"] = []
         elif args.typ in ("command:local:Command", "command:remote:Command"):
             outputs["stdout"] = ""
             outputs["stderr"] = ""
@@ -206,6 +220,10 @@ def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:
         secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"
     for env in (config.get("aiia:releases") or {}):
         secrets[f"aiia:{env}_secret_key"] = f"test-{env}-django-secret-key"
+        # An environment's stack holds its own database and Redis passwords, the same values
+        # as the platform's stack.
+        secrets[f"aiia:{env}_db_password"] = f"test-{env}-db"
+        secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"
     return secrets
 
 
@@ -218,10 +236,9 @@ def prod_outputs_for_staging() -> dict:
         "environments": {
             "staging": {"domain": "staging-api.eduaiia.com", "port": 8001, "app_memory_mb": 80,
                         "database_name": "aiia_staging", "database_user": "aiia_staging",
-                        "redis_user": "staging"},
+                        "redis_user": "staging", "network": "aiia-staging"},
         },
-        "database_passwords": {"staging": "from-prod-staging-db"},
-        "redis_passwords": {"staging": "from-prod-staging-redis"},
+        "dashboard_uid": 10002.0,
         "ready": True,
         "nginx_keep_idle_seconds": 45.0,  # a StackReference's numbers arrive as floats
     }
@@ -231,6 +248,9 @@ def prod_outputs_for_staging() -> dict:
 class ProgramRun:
     resources: list[RecordedResource]
     exports: dict[str, Any]
+    # The stack's outputs as `pulumi stack output` (and a StackReference) would give them:
+    # resolved, a secret one keeping its secret marker.
+    stack_outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[RecordedResource]:
         return [resource for resource in self.resources if resource.type == type_]
@@ -258,6 +278,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
               for key, value in {**config, **secrets}.items()}
     pulumi.runtime.set_all_config(values, secret_keys=list(secrets))
     exports: dict[str, Any] = {}
+    stack_outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def program():
@@ -265,6 +286,15 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
 
         def record_export(name: str, value: Any) -> None:
             exports[name] = value
+            output = pulumi.Output.from_input(value)
+
+            async def resolve() -> None:
+                resolved = await output.future(with_unknowns=True)
+                stack_outputs[name] = {SIG_KEY: SECRET_SIG, "value": resolved} \
+                    if await output.is_secret() else resolved
+
+            # An output of its own, so that the test runner awaits it with the program's.
+            pulumi.Output.from_input(resolve())
             original_export(name, value)
 
         pulumi.export = record_export
@@ -274,7 +304,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
             pulumi.export = original_export
 
     program()
-    return ProgramRun(resources=monitor.recorded, exports=exports)
+    return ProgramRun(resources=monitor.recorded, exports=exports, stack_outputs=stack_outputs)
 
 
 def host_files(run: ProgramRun) -> dict[str, str]:

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -267,8 +268,20 @@ def running(name: str, command: list[str], *, port: int, log: Path,
 # --- PostgreSQL, shared by the PostgreSQL and the PgBouncer tests ----------------------------
 
 
-# Only what cannot hold on a test machine is overridden, on the command line.
-OVERRIDDEN_ON_COMMAND_LINE = ("port", "listen_addresses", "unix_socket_directories")
+# Only what cannot hold on a test machine is overridden, on the command line (hba_file: the
+# rendered pg_hba.conf, copied beside the config with the data network made loopback's).
+OVERRIDDEN_ON_COMMAND_LINE = ("port", "listen_addresses", "unix_socket_directories", "hba_file")
+# What stands for the data network (where PgBouncer and the backup jobs connect from) in the
+# rendered pg_hba.conf: this machine's loopback address, which the other tests connect from.
+DATA_NETWORK_HERE = "127.0.0.1/32"
+
+
+def rendered_hba(rendered: Mapping[str, Rendered]) -> str:
+    """prod's pg_hba.conf with its data network replaced by DATA_NETWORK_HERE."""
+    prod = rendered["prod"]
+    subnet = prod.settings.platform.network_subnet
+    hba = prod.file("postgres", "pg_hba.conf")
+    return replace_exactly(hba, f" {subnet} ", f" {DATA_NETWORK_HERE} ", hba.count(f" {subnet} "))
 
 
 @dataclass
@@ -282,7 +295,7 @@ class PostgresServer:
 
     def psql(self, sql: str, *, database: str = "postgres", check: bool = True,
              extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-        """psql as the superuser over the Unix socket (trust, as in the container's PGDATA)."""
+        """psql as the superuser over the Unix socket (trust: pg_hba.conf's `local` line)."""
         return run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                     "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres",
                     "-d", database, *extra, "-c", sql], check=check)
@@ -303,6 +316,31 @@ def tcp_psql(port: int, user: str, password: str, database: str, sql: str,
                env={"PGPASSWORD": password, "PGSSLMODE": "disable"}, check=check)
 
 
+def startup(port: int, source: str, user: str, database: str) -> str:
+    """What PostgreSQL (or PgBouncer) on 127.0.0.1:`port` answers a client at `source` (a
+    loopback address of this machine) asking for `user`@`database`: "password" when it asks
+    for one (its pg_hba.conf let the client through to authentication), else its error
+    message. libpq cannot choose its source address, so this speaks the start of protocol 3
+    itself."""
+    body = b"".join(f"{key}\0{value}\0".encode() for key, value in
+                    (("user", user), ("database", database))) + b"\0"
+    packet = struct.pack("!ii", len(body) + 8, 196608) + body  # protocol 3.0
+    with socket.socket() as client:
+        client.settimeout(5)
+        client.bind((source, 0))
+        client.connect(("127.0.0.1", port))
+        client.sendall(packet)
+        kind = client.recv(1)
+        length = struct.unpack("!i", client.recv(4))[0]
+        payload = b""
+        while len(payload) < length - 4:
+            payload += client.recv(length - 4 - len(payload))
+    if kind == b"R":
+        return "password"
+    fields = dict((part[:1], part[1:].decode()) for part in payload.split(b"\0") if part)
+    return fields[b"M"]
+
+
 @pytest.fixture(scope="session")
 def postgres(rendered) -> Iterator[PostgresServer]:
     """initdb in a scratch directory, then `postgres -c config_file=<rendered copy>`."""
@@ -313,6 +351,8 @@ def postgres(rendered) -> Iterator[PostgresServer]:
         sockets.mkdir()
         config_file = directory / "postgresql.conf"
         config_file.write_text(prod.file("postgres", "postgresql.conf"))
+        hba_file = directory / "pg_hba.conf"
+        hba_file.write_text(rendered_hba(rendered))
         chown_tree(directory, SERVICE_USER)
         # As the official image's initdb does: trust on the socket, SCRAM over TCP.
         run(as_service_user([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres",
@@ -325,7 +365,7 @@ def postgres(rendered) -> Iterator[PostgresServer]:
                        check=False).returncode == 0
 
         overrides = {"port": port, "listen_addresses": "127.0.0.1",
-                     "unix_socket_directories": sockets}
+                     "unix_socket_directories": sockets, "hba_file": hba_file}
         assert set(overrides) == set(OVERRIDDEN_ON_COMMAND_LINE)
         command = as_service_user([
             str(POSTGRES_BIN / "postgres"), "-D", str(data), "-c", f"config_file={config_file}",

@@ -9,12 +9,14 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from components.names import database_name, database_role
 from tests.rendered.conftest import (
+    DATA_NETWORK_HERE,
     SERVICE_USER,
     as_service_user,
     chown_tree,
@@ -22,6 +24,7 @@ from tests.rendered.conftest import (
     replace_exactly,
     running,
     scratch_dir,
+    startup,
     tcp_psql,
 )
 
@@ -33,6 +36,28 @@ def role_of(rendered, env: str) -> tuple[str, str, str]:
     prod = rendered["prod"]
     return (database_name(prod.settings.prefix, env), database_role(prod.settings.prefix, env),
             prod.secrets[f"{env}_db_password"])
+
+
+# Where each network stands on this machine: loopback addresses (a client picks its own).
+ENVIRONMENT_NETWORKS_HERE = {"prod": "127.0.0.3", "staging": "127.0.0.4"}
+ELSEWHERE = "127.0.0.5"
+
+
+def pgbouncer_hba_here(prod) -> str:
+    """The rendered pg_hba.conf of PgBouncer with its networks made loopback addresses: the
+    data network 127.0.0.1 (where the other tests connect from), each environment's its own."""
+    hba = prod.file("pgbouncer", "pg_hba.conf")
+    subnets = {"data": prod.settings.platform.network_subnet}
+    for line in hba.splitlines():
+        if line.startswith("host") and line.split()[3] != subnets["data"]:
+            environment = line.split()[1].removeprefix(f"{prod.settings.prefix}_")
+            subnets[environment] = line.split()[3]
+    assert set(subnets) == {"data", *ENVIRONMENT_NETWORKS_HERE}, subnets
+    for network, subnet in subnets.items():
+        here = DATA_NETWORK_HERE if network == "data" else \
+            f"{ENVIRONMENT_NETWORKS_HERE[network]}/32"
+        hba = replace_exactly(hba, f" {subnet} ", f" {here} ", hba.count(f" {subnet} "))
+    return hba
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +77,12 @@ def pgbouncer(rendered, postgres_databases) -> Iterator[int]:
         ini = replace_exactly(ini, "listen_port = 6432", f"listen_port = {port}")
         ini = replace_exactly(ini, "auth_file = /etc/pgbouncer/userlist.txt",
                               f"auth_file = {userlist}")
+        hba = directory / "pg_hba.conf"
+        ini = replace_exactly(ini, "auth_hba_file = /etc/pgbouncer/pg_hba.conf",
+                              f"auth_hba_file = {hba}")
+        hba.write_text(pgbouncer_hba_here(prod))
         (directory / "pgbouncer.ini").write_text(ini)
-        for path in (directory, userlist, directory / "pgbouncer.ini"):
+        for path in (directory, userlist, hba, directory / "pgbouncer.ini"):
             path.chmod(0o700 if path.is_dir() else 0o600)
         chown_tree(directory, SERVICE_USER)
         with running("pgbouncer", as_service_user(["pgbouncer", str(directory / "pgbouncer.ini")]),
@@ -156,7 +185,9 @@ def test_the_staging_role_cannot_use_the_prod_database(rendered, pgbouncer):
     refused = tcp_psql(pgbouncer, staging_role, staging_password, prod_database, "SELECT 1",
                        check=False)
     assert refused.returncode != 0, "staging reached the prod database through PgBouncer"
-    assert "permission denied for database" in refused.stderr
+    # PgBouncer's pg_hba.conf has no line for it (PostgreSQL's would refuse it next:
+    # test_postgres.py).
+    assert "login rejected" in refused.stderr, refused.stderr
 
     staging_database = role_of(rendered, "staging")[0]
     own = tcp_psql(pgbouncer, staging_role, staging_password, staging_database,
@@ -167,3 +198,66 @@ def test_the_staging_role_cannot_use_the_prod_database(rendered, pgbouncer):
                      check=False)
     assert wrong.returncode != 0
     assert "SASL authentication failed" in wrong.stderr  # PgBouncer's own SCRAM check
+
+
+def test_each_role_logs_in_only_from_its_own_network(rendered, pgbouncer):
+    """Review M7: PgBouncer admits an environment's role from that environment's network
+    (and the data network), never from another environment's, whatever the client knows."""
+    prefix = rendered["prod"].settings.prefix
+    answers = {
+        (network, environment): startup(pgbouncer, source, database_name(prefix, environment),
+                                        database_name(prefix, environment))
+        for network, source in {**ENVIRONMENT_NETWORKS_HERE, "elsewhere": ELSEWHERE}.items()
+        for environment in ENVIRONMENT_NETWORKS_HERE}
+    allowed = {key for key, answer in answers.items() if answer == "password"}
+    assert allowed == {("prod", "prod"), ("staging", "staging")}, answers
+    # And all the way, with the password, from its own network only.
+    database, role, password = role_of(rendered, "staging")
+    assert startup(pgbouncer, DATA_NETWORK_HERE.split("/")[0], role, database) == "password"
+
+
+def test_a_running_pgbouncer_takes_the_rules_by_a_reload(rendered, postgres_databases):
+    """An existing stack's PgBouncer ran with auth_type = scram-sha-256 and no rules: the
+    program's new files take effect by its reload (SIGHUP, as the install's follow-up sends),
+    with no restart and no client cut."""
+    prod = rendered["prod"]
+    with scratch_dir("pgbouncer-reload", owner=SERVICE_USER, mode=0o700) as directory:
+        port = free_port()
+        userlist, hba, ini_path = (directory / name for name in
+                                   ("userlist.txt", "pg_hba.conf", "pgbouncer.ini"))
+        userlist.write_text(prod.file("pgbouncer", "userlist.txt"))
+        ini = prod.file("pgbouncer", "pgbouncer.ini")
+        ini = replace_exactly(ini, f"host={prod.settings.prefix}-postgres port=5432",
+                              f"host=127.0.0.1 port={postgres_databases.port}",
+                              len(prod.settings.platform.environments))
+        ini = replace_exactly(ini, "listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+        ini = replace_exactly(ini, "listen_port = 6432", f"listen_port = {port}")
+        ini = replace_exactly(ini, "auth_file = /etc/pgbouncer/userlist.txt",
+                              f"auth_file = {userlist}")
+        ini = replace_exactly(ini, "auth_hba_file = /etc/pgbouncer/pg_hba.conf",
+                              f"auth_hba_file = {hba}")
+        before = replace_exactly(ini, "auth_type = hba", "auth_type = scram-sha-256")
+        ini_path.write_text(before)
+        hba.write_text(pgbouncer_hba_here(prod))
+        for path in (userlist, hba, ini_path):
+            path.chmod(0o600)
+        chown_tree(directory, SERVICE_USER)
+        database, role, password = role_of(rendered, "prod")
+        with running("pgbouncer", as_service_user(["pgbouncer", str(ini_path)]), port=port,
+                     log=directory / "pgbouncer.log", stop_signal=signal.SIGINT) as server:
+            assert startup(port, ELSEWHERE, role, database) == "password"  # no rules yet
+            session = PsqlSession(port, role, password, database)
+            try:
+                assert session.run("SELECT 1;") == "1"
+                ini_path.write_text(ini)
+                server.process.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + 10
+                while startup(port, ELSEWHERE, role, database) == "password":
+                    assert time.monotonic() < deadline, server.log_tail()
+                    time.sleep(0.2)
+                assert startup(port, ENVIRONMENT_NETWORKS_HERE["prod"], role, database) \
+                    == "password"
+                assert session.run("SELECT 2;") == "2"  # the client connected before stays
+                assert server.process.poll() is None
+            finally:
+                session.close()

@@ -1,9 +1,27 @@
-"""A real PostgreSQL 15 runs the rendered postgresql.conf and the rendered init-databases.sql."""
+"""A real PostgreSQL 15 runs the rendered postgresql.conf, pg_hba.conf and init-databases.sql."""
+
+import signal
 
 import pytest
 
+from components.host.templates import render
 from components.names import database_name, database_role
-from tests.rendered.conftest import OVERRIDDEN_ON_COMMAND_LINE, tcp_psql
+from components.platform.backup import scratch_database_prefix
+from tests.rendered.conftest import (
+    DATA_NETWORK_HERE,
+    OVERRIDDEN_ON_COMMAND_LINE,
+    POSTGRES_BIN,
+    SERVICE_USER,
+    as_service_user,
+    chown_tree,
+    free_port,
+    rendered_hba,
+    run,
+    running,
+    scratch_dir,
+    startup,
+    tcp_psql,
+)
 
 pytestmark = pytest.mark.rendered
 
@@ -82,4 +100,102 @@ def test_init_databases_is_idempotent_and_separates_environments(rendered, postg
             refused = tcp_psql(postgres.port, role, password, other_database, "SELECT 1",
                                check=False)
             assert refused.returncode != 0, f"{role} reached {other_database}"
-            assert "permission denied for database" in refused.stderr
+            # pg_hba.conf refuses it first; were it let through, CONNECT is not granted.
+            assert "no pg_hba.conf entry" in refused.stderr
+            granted = postgres.psql(f"SELECT has_database_privilege('{role}', "
+                                    f"'{other_database}', 'CONNECT')").stdout.strip()
+            assert granted == "f", f"{role} may CONNECT to {other_database}"
+
+
+# --- who may connect from where (pg_hba.conf, review M7) -------------------------------------
+
+
+def test_each_role_reaches_only_its_own_database_and_only_from_the_data_network(
+        rendered, postgres_databases):
+    port = postgres_databases.port
+    data_network, elsewhere = DATA_NETWORK_HERE.split("/")[0], "127.0.0.2"
+    envs = environments(rendered)
+    scratch = scratch_database_prefix("aiia")
+    asked = {}
+    for source in (data_network, elsewhere):
+        for _, _, role, _ in envs:
+            for _, other_database, *_ in envs:
+                asked[source, role, other_database] = startup(port, source, role, other_database)
+        for database in ("postgres", *(database for _, database, *_ in envs)):
+            asked[source, "postgres", database] = startup(port, source, "postgres", database)
+        asked[source, f"{scratch}role", f"{scratch}prod"] = startup(
+            port, source, f"{scratch}role", f"{scratch}prod")
+        asked[source, f"{scratch}role", "aiia_prod"] = startup(
+            port, source, f"{scratch}role", "aiia_prod")
+    allowed = {key for key, answer in asked.items() if answer == "password"}
+    # From the data network (PgBouncer, the backup jobs): each role to its own database, the
+    # superuser anywhere, the drill's role to its scratch databases; nothing else.
+    assert allowed == {
+        *((data_network, role, database) for _, database, role, _ in envs),
+        *((data_network, "postgres", database) for database in
+          ("postgres", *(database for _, database, *_ in envs))),
+        (data_network, f"{scratch}role", f"{scratch}prod"),
+    }
+    for key, answer in asked.items():
+        if key not in allowed:
+            assert answer.startswith(f'no pg_hba.conf entry for host "{key[0]}"'), (key, answer)
+    # The container's own health check (pg_isready from its loopback, no role of its own)
+    # still sees a server that accepts connections: an authentication refusal is an answer.
+    assert run(["pg_isready", "-h", "127.0.0.1", "-p", str(port), "-U", "nobody"],
+               check=False).returncode == 0
+
+
+def test_a_running_server_takes_new_rules_by_a_reload_not_a_restart(rendered):
+    """A server started before postgresql.conf named hba_file (an existing stack) reads
+    $PGDATA/pg_hba.conf until its next start: the program's step copies the rules there and
+    reloads, checked by pg_hba_file_rules first."""
+    apply = [script for name, script in rendered["prod"].scripts.items()
+             if name == "platform-postgres-client-rules-install"]
+    assert apply, "no install step for pg_hba.conf"
+    with scratch_dir("postgres-reload", owner=SERVICE_USER, mode=0o700) as directory:
+        data, sockets = directory / "data", directory / "sockets"
+        sockets.mkdir()
+        mounted = directory / "pg_hba.conf"
+        mounted.write_text(rendered_hba(rendered))
+        chown_tree(directory, SERVICE_USER)
+        run(as_service_user([str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                             "--auth-local=trust", "--auth-host=scram-sha-256",
+                             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]), timeout=60)
+        port = free_port()
+        command = as_service_user([str(POSTGRES_BIN / "postgres"), "-D", str(data),
+                                   "-c", f"port={port}", "-c", "listen_addresses=127.0.0.1",
+                                   "-c", f"unix_socket_directories={sockets}"])
+        def accepting() -> bool:
+            return run(["pg_isready", "-q", "-h", str(sockets), "-p", str(port)],
+                       check=False).returncode == 0
+
+        with running("postgres", command, port=port, log=directory / "postgres.log",
+                     ready=accepting, stop_signal=signal.SIGINT) as server:
+            env = {"PGHOST": str(sockets), "PGPORT": str(port)}
+            envs = environments(rendered)
+            (_, prod_database, _, _), (_, _, staging_role, _) = envs[0], envs[1]
+            # initdb's rules: any role to any database over TCP from 127.0.0.1.
+            assert startup(port, "127.0.0.1", staging_role, prod_database) == "password"
+            inside_script = render("postgres/apply-hba-inside.sh.j2", mounted=str(mounted))
+            result = run(as_service_user(["bash", "-euo", "pipefail", "-c", inside_script]),
+                         env=env, check=False)
+            assert result.returncode == 0, result.stderr
+            assert "pg_hba.conf reloaded" in result.stdout
+            assert startup(port, "127.0.0.1", staging_role, prod_database).startswith(
+                "no pg_hba.conf entry")
+            assert server.process.poll() is None  # the same postmaster: no restart
+            assert (data / "pg_hba.conf").read_text() == mounted.read_text()
+            # A bad file is refused and the rules in force stay.
+            mounted.write_text(mounted.read_text() + "host all all 127.0.0.1/32 bogus\n")
+            refused = run(as_service_user(["bash", "-euo", "pipefail", "-c", inside_script]),
+                          env=env, check=False)
+            assert refused.returncode != 0
+            assert "has errors; the server keeps its rules" in refused.stderr
+            assert "bogus" not in (data / "pg_hba.conf").read_text()
+
+
+def test_the_reload_step_is_shellcheck_clean(rendered):
+    from tests.rendered.test_shellcheck import shellcheck
+
+    script = render("postgres/apply-hba-inside.sh.j2", mounted="/etc/postgresql/aiia/pg_hba.conf")
+    assert shellcheck(script, "bash") == ""

@@ -29,7 +29,6 @@ def test_every_platform_service_runs_with_limits_health_and_restart(stack_fixtur
     containers = run.containers()
     services = {service_of(container) for container in containers.values()}
     assert services >= PLATFORM_SERVICES
-    network = run.named("platform-network").plain["name"]
     for name, container in containers.items():
         inputs = container.plain
         assert inputs["memory"] > 0, name
@@ -40,7 +39,39 @@ def test_every_platform_service_runs_with_limits_health_and_restart(stack_fixtur
         assert inputs["log_driver"] == "json-file", name
         assert inputs["log_opts"] == {"max-size": "10m", "max-file": "3"}, name
         assert "no-new-privileges:true" in inputs["security_opts"], name
-        assert [n["name"] for n in inputs["networks_advanced"]] == [network], name
+
+
+@pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])
+def test_each_container_is_on_the_networks_it_needs_and_no_other(stack_fixture, request):
+    """Review M7: an environment's network holds its releases and what they use (nginx,
+    PgBouncer, Redis); PostgreSQL is on the data network alone, with PgBouncer; the
+    dashboard's port is on the status network, with nginx at a fixed address."""
+    run = request.getfixturevalue(stack_fixture)
+    prefix = "aiia-local" if stack_fixture == "local" else "aiia"
+    envs = [f"{prefix}-prod", f"{prefix}-staging"]
+    status = f"{prefix}-status"
+    expected = {
+        "postgres": [prefix], "pgbouncer": [prefix, *envs], "redis": envs,
+        "nginx": [status, *envs], "dashboard": [status], "dashboard-collector": [status],
+    }
+    networks = {}
+    for name, container in run.containers().items():
+        attached = [network["name"] for network in container.plain["networks_advanced"]]
+        service = service_of(container)
+        if service == "app":
+            environment = name.removeprefix(f"{prefix}-app-").split("-")[0]
+            assert attached == [f"{prefix}-{environment}"], name
+        else:
+            networks[service] = attached
+    assert networks == {service: expected[service] for service in networks}
+    if stack_fixture != "staging":
+        base = "172.31.1" if stack_fixture == "local" else "172.30.1"
+        status_address = run.containers()[f"{prefix}-nginx"].plain["networks_advanced"][0]
+        assert status_address == {"name": status, "ipv4_address": f"{base}.2"}
+        # The gateway (a VPS's dashboard listens there) is named: with an ip_range, Docker
+        # would take the range's first address instead.
+        assert run.named("platform-network-status").plain["ipam_configs"] == [
+            {"subnet": f"{base}.0/27", "ip_range": f"{base}.16/28", "gateway": f"{base}.1"}]
 
 
 @pytest.mark.parametrize("stack_fixture", ["prod", "local", "staging"])
@@ -93,16 +124,38 @@ def test_staging_reads_the_platform_from_prod(staging):
     assert env["DATABASE_PASSWORD_FILE"] == "/run/secrets/aiia/database_password"
     assert env["DATABASE_HOST"] == "aiia-pgbouncer"
     assert env["REDIS_URL"] == "redis://staging@aiia-redis:6379/0"
-    # The passwords prod made for staging reach staging's files.
+    # Staging's passwords come from staging's own config (made_up_secrets), not from prod.
     files = {r.name: r for r in staging.resources if r.type == "command:remote:Command"}
     assert files["app-staging-secret-database_password-install"].plain["stdin"] \
-        == "from-prod-staging-db"
+        == "test-staging-db"
     assert files["app-staging-secret-redis_password-install"].plain["stdin"] \
-        == "from-prod-staging-redis"
+        == "test-staging-redis"
     assert env["PORT"] == "8001"
     assert app.plain["memory"] == 80
     # staging declares nothing of prod's.
     assert not [name for name in staging.containers() if "prod" in name]
+
+
+def test_the_platform_stack_exports_no_secret(prod):
+    """Review M8: a StackReference hands its reader every output of the stack it names, so
+    any secret output of prod's, per environment or not, is staging's token's to read."""
+    made_up = made_up_secrets(stack_config("prod"))
+    assert set(OUTPUT_KEYS) <= set(prod.stack_outputs)
+    for key, value in prod.stack_outputs.items():
+        assert not contains_secret(value), f"output {key} is a secret"
+        text = json.dumps(value, default=str)
+        for secret_key, secret in made_up.items():
+            assert secret not in text, f"output {key} holds {secret_key}"
+
+
+def test_staging_needs_its_own_passwords_and_none_of_prods():
+    config = stack_config("staging")
+    secrets = made_up_secrets(config)
+    assert set(secrets) == {"aiia:staging_secret_key", "aiia:staging_db_password",
+                            "aiia:staging_redis_password"}
+    with pytest.raises(pulumi.RunError, match="aiia:staging_db_password is missing"):
+        run_program("staging", config=config, secrets={
+            key: value for key, value in secrets.items() if "db_password" not in key})
 
 
 def test_a_bad_config_stops_the_program_before_any_resource(capsys):

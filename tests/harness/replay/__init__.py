@@ -16,7 +16,7 @@ in the docstring of the module that imitates it;
 - replay.py: the engine's update (`Replay`): steps carried out, create-before-delete
   replacements and pending deletions, init errors, protected resources.
 - steps.py: the step each resource gets (pulumi/pulumi `step_generator.go`): `plan_step`,
-  `changed_inputs`, `preview`.
+  `changed_inputs`, `declared_inputs` (`ignore_changes`), `preview`.
 - schedule.py: the dependency graph and the parallel run (`step_executor.go`).
 - docker_provider.py: pulumi-docker / terraform-provider-docker: the provider's client
   (`ssh://`), containers, images, networks, volumes, what is updated in place, read-back.
@@ -36,7 +36,7 @@ What it does not model (so the tests cannot see it):
   `registry_auth` (image pulls are not modelled; it fails by name);
 - of remote commands: the provider keeping every SSH connection open until it exits, and
   `environment` (sent with `Setenv`, which sshd drops unless `AcceptEnv` names it); custom
-  timeouts, `retainOnDelete`, `ignore_changes`, aliases, imports, `pulumi cancel`
+  timeouts, `retainOnDelete`, aliases, imports, `pulumi cancel`
   and an interrupted update (its pending operations);
 - the provider's own image pull: stand-ins are on the engine already, or the Replay's
   `pull(engine, image)` (the registry's stand-in) brings one there in the `RemoteImage`

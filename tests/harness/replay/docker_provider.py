@@ -52,7 +52,7 @@ from tests.harness.engine import (
     EngineError,
     dial_stdio_command,
 )
-from tests.harness.program import RecordedResource, mock_image_id, mock_ip_address
+from tests.harness.program import RecordedResource, mock_image_id, mock_ip_address, mock_subnet
 from tests.harness.replay.errors import InitError, ReplayError, check_inputs
 
 MAPPED_IN = "tests/harness/replay/docker_provider.py"
@@ -219,9 +219,16 @@ def create_image(engine: DockerEngine, resource: RecordedResource, inputs: dict,
 
 def create_network(engine: DockerEngine, resource: RecordedResource, inputs: dict) -> dict:
     check_inputs(resource, inputs, NETWORK_INPUTS, MAPPED_IN)
-    subnets = [config["subnet"] for config in inputs.get("ipam_configs") or []]
-    engine.create_network(inputs["name"], inputs.get("driver", "bridge"), subnets)
-    return {"name": inputs["name"]}
+    configs = inputs.get("ipam_configs") or []
+    engine.create_network(inputs["name"], inputs.get("driver", "bridge"),
+                          [config["subnet"] for config in configs],
+                          [config.get("ip_range") for config in configs],
+                          [config.get("gateway") for config in configs])
+    # resourceDockerNetworkRead: ipam_config is read back, the subnet Docker picked included.
+    created = engine.request("GET", f"/networks/{inputs['name']}")
+    subnets = [config.get("Subnet") for config in (created.get("IPAM") or {}).get("Config") or []]
+    return {"name": inputs["name"], "subnet": subnets[0] if subnets else "",
+            "mock_subnet": "" if configs else mock_subnet(resource.name)}
 
 
 def create_volume(engine: DockerEngine, resource: RecordedResource, inputs: dict) -> dict:
@@ -273,6 +280,15 @@ def _ports(inputs: dict) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     return exposed, port_bindings
 
 
+def endpoint_config(network: dict) -> dict:
+    """A `networks_advanced` entry as the Engine API's EndpointSettings: its aliases and a
+    fixed address (`ipv4_address`: IPAMConfig.IPv4Address, as `docker run --ip`)."""
+    config: dict[str, Any] = {"Aliases": network.get("aliases") or []}
+    if network.get("ipv4_address"):
+        config["IPAMConfig"] = {"IPv4Address": network["ipv4_address"]}
+    return config
+
+
 def container_config(inputs: dict) -> dict:
     """The Engine API's create body for a container's inputs (its first network is the
     NetworkMode; the others are connected after the create)."""
@@ -311,8 +327,7 @@ def container_config(inputs: dict) -> dict:
             "NetworkMode": networks[0]["name"] if networks else "bridge",
         },
         "NetworkingConfig": {"EndpointsConfig": {
-            network["name"]: {"Aliases": network.get("aliases") or []}
-            for network in networks[:1]}},
+            network["name"]: endpoint_config(network) for network in networks[:1]}},
     }
     if health:
         config["Healthcheck"] = {
@@ -339,8 +354,7 @@ def create_container(engine: DockerEngine, resource: RecordedResource, inputs: d
     engine.create_container(name, config)
     for network in networks[1:]:
         engine.request("POST", f"/networks/{network['name']}/connect",
-                       {"Container": name,
-                        "EndpointConfig": {"Aliases": network.get("aliases") or []}})
+                       {"Container": name, "EndpointConfig": endpoint_config(network)})
     for upload in inputs.get("uploads") or []:
         engine.put_file(name, upload["file"], upload["content"].encode(),
                         int(upload.get("permissions", "0644"), 8))

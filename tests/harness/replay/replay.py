@@ -43,7 +43,7 @@ from tests.harness.replay.schedule import (
     dependency_graph,
     run_graph,
 )
-from tests.harness.replay.steps import Applied, plan_step
+from tests.harness.replay.steps import Applied, declared_inputs, plan_step
 
 SKIPPED_TYPES = ("pulumi:providers:", "pulumi:pulumi:StackReference")
 
@@ -123,13 +123,14 @@ class Replay:
             if current and current.pending_delete:
                 current = None
         plan = plan_step(resource, current)
+        plain = declared_inputs(resource, current)
         if plan.action == "same":
             return
         if plan.action == "create":
-            self._create(resource)
+            self._create(resource, plain)
         elif plan.action == "update":
             assert current is not None
-            self._update(resource, current, plan.changed)
+            self._update(resource, current, plan.changed, plain)
         else:
             assert current is not None
             if current.protect:
@@ -144,7 +145,7 @@ class Replay:
                 self._delete(current)
             else:
                 self._condemn(current)
-            self._create(resource)
+            self._create(resource, plain)
 
     def _condemn(self, current: Applied) -> None:
         """The old resource of a create-before-delete replacement: pending deletion."""
@@ -177,9 +178,9 @@ class Replay:
             with self._lock:
                 self.events.append((action, name, started, time.monotonic()))
 
-    def _real_inputs(self, resource: RecordedResource) -> dict:
+    def _real_inputs(self, resource: RecordedResource, plain: dict) -> dict:
         with self._lock:
-            inputs = _substitute(resource.plain, self.substitutions)
+            inputs = _substitute(plain, self.substitutions)
         unknown = _placeholders(inputs)
         if unknown:
             # An output the engine does not know yet (e.g. the address of a container whose
@@ -196,14 +197,14 @@ class Replay:
         return docker_provider.create(self._engine(resource.provider), resource, inputs,
                                       self.image_map, self.pull)
 
-    def _create(self, resource: RecordedResource) -> None:
+    def _create(self, resource: RecordedResource, plain: dict) -> None:
         if resource.type not in (*docker_provider.RESOURCES, *COMMANDS):
             raise ReplayError(f"{resource.name}: resource type {resource.type} is not "
                               "understood by the replay")
-        inputs = self._real_inputs(resource)
+        inputs = self._real_inputs(resource, plain)
         self._say(f"create {resource.name}")
         applied = Applied(urn=resource.urn, type=resource.type, name=resource.name,
-                          inputs=read_back(resource.type, resource.plain),
+                          inputs=read_back(resource.type, plain),
                           protect=resource.protect,
                           dependencies=list(resource.dependencies),
                           provider=resource.provider)
@@ -221,8 +222,8 @@ class Replay:
             self._learn(resource, applied.real)
 
     def _update(self, resource: RecordedResource, current: Applied,
-                changed: frozenset[str]) -> None:
-        inputs = self._real_inputs(resource)
+                changed: frozenset[str], plain: dict) -> None:
+        inputs = self._real_inputs(resource, plain)
         why = ", ".join(sorted(changed)) or "init errors of its create"
         self._say(f"update {resource.name}: {why}")
         if resource.type in COMMANDS:
@@ -238,7 +239,7 @@ class Replay:
         else:
             raise ReplayError(f"{resource.name}: {resource.type} cannot be updated in place")
         with self._lock:
-            current.inputs = read_back(resource.type, resource.plain)
+            current.inputs = read_back(resource.type, plain)
             current.dependencies = list(resource.dependencies)
             current.init_errors = []
             self._learn(resource, current.real)
@@ -264,7 +265,7 @@ class Replay:
 
     def _learn(self, resource: RecordedResource, real: dict) -> None:
         """Remember which real value stands for each placeholder the mocks produced."""
-        for key in ("image_id", "ip_address"):
+        for key in ("image_id", "ip_address", "subnet"):
             mock_value = real.get(f"mock_{key}")
             if mock_value and real.get(key):
                 self.substitutions[mock_value] = real[key]
@@ -281,7 +282,7 @@ class Replay:
         """A Docker provider (docker_provider.configure): its client, pinged before its
         first resource. The engine configures every provider at each update; a
         configuration is not a step, so nothing is logged."""
-        inputs = self._real_inputs(resource)
+        inputs = self._real_inputs(resource, resource.plain)
         engine = docker_provider.configure(resource, inputs, self.engine, self.ssh_identity)
         with self._lock:
             self.engines[resource.urn] = engine

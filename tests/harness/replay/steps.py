@@ -16,6 +16,11 @@ last update left (pulumi/pulumi `pkg/resource/deploy/step_generator.go`, `genera
 - The state holds what the provider reads back (`read_back`, docker_provider.py), not
   what was declared; set-typed attributes (`CONTAINER_SETS`) are compared without regard
   to order (`changed_inputs`).
+- `ignore_changes` (`declared_inputs`): before the diff, each ignored property of a
+  resource in the state is reset to the state's value, or removed when the state has none
+  (`step_generator.go`, `processIgnoreChanges`: `path.Reset(oldInputs, ignoredInputs)`);
+  the step then goes on with those inputs, a replacement's create included. A resource not
+  in the state is created with what the program declares.
 - `preview(previous, current)`: `pulumi preview` plans with the same step generation as
   an update and executes nothing (a dry run of the same deployment,
   `pkg/resource/deploy/deployment_executor.go`), so it is `plan_step` for every resource
@@ -87,10 +92,26 @@ class Plan:
     delete_before_replace: bool = False
 
 
+def declared_inputs(resource: RecordedResource, current: Applied | None) -> dict:
+    """The inputs the engine goes on with: the program's, its ignore_changes reset to the
+    state's (`processIgnoreChanges`)."""
+    inputs = resource.plain
+    if current is None or not resource.ignore_changes:
+        return inputs
+    inputs = dict(inputs)
+    for name in resource.ignore_changes:
+        if name in current.inputs:
+            inputs[name] = current.inputs[name]
+        else:
+            inputs.pop(name, None)
+    return inputs
+
+
 def plan_step(resource: RecordedResource, current: Applied | None) -> Plan:
     if current is None:
         return Plan("create")
-    changed = frozenset(changed_inputs(resource.type, resource.plain, current.inputs))
+    changed = frozenset(changed_inputs(resource.type, declared_inputs(resource, current),
+                                       current.inputs))
     if not changed:
         return Plan("update") if current.init_errors else Plan("same")
     if resource.type in COMMANDS:

@@ -22,6 +22,8 @@ VARIABLES = {
     "root_dir": "/srv/aiia",
     "server_memory_mb": 32,
     "collector_memory_mb": 28,
+    "inaccessible_paths": ["/srv/aiia/postgres", "/srv/aiia/secrets"],
+    "allowed_clients": ["172.30.1.2"],
 }
 systemd_analyze = shutil.which("systemd-analyze")
 needs_systemd = pytest.mark.skipif(systemd_analyze is None, reason="systemd-analyze not installed")
@@ -74,7 +76,10 @@ def test_the_server_runs_unprivileged_without_the_docker_socket(rendered):
     assert server["CapabilityBoundingSet"] == [""]
     assert server["ReadOnlyPaths"] == ["-/srv/aiia/state/dashboard"]
     assert "ReadWritePaths" not in server
-    assert "/run/docker.sock" in server["InaccessiblePaths"][0]
+    assert server["InaccessiblePaths"] == [
+        "-/run/docker.sock -/var/run/docker.sock -/srv/aiia/postgres -/srv/aiia/secrets"]
+    assert server["IPAddressDeny"] == ["any"]
+    assert server["IPAddressAllow"] == ["172.30.1.2"]
     assert server["MemoryMax"] == ["32M"]
 
 

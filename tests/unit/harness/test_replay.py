@@ -60,14 +60,15 @@ class FakeEngine:
         self._call("update", url)
 
 
-def container(name, urn=None, dependencies=(), delete_before_replace=None, **inputs):
+def container(name, urn=None, dependencies=(), delete_before_replace=None, ignore_changes=(),
+              **inputs):
     plain = {"name": name, "image": "img", "memory": 64, "memorySwap": 64, "wait": True,
              **inputs}
     return RecordedResource(type=CONTAINER, name=name, urn=urn or f"urn:{name}", inputs=plain,
                             parent="", dependencies=list(dependencies), protect=False,
                             delete_before_replace=bool(delete_before_replace),
                             delete_before_replace_defined=delete_before_replace is not None,
-                            custom=True)
+                            custom=True, ignore_changes=list(ignore_changes))
 
 
 def command(name, script, dependencies=(), update=None, **inputs):
@@ -176,6 +177,33 @@ def test_an_explicit_create_before_delete_keeps_the_old_container_until_the_end(
     with pytest.raises(ReplayError, match="already exists"):
         replay.apply(run(container("c-2", urn="urn:c", delete_before_replace=False,
                                    envs=["SECRET=again"])))
+
+
+def test_an_ignored_input_keeps_its_state_value_even_through_a_replacement():
+    # step_generator.go processIgnoreChanges: an ignored property is reset to the state's
+    # value before the diff, and the step goes on with it (a replacement's create too).
+    engine = FakeEngine()
+    replay = quiet_replay(engine)
+    old_networks = [{"name": "shared"}]
+    new_networks = [{"name": "own", "ipv4Address": "10.1.0.2"}, {"name": "shared"}]
+    replay.apply(run(container("c", networksAdvanced=old_networks,
+                               ignore_changes=["networks_advanced"])))
+    engine.calls.clear()
+    replay.apply(run(container("c", networksAdvanced=new_networks,
+                               ignore_changes=["networks_advanced"])))
+    assert engine.calls == []  # no step: the change is ignored
+    replay.apply(run(container("c", image="newer", networksAdvanced=new_networks,
+                               ignore_changes=["networks_advanced"])))
+    config = engine.containers["c"]["Config"]
+    assert config["HostConfig"]["NetworkMode"] == "shared"  # the state's networks
+    # Without ignore_changes the same change replaces it (delete first).
+    engine.calls.clear()
+    replay.apply(run(container("c", image="newer", networksAdvanced=new_networks)))
+    assert engine.calls[:3] == [("stop", "c"), ("remove", "c"), ("create", "c")]
+    # ... on its fixed address (terraform-provider-docker: ipv4_address → IPAMConfig).
+    config = engine.containers["c"]["Config"]
+    assert config["NetworkingConfig"]["EndpointsConfig"]["own"]["IPAMConfig"] == {
+        "IPv4Address": "10.1.0.2"}
 
 
 def test_undeclared_resources_are_deleted_last_and_only_after_success():

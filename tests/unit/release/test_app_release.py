@@ -96,6 +96,30 @@ def test_staging_with_a_prefix_other_than_prods_fails_clearly():
                     stack_outputs={"eduaiia/aiia/prod": prod_outputs_for_staging()})
 
 
+def test_a_release_in_another_stack_may_not_run_as_the_dashboards_uid():
+    # The platform's stack checks its own releases at preview; another stack's release is
+    # checked against the dashboard_uid the platform exports (review M2).
+    config = copy.deepcopy(stack_config("staging"))
+    config["aiia:releases"]["staging"]["run_as"] = "10002:10002"
+    with pytest.raises(Exception, match="shares 10002 with the dashboard's account"):
+        run_program("staging", config=config,
+                    stack_outputs={"eduaiia/aiia/prod": prod_outputs_for_staging()})
+
+
+def test_a_release_runs_on_its_environments_network_and_an_older_platforms_shared_one():
+    run = run_program("staging",
+                      stack_outputs={"eduaiia/aiia/prod": prod_outputs_for_staging()})
+    container = release_container(run, "aiia-app-staging-2026-11-26-1-").plain
+    assert [n["name"] for n in container["networks_advanced"]] == ["aiia-staging"]
+    # A platform stack of an earlier program (one network for everything) is still served.
+    outputs = prod_outputs_for_staging()
+    del outputs["environments"]["staging"]["network"]
+    del outputs["dashboard_uid"]
+    run = run_program("staging", stack_outputs={"eduaiia/aiia/prod": outputs})
+    container = release_container(run, "aiia-app-staging-2026-11-26-1-").plain
+    assert [n["name"] for n in container["networks_advanced"]] == ["aiia"]
+
+
 def test_the_watch_follows_the_switch_and_knows_how_to_switch_back(local):
     by_urn = {r.urn: r for r in local.resources}
     watch = local.named("app-prod-watch")

@@ -7,7 +7,7 @@ def test_a_misspelt_field_names_the_nearest_setting():
     message = problems_of(lambda raw: raw["platform"]["environments"]["prod"].update(
         app_memroy_mb=80))
     assert ("aiia:platform.environments.prod.app_memroy_mb is not a setting; did you mean "
-            "'app_memory_mb'? known: app_memory_mb, domain, name, port") in message
+            "'app_memory_mb'? known: app_memory_mb, domain, name, network_subnet, port") in message
 
 
 def test_a_text_setting_given_an_object_or_a_list_is_refused():
