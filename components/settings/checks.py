@@ -54,10 +54,10 @@ class Problems:
     def add(self, message: str) -> None:
         self.items.append(message)
 
-    def missing_secret(self, key: str, value: str = GENERATED_SECRET) -> None:
+    def missing_secret(self, key: str, value: str = GENERATED_SECRET, note: str = "") -> None:
         """A secret the stack needs and has not got: the command that sets it."""
         self.add(f"{NAMESPACE}:{key} is missing; set it with `pulumi config set -s {self.stack} "
-                 f"--secret {NAMESPACE}:{key} {value}`")
+                 f"--secret {NAMESPACE}:{key} {value}`{note}")
 
 
 def config_object(raw: Mapping[str, Any], key: str, problems: Problems) -> Mapping[str, Any]:

@@ -128,7 +128,9 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
                      "give it without a tag, e.g. ghcr.io/acme/aiia-backend")
     for secret, value in release_secrets(release).items():
         if value is None:
-            problems.missing_secret(secret)
+            problems.missing_secret(secret, note="" if secret.endswith("_secret_key") else (
+                " — the same value as the platform's stack holds, which made the role and "
+                "the ACL user with it (`make init` sets both)"))
     _check_run_as(release, key, problems)
     if release.secrets_as not in ("files", "variables"):
         problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "

@@ -44,3 +44,12 @@ def set_secret(stack_name: str, key: str, value: str) -> None:
         raise DeliveryError(f"pulumi config set --secret aiia:{key} of {stack_name} failed: "
                             f"{_error(result)}")
 
+
+
+def get_secret(stack_name: str, key: str) -> str:
+    """A secret's value as the stack holds it (`pulumi config get` prints it decrypted)."""
+    result = pulumi("config", "get", "-s", stack_name, f"aiia:{key}")
+    if result.returncode != 0:
+        raise DeliveryError(f"pulumi config get aiia:{key} of {stack_name} failed: "
+                            f"{_error(result)}")
+    return result.stdout.removesuffix("\n")

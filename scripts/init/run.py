@@ -12,7 +12,7 @@ from scripts.init import Refused, operator_keys
 from scripts.init.dns import dns_records
 from scripts.init.host_key import Target, confirm_on_terminal, pinned_keys, trusted_host_key
 from scripts.init.plan import Plan, check_org, edited, plan
-from scripts.init.pulumi_stacks import check_login, ensure_stack, set_secret
+from scripts.init.pulumi_stacks import check_login, ensure_stack, get_secret, set_secret
 from scripts.init.questions import (
     Ask,
     ask_on_terminal,
@@ -99,8 +99,10 @@ def apply(stacks: Stacks, planned: Plan, texts: dict[str, str], report: list[str
         if texts[stack] != stacks.texts[stack]:
             stacks.path(stack).write_text(texts[stack])
     print("init: the secrets (never shown; `pulumi config get -s STACK KEY` shows one)")
+    shared = SharedSecrets({stack: (names[stack], held_secrets(texts[stack]))
+                            for stack in stacks.names})
     lines += [line for stack in stacks.names
-              for line in _set_secrets(stack, names[stack], texts[stack], secrets_plan)]
+              for line in _set_secrets(stack, names[stack], texts[stack], secrets_plan, shared)]
     changed = [line for line in [*lines, *report] if not line.endswith(KEPT)]
     print(f"init: {len(changed)} change(s)" if changed
           else "init: nothing changed: every stack, value and secret was there already")
@@ -109,12 +111,37 @@ def apply(stacks: Stacks, planned: Plan, texts: dict[str, str], report: list[str
 KEPT = "(kept)"  # how a line that changed nothing ends
 
 
-def _set_secrets(stack: str, name: str, text: str, secrets_plan: Secrets) -> list[str]:
+class SharedSecrets:
+    """A key two stacks read is one value: prod's makes the role or the ACL user with an
+    environment's password, the environment's own stack gives it to its release. A key to
+    generate is copied from a stack that holds it already, or generated once for all."""
+
+    def __init__(self, held: dict[str, tuple[str, set[str]]]) -> None:
+        self.held = held  # by stack: its full name and the secrets its file holds
+        self.values: dict[str, str] = {}  # by key: what this run set
+
+    def value(self, stack: str, key: str) -> tuple[str, str]:
+        """The value, and how it came, as the report says it."""
+        if key in self.values:
+            return self.values[key], "the same value as above"
+        holder = next((name for other, (name, keys) in self.held.items()
+                       if other != stack and key in keys), None)
+        if holder:
+            value, origin = get_secret(holder, key), f"copied from {holder}"
+        else:
+            value, origin = secrets.token_hex(SECRET_BYTES), "generated"
+        self.values[key] = value
+        return value, origin
+
+
+def _set_secrets(stack: str, name: str, text: str, secrets_plan: Secrets,
+                 shared: SharedSecrets) -> list[str]:
     lines = []
     for key in sorted(secrets_read(stack, text)):
         if key in secrets_plan.generate[stack]:
-            set_secret(name, key, secrets.token_hex(SECRET_BYTES))
-            lines.append(f"  {name} aiia:{key}: generated")
+            value, origin = shared.value(stack, key)
+            set_secret(name, key, value)
+            lines.append(f"  {name} aiia:{key}: {origin}")
         elif key == "registry_password" and secrets_plan.token and token_needed(stack, text):
             set_secret(name, key, secrets_plan.token)
             lines.append(f"  {name} aiia:{key}: set (the token given)")

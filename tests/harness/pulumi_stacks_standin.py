@@ -13,6 +13,8 @@ pkg/cmd/pulumi):
   the value is all of stdin, one trailing newline removed (config/config.go,
   newConfigSetCmd: `io.ReadAll(os.Stdin)`, `cmdutil.RemoveTrailingNewline`); a secret is
   written into Pulumi.<stack>.yaml, the stack's short name, as `KEY: {secure: v1:…}`.
+- `config get -s NAME KEY`: a secret's value, decrypted, and a newline
+  (config/config.go, newConfigGetCmd); an error naming the key when the file lacks it.
 - `--non-interactive` anywhere is accepted and changes nothing here.
 
 What it does not imitate: encryption (`v1:` + base64 of the value stands for the
@@ -111,6 +113,23 @@ def _config_set(state: Path, argv: list[str], stdin: str | None) -> int:
     return _set_secret(state, name, rest[0], value)
 
 
+def _config_get(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] != "-s":
+        print("error: the stand-in models `config get -s STACK KEY` only", file=sys.stderr)
+        return 2
+    name, key = argv[1], argv[2]
+    path = Path.cwd() / f"Pulumi.{name.split('/')[-1]}.yaml"
+    config = (yaml.safe_load(path.read_text()) or {}).get("config") or {} \
+        if path.exists() else {}
+    value = config.get(key)
+    if not isinstance(value, dict) or "secure" not in value:
+        print(f"error: configuration key '{key}' not found for stack '{name}'",
+              file=sys.stderr)
+        return 255
+    print(plaintext(value["secure"]))
+    return 0
+
+
 def handle(state: Path, argv: list[str], stdin: str | None) -> int:
     argv = [word for word in argv if word != "--non-interactive"]
     match argv:
@@ -125,6 +144,8 @@ def handle(state: Path, argv: list[str], stdin: str | None) -> int:
             return _stack_command(state, verb, name)
         case ["config", "set", *rest]:
             return _config_set(state, rest, stdin)
+        case ["config", "get", *rest]:
+            return _config_get(rest)
     print(f"error: the test stand-in does not model `pulumi {' '.join(argv)}`", file=sys.stderr)
     return 2
 

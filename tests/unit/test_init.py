@@ -128,6 +128,7 @@ def settings_of(project: Project, stack: str):
 PROD_SECRETS = ["dashboard_password", "postgres_password", "prod_db_password",
                 "prod_redis_password", "prod_secret_key", "staging_db_password",
                 "staging_redis_password"]
+STAGING_SECRETS = ["staging_db_password", "staging_redis_password", "staging_secret_key"]
 
 
 def test_a_first_run_does_everything_and_the_result_passes_the_settings(project):
@@ -137,13 +138,16 @@ def test_a_first_run_does_everything_and_the_result_passes_the_settings(project)
     assert stacks(project.state) == ["acme/aiia/prod", "acme/aiia/staging"]
     secret_sets = [argv for argv in calls(project.state) if argv[:2] == ["config", "set"]]
     assert [argv[-2].split(":")[1] for argv in secret_sets] == PROD_SECRETS + \
-        ["staging_secret_key"]
+        STAGING_SECRETS
     # Each value came on stdin: the command line ends with the key, as `ps` would show it.
     assert all(argv[-1] == "--non-interactive" and argv[-3] == "--secret"
                for argv in secret_sets)
     values = [project.secret("prod", key) for key in PROD_SECRETS] + \
         [project.secret("staging", "staging_secret_key")]
     assert len(set(values)) == len(values) and all(len(value) == 64 for value in values)
+    # staging's release reads its passwords from its own stack: the values prod's roles have.
+    for key in ("staging_db_password", "staging_redis_password"):
+        assert project.secret("staging", key) == project.secret("prod", key)
     for value in values:
         assert value not in result.stdout + result.stderr
     prod, staging = settings_of(project, "prod"), settings_of(project, "staging")
@@ -218,6 +222,23 @@ def test_a_secret_that_is_set_is_never_replaced(project):
     assert "acme/aiia/prod aiia:postgres_password: already set (kept)" in result.stdout
     assert "stack acme/aiia/prod: exists (kept)" in result.stdout
     assert "stack acme/aiia/staging: created" in result.stdout
+
+
+def test_an_environments_password_already_in_prod_is_copied_to_its_own_stack(project):
+    """A stack set up before environments read their own passwords: prod holds staging's
+    database password (its role was made with it); staging's stack gets that value, not a
+    new one its release would fail to log in with."""
+    (project.state / "stacks.json").write_text('["acme/aiia/prod"]')
+    stack_file = project.directory / "Pulumi.prod.yaml"
+    stack_file.write_text(stack_file.read_text()
+                          + "  aiia:staging_db_password:\n    secure: v1:cm9sZS1wYXNzd29yZA==\n")
+    result = project.init(*project.flags())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert project.secret("staging", "staging_db_password") == "role-password"
+    assert project.secret("prod", "staging_db_password") == "role-password"
+    assert "acme/aiia/staging aiia:staging_db_password: copied from acme/aiia/prod" \
+        in result.stdout
+    assert "role-password" not in result.stdout + result.stderr
 
 
 def test_a_wrong_fingerprint_refuses_and_writes_nothing(project):
