@@ -156,6 +156,28 @@ def test_requests_are_paced_at_the_target_rate(serve):
     assert server.connections == 4
 
 
+def test_a_client_that_fell_behind_does_not_catch_up_in_a_burst(serve):
+    """Every connection held 1 s (a stalled server, or a machine too loaded to run the
+    generator): the requests whose slots passed meanwhile go out at the target rate after
+    it, not at once — a burst would cross nginx's per-address limit, which no user at this
+    rate would."""
+    def stall(number: int, _on_connection: int) -> Reply:
+        return Reply(delay=1.0 if 20 <= number < 24 else 0)
+
+    server = serve(policy=stall)
+    load = run(Load(server.port, DOMAIN, rate=100, total=300, connections=4))
+    starts = sorted(record.started for record in load.results)
+    assert len(starts) == 300 and load.summary().failures == 0
+    assert load.late >= 1
+    stalled = max(range(len(starts) - 1), key=lambda i: starts[i + 1] - starts[i])
+    after = starts[stalled + 1:]
+    # About 25 in every quarter second after the stall (100/s); a catch-up would send the
+    # ~100 missed ones in the first.
+    windows = [sum(1 for t in after if after[0] + k * 0.25 <= t < after[0] + (k + 1) * 0.25)
+               for k in range(4)]
+    assert all(count <= 34 for count in windows), windows
+
+
 def test_the_load_is_bounded_in_time(serve):
     server = serve()
     started = time.monotonic()
