@@ -44,8 +44,11 @@ PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattend
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
 SYSCTL_FILE = "/etc/sysctl.d/90-aiia.conf"
-# dockerd's Go garbage collector target (templates/host/docker-memory.conf.j2).
-DOCKERD_GOGC = 25
+# The Go garbage collector's target of dockerd, containerd and containerd's shims, and a soft
+# ceiling on dockerd's own Go memory (templates/host/docker-memory.conf.j2,
+# containerd-memory.conf.j2).
+DOCKER_GOGC = 25
+DOCKERD_MEMORY_LIMIT_MB = 24
 
 
 def docker_ssh_options(host: HostSettings) -> list[str] | None:
@@ -150,8 +153,15 @@ class Host(pulumi.ComponentResource):
         ]
         # After daemon.json: live-restore keeps the containers through this restart.
         files.append(file("docker-memory", "/etc/systemd/system/docker.service.d/aiia-memory.conf",
-                          render("host/docker-memory.conf.j2", gogc=DOCKERD_GOGC),
+                          render("host/docker-memory.conf.j2", gogc=DOCKER_GOGC,
+                                 memory_limit_mb=DOCKERD_MEMORY_LIMIT_MB),
                           "systemctl daemon-reload && systemctl restart docker", files[2]))
+        # containerd.service's KillMode=process: its restart leaves every container's shim, and
+        # so the container, running.
+        files.append(file("containerd-memory",
+                          "/etc/systemd/system/containerd.service.d/aiia-memory.conf",
+                          render("host/containerd-memory.conf.j2", gogc=DOCKER_GOGC),
+                          "systemctl daemon-reload && systemctl restart containerd", packages))
         docker_firewall = [
             file("docker-firewall-script", FIREWALL_SCRIPT,
                  render("host/docker-firewall.sh.j2", allowed_ports=[80, 443]), "true",

@@ -206,6 +206,14 @@ def test_every_host_service_runs_and_each_job_runs_once_by_hand(provisioned):
         assert actions in vps.sh(f"fail2ban-client get {jail} actions").stdout, jail
     vps.sh("systemctl restart aiia-docker-firewall && logrotate /etc/logrotate.d/aiia && "
            "unattended-upgrade --dry-run >/dev/null 2>&1 || unattended-upgrade --dry-run")
+    # The Go collectors' settings reach dockerd, containerd and every container's shim (which
+    # inherits containerd's environment): templates/host/docker-memory.conf.j2 and
+    # containerd-memory.conf.j2.
+    environments = vps.sh("for p in $(pgrep -x dockerd; pgrep -x containerd; "
+                          "pgrep -f '[c]ontainerd-shim-runc-v2'); do "
+                          "tr '\\0' ' ' < /proc/$p/environ; echo; done").stdout.splitlines()
+    assert len(environments) >= 3 and all("GOGC=25" in line.split() for line in environments)
+    assert "GOMEMLIMIT=24MiB" in environments[0].split()
     docker_info = vps.sh("docker info --format '{{json .}}'").stdout
     assert json.loads(docker_info)["LiveRestoreEnabled"] is True
     # daemon.json survives a restart (a directive given twice would stop dockerd), and the
