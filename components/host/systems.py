@@ -1,7 +1,7 @@
 """The systems the host component provisions, and the little that differs between them.
 
-Debian's current stable release and the previous one while it has LTS (README.md, "Supported
-systems"). Every file the program places on the host is the same on each (each is checked
+Debian's current stable release and the previous one while it has LTS (the table in README.md,
+"The host"). Every file the program places on the host is the same on each (each is checked
 by the real programs of both releases, tests/rendered/test_host.py); only the package list
 differs, in the packages step (templates/host/packages.sh.j2), which refuses any other
 system with a message naming these.

@@ -4,9 +4,9 @@ Debian 12 is supported while it has LTS (components/host/systems.py); Debian 13,
 recommended system, runs the whole suite (tests/e2e/test_vps.py). Here one stack of its own
 runs the subset that shows a Debian 12 host still works end to end, in a few minutes of CI:
 - what provisioning leaves (test_vps.py's own checks, called on this module's stand-in):
-  prod served through nginx, sshd's policy as sshd applies it, ufw's
-  policy and an unlisted port unreachable, every host service running with its settings
-  (journald's cap, fail2ban's ban actions, Docker's live-restore) and each host job run once;
+  prod served through nginx, sshd's policy as sshd applies it, ufw's policy and an unlisted
+  port unreachable, every host service running with its settings (journald's cap, fail2ban's
+  ban actions, the Go collectors' settings, Docker's live-restore);
 - one release under the strict clients' load, dropping no request;
 - a second run that changes nothing;
 - the host services' memory, against host.os_reserve_mb.
