@@ -1,4 +1,4 @@
-"""The host itself, as code: what a fresh Debian 12 VPS needs before the platform runs on it.
+"""The host itself, as code: what a fresh Debian VPS needs before the platform runs on it.
 
 Owned by the platform stack of an ssh host (a `local` stack provisions nothing). Each step
 is a remote command re-run only when its script or content changes; every file comes from
@@ -6,7 +6,8 @@ templates/host/ and is installed by HostFile, whose follow-up validates it with 
 program and puts the previous file back when that fails (components/host/connection.py):
 
 - packages: Docker (host.provision.docker_package), ufw, fail2ban, cron, logrotate,
-  unattended-upgrades; on anything but Debian 12 it stops and says so;
+  unattended-upgrades; on anything but Debian 13 or 12 (components/host/systems.py) it
+  stops and says so;
 - the deploy user (host.ssh.user): created, in the docker group, the operators' keys
   (host.provision.admin_ssh_keys), passwordless sudo (checked with `visudo -c`);
 - sshd: keys only, no root, AllowUsers, modern algorithms; `sshd -t` before each reload, so
@@ -31,18 +32,24 @@ from dataclasses import dataclass
 import pulumi
 
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
+from components.host.systems import DEBIAN_RELEASES, packages_by_release
 from components.host.templates import render
 from components.settings import Settings
 from components.settings.host import HostSettings
 
+# On every supported release; what differs is in components/host/systems.py. procps: the
+# sysctl step's `sysctl`.
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
-            "sudo", "iptables", "openssh-server", "systemd-timesyncd")
-# sshd: OpenSSH 9.2's UnusedConnectionTimeout closes what pulumi-command leaves open.
+            "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps")
+# sshd: UnusedConnectionTimeout (OpenSSH 9.2 and later) closes what pulumi-command leaves open.
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
 SYSCTL_FILE = "/etc/sysctl.d/90-aiia.conf"
-# dockerd's Go garbage collector target (templates/host/docker-memory.conf.j2).
-DOCKERD_GOGC = 25
+# The Go garbage collector's target of dockerd, containerd and containerd's shims, and a soft
+# ceiling on dockerd's own Go memory (templates/host/docker-memory.conf.j2,
+# containerd-memory.conf.j2).
+DOCKER_GOGC = 25
+DOCKERD_MEMORY_LIMIT_MB = 24
 
 
 def docker_ssh_options(host: HostSettings) -> list[str] | None:
@@ -95,7 +102,8 @@ class Host(pulumi.ComponentResource):
 
         packages = host_command(
             f"{name}-packages", connection,
-            render("host/packages.sh.j2", packages=[provision.docker_package, *PACKAGES]),
+            render("host/packages.sh.j2", releases=DEBIAN_RELEASES,
+                   packages=packages_by_release(provision.docker_package, PACKAGES)),
             opts=child())
         accounts = host_command(
             f"{name}-accounts", connection, render("host/accounts.sh.j2", user=user),
@@ -146,8 +154,15 @@ class Host(pulumi.ComponentResource):
         ]
         # After daemon.json: live-restore keeps the containers through this restart.
         files.append(file("docker-memory", "/etc/systemd/system/docker.service.d/aiia-memory.conf",
-                          render("host/docker-memory.conf.j2", gogc=DOCKERD_GOGC),
+                          render("host/docker-memory.conf.j2", gogc=DOCKER_GOGC,
+                                 memory_limit_mb=DOCKERD_MEMORY_LIMIT_MB),
                           "systemctl daemon-reload && systemctl restart docker", files[2]))
+        # containerd.service's KillMode=process: its restart leaves every container's shim, and
+        # so the container, running.
+        files.append(file("containerd-memory",
+                          "/etc/systemd/system/containerd.service.d/aiia-memory.conf",
+                          render("host/containerd-memory.conf.j2", gogc=DOCKER_GOGC),
+                          "systemctl daemon-reload && systemctl restart containerd", packages))
         docker_firewall = [
             file("docker-firewall-script", FIREWALL_SCRIPT,
                  render("host/docker-firewall.sh.j2", allowed_ports=[80, 443]), "true",
@@ -175,9 +190,12 @@ class Host(pulumi.ComponentResource):
                    abuse_max_retry=fail2ban.abuse_max_retry, access_log=access_log,
                    ignore_addresses=fail2ban.ignore_addresses),
             # The log it reads exists before nginx's first line (fail2ban refuses a missing one).
+            # A restart, not a reload: fail2ban 1.1's reload drops a jail's actions when they
+            # change (fail2ban/fail2ban#3860), as sshd's do on Debian 13 (nftables, Debian's
+            # default there, to iptables): its bans would be logged and never applied.
             f"install -d -m 0755 {shlex.quote(host.root_dir + '/logs/nginx')} && "
             f"touch {shlex.quote(access_log)} && "
-            "fail2ban-client -t >/dev/null && systemctl reload-or-restart fail2ban",
+            "fail2ban-client -t >/dev/null && systemctl restart fail2ban",
             *fail2ban_files, docker_firewall[-1]))
         swap = host_command(
             f"{name}-swap", connection, render("host/swap.sh.j2", swap_mb=host.swap_mb,

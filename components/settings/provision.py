@@ -1,5 +1,5 @@
 """Settings of the host itself (`aiia:host.provision`): what the host component
-(components/host/provision.py) makes of a fresh Debian 12 VPS. Pure and typed, like
+(components/host/provision.py) makes of a fresh Debian 13 or 12 VPS. Pure and typed, like
 settings/host.py, which parses them with the rest of `aiia:host` and reports every bad value
 at once.
 
@@ -21,8 +21,9 @@ from typing import Any
 from components.settings.checks import NAMESPACE, PLAIN_PATH_RE, Problems, typed_fields
 
 # OpenSSH public key types an operator's key (or a host key: the VPS's, the off-host backup
-# target's) may be; DSA and the RSA-SHA1 only "ssh-rsa" signature are refused by OpenSSH
-# 9.x's defaults anyway, and RSA keys shorter than 3072 bits are refused here.
+# target's) may be; DSA is gone from OpenSSH 10 (Debian 13) and refused by 9.x's defaults, the
+# RSA-SHA1 only "ssh-rsa" signature is refused by both, and RSA keys shorter than 3072 bits are
+# refused here.
 SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                  "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
                  "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")

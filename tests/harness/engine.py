@@ -80,21 +80,45 @@ class _CommandConnection(http.client.HTTPConnection):
         self._process = None
 
 
+# The newest Engine API version the Docker provider's client speaks: pulumi-docker v5 links
+# github.com/docker/docker v28.5.2 (provider/go.mod), whose api.DefaultVersion is 1.51.
+PROVIDER_CLIENT_API_VERSION = "1.51"
+
+
+def negotiated_api_version(server: str | None,
+                           client: str = PROVIDER_CLIENT_API_VERSION) -> str:
+    """The API version a client made with `client.WithAPIVersionNegotiation()` (as
+    terraform-provider-docker's `Config.NewClient` makes every one) speaks to an engine whose
+    `/_ping` says `server` in its `API-Version` header (docker/docker `client/client.go`
+    `negotiateAPIVersionPing`): the lower of the two; an engine that says none is taken
+    for 1.24, the last version before the header existed. E.g. 1.45 with Debian 13's
+    docker.io 26.1, 1.41 with Debian 12's 20.10."""
+    server = server or "1.24"
+
+    def number(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("."))
+
+    return server if number(server) < number(client) else client
+
+
 class DockerEngine:
     def __init__(self, path: str = SOCKET, timeout: float = 120.0):
         self.path = path
         self.timeout = timeout
+        # Once negotiated (`negotiate`), every request names it (`/v1.45/containers/…`), as
+        # the Go client does; until then paths are unversioned, which an engine serves at
+        # its own newest version.
+        self.api_version: str | None = None
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         return _UnixConnection(self.path, timeout)
 
-    def request(self, method: str, url: str, body: Any = None, *, raw: bytes | None = None,
-                content_type: str = "application/json", ok: tuple[int, ...] = (200, 201, 204),
-                timeout: float | None = None) -> Any:
+    def _exchange(self, method: str, url: str, payload: bytes | None, content_type: str,
+                  timeout: float | None) -> tuple[http.client.HTTPResponse, bytes]:
         connection = self._connection(timeout or self.timeout)
+        if self.api_version is not None:
+            url = f"/v{self.api_version}{url}"
         try:
-            payload = raw if raw is not None else (
-                json.dumps(body).encode() if body is not None else None)
             headers = {"Content-Type": content_type} if payload is not None else {}
             connection.request(method, url, body=payload, headers=headers)
             response = connection.getresponse()
@@ -105,6 +129,14 @@ class DockerEngine:
                 from error
         finally:
             connection.close()
+        return response, data
+
+    def request(self, method: str, url: str, body: Any = None, *, raw: bytes | None = None,
+                content_type: str = "application/json", ok: tuple[int, ...] = (200, 201, 204),
+                timeout: float | None = None) -> Any:
+        payload = raw if raw is not None else (
+            json.dumps(body).encode() if body is not None else None)
+        response, data = self._exchange(method, url, payload, content_type, timeout)
         if response.status not in ok:
             raise EngineError(f"{method} {url}: {response.status} {data.decode(errors='replace')}")
         if not data:
@@ -113,6 +145,15 @@ class DockerEngine:
             return json.loads(data)
         except ValueError:
             return data
+
+    def negotiate(self) -> str:
+        """`GET /_ping`, then the API version the provider's client would speak from then on
+        (`negotiated_api_version`), which every later request names."""
+        response, data = self._exchange("GET", "/_ping", None, "application/json", None)
+        if response.status != 200:
+            raise EngineError(f"GET /_ping: {response.status} {data.decode(errors='replace')}")
+        self.api_version = negotiated_api_version(response.getheader("API-Version"))
+        return self.api_version
 
     # ---------------------------------------------------------------- objects
 

@@ -39,7 +39,8 @@ readonly STANDINS=(
     "node|aiia-standin/node:24|node:24|forky"
     "pebble|aiia-standin/pebble:2|ghcr.io/letsencrypt/pebble|bookworm"
     "sshd|aiia-standin/sshd:9|an SSH backup target (test only)|bookworm"
-    "vps|aiia-standin/vps:12|a Debian 12 VPS|bookworm"
+    "vps-12|aiia-standin/vps:12|a Debian 12 VPS|bookworm"
+    "vps-13|aiia-standin/vps:13|a Debian 13 VPS|trixie"
 )
 base_tag() { printf 'aiia-standin/debian:%s' "$1"; }
 

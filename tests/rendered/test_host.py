@@ -1,7 +1,9 @@
 """The host files prod's program renders (components/host/provision.py), checked by the real
 programs that will read them on the VPS: sshd, visudo, fail2ban, logrotate, iptables, sysctl.
-They run in the VPS stand-in image (tests/images/vps: Debian 12 with those packages), one
-`docker run --rm` per check, the files mounted where the VPS has them.
+They run in the VPS stand-ins of both supported releases (tests/images/vps-13: Debian 13,
+tests/images/vps-12: Debian 12, each with those packages; components/host/systems.py), one
+`docker run --rm` per check, the files mounted where the VPS has them: every check that runs
+a program runs once per release, the same files in both.
 
 Not here (the VPS stand-in's end-to-end tests, issue #9): the files installed over SSH by
 the replay, sshd reloaded and logged into, ufw enabled, bans from real traffic.
@@ -16,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from components.host.provision import max_startups
+from components.host.systems import DEBIAN_RELEASES
 from tests.harness.program import TEST_ADMIN_KEY
 
 pytestmark = pytest.mark.rendered
-IMAGE = "aiia-standin/vps:12"  # tests/images/build-standins.sh
+# tests/images/build-standins.sh: one stand-in per supported release.
+IMAGES = {release.version: f"aiia-standin/vps:{release.version}" for release in DEBIAN_RELEASES}
 
 
 def host_files(rendered) -> dict[str, str]:
@@ -27,11 +31,17 @@ def host_files(rendered) -> dict[str, str]:
             if path.startswith(("/etc/", "/usr/local/sbin/"))}
 
 
-def in_vps(files: dict[str, str], script: str, tmp_path: Path, *docker_options: str,
-           check: bool = True, network: str = "none",
+@pytest.fixture(params=sorted(IMAGES), ids=lambda version: f"debian{version}")
+def debian(request) -> str:
+    """The VPS stand-in's release a test runs on: each such test runs on every one."""
+    return request.param
+
+
+def in_vps(debian: str, files: dict[str, str], script: str, tmp_path: Path,
+           *docker_options: str, check: bool = True, network: str = "none",
            modes: dict[str, int] | None = None) -> subprocess.CompletedProcess:
-    """`script` (bash) in a throwaway VPS stand-in with `files` placed at their paths (root's,
-    mode 0644 unless `modes` says otherwise)."""
+    """`script` (bash) in a throwaway VPS stand-in of Debian `debian` with `files` placed at
+    their paths (root's, mode 0644 unless `modes` says otherwise)."""
     mounts = []
     for index, (path, content) in enumerate(sorted(files.items())):
         local = tmp_path / f"file-{index}"
@@ -39,7 +49,7 @@ def in_vps(files: dict[str, str], script: str, tmp_path: Path, *docker_options: 
         local.chmod((modes or {}).get(path, 0o644))
         mounts += ["-v", f"{local}:{path}:ro"]
     result = subprocess.run(["docker", "run", "--rm", "--network", network, *docker_options,
-                             *mounts, IMAGE, "bash", "-euo", "pipefail", "-c", script],
+                             *mounts, IMAGES[debian], "bash", "-euo", "pipefail", "-c", script],
                             capture_output=True, text=True, timeout=120, check=False)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -56,10 +66,50 @@ def files(rendered) -> dict[str, str]:
     return files
 
 
-def test_sshd_accepts_the_policy_and_applies_it_as_written(files, rendered, tmp_path):
+# /etc/os-release of systems the program does not provision (Debian testing has no
+# VERSION_ID).
+FOREIGN_SYSTEMS = {
+    "ubuntu-24.04": 'ID=ubuntu\nVERSION_ID="24.04"\nPRETTY_NAME="Ubuntu 24.04.3 LTS"\n',
+    "debian-11": 'ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n',
+    "debian-testing": 'ID=debian\nPRETTY_NAME="Debian GNU/Linux forky/sid"\n',
+}
+
+
+def test_the_packages_step_takes_each_supported_release_and_refuses_any_other_system(
+        debian, rendered, tmp_path):
+    """On its own release the step gets past the check and asks for that release's packages
+    (no network here, so apt stops there); with another system's /etc/os-release it stops
+    before any change and names the systems it supports."""
+    script = rendered["prod"].script("host-packages")
+    files = {"/opt/packages.sh": script,
+             **{f"/opt/os-release-{name}": text for name, text in FOREIGN_SYSTEMS.items()}}
+    # Each run's exit status printed after its output (the script runs under `set -e`).
+    run = 'status=0; timeout 60 bash /opt/packages.sh 2>&1 || status=$?; echo "@@exit $status@@"'
+    foreign_runs = "; ".join(f"cat /opt/os-release-{name} > /etc/os-release; {run}"
+                             for name in FOREIGN_SYSTEMS)
+    result = in_vps(debian, files, f"{run}; echo @@foreign@@; {foreign_runs}", tmp_path)
+    own, foreign = result.stdout.split("@@foreign@@")
+    release = next(release for release in DEBIAN_RELEASES if release.version == debian)
+    assert f"host: {release.name}, {release.support}" in own, own
+    installing = next(line for line in own.splitlines() if line.startswith("host: installing"))
+    # The stand-in has all but Docker (and, on a fresh VPS, time sync); Debian 13's
+    # docker.io leaves its CLI to docker-cli.
+    assert ("docker-cli" in installing.split()) == (debian == "13"), installing
+    assert "docker.io" in installing.split(), installing
+    refusals = foreign.split("@@exit ")[:-1]
+    assert len(refusals) == len(FOREIGN_SYSTEMS), foreign
+    for said in refusals:
+        assert "the program provisions Debian 13 (trixie) or Debian 12 (bookworm) only" in said
+        assert "host: installing" not in said
+    assert [part.split("@@")[0] for part in foreign.split("@@exit ")[1:]] == \
+        ["1"] * len(FOREIGN_SYSTEMS), foreign
+
+
+def test_sshd_accepts_the_policy_and_applies_it_as_written(debian, files, rendered, tmp_path):
     sshd = {path: content for path, content in files.items() if path.startswith("/etc/ssh/")}
-    result = in_vps(sshd, "ssh-keygen -A >/dev/null && mkdir -p /run/sshd && sshd -t && "
-                    "sshd -T -C user=deploy,host=operator.example,addr=203.0.113.7", tmp_path)
+    result = in_vps(debian, sshd, "ssh-keygen -A >/dev/null && mkdir -p /run/sshd && "
+                    "sshd -t && sshd -T -C user=deploy,host=operator.example,addr=203.0.113.7",
+                    tmp_path)
     effective = {}
     for line in result.stdout.splitlines():
         key, _, value = line.partition(" ")
@@ -72,7 +122,17 @@ def test_sshd_accepts_the_policy_and_applies_it_as_written(files, rendered, tmp_
     assert effective["maxauthtries"] == "3"
     assert effective["allowtcpforwarding"] == "no" and effective["x11forwarding"] == "no"
     assert effective["port"] == "22"
-    assert "diffie-hellman-group14-sha1" not in effective["kexalgorithms"]
+    # Key exchange: curve25519 and the post-quantum hybrids; 4096/8192-bit modp groups only
+    # where the release still offers them by default (OpenSSH 9.2); no NIST curve, no SHA-1,
+    # no 2048-bit group.
+    kex = effective["kexalgorithms"].split(",")
+    assert set(kex) <= {
+        "mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com",
+        "curve25519-sha256", "curve25519-sha256@libssh.org", "diffie-hellman-group16-sha512",
+        "diffie-hellman-group18-sha512"}, kex
+    assert "curve25519-sha256" in kex  # what golang.org/x/crypto/ssh (pulumi-command) speaks
+    if debian == "13":  # OpenSSH 10.0's post-quantum default stays first
+        assert kex[0] == "mlkem768x25519-sha256", kex
     assert set(effective["ciphers"].split(",")) <= {
         "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
         "aes256-ctr", "aes192-ctr", "aes128-ctr"}
@@ -85,16 +145,16 @@ def test_sshd_accepts_the_policy_and_applies_it_as_written(files, rendered, tmp_
     assert effective["unusedconnectiontimeout"] == "20"
 
 
-def test_sshd_refuses_a_broken_drop_in_so_it_is_never_reloaded(tmp_path):
+def test_sshd_refuses_a_broken_drop_in_so_it_is_never_reloaded(debian, tmp_path):
     broken = {"/etc/ssh/sshd_config.d/10-aiia.conf": "PermitRootLogin perhaps\n"}
-    result = in_vps(broken, "ssh-keygen -A >/dev/null && mkdir -p /run/sshd && sshd -t",
+    result = in_vps(debian, broken, "ssh-keygen -A >/dev/null && mkdir -p /run/sshd && sshd -t",
                     tmp_path, check=False)
     assert result.returncode != 0 and "10-aiia.conf line 1" in result.stderr, result.stderr
 
 
-def test_the_deploy_user_s_sudo_rule_parses(files, tmp_path):
+def test_the_deploy_user_s_sudo_rule_parses(debian, files, tmp_path):
     sudoers = {"/etc/sudoers.d/aiia-deploy": files["/etc/sudoers.d/aiia-deploy"]}
-    result = in_vps(sudoers, "visudo -c && useradd deploy && sudo -l -U deploy", tmp_path,
+    result = in_vps(debian, sudoers, "visudo -c && useradd deploy && sudo -l -U deploy", tmp_path,
                     modes={"/etc/sudoers.d/aiia-deploy": 0o440})
     assert "(root) NOPASSWD: ALL" in result.stdout, result.stdout
 
@@ -115,7 +175,7 @@ def access_log(rendered, lines: list[tuple[str, str, int]]) -> str:
 
 
 def test_fail2ban_loads_its_jails_and_its_filters_find_the_right_addresses(
-        files, rendered, tmp_path):
+        debian, files, rendered, tmp_path):
     fail2ban = {path: content for path, content in files.items() if "/fail2ban/" in path}
     jail = fail2ban["/etc/fail2ban/jail.d/aiia.conf"]
     log_path = next(line.split("=", 1)[1].strip() for line in jail.splitlines()
@@ -131,10 +191,21 @@ def test_fail2ban_loads_its_jails_and_its_filters_find_the_right_addresses(
         "/etc/fail2ban/filter.d/aiia-nginx-status-auth.conf && echo @@abuse@@ && "
         f"fail2ban-regex --print-all-matched {log_path} "
         "/etc/fail2ban/filter.d/aiia-nginx-abuse.conf")
-    result = in_vps(fail2ban, script, tmp_path)
+    result = in_vps(debian, fail2ban, script, tmp_path)
     status_part, abuse_part = result.stdout.split("@@abuse@@")
     jails = int(status_part.splitlines()[0])
     assert jails == 3, result.stdout  # sshd and the two nginx jails
+    # As fail2ban resolves the files with the release's own (Debian 13's defaults-debian.conf
+    # makes nftables the default): every jail bans with iptables, where Docker's rules are.
+    dump = in_vps(debian, fail2ban, "fail2ban-client -d", tmp_path).stdout
+    actions = [line for line in dump.splitlines() if "'addaction'" in line]
+    assert actions == ["['set', 'sshd', 'addaction', 'iptables-multiport']",
+                       *[f"['set', '{jail}', 'addaction', 'iptables-allports-aiia-{name}-{chain}']"
+                         for jail, name in (("aiia-nginx-status-auth", "status"),
+                                            ("aiia-nginx-abuse", "abuse"))
+                         for chain in ("forward", "input")]], actions
+    assert "['add', 'sshd', 'systemd']" in dump  # the journal: there is no auth.log
+    assert "['set', 'sshd', 'addjournalmatch', '_SYSTEMD_UNIT=ssh.service', '+'" in dump
     # 401s on the status domain only; a 401 elsewhere (the app's own) is not a password guess.
     assert "Lines: 8 lines, 0 ignored, 3 matched" in status_part, status_part
     assert matched_addresses(status_part) == {"198.51.100.1"}
@@ -154,12 +225,13 @@ def test_the_nginx_jails_ban_where_docker_s_forwarded_traffic_passes(files):
     for name in ("aiia-nginx-status-auth", "aiia-nginx-abuse"):
         section = jail.split(f"[{name}]", 1)[1].split("\n[", 1)[0]
         assert 'chain="DOCKER-USER"' in section and 'chain="INPUT"' in section, section
-    assert "backend = systemd" in jail  # Debian 12 has no auth.log
+    assert "backend = systemd" in jail  # Debian 12 and 13 have no auth.log
     settings_line = [line for line in jail.splitlines() if line.startswith("bantime")]
     assert settings_line == ["bantime = 3600"]
 
 
-def test_logrotate_rotates_a_log_past_its_size_with_no_line_lost(files, rendered, tmp_path):
+def test_logrotate_rotates_a_log_past_its_size_with_no_line_lost(debian, files, rendered,
+                                                                 tmp_path):
     config = {"/etc/logrotate.d/aiia": files["/etc/logrotate.d/aiia"]}
     root = rendered["prod"].root_dir
     # 51 MB of numbered lines; logrotate at its next (not forced) run moves it aside.
@@ -169,14 +241,14 @@ def test_logrotate_rotates_a_log_past_its_size_with_no_line_lost(files, rendered
               f"logrotate -s /tmp/state /etc/logrotate.d/aiia && "
               f"ls {root}/logs && cat {root}/logs/certbot.log-* | wc -l && "
               f"test ! -e {root}/logs/certbot.log")
-    result = in_vps(config, script, tmp_path)
+    result = in_vps(debian, config, script, tmp_path)
     names = result.stdout.split()
     assert any(name.startswith("certbot.log-") for name in names), result.stdout
     assert names[-1] == "7000000", result.stdout
 
 
 def test_only_nginx_s_ports_reach_containers_from_outside_and_a_rerun_changes_nothing(
-        files, tmp_path):
+        debian, files, tmp_path):
     script_path = "/usr/local/sbin/aiia-docker-firewall"
     firewall = {script_path: files[script_path]}
     # A network of its own gives the container a default route (its outside interface).
@@ -187,7 +259,7 @@ def test_only_nginx_s_ports_reach_containers_from_outside_and_a_rerun_changes_no
     result = subprocess.run(["docker", "network", "create", "aiia-test-firewall"],
                             capture_output=True, text=True, check=False)
     try:
-        output = in_vps(firewall, script, tmp_path, "--cap-add", "NET_ADMIN",
+        output = in_vps(debian, firewall, script, tmp_path, "--cap-add", "NET_ADMIN",
                         network="aiia-test-firewall").stdout
     finally:
         subprocess.run(["docker", "network", "rm", "aiia-test-firewall"], capture_output=True,

@@ -153,7 +153,9 @@ def configure(resource: RecordedResource, inputs: dict, default: DockerEngine,
     """A Docker provider: its client from `host` and `ssh_opts` (terraform-provider-docker
     `Config.NewClient`: an ssh:// host through docker/cli's connection helper, i.e. the
     system `ssh … docker system dial-stdio`), pinged before its first resource
-    (`providerConfigure`: "Error pinging Docker server"). `default` is the engine of a
+    (`providerConfigure`: "Error pinging Docker server"), which negotiates the API version
+    its requests name from then on (`client.WithAPIVersionNegotiation()` in `NewClient`; see
+    tests/harness/engine.py `negotiated_api_version`). `default` is the engine of a
     provider that names no host (or the default socket)."""
     check_inputs(resource, inputs, PROVIDER_INPUTS, MAPPED_IN)
     host = inputs.get("host") or ""
@@ -180,7 +182,7 @@ def configure(resource: RecordedResource, inputs: dict, default: DockerEngine,
         raise ReplayError(f"{resource.name}: Docker host {host!r} not understood by the "
                           f"replay (unix:// and ssh:// are); map it in {MAPPED_IN}")
     try:
-        engine.request("GET", "/_ping")
+        engine.negotiate()
     except EngineError as error:
         raise ReplayError(f"{resource.name}: Error pinging Docker server: {error}") \
             from error

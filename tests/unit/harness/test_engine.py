@@ -1,6 +1,9 @@
-"""The engine client's error messages: a health wait that times out explains itself."""
+"""The engine client: its error messages (a health wait that times out explains itself) and
+the API version it speaks, negotiated as the Docker provider's Go client does."""
 
-from tests.harness.engine import health_log
+import sys
+
+from tests.harness.engine import DialStdioEngine, health_log, negotiated_api_version
 
 
 def test_the_health_log_shows_each_check_exit_code_and_output():
@@ -17,3 +20,28 @@ def test_the_health_log_shows_each_check_exit_code_and_output():
 def test_no_health_check_run_yet_is_said_so():
     assert health_log({"Health": {"Status": "starting", "Log": []}}) == "no health check has run"
     assert health_log({}) == "no health check has run"
+
+
+def test_the_api_version_is_the_lower_of_the_engines_and_the_providers_client():
+    # docker/docker client/client.go negotiateAPIVersionPing; the client: docker/docker
+    # v28.5.2 (pulumi-docker v5), api.DefaultVersion 1.51.
+    assert negotiated_api_version("1.45") == "1.45"  # Debian 13's docker.io 26.1
+    assert negotiated_api_version("1.41") == "1.41"  # Debian 12's docker.io 20.10
+    assert negotiated_api_version("1.52") == "1.51"  # an engine newer than the client
+    assert negotiated_api_version("1.9") == "1.9"  # numbers, not strings, are compared
+    assert negotiated_api_version(None) == "1.24"  # no API-Version header
+
+
+# One HTTP exchange on stdin/stdout, as `docker system dial-stdio` carries it: the answer
+# names the engine's API version and echoes the path it was asked for.
+ECHO_ENGINE = ("import sys; path = sys.stdin.buffer.readline().split()[1]; "
+               "sys.stdout.buffer.write(b'HTTP/1.1 200 OK\\r\\nAPI-Version: 1.45\\r\\n"
+               "Content-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' % (len(path), path)); "
+               "sys.stdout.flush()")
+
+
+def test_after_the_ping_every_request_names_the_negotiated_version():
+    engine = DialStdioEngine([sys.executable, "-c", ECHO_ENGINE])
+    assert engine.request("GET", "/version") == b"/version"  # not negotiated yet
+    assert engine.negotiate() == "1.45"
+    assert engine.request("GET", "/containers/json") == b"/v1.45/containers/json"

@@ -59,6 +59,10 @@ class FakeEngine:
     def request(self, method, url, body=None, **_):
         self._call("update", url)
 
+    def negotiate(self):
+        self.request("GET", "/_ping")
+        return "1.45"
+
 
 def container(name, urn=None, dependencies=(), delete_before_replace=None, ignore_changes=(),
               **inputs):
