@@ -58,7 +58,7 @@ class HostSettings:
     kind: str  # "local": the developer's Docker, commands run here; "ssh": a VPS
     memory_mb: int = 512
     swap_mb: int = 1024
-    os_reserve_mb: int = 80
+    os_reserve_mb: int = 104  # Debian 13's host services, measured: Pulumi.prod.yaml
     root_dir: str = "/srv/aiia"
     # The Docker provider's host: on an ssh host derived from host.ssh (ssh://user@host:port)
     # and refused when given otherwise; on a local one, None (the local socket) or any URL.

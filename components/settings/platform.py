@@ -89,8 +89,11 @@ class PgBouncerSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    memory_mb: int = 64
-    maxmemory_mb: int = 50
+    # 48 MB of a 512 MB host (64 before Debian 13's host services took 16 more): 32 MB of
+    # keys for both environments, and headroom for Redis itself (~4 MB) and the allocator's
+    # fragmentation (up to ~1.3× the keys' size).
+    memory_mb: int = 48
+    maxmemory_mb: int = 32
     eviction_policy: str = "allkeys-lru"
 
 

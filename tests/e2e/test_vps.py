@@ -452,11 +452,6 @@ HOST_SERVICES = ("sshd", "fail2ban-server", "cron", "dockerd", "containerd",
                  "unattended-upgrade")
 
 
-# On Debian 13 the host's services hold more than the shipped reserve (Pulumi.prod.yaml's
-# measurements); the budget's shares are for whoever owns it to move (issue #26). Strict: once
-# the reserve covers them, this mark has to go. Debian 12 (test_vps_debian12.py) asserts it.
-@pytest.mark.xfail(strict=True, reason="Debian 13's host services hold ~100-102 MB anonymous, "
-                   "over host.os_reserve_mb 88 (dockerd 26.1, containerd-shims of Go 1.24)")
 def test_host_services_memory_after_provisioning(provisioned):
     """What the host's own services hold once provisioned and idle: anonymous memory (what
     the kernel cannot drop; host.os_reserve_mb must cover it) and PSS (with the pages of

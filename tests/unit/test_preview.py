@@ -61,7 +61,7 @@ def test_an_image_bump_restarts_that_container_alone(before, service):
 def test_a_memory_change_is_an_update_in_place(before):
     stack, run = before
     config = copy.deepcopy(stack_config(stack))
-    config["aiia:platform"].setdefault("redis", {})["memory_mb"] = 56
+    config["aiia:platform"].setdefault("redis", {})["memory_mb"] = 40
     plans = preview(run, run_program(stack, config=config))
     containers = {name: action for name, action in changed(plans).items()
                   if run.named(name).type == CONTAINER}

@@ -9,7 +9,7 @@ def test_memory_limits_are_the_configured_ones(prod):
     limits = {service_of(c): c.plain["memory"] for c in prod.containers().values()}
     assert limits["postgres"] == 120
     assert limits["pgbouncer"] == 16
-    assert limits["redis"] == 64
+    assert limits["redis"] == 48
     assert limits["nginx"] == 32
     assert limits["app"] == config["environments"]["prod"]["app_memory_mb"]
 

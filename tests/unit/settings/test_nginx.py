@@ -20,7 +20,7 @@ def test_worker_connections_by_default_fit_and_more_memory_takes_more():
 
     def more_memory(raw):
         raw["platform"]["nginx"] = {"memory_mb": 48, "worker_connections": 500}
-        raw["platform"]["redis"] = {"memory_mb": 48, "maxmemory_mb": 40}  # the budget's
+        raw["platform"]["redis"] = {"memory_mb": 32, "maxmemory_mb": 24}  # the budget's
 
     assert parse("prod", more_memory).platform.nginx.worker_connections == 500
 
