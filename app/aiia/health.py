@@ -3,6 +3,11 @@
 Each check runs in a worker thread of its own under a deadline, so a hung PgBouncer or Redis
 turns into a 503 within CHECK_DEADLINE_SECONDS (the container health check gives up after 3 s)
 instead of blocking the thread that Django's synchronous views share.
+
+What failed and why (an error names PgBouncer's host and address) goes to the app's log and to
+a caller inside the container (its health check, an operator's `make exec`); a request that
+came through nginx, which sets X-Forwarded-For on every request it proxies and overwrites a
+client's own (templates/nginx/nginx.conf.j2), reads only "ok" or "fail" per check (review L4).
 """
 
 import asyncio
@@ -81,8 +86,10 @@ async def healthz(request: HttpRequest) -> JsonResponse | HttpResponseNotAllowed
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     outcomes = await asyncio.gather(*(run_check(name, check) for name, check in CHECKS.items()))
-    checks = dict(zip(CHECKS, outcomes, strict=True))
     healthy = all(outcome == "ok" for outcome in outcomes)
+    if "HTTP_X_FORWARDED_FOR" in request.META:
+        outcomes = ["ok" if outcome == "ok" else "fail" for outcome in outcomes]
+    checks = dict(zip(CHECKS, outcomes, strict=True))
     response = JsonResponse(
         {
             "status": "ok" if healthy else "fail",

@@ -354,9 +354,10 @@ class AppServer:
         return code
 
     def request(
-        self, method: str, path: str, body: object = None, host: str = APP_HOST
+        self, method: str, path: str, body: object = None, host: str = APP_HOST,
+        headers: dict[str, str] | None = None,
     ) -> Response:
-        return http_request(self.port, method, path, body=body, host=host)
+        return http_request(self.port, method, path, body=body, host=host, headers=headers)
 
 
 @dataclass
@@ -371,10 +372,11 @@ class Response:
 
 
 def http_request(
-    port: int, method: str, path: str, body: object = None, host: str = APP_HOST
+    port: int, method: str, path: str, body: object = None, host: str = APP_HOST,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    headers = {"Host": host}
+    headers = {"Host": host, **(headers or {})}
     payload = None
     if body is not None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()

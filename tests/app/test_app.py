@@ -363,6 +363,8 @@ def test_health_fails_naming_the_cache_while_redis_is_down_then_recovers(
     redis.stop()
     try:
         down = app_server.request("GET", "/healthz/")
+        through_nginx = app_server.request("GET", "/healthz/",
+                                           headers={"X-Forwarded-For": "203.0.113.7"})
     finally:
         redis.start()
     up = app_server.request("GET", "/healthz/")
@@ -374,6 +376,9 @@ def test_health_fails_naming_the_cache_while_redis_is_down_then_recovers(
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["cache"] != "ok"
     assert "ConnectionError" in body["checks"]["cache"]
+    # Review L4: the internet (through nginx) reads that the cache failed, not its address.
+    assert through_nginx.status == 503
+    assert through_nginx.json()["checks"] == {"database": "ok", "cache": "fail"}
     assert down.seconds < 3
     assert up.status == 200, up.body
 
