@@ -253,9 +253,11 @@ def test_only_nginx_s_ports_reach_containers_from_outside_and_a_rerun_changes_no
     firewall = {script_path: files[script_path]}
     # A network of its own gives the container a default route (its outside interface).
     # DOCKER-USER as Docker leaves it: ending in its own RETURN.
-    script = ("iptables -N DOCKER-USER && iptables -A DOCKER-USER -j RETURN && "
+    script = ("for t in iptables ip6tables; do $t -N DOCKER-USER && "
+              "$t -A DOCKER-USER -j RETURN; done && "
               f"bash {script_path} && iptables -S > /tmp/first && bash {script_path} && "
-              "iptables -S > /tmp/second && diff /tmp/first /tmp/second && cat /tmp/second")
+              "iptables -S > /tmp/second && diff /tmp/first /tmp/second && cat /tmp/second && "
+              "ip6tables -S | sed 's/^/v6 /'")
     result = subprocess.run(["docker", "network", "create", "aiia-test-firewall"],
                             capture_output=True, text=True, check=False)
     try:
@@ -265,14 +267,20 @@ def test_only_nginx_s_ports_reach_containers_from_outside_and_a_rerun_changes_no
         subprocess.run(["docker", "network", "rm", "aiia-test-firewall"], capture_output=True,
                        check=False)
     assert result.returncode == 0 or "already exists" in result.stderr, result.stderr
-    rules = [line for line in output.splitlines() if line.startswith("-A ")]
-    docker_user = [r for r in rules if r.startswith("-A DOCKER-USER")]
-    assert docker_user == ["-A DOCKER-USER -j AIIA-PUBLISHED", "-A DOCKER-USER -j RETURN"]
-    published = [r for r in rules if r.startswith("-A AIIA-PUBLISHED")]
-    assert published[0].endswith("--ctstate RELATED,ESTABLISHED -j RETURN")
-    assert published[1] == "-A AIIA-PUBLISHED ! -i eth0 -j RETURN"
-    assert [r.split("--ctorigdstport ")[1].split()[0] for r in published[2:-1]] == ["80", "443"]
-    assert published[-1] == "-A AIIA-PUBLISHED -j DROP"
+    lines = output.splitlines()
+    for rules in ([line for line in lines if line.startswith("-A ")],
+                  [line.removeprefix("v6 ") for line in lines if line.startswith("v6 -A ")]):
+        docker_user = [r for r in rules if r.startswith("-A DOCKER-USER")]
+        assert docker_user == ["-A DOCKER-USER -j AIIA-PUBLISHED", "-A DOCKER-USER -j RETURN"]
+        published = [r for r in rules if r.startswith("-A AIIA-PUBLISHED")]
+        assert published[0].endswith("--ctstate RELATED,ESTABLISHED -j RETURN")
+        # Review L6: Docker's bridges pass; every other interface (not only the default
+        # route's: a provider's private network too) reaches 80 and 443 alone.
+        assert published[1:3] == ["-A AIIA-PUBLISHED -i docker0 -j RETURN",
+                                  "-A AIIA-PUBLISHED -i br-+ -j RETURN"]
+        assert [r.split("--ctorigdstport ")[1].split()[0] for r in published[3:-1]] == [
+            "80", "443"]
+        assert published[-1] == "-A AIIA-PUBLISHED -j DROP"
 
 
 def test_docker_keeps_containers_across_its_restarts_and_listens_on_no_tcp_port(files):
