@@ -30,6 +30,10 @@ class PlatformOutputs:
     nginx_container: Any
     pgbouncer_host: Any
     pgbouncer_port: Any
+    # PostgreSQL itself, on the data network (network_name): a release's migrations reach it
+    # directly, with a lock timeout PgBouncer's transaction mode cannot carry.
+    postgres_host: Any
+    postgres_port: Any
     redis_host: Any
     redis_port: Any
     root_dir: Any

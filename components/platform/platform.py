@@ -29,7 +29,7 @@ from components.platform.networks import (
 from components.platform.nginx import Nginx, NginxArgs
 from components.platform.outputs import PlatformOutputs
 from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
-from components.platform.postgres import Postgres, PostgresArgs
+from components.platform.postgres import POSTGRES_PORT, Postgres, PostgresArgs
 from components.platform.redis import Redis, RedisArgs
 from components.settings import Settings
 
@@ -203,6 +203,8 @@ class Platform(pulumi.ComponentResource):
             nginx_container=self.nginx.container_name,
             pgbouncer_host=self.pgbouncer.container_name,
             pgbouncer_port=self.pgbouncer.port,
+            postgres_host=self.postgres.container_name,
+            postgres_port=POSTGRES_PORT,
             redis_host=self.redis.container_name,
             redis_port=self.redis.port,
             root_dir=settings.host.root_dir,

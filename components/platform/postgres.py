@@ -20,6 +20,7 @@ from components.settings.accounts import data_owner
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
 POSTGRES_UID = data_owner("postgres")
+POSTGRES_PORT = 5432  # postgresql.conf.j2's, on the data network
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 

@@ -19,6 +19,9 @@ MEDIA_ROOT = "/app/media"
 # Where the app finds its secrets when they are files (releases.<env>.secrets_as: files):
 # {root}/secrets/<env>/ on the host, mounted read-only.
 SECRETS_IN_CONTAINER = "/run/secrets/aiia"
+# Between the app's environment file and the migrations' on the release script's stdin
+# (templates/app/release-begin.sh.j2): a comment line in the env-file syntax.
+MIGRATE_ENV_MARK = "# --- migrate ---"
 SECRET_FILES = {"SECRET_KEY": "secret_key", "DATABASE_PASSWORD": "database_password",
                 "REDIS_PASSWORD": "redis_password"}
 
@@ -68,3 +71,20 @@ def app_environment_variables(release: ReleaseSettings, environment: dict, platf
         ("MEDIA_ROOT", MEDIA_ROOT),
         ("LOG_FILE", f"/var/log/aiia/{name}/django.log"),
     ]
+
+
+def migrate_environment_variables(release: ReleaseSettings, environment: dict, platform: dict,
+                                  *secrets: str) -> list[tuple[str, str]]:
+    """The contract's variables for `manage.py migrate`: PostgreSQL itself instead of
+    PgBouncer, whose transaction mode cannot carry a session's settings, and those settings
+    in PGOPTIONS, which libpq (psycopg 2 and 3 alike) sends at connect."""
+    if platform.get("postgres_host") is None:
+        raise ValueError(
+            f"aiia:releases.{release.environment}: the platform stack exports no postgres_host "
+            "(a platform made by an earlier program): `pulumi up` the platform's stack first")
+    direct = {**platform, "pgbouncer_host": platform["postgres_host"],
+              "pgbouncer_port": platform["postgres_port"]}
+    options = (f"-c lock_timeout={release.migrate_lock_timeout_seconds}s "
+               f"-c statement_timeout={release.migrate_statement_timeout_seconds}s")
+    return [*app_environment_variables(release, environment, direct, *secrets),
+            ("PGOPTIONS", options)]

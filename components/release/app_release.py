@@ -30,11 +30,13 @@ from components.platform.nginx import nginx_lock_file, reload_command, render_up
 from components.platform.outputs import PlatformHandle
 from components.release.app_contract import (
     MEDIA_ROOT,
+    MIGRATE_ENV_MARK,
     SECRET_FILES,
     SECRETS_IN_CONTAINER,
     STATIC_ROOT,
     app_environment_variables,
     app_secrets,
+    migrate_environment_variables,
 )
 from components.settings import Settings
 from components.settings.releases import RELEASE_DRAIN_SECONDS, ReleaseSettings
@@ -77,7 +79,8 @@ class AppRelease(pulumi.ComponentResource):
         platform_values = pulumi.Output.all(
             **{key: args.platform.output(key)
                for key in ("pgbouncer_host", "pgbouncer_port", "redis_host", "redis_port",
-                           "network_name", "prefix", "dashboard_uid")},
+                           "postgres_host", "postgres_port", "network_name", "prefix",
+                           "dashboard_uid")},
             environment=environment)
 
         def check_platform(values: dict) -> dict:
@@ -94,7 +97,9 @@ class AppRelease(pulumi.ComponentResource):
                     "platform.dashboard.uid): its server could read the app's secret files; "
                     "give the release another uid:gid")
             # The environment's own network (a platform stack of an earlier program has
-            # one network for everything: network_name).
+            # one network for everything: network_name); the data network, PostgreSQL's,
+            # for the migrations alone.
+            values["data_network"] = values["network_name"]
             values["network_name"] = values["environment"].get("network") or \
                 values["network_name"]
             return values
@@ -107,6 +112,9 @@ class AppRelease(pulumi.ComponentResource):
         variables = pulumi.Output.all(environment, platform_values, *passwords).apply(
             lambda values: app_environment_variables(release, *values))
         variables = pulumi.Output.secret(variables)
+        migrate_variables = pulumi.Output.secret(
+            pulumi.Output.all(environment, platform_values, *passwords).apply(
+                lambda values: migrate_environment_variables(release, *values)))
         secrets = pulumi.Output.secret(pulumi.Output.all(*passwords).apply(
             lambda values: app_secrets(*values)))
         secrets_dir = f"{root}/secrets/{env_name}"
@@ -180,8 +188,14 @@ class AppRelease(pulumi.ComponentResource):
                    log_dir=log_volume["host_path"], media_dir=media_volume["host_path"],
                    secrets_dir=secrets_dir if secret_files else None,
                    secrets_in_container=SECRETS_IN_CONTAINER,
+                   data_network=platform_values.apply(lambda values: values["data_network"]),
+                   lock_timeout_seconds=release.migrate_lock_timeout_seconds,
+                   attempts=release.migrate_attempts,
                    gate_watch=script("app/release-gate-watch.sh.j2", timeout_seconds=300)),
-            stdin=variables.apply(lambda pairs: render("app/app.env.j2", variables=pairs)),
+            # Two environment files: the app's, and the migrations' (PostgreSQL directly).
+            stdin=pulumi.Output.all(variables, migrate_variables).apply(
+                lambda files: render("app/app.env.j2", variables=files[0]) + MIGRATE_ENV_MARK
+                + "\n" + render("app/app.env.j2", variables=files[1])),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.image, *secret_files]),
         )
 

@@ -61,6 +61,14 @@ class ReleaseSettings:
     # "files" (0400 files for run_as, named by <NAME>_FILE variables; `docker inspect` shows
     # no secret) or "variables" (the values themselves, for an image that cannot read files).
     secrets_as: str = "files"
+    # Migrations reach PostgreSQL directly, not through transaction-mode PgBouncer, with
+    # these limits (libpq's PGOPTIONS): a statement that waits longer than the lock timeout
+    # for a lock gives up — so the requests queued behind the lock it asked for wait no
+    # longer than that — and `migrate` is run again, up to migrate_attempts times; no
+    # statement runs longer than the statement timeout (docs/runbooks.md, "Migrations").
+    migrate_lock_timeout_seconds: int = 5
+    migrate_statement_timeout_seconds: int = 600
+    migrate_attempts: int = 3
 
     @property
     def image_reference(self) -> str:
@@ -137,7 +145,10 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
                      "<NAME>_FILE, app/README.md) or variables (the values themselves)")
     for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
                             ("watch_max_error_percent", 0, 100),
-                            ("watch_min_requests", 1, 100000), ("keep_images", 1, 50)):
+                            ("watch_min_requests", 1, 100000), ("keep_images", 1, 50),
+                            ("migrate_lock_timeout_seconds", 1, 60),
+                            ("migrate_statement_timeout_seconds", 10, 86400),
+                            ("migrate_attempts", 1, 10)):
         value = getattr(release, name)
         if not low <= value <= high:
             problems.add(f"{key}.{name}={value} must be between {low} and {high}")

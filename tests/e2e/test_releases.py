@@ -3,6 +3,8 @@ config, migrations first. The tests run in order on one stack, like an operator'
 
 import copy
 import json
+import subprocess
+import threading
 import time
 
 import pytest
@@ -200,6 +202,66 @@ def test_a_failing_migration_leaves_the_previous_release_serving(local_stack):
     assert stack.get("prod", "/").headers["x-release"] == "release-a"
     assert not running_generations(stack, "bad-migration")
     wait_for_outcome(stack, "bad-migration", "failed_migration")
+
+
+def test_a_migration_that_cannot_take_its_lock_fails_without_holding_the_site(local_stack):
+    """Issue #27 item 3: a long transaction has read the notes table (a report, a stuck
+    worker); the release's migration needs an exclusive lock on it. Each attempt waits at
+    most the lock timeout (5 s), during which the requests reading the table queue behind
+    it and are then answered; after three attempts the release fails saying why, and the
+    previous release keeps serving."""
+    stack = local_stack
+    postgres, database = stack.container("postgres"), f"{stack.prefix}_prod"
+    holder = subprocess.Popen(
+        ["docker", "exec", postgres, "psql", "-U", "postgres", "-d", database, "-c",
+         "BEGIN; LOCK TABLE notes_note IN ACCESS SHARE MODE; SELECT pg_sleep(300); COMMIT"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    answers: list[int | str] = []
+    stop = threading.Event()
+
+    def read_notes() -> None:  # a reader of the table, never retrying: ~2 a second
+        while not stop.wait(0.5):
+            try:
+                answers.append(stack.get("prod", "/api/notes/", timeout=30).status)
+            except OSError as error:
+                answers.append(type(error).__name__)
+
+    reader = threading.Thread(target=read_notes, daemon=True)
+    try:
+        wait_until_locked(stack, postgres, database)
+        reader.start()
+        with pytest.raises(ReplayError, match="migrate"):
+            stack.up(stack.with_release("prod", "lock-migration"))
+    finally:
+        stop.set()
+        stack.exec(postgres, "psql", "-U", "postgres", "-d", database, "-tAc",
+                   "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   "WHERE query LIKE '%pg_sleep(300)%' AND pid <> pg_backend_pid()")
+        holder.wait(timeout=30)
+        reader.join(timeout=40)
+    record = wait_for_outcome(stack, "lock-migration", "failed_migration")
+    assert "could not take a lock within 5 s in 3 attempts" in record["reason"], record
+    assert "releases.prod.migrate_lock_timeout_seconds" in record["reason"]
+    # Every reader's request was answered, those queued behind a waiting attempt included.
+    assert answers and set(answers) == {200}, answers
+    assert stack.get("prod", "/").headers["x-release"] == "release-a"
+    assert not running_generations(stack, "lock-migration")
+    # Nothing of the migration was applied.
+    applied = stack.exec(postgres, "psql", "-U", "postgres", "-d", database, "-tAc",
+                         "SELECT count(*) FROM django_migrations "
+                         "WHERE name = '0002_locks_the_notes_table'").stdout
+    assert applied.strip() == "0"
+
+
+def wait_until_locked(stack, postgres: str, database: str, timeout: float = 30) -> None:
+    """Until a session holds a lock on notes_note (the holder started above)."""
+    deadline = time.monotonic() + timeout
+    query = ("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+             "WHERE c.relname = 'notes_note' AND l.granted")
+    while int(stack.exec(postgres, "psql", "-U", "postgres", "-d", database, "-tAc",
+                         query).stdout.strip() or 0) == 0:
+        assert time.monotonic() < deadline, "the holder never locked notes_note"
+        time.sleep(0.5)
 
 
 def test_migrations_run_before_the_new_release_serves(local_stack):

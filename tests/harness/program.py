@@ -232,6 +232,7 @@ def prod_outputs_for_staging() -> dict:
     return {
         "prefix": "aiia", "network_name": "aiia", "nginx_container": "aiia-nginx",
         "pgbouncer_host": "aiia-pgbouncer", "pgbouncer_port": 6432,
+        "postgres_host": "aiia-postgres", "postgres_port": 5432,
         "redis_host": "aiia-redis", "redis_port": 6379, "root_dir": "/srv/aiia",
         "environments": {
             "staging": {"domain": "staging-api.eduaiia.com", "port": 8001, "app_memory_mb": 80,

@@ -285,3 +285,66 @@ def test_a_change_to_the_house_rules_is_a_new_generation(monkeypatch):
     monkeypatch.setattr(components.release.app_release, "house_rules",
                         lambda: {**rules, "cap_drop": ["NET_RAW"]})
     assert generation_after(None) != base
+
+
+# --- migrations (issue #27 item 3) ------------------------------------------------------------
+
+
+def env_files(migrate) -> tuple[dict[str, str], dict[str, str]]:
+    """The app's and the migrations' environment files on the migrate command's stdin."""
+    app, migrations = migrate.plain["stdin"].split("# --- migrate ---\n")
+    return tuple(dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+                 for text in (app, migrations))
+
+
+def test_migrations_reach_postgresql_directly_with_a_lock_and_a_statement_timeout(prod):
+    migrate = prod.named("app-prod-migrate-2026-11-26-1")
+    app, migrations = env_files(migrate)
+    assert (app["DATABASE_HOST"], app["DATABASE_PORT"]) == ("aiia-pgbouncer", "6432")
+    assert "PGOPTIONS" not in app
+    # Transaction-mode PgBouncer cannot carry a session's settings; PostgreSQL can.
+    assert (migrations["DATABASE_HOST"], migrations["DATABASE_PORT"]) == ("aiia-postgres",
+                                                                          "5432")
+    assert migrations["PGOPTIONS"] == "-c lock_timeout=5s -c statement_timeout=600s"
+    assert {key: value for key, value in migrations.items()
+            if not key.startswith(("DATABASE_HOST", "DATABASE_PORT", "PGOPTIONS"))} == {
+        key: value for key, value in app.items()
+        if not key.startswith(("DATABASE_HOST", "DATABASE_PORT"))}
+    script = migrate.plain["create"]
+    # On the data network for the migrations alone; collectstatic stays on the environment's.
+    assert "docker network connect aiia " in script
+    assert 'if ! grep -q "due to lock timeout"' in script
+    assert "attempts=3\n" in script
+    assert 'run collectstatic "$env_file"' in script
+
+
+def test_the_migrations_limits_are_config_and_bounded():
+    config = copy.deepcopy(stack_config("staging"))
+    config["aiia:releases"]["staging"].update(migrate_lock_timeout_seconds=2,
+                                              migrate_statement_timeout_seconds=3600,
+                                              migrate_attempts=5)
+    run = run_program("staging", config=config,
+                      stack_outputs={"eduaiia/aiia/prod": prod_outputs_for_staging()})
+    migrate = run.named("app-staging-migrate-2026-11-26-1")
+    _, migrations = env_files(migrate)
+    assert migrations["DATABASE_HOST"] == "aiia-postgres"
+    assert migrations["PGOPTIONS"] == "-c lock_timeout=2s -c statement_timeout=3600s"
+    # staging's release on its own network, its migrations joining prod's data network.
+    assert "--network aiia-staging" in migrate.plain["create"]
+    assert "docker network connect aiia " in migrate.plain["create"]
+    assert "attempts=5\n" in migrate.plain["create"]
+    from tests.harness.settings import problems_of
+
+    def too_long(raw):
+        raw["releases"]["prod"]["migrate_lock_timeout_seconds"] = 0
+
+    assert "aiia:releases.prod.migrate_lock_timeout_seconds=0 must be between 1 and 60" in \
+        problems_of(too_long)
+
+
+def test_a_platform_that_exports_no_postgres_host_is_upped_first():
+    outputs = prod_outputs_for_staging()
+    del outputs["postgres_host"], outputs["postgres_port"]
+    with pytest.raises(Exception, match="exports no postgres_host .* `pulumi up` the "
+                                        "platform's stack first"):
+        run_program("staging", stack_outputs={"eduaiia/aiia/prod": outputs})
