@@ -14,7 +14,7 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.names import database_name, database_role
-from components.platform.backup import scratch_database_prefix
+from components.platform.backup import restore_role, scratch_database_prefix
 from components.platform.context import PlatformContext
 from components.settings.accounts import data_owner
 
@@ -173,7 +173,8 @@ class Postgres(pulumi.ComponentResource):
                                databases=databases,
                                drill_databases=[f"{scratch}{db['environment']}"
                                                 for db in databases],
-                               drill_role=f"{scratch}role"),
+                               drill_role=f"{scratch}role",
+                               restore_role=restore_role(context.prefix)),
                 mode="0644",
                 on_change=render(
                     "postgres/apply-hba.sh.j2", container=self.container_name,
