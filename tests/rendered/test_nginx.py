@@ -1307,7 +1307,7 @@ def test_fail2ban_counts_quoted_paths_and_only_nginx_s_own_refusals(site, render
 
     Before the fix `"uri":"[^"]*"` stopped at the escaped quote: `GET /%22` guessed passwords
     and flooded unbanned (review M3), and the abuse jail counted the app's answers (L1)."""
-    from tests.rendered.test_host import in_vps
+    from tests.rendered.test_host import IMAGES, in_vps
 
     source = "127.0.1.60"
     status_domain = site.domains["status"]
@@ -1346,14 +1346,16 @@ def test_fail2ban_counts_quoted_paths_and_only_nginx_s_own_refusals(site, render
     log = "/var/log/aiia-test/access.log"
     script = " && echo @@ && ".join(
         f"fail2ban-regex {log} {path}" for path in sorted(filters))
-    result = in_vps({**filters, log: "\n".join(lines) + "\n"}, script, tmp_path)
-    outputs = dict(zip(sorted(filters), result.stdout.split("@@"), strict=True))
     expected = {"/etc/fail2ban/filter.d/aiia-nginx-status-auth.conf": len(guesses),
                 "/etc/fail2ban/filter.d/aiia-nginx-abuse.conf": len(nginx_refusals)}
-    for path, count in expected.items():
-        found = re.search(r"Lines: .*", outputs[path])
-        assert found and found.group(0).startswith(
-            f"Lines: {len(lines)} lines, 0 ignored, {count} matched"), (path, outputs[path])
+    for debian in sorted(IMAGES):  # fail2ban 1.0 (Debian 12) and 1.1 (Debian 13)
+        result = in_vps(debian, {**filters, log: "\n".join(lines) + "\n"}, script, tmp_path)
+        outputs = dict(zip(sorted(filters), result.stdout.split("@@"), strict=True))
+        for path, count in expected.items():
+            found = re.search(r"Lines: .*", outputs[path])
+            assert found and found.group(0).startswith(
+                f"Lines: {len(lines)} lines, 0 ignored, {count} matched"), (debian, path,
+                                                                            outputs[path])
     # What the log held: quoted paths and hosts, nginx's refusals of each kind, the app's 429.
     assert any('"' in e["uri"] for e in guesses), entries
     refused = {e["status"] for e in nginx_refusals}
