@@ -251,7 +251,10 @@ def test_idle_keepalive_connections_closed_by_the_server_are_retried_not_failed(
     summary = load.summary()
     assert summary.failures == 0, summary.failure_kinds
     assert summary.requests == 60
-    assert summary.retries >= 50
+    # 56 reuses at most (4 requests open the connections); a request the generator starts
+    # late on a loaded machine may follow its predecessor within the 20 ms and find the
+    # connection still open, so not every reuse is a retry.
+    assert 40 <= summary.retries == sum(record.retried for record in load.results) <= 56
     assert all(record.ok for record in load.results)
 
 
