@@ -71,6 +71,11 @@ release: venv  ## commit RELEASE as ENVIRONMENT's release in STACK's file, then 
 	$(CHECK_CLI)
 	python3 -m scripts.release set --stack $(STACK) --environment $(ENVIRONMENT) --release '$(RELEASE)' --up
 
+maintenance: venv  ## ON=1: ENVIRONMENT of STACK answers 503 + Retry-After (the maintenance page); ON=0: serves again; commits the stack file, then pulumi up
+	@case "$(ON)" in 1|0) ;; *) echo "usage: make maintenance STACK=prod [ENVIRONMENT=prod] ON=1|0" >&2; exit 2;; esac
+	$(CHECK_CLI)
+	python3 -m scripts.maintenance $(if $(filter 1,$(ON)),on,off) --stack $(STACK) --environment $(ENVIRONMENT) --up
+
 rollback: venv  ## revert STACK's newest release commit (ENVIRONMENT) and pulumi up
 	$(CHECK_CLI)
 	python3 -m scripts.rollback --stack $(STACK) --environment $(ENVIRONMENT)

@@ -25,11 +25,16 @@ WINDOWS = {"5m": 300, "1h": 3600}
 CHUNK_BYTES = 1 << 20
 
 
+# What nginx logs as the URI of a request the maintenance page answered (its 503 is on
+# purpose: not the release's error; templates/nginx/site.conf.j2).
+MAINTENANCE_PAGE = "/aiia-maintenance.html"
+
 @dataclass(frozen=True)
 class AccessEntry:
     time: float
     environment: str
     status: int
+    maintenance: bool = False  # the maintenance page's 503 (releases.<env>.maintenance)
 
 
 @dataclass
@@ -38,6 +43,8 @@ class AccessCounts:
 
     per_minute: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
     malformed: int = 0
+
+    maintenance: int = 0  # answered by the maintenance page: neither a request nor a 5xx
 
     def add(self, entry: AccessEntry) -> None:
         key = (int(entry.time // 60 * 60), entry.environment)
@@ -59,7 +66,8 @@ def parse_access_line(line: bytes | str) -> AccessEntry | None:
         return None
     if not isinstance(environment, str) or not environment or when is None:
         return None
-    return AccessEntry(time=when, environment=environment, status=status)
+    return AccessEntry(time=when, environment=environment, status=status,
+                       maintenance=record.get("uri") == MAINTENANCE_PAGE)
 
 
 def count_lines(lines: Iterable[bytes | str]) -> AccessCounts:
@@ -70,6 +78,8 @@ def count_lines(lines: Iterable[bytes | str]) -> AccessCounts:
         entry = parse_access_line(line)
         if entry is None:
             counts.malformed += 1
+        elif entry.maintenance:
+            counts.maintenance += 1
         else:
             counts.add(entry)
     return counts

@@ -212,6 +212,10 @@ def _environments(environments: list[dict[str, Any]], now: float) -> list[dict[s
                     f"Health check failing since {_when(since, now)}: {probe.get('error')}",
                 )
             )
+        if env.get("maintenance"):
+            alerts.append(_alert(WARNING, "environment", name,
+                                 f"In maintenance: visitors get the 503 page "
+                                 f"(releases.{name}.maintenance; make maintenance ON=0)."))
         day = (env.get("uptime") or {}).get("24h") or {}
         if day.get("percent") is not None and day["percent"] < 99.0:
             alerts.append(

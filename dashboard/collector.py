@@ -276,6 +276,7 @@ class Collection:
             "name": name,
             "domain": environment.domain,
             "health_url": environment.health_url,
+            "maintenance": maintenance_on(self.config.root_dir, name),
             "probe": None
             if last is None
             else {
@@ -383,6 +384,16 @@ class Collection:
             # The running, most recently started one: the release that has the traffic.
             target = max(candidates, key=lambda c: (c.state == "running", c.started_at or "")).id
         return self.docker.log_tail(target, LOG_LINES_KEPT)
+
+
+def maintenance_on(root_dir: Path, environment: str) -> bool:
+    """Whether nginx answers the environment's visitors with the maintenance page: its
+    switch (templates/nginx/maintenance.conf.j2) says `default 1;`."""
+    path = root_dir / "nginx" / "maintenance" / f"{environment}.conf"
+    try:
+        return any(line.strip() == "default 1;" for line in path.read_text().splitlines())
+    except OSError:
+        return False
 
 
 def _bucket_start(now: int, hours: int, step: int = HISTORY_STEP_SECONDS) -> int:

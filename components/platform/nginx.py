@@ -3,11 +3,13 @@
 nginx is never replaced by a config change: its files live on the host (bind-mounted
 read-only) and a change is validated with `nginx -t` and applied with a graceful reload,
 so no connection is cut. The container's own inputs are kept free of anything that
-changes with a release; a release only rewrites its upstream file.
+changes with a release; a release only rewrites its upstream file and its maintenance
+switch.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import pulumi
@@ -40,6 +42,19 @@ def nginx_lock_file(state_dir: str) -> str:
 def render_upstream(environment: str, server: str, description: str) -> str:
     return render("nginx/upstream.conf.j2", environment=environment, server=server,
                   description=description)
+
+
+def render_maintenance(environment: str, enabled: bool, allow: tuple[str, ...] = (),
+                       retry_after_seconds: int = 600) -> str:
+    """An environment's maintenance switch (templates/nginx/maintenance.conf.j2)."""
+    return render("nginx/maintenance.conf.j2", environment=environment, enabled=enabled,
+                  allow=[str(ipaddress.ip_network(entry, strict=False)) for entry in allow],
+                  retry_after_seconds=retry_after_seconds)
+
+
+def maintenance_path(environment: str) -> str:
+    """Where an environment's switch lives, under the host's nginx directory."""
+    return f"maintenance/{environment}.conf"
 
 
 def render_site(environment: str, domain: str, nginx: NginxSettings, ocsp_stapling: bool) -> str:
@@ -88,7 +103,7 @@ class Nginx(pulumi.ComponentResource):
         ocsp = platform.tls.ocsp_stapling
 
         def config_file(resource: str, relative_path: str, content: pulumi.Input[str],
-                        only_if_absent: bool = False) -> HostFile:
+                        only_if_absent: bool = False, *after: HostFile) -> HostFile:
             return HostFile(
                 f"{name}-{resource}",
                 HostFileArgs(connection=context.connection,
@@ -96,7 +111,7 @@ class Nginx(pulumi.ComponentResource):
                              content=content, mode="0644", only_if_absent=only_if_absent,
                              on_change=None if only_if_absent else self.reload_command,
                              lock_file=nginx_lock_file(context.host_path("state"))),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
             )
 
         files = [
@@ -117,9 +132,15 @@ class Nginx(pulumi.ComponentResource):
                 f"upstream-{env.name}", f"upstreams/{env.name}.conf",
                 render_upstream(env.name, PLACEHOLDER_UPSTREAM, "no release deployed yet"),
                 only_if_absent=True))
-            files.append(config_file(
+            # Off until the releasing stack says otherwise; it owns the file from then on.
+            # The site reads its variables: both, and nginx.conf's include of them, first.
+            maintenance = config_file(
+                f"maintenance-{env.name}", maintenance_path(env.name),
+                render_maintenance(env.name, enabled=False), True)
+            files += [maintenance, config_file(
                 f"site-{env.name}", f"conf.d/{env.name}.conf",
-                render_site(env.name, env.domain, settings, ocsp)))
+                render_site(env.name, env.domain, settings, ocsp), False, files[0],
+                maintenance)]
         domains = [env.domain for env in platform.environments] + [platform.status_domain]
         self.tls_bootstrap = host_command(
             f"{name}-tls-bootstrap",

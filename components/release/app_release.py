@@ -38,6 +38,7 @@ from components.release.app_contract import (
     app_secrets,
     migrate_environment_variables,
 )
+from components.release.maintenance import maintenance_switch
 from components.settings import Settings
 from components.settings.releases import RELEASE_DRAIN_SECONDS, ReleaseSettings
 
@@ -263,5 +264,8 @@ class AppRelease(pulumi.ComponentResource):
                    lock_file=nginx_lock_file(state_dir)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),
         )
+        self.maintenance = maintenance_switch(
+            name, release, environment.apply(lambda env: env["domain"]),
+            args.platform.output("ready"), args.connection, root, nginx_container, self)
         self.register_outputs({"container_name": self.container_name,
                                "release": release.release})

@@ -18,6 +18,7 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
+from components.settings.maintenance import check_maintenance
 
 # After a release's watch, how long to wait for nginx's old workers to finish their HTTP
 # requests before Pulumi may stop the previous release.
@@ -69,6 +70,14 @@ class ReleaseSettings:
     migrate_lock_timeout_seconds: int = 5
     migrate_statement_timeout_seconds: int = 600
     migrate_attempts: int = 3
+    # Maintenance: nginx answers 503 with Retry-After and a page (the program's, or the HTML
+    # file maintenance_page names, relative to the checkout) to every request but the health
+    # path and the addresses in maintenance_allow (CIDRs: the operators'); the release keeps
+    # running behind it (docs/runbooks.md, "Maintenance").
+    maintenance: bool = False
+    maintenance_allow: tuple[str, ...] = ()
+    maintenance_retry_after_seconds: int = 600
+    maintenance_page: str = ""
 
     @property
     def image_reference(self) -> str:
@@ -140,6 +149,7 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
                 " — the same value as the platform's stack holds, which made the role and "
                 "the ACL user with it (`make init` sets both)"))
     _check_run_as(release, key, problems)
+    check_maintenance(release.maintenance_allow, release.maintenance_page, key, problems)
     if release.secrets_as not in ("files", "variables"):
         problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
                      "<NAME>_FILE, app/README.md) or variables (the values themselves)")
@@ -148,7 +158,8 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
                             ("watch_min_requests", 1, 100000), ("keep_images", 1, 50),
                             ("migrate_lock_timeout_seconds", 1, 60),
                             ("migrate_statement_timeout_seconds", 10, 86400),
-                            ("migrate_attempts", 1, 10)):
+                            ("migrate_attempts", 1, 10),
+                            ("maintenance_retry_after_seconds", 1, 86400)):
         value = getattr(release, name)
         if not low <= value <= high:
             problems.add(f"{key}.{name}={value} must be between {low} and {high}")

@@ -212,6 +212,8 @@
             !probe ? "NO DATA" : probe.ok ? "UP" : "DOWN"),
             probe ? el("span", { class: "muted small" },
               ` · ${probe.status_code || "no answer"} · ${probe.latency_ms === null ? "—" : Math.round(probe.latency_ms) + " ms"}`) : null)),
+        env.maintenance ? el("div", { class: "state warning small" },
+          "in maintenance: visitors get the 503 page (make maintenance ON=0 ends it)") : null,
         probe && !probe.ok ? el("div", { class: "state critical small" },
           `failing since ${ago(probe.failing_since || probe.at)}: ${probe.error || ""}`) : null,
         el("div", { class: "stats" }, uptimeStat("24 h", uptime["24h"]), uptimeStat("7 d", uptime["7d"]),

@@ -31,7 +31,7 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -454,7 +454,15 @@ class Site:
 @pytest.fixture(scope="module")
 def site(rendered, standin_nginx) -> Iterator[Site]:
     """nginx started from the prod stack's tree on free ports, the stand-in app behind it."""
-    prod = rendered["prod"]
+    with running_site(rendered["prod"]) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_site(prod: Rendered, prepare: Callable[[NginxTree], None] | None = None,
+                 name_of: list[str] | None = None) -> Iterator[Site]:
+    """nginx from `prod`'s tree, `prepare(tree)` first; its container's name appended to
+    `name_of` (for a reload)."""
     platform = prod.settings.platform
     app = StandInApp()
     http_port, https_port, health_port, placeholder_port = (free_port() for _ in range(4))
@@ -475,6 +483,8 @@ def site(rendered, standin_nginx) -> Iterator[Site]:
     }
     with scratch_dir("nginx") as directory:
         tree = write_nginx_tree(prod, directory, addresses)
+        if prepare:
+            prepare(tree)
         app.start()
         try:
             # On the host's network, for the free 127.0.0.1 ports. Stopped by SIGTERM to
@@ -484,6 +494,8 @@ def site(rendered, standin_nginx) -> Iterator[Site]:
                                                 tree.volumes(), network="host",
                                                 memory_mb=platform.nginx.memory_mb),
                             port=https_port, log=directory / "nginx.log"):
+                if name_of is not None:
+                    name_of.append(name)
                 yield Site(tree=tree, http_port=http_port, https_port=https_port,
                            health_port=health_port, app=app, stack=prod,
                            domains={**{env.name: env.domain for env in platform.environments},
@@ -1362,3 +1374,59 @@ def test_fail2ban_counts_quoted_paths_and_only_nginx_s_own_refusals(site, render
     assert 429 in refused and refused & {400, 444}, entries
     assert any('"' in e["uri"] or '"' in e["host"] for e in nginx_refusals), entries
     assert any(e["status"] == 429 and e["upstream_status"] == "429" for e in entries), entries
+
+
+# --- maintenance (issue #27 item 4) -----------------------------------------------------------
+
+
+def test_maintenance_answers_503_with_retry_after_but_the_health_path_and_allowed_addresses(
+        rendered, standin_nginx):
+    """releases.prod.maintenance: true, as the release writes it: prod's visitors get the page
+    (503, Retry-After, not cached), the app sees none of their requests but the health
+    path's, staging is untouched; an address in maintenance_allow is served, and turning
+    maintenance off is a graceful reload."""
+    from components.platform.nginx import render_maintenance
+    from components.release.maintenance import PAGE_FILE
+
+    def switch(tree: NginxTree, allow: tuple[str, ...], enabled: bool = True) -> None:
+        (tree.directory / "conf" / "maintenance" / "prod.conf").write_text(
+            render_maintenance("prod", enabled, allow, retry_after_seconds=120))
+
+    def prepare(tree: NginxTree) -> None:
+        switch(tree, ("203.0.113.0/24",))
+        page = tree.www / "prod" / "maintenance" / PAGE_FILE
+        page.parent.mkdir(parents=True)
+        page.write_text("<h1>Down for maintenance</h1>")
+
+    names: list[str] = []
+    with running_site(rendered["prod"], prepare, names) as site:
+        prod, staging = site.domains["prod"], site.domains["staging"]
+        for path in ("/", "/api/notes/", "/static/app.css", "/ws/echo/"):
+            response = https_get(site, prod, path)
+            assert response.status == 503, (path, response.status)
+            assert response.header("Retry-After") == ["120"], path
+            assert response.header("Cache-Control") == ["no-store"]
+            assert response.body == b"<h1>Down for maintenance</h1>"
+        assert site.app.reached("/") == site.app.reached("/api/notes/") == 0
+        health = https_get(site, prod, "/healthz/")
+        assert health.status == 200 and health.header("X-Release") == ["test"]
+        # staging (no release here: its placeholder answers) is not in maintenance.
+        assert b"no release deployed yet" in https_get(site, staging, "/").body
+        # The operators' address: served. Then maintenance off: served, one reload each.
+        for allow, enabled in ((("127.0.0.1",), True), ((), False)):
+            switch(site.tree, allow, enabled)
+            reload = run(["docker", "exec", names[0], *site.tree.command("-s", "reload")])
+            assert reload.returncode == 0, reload.stderr
+            assert wait_for_status(site, prod, "/", 200), (allow, enabled)
+            assert https_get(site, prod, "/").header("X-Release") == ["test"]
+
+
+def wait_for_status(site: Site, domain: str, path: str, status: int,
+                    seconds: float = 10) -> bool:
+    """Until a new worker answers `status` (a reload starts new workers in a moment)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if https_get(site, domain, path).status == status:
+            return True
+        time.sleep(0.2)
+    return False

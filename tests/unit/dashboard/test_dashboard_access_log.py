@@ -159,3 +159,15 @@ def test_a_burst_larger_than_the_per_run_budget_is_skipped_and_reported(tmp_path
 def test_missing_log_keeps_the_cursor(tmp_path):
     cursor = LogCursor(1, 10)
     assert read_new_lines(tmp_path / "absent.log", cursor).cursor == cursor
+
+
+def test_the_maintenance_pages_503s_are_neither_requests_nor_errors():
+    """releases.<env>.maintenance answers 503 on purpose: no 5xx alert for it (the release's
+    watch skips those lines the same way: templates/app/release-watch.sh.j2)."""
+    counts = count_lines(
+        [access_log_line(NOW - 10, "prod", 503, uri="/aiia-maintenance.html")] * 50
+        + [line(10, "prod", 200), line(20, "prod", 503)])
+    rows = [(m, e, r, x) for (m, e), (r, x) in counts.per_minute.items()]
+    assert error_rates(rows, NOW)["prod"]["5m"]["requests"] == 2
+    assert error_rates(rows, NOW)["prod"]["5m"]["errors_5xx"] == 1
+    assert counts.maintenance == 50 and counts.malformed == 0

@@ -431,3 +431,11 @@ def test_a_failed_drill_alerts_even_when_an_older_one_succeeded():
             "reason": "prod: row counts differ from the manifest: public.notes_note"}
 
     only(alerts_after(drill_failed), "critical", "restore", ["row counts differ"])
+
+
+def test_an_environment_in_maintenance_is_a_warning_that_says_how_to_end_it():
+    def maintenance(document):
+        document["environments"][0]["maintenance"] = True
+
+    only(alerts_after(maintenance), "warning", "environment",
+         ["In maintenance", "make maintenance ON=0"])

@@ -277,3 +277,16 @@ def test_a_resident_collector_follows_a_changed_config_and_survives_a_broken_one
         collector.terminate()
         _, stderr = collector.communicate(timeout=30)
     assert "collecting with the previous config" in stderr, stderr
+
+
+def test_the_collector_reads_each_environments_maintenance_switch(tmp_path):
+    from components.platform.nginx import render_maintenance
+    from dashboard.collector import maintenance_on
+
+    switches = tmp_path / "nginx" / "maintenance"
+    switches.mkdir(parents=True)
+    (switches / "prod.conf").write_text(render_maintenance("prod", True, ("203.0.113.7",)))
+    (switches / "staging.conf").write_text(render_maintenance("staging", False))
+    assert maintenance_on(tmp_path, "prod") is True
+    assert maintenance_on(tmp_path, "staging") is False
+    assert maintenance_on(tmp_path, "qa") is False  # no switch yet: served
