@@ -209,6 +209,7 @@ class Platform(pulumi.ComponentResource):
             environments=self.environments,
             nginx_keep_idle_seconds=platform.nginx.reload_keeps_idle_seconds,
             dashboard_uid=platform.dashboard.uid,
+            health_start_interval=settings.host.health_start_interval,
             ready=pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
                                     self.nginx.container.id,
                                     *[join.id for join in self.joins]).apply(lambda _: True),
