@@ -9,7 +9,7 @@ from pathlib import Path
 
 from components.host.provision import engine_requirement
 from components.host.templates import render
-from tests.harness.program import TEST_HOST_KEY, run_program
+from tests.harness.program import TEST_HOST_KEY, run_program, stack_config
 from tests.harness.settings import parse
 
 
@@ -96,3 +96,21 @@ def test_the_preflight_refuses_an_engine_too_old_for_the_declared_start_interval
     bookworm = parse("prod", lambda raw: raw["host"].update(system="debian-12")).host
     script = render("host/preflight.sh.j2", user="deploy", **engine_requirement(bookworm))
     assert run_preflight(script, "1.41", tmp_path).returncode == 0
+
+
+def test_a_local_stack_that_declares_start_interval_checks_its_docker_first(local, tmp_path):
+    """host.docker_api_version on a local stack: the developer's Docker is checked before any
+    container (every platform service waits for the host directories, which wait for it);
+    without it nothing is declared and nothing is checked."""
+    assert not [r for r in local.resources if r.name == "platform-docker-engine"]
+    config = stack_config("local")
+    config["aiia:host"]["docker_api_version"] = "1.45"
+    newer = run_program("local", config=config)
+    check = newer.named("platform-docker-engine")
+    assert check.urn in newer.named("platform-directories").dependencies
+    refused = run_preflight(check.plain["create"], "1.41", tmp_path)
+    assert refused.returncode == 1
+    assert ("Engine API 1.41, but aiia:host.docker_api_version is 1.45, so every health check "
+            'declares start_interval (API 1.44): set aiia:host.docker_api_version: "1.41"'
+            ) in refused.stderr
+    assert run_preflight(check.plain["create"], "1.45", tmp_path).returncode == 0
