@@ -33,6 +33,9 @@ class ServiceContainerArgs:
     memory_mb: pulumi.Input[int]
     healthcheck: docker.ContainerHealthcheckArgs
     network: pulumi.Input[str]
+    # How often the health check runs while the container starts, until its first success
+    # (host.health_start_interval: "1s" where the engine takes it, None where it cannot).
+    health_start_interval: pulumi.Input[str | None] | None = None
     # More than one network, or a fixed address on one: these instead of `network` (the
     # first is the one the container starts on).
     networks: list[docker.ContainerNetworksAdvancedArgs] | None = None
@@ -71,7 +74,7 @@ def service_container(
         envs=args.envs,
         memory=args.memory_mb,
         memory_swap=args.memory_mb,
-        healthcheck=args.healthcheck,
+        healthcheck=with_start_interval(args.healthcheck, args.health_start_interval),
         # Wait for "healthy" so whatever depends on this container (a switch of traffic
         # above all) runs only once it really serves.
         wait=True,
@@ -106,6 +109,28 @@ def healthcheck(test: list[str], *, interval: str = "10s", timeout: str = "5s",
         tests=test, interval=interval, timeout=timeout, retries=retries,
         start_period=start_period,
     )
+
+
+def with_start_interval(check: docker.ContainerHealthcheckArgs,
+                        start_interval: pulumi.Input[str | None] | None,
+                        ) -> pulumi.Input[docker.ContainerHealthcheckArgs]:
+    """`check` probing every `start_interval` during its start period until it first
+    succeeds, then every `interval` (moby v26.1 `daemon/health.go` `monitor`: the start
+    interval applies while the status is "starting" and the start period lasts), so the
+    gate (`wait=True`) passes about a second after the service is ready instead of a whole
+    interval. None, or an Output that resolves to None, leaves the field out: the provider
+    then sends none (terraform-provider-docker v4.5.0 defaults it to "0s", and a zero
+    StartInterval is omitted from the create request), which an engine older than API 1.44
+    accepts; a value there is refused by the provider's client (components/settings/host.py,
+    START_INTERVAL_API). An Output (a release reads it from the platform's stack) gives the
+    check once it resolves, with the field or without it."""
+    if isinstance(start_interval, pulumi.Output):
+        return start_interval.apply(lambda value: with_start_interval(check, value))
+    if start_interval is None:
+        return check
+    return docker.ContainerHealthcheckArgs(
+        tests=check.tests, interval=check.interval, timeout=check.timeout,
+        retries=check.retries, start_period=check.start_period, start_interval=start_interval)
 
 
 def container_address(container: docker.Container, port: pulumi.Input[int]) -> pulumi.Output[str]:

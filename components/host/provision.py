@@ -35,7 +35,7 @@ from components.host.connection import HostConnection, HostFile, HostFileArgs, h
 from components.host.systems import DEBIAN_RELEASES, packages_by_release
 from components.host.templates import render
 from components.settings import Settings
-from components.settings.host import HostSettings
+from components.settings.host import START_INTERVAL_API, HostSettings
 
 # On every supported release; what differs is in components/host/systems.py. procps: the
 # sysctl step's `sysctl`.
@@ -70,6 +70,24 @@ def docker_ssh_options(host: HostSettings) -> list[str] | None:
             "-o", "ControlPersist=60s", "-o", "ServerAliveInterval=15"]
 
 
+def packages_script(docker_package: str, system: str | None) -> str:
+    """The packages step: refuses any system but `system` (host.system), then installs."""
+    return render("host/packages.sh.j2", releases=DEBIAN_RELEASES, system=system,
+                  packages=packages_by_release(docker_package, PACKAGES))
+
+
+def engine_requirement(host: HostSettings) -> dict[str, str | None]:
+    """What the preflight checks of the host's engine: the API version the health checks'
+    start_interval needs, when the program declares one, and which setting made it."""
+    if host.health_start_interval is None:
+        return {"required_api": None, "assumed_by": None}
+    assumed_by = (f"aiia:host.docker_api_version is {host.docker_api_version}"
+                  if host.docker_api_version else
+                  f"aiia:host.system is {host.system} (whose docker.io speaks "
+                  f"{host.engine_api_version})")
+    return {"required_api": START_INTERVAL_API, "assumed_by": assumed_by}
+
+
 def max_startups(remote_commands: int) -> tuple[int, int]:
     """sshd's MaxStartups start and full: every remote command of a first `pulumi up` may
     dial at once (parallelism is unbounded by default), and the Docker provider's own."""
@@ -102,8 +120,7 @@ class Host(pulumi.ComponentResource):
 
         packages = host_command(
             f"{name}-packages", connection,
-            render("host/packages.sh.j2", releases=DEBIAN_RELEASES,
-                   packages=packages_by_release(provision.docker_package, PACKAGES)),
+            packages_script(provision.docker_package, host.system),
             opts=child())
         accounts = host_command(
             f"{name}-accounts", connection, render("host/accounts.sh.j2", user=user),
@@ -212,6 +229,7 @@ class Host(pulumi.ComponentResource):
                           f"port {platform.dashboard.port} proto tcp"]),
             opts=child(files[1]))
         self.preflight = host_command(
-            f"{name}-preflight", connection, render("host/preflight.sh.j2", user=user),
+            f"{name}-preflight", connection,
+            render("host/preflight.sh.j2", user=user, **engine_requirement(host)),
             opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall))
         self.register_outputs({})

@@ -26,6 +26,12 @@ class DebianRelease:
     def name(self) -> str:
         return f"Debian {self.version} ({self.codename})"
 
+    @property
+    def system(self) -> str:
+        """Its host.system value (components/settings/host.py SYSTEMS): `${ID}-${VERSION_ID}`
+        of its /etc/os-release."""
+        return f"debian-{self.version}"
+
 
 # Recommended first. Debian 13 split the docker CLI out of docker.io into docker-cli, which
 # docker.io only Recommends (the packages step installs with --no-install-recommends); the

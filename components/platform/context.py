@@ -85,7 +85,8 @@ class PlatformContext:
             service=service, environment="platform", memory_mb=memory_mb,
             network=self.network_name,
             networks=networks.networks_advanced() if networks else None,
-            networks_joined_live=bool(networks and networks.joined_live), **options)
+            networks_joined_live=bool(networks and networks.joined_live),
+            health_start_interval=self.settings.host.health_start_interval, **options)
 
     def child(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.docker_provider, **kwargs)

@@ -45,6 +45,9 @@ class PlatformOutputs:
     nginx_keep_idle_seconds: Any
     # The dashboard's uid: a release refuses to run as it (the server would read its files).
     dashboard_uid: Any
+    # Every health check's start_interval on this host's engine ("1s"), or None where the
+    # engine cannot take one (components/settings/host.py, health_start_interval).
+    health_start_interval: Any
     ready: Any  # true once PgBouncer, Redis and nginx run: a release waits for it to migrate
 
     def as_dict(self) -> dict[str, Any]:

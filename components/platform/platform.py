@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.host.connection import HostConnection, host_command
+from components.host.provision import engine_requirement
 from components.host.templates import render
 from components.names import (
     database_name,
@@ -111,11 +112,20 @@ class Platform(pulumi.ComponentResource):
         # nginx's logs, writable by their group (root): see prepare-directories.sh.j2.
         group_writable_logs = [context.host_path("logs", "nginx", log)
                                for log in ("access.log", "error.log")]
+        # A local stack's Docker is checked here, before any container (a VPS's in the host's
+        # preflight): if host.docker_api_version makes the health checks name start_interval,
+        # the engine must take it.
+        engine_check = [] if settings.host.kind != "local" or \
+            not settings.host.health_start_interval else [host_command(
+                f"{name}-docker-engine", args.connection,
+                render("host/engine-api.sh.j2", docker="docker", standalone=True,
+                       **engine_requirement(settings.host)),
+                opts=pulumi.ResourceOptions(parent=self))]
         self.directories = host_command(
             f"{name}-directories", args.connection,
             render("host/prepare-directories.sh.j2", root_dir=settings.host.root_dir,
                    directories=directories, group_writable_logs=group_writable_logs),
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=engine_check))
 
         images = {
             service: docker.RemoteImage(f"{name}-{service}-image", name=reference,
@@ -211,6 +221,7 @@ class Platform(pulumi.ComponentResource):
             environments=self.environments,
             nginx_keep_idle_seconds=platform.nginx.reload_keeps_idle_seconds,
             dashboard_uid=platform.dashboard.uid,
+            health_start_interval=settings.host.health_start_interval,
             ready=pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
                                     self.nginx.container.id,
                                     *[join.id for join in self.joins]).apply(lambda _: True),

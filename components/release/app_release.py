@@ -146,6 +146,12 @@ class AppRelease(pulumi.ComponentResource):
                                     "container_path": SECRETS_IN_CONTAINER, "read_only": True}]
                                   if secret_files else [])
         health = {"interval": "5s", "timeout": "4s", "retries": 3, "start_period": "20s"}
+        # One second between checks while it starts, where the host's engine takes it (the
+        # platform's stack knows its host); the digest below names it only when set, so a
+        # generation on a host without it keeps its name.
+        start_interval = args.platform.output("health_start_interval")
+        health_digest = start_interval.apply(
+            lambda value: {**health, "start_interval": value} if value else health)
         # A generation of this release: every input that pulumi-docker cannot change in
         # place (image, variables with the secrets, network, volume, health check, stop
         # grace) named in the container's name. pulumi-docker replaces a container
@@ -157,7 +163,7 @@ class AppRelease(pulumi.ComponentResource):
         # generation too.
         self.container_name = pulumi.Output.unsecret(pulumi.Output.all(
             image=self.image.image_id, variables=variables, secrets=secrets,
-            network=network, volume=volumes, health=health, grace=release.stop_grace_seconds,
+            network=network, volume=volumes, health=health_digest, grace=release.stop_grace_seconds,
             house_rules=house_rules(), root={"read_only": True, "tmpfs": APP_TMPFS},
             user=release.run_as,
         ).apply(lambda values: release_container_name(prefix, env_name, release.release,
@@ -211,6 +217,7 @@ class AppRelease(pulumi.ComponentResource):
                 memory_mb=memory_mb,
                 envs=variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs]),
                 healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"], **health),
+                health_start_interval=start_interval,
                 network=network,
                 volumes=[docker.ContainerVolumeArgs(**volume) for volume in volumes],
                 # Read-only: the app writes its log and media directories (mounted) and,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,29 @@ from components.settings.provision import (
 # them; a relative host.root_dir of a local stack is taken from the checkout too.
 CHECKOUT = Path(__file__).resolve().parents[2]
 LOCAL_ROOT = ".local-host"
+
+# The systems an ssh host may run (components/host/systems.py lists the same releases, with
+# what provisioning installs on each), with the Engine API version of the docker.io each
+# ships: Debian 13's 26.1 speaks 1.45, Debian 12's 20.10 speaks 1.41 (moby `api/common.go`
+# DefaultVersion at v26.1.5 and v20.10.24). Recommended first.
+SYSTEMS = {"debian-13": "1.45", "debian-12": "1.41"}
+# A health check's start_interval (the probe interval during its start period, until the
+# first success) is API 1.44, Docker 25. The Docker provider's client refuses to send one to
+# an older engine: docker/docker v28.5.2 `client/container_create.go` `ContainerCreate`
+# fails with `"specify health-check start interval" requires API version 1.44, but the
+# Docker daemon API version is 1.41` (pulumi-docker 5.2.0 links v28.5.2 and negotiates the
+# version, terraform-provider-docker v4.5.0 `internal/provider/config.go`). So the program
+# declares it only where the host's engine is known to take it.
+START_INTERVAL_API = "1.44"
+HEALTH_START_INTERVAL = "1s"
+API_VERSION_RE = re.compile(r"^1\.\d{1,3}$")
+
+
+def api_at_least(version: str, minimum: str) -> bool:
+    """Engine API versions compared as numbers ("1.9" < "1.44")."""
+    def number(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split("."))
+    return number(version) >= number(minimum)
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,33 @@ class HostSettings:
     ssh: SshSettings | None = None
     disk_gb: int = 20  # the host's disk (backups get platform.backup.disk_budget_mb of it)
     provision: ProvisionSettings | None = None  # an ssh host only (components/host/provision.py)
+    # An ssh host's system (SYSTEMS): what provisioning installs, and the Engine API its
+    # docker.io speaks. Checked on the host by the packages step (a mismatch stops there).
+    system: str | None = None
+    # The Engine API version of the host's Docker (`docker version --format
+    # '{{.Server.APIVersion}}'`), when host.system's docker.io does not say it: a local
+    # stack's (the developer's own Docker; unset, it is taken for one older than 1.44), or
+    # docker-ce on a VPS. Checked against the engine before any container (the preflight).
+    docker_api_version: str | None = None
+
+    @property
+    def engine_api_version(self) -> str | None:
+        """The Engine API version the config says the host's Docker speaks, or None."""
+        if self.docker_api_version:
+            return self.docker_api_version
+        docker_io = self.provision is None or self.provision.docker_package == "docker.io"
+        if self.kind == "ssh" and self.system in SYSTEMS and docker_io:
+            return SYSTEMS[self.system]
+        return None
+
+    @property
+    def health_start_interval(self) -> str | None:
+        """Every health check's start_interval, or None where the engine cannot take one
+        (the field is then left out, not sent)."""
+        version = self.engine_api_version
+        if version and api_at_least(version, START_INTERVAL_API):
+            return HEALTH_START_INTERVAL
+        return None
 
 
 def parse_host(raw: Mapping[str, Any], problems: Problems,
@@ -85,6 +136,8 @@ def parse_host(raw: Mapping[str, Any], problems: Problems,
     if ssh is not None and kind == "ssh":
         _check_ssh(ssh, problems)
         values["docker_host"] = _docker_host(values.get("docker_host"), ssh, problems)
+    values["system"] = _system(values.get("system"), kind, problems)
+    _check_api_version(values.get("docker_api_version"), problems)
     host = HostSettings(ssh=ssh, provision=provision, **values)
     _check_machine(host, problems)
     return host
@@ -107,6 +160,30 @@ def _parse_ssh(value: Any, kind: str, problems: Problems) -> SshSettings | None:
             "(and host.ssh.user, default deploy) so files and commands reach it"
         )
     return ssh
+
+
+def _system(given: Any, kind: str, problems: Problems) -> str | None:
+    """`host.system`: an ssh host's, the recommended one unless given; none on a local one."""
+    if kind == "local":
+        if given is not None:
+            problems.add(f"{NAMESPACE}:host.system={given!r} is set on a local stack, whose "
+                         "host is the developer's own machine: remove it (say what its Docker "
+                         "speaks with host.docker_api_version instead)")
+        return None
+    system = str(given) if given is not None else next(iter(SYSTEMS))
+    if system not in SYSTEMS:
+        problems.add(f"{NAMESPACE}:host.system={given!r} is not a system the program "
+                     f"provisions; set it to one of {', '.join(SYSTEMS)} (what the VPS runs: "
+                     "/etc/os-release), debian-13 recommended")
+        return None
+    return system
+
+
+def _check_api_version(given: Any, problems: Problems) -> None:
+    if given is not None and not (isinstance(given, str) and API_VERSION_RE.match(given)):
+        problems.add(f"{NAMESPACE}:host.docker_api_version={given!r} must be an Engine API "
+                     "version in quotes, e.g. \"1.45\" (what `docker version --format "
+                     "'{{.Server.APIVersion}}'` prints on the host)")
 
 
 def _docker_host(given: Any, ssh: SshSettings, problems: Problems) -> str:

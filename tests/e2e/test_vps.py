@@ -21,7 +21,7 @@ import pytest
 
 from components.platform.nginx import reload_command
 from tests.harness.client import assert_websocket_echoes
-from tests.harness.engine import DockerEngine
+from tests.harness.engine import DockerEngine, gate_checks
 from tests.harness.program import ProgramRun, run_program
 from tests.harness.replay import DOCKER_PROVIDER, Replay, ReplayError
 from tests.harness.vps import (
@@ -35,7 +35,9 @@ from tests.harness.vps import (
     SWAP_MB,
     Provisioned,
     assert_a_release_drops_no_request,
+    check_gaps,
     docker,
+    health_gates,
     host_part,
     keypair,
     prod_on_vps,
@@ -439,6 +441,30 @@ def test_an_access_log_past_50_mb_is_rotated_at_the_next_run_with_no_line_lost(p
     # nginx's master (no CAP_DAC_OVERRIDE) can still open the logs its reopen handed to its
     # workers: the next config check and graceful reload, a release's, succeed.
     vps.sh(reload_command(f"{provisioned.config['aiia:prefix']}-nginx"))
+
+
+def test_each_health_gate_passes_about_a_second_after_its_service_is_ready(provisioned):
+    """Debian 13's engine (API 1.45) takes the health checks' start_interval (1 s): while a
+    container starts, its check runs each second instead of each `interval` (10 s for the
+    platform, 5 s for the app), so its gate passes at the first check after the service is
+    ready. Read from the engine's own record: each container's health log at the moment its
+    gate passed, every check in it begun a start interval after the previous one (or the
+    start), sooner than `interval` would have allowed."""
+    gates = health_gates(provisioned)
+    names = set(gates)
+    assert {"aiia-postgres", "aiia-pgbouncer", "aiia-redis", "aiia-nginx"} <= names, names
+    assert any(name.startswith(f"aiia-app-prod-{RELEASES[0]}-") for name in names), names
+    for name, details in sorted(gates.items()):
+        health = details["Config"]["Healthcheck"]
+        assert health.get("StartInterval") == 1_000_000_000, (name, health)
+        interval = health["Interval"] / 1e9
+        started, checks = gate_checks(details)
+        assert checks and checks[-1][2] == 0, (name, checks)
+        gaps = check_gaps(details)
+        print(f"{name}: healthy {checks[-1][1] - started:.1f} s after its start, after "
+              f"{len(checks)} check(s) {[round(gap, 2) for gap in gaps]} s apart "
+              f"(interval {interval:.0f} s)")
+        assert gaps and all(gap < interval / 2 for gap in gaps), (name, gaps, interval)
 
 
 def test_a_release_and_a_rollback_of_prod_on_the_vps_drop_no_request(provisioned):

@@ -27,6 +27,8 @@ from tests.harness.vps import (
     RELEASES,
     Provisioned,
     assert_a_release_drops_no_request,
+    check_gaps,
+    health_gates,
     prod_on_vps,
 )
 
@@ -62,6 +64,20 @@ def test_every_host_service_runs_and_each_job_runs_once_by_hand(provisioned):
 
 def test_a_release_of_prod_on_debian_12_drops_no_request(provisioned):
     assert_a_release_drops_no_request(provisioned, RELEASES[0], RELEASES[1])
+
+
+def test_health_gates_on_debian_12_name_no_start_interval_and_wait_an_interval(provisioned):
+    """Debian 12's engine (API 1.41) is never sent a start_interval (host.system:
+    debian-12; the provider's client would refuse it), and the release above went through.
+    Its checks are paced by `interval` from the start: the contrast with Debian 13's."""
+    gates = health_gates(provisioned)
+    assert any(name.startswith(f"aiia-app-prod-{RELEASES[1]}-") for name in gates), gates
+    for name, details in sorted(gates.items()):
+        health = details["Config"]["Healthcheck"]
+        assert not health.get("StartInterval"), (name, health)
+        interval = health["Interval"] / 1e9
+        gaps = check_gaps(details)
+        assert gaps and all(gap > interval * 0.8 for gap in gaps), (name, gaps, interval)
 
 
 def test_a_second_run_changes_nothing_and_restarts_nothing(provisioned):

@@ -13,6 +13,7 @@ import tarfile
 import tempfile
 import time
 import urllib.parse
+from datetime import datetime
 from typing import Any
 
 SOCKET = "/var/run/docker.sock"
@@ -109,6 +110,9 @@ class DockerEngine:
         # the Go client does; until then paths are unversioned, which an engine serves at
         # its own newest version.
         self.api_version: str | None = None
+        # What `docker inspect` said of each container when its health gate passed
+        # (`wait_healthy`): its State.Health.Log then holds the checks that led to it.
+        self.gates: dict[str, dict] = {}
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         return _UnixConnection(self.path, timeout)
@@ -203,9 +207,11 @@ class DockerEngine:
     def wait_healthy(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            state = (self.container(name) or {}).get("State", {})
+            details = self.container(name) or {}
+            state = details.get("State", {})
             health = state.get("Health", {}).get("Status")
             if state.get("Running") and health in (None, "healthy"):
+                self.gates[name] = details
                 return
             if not state.get("Running") and state.get("Status") in ("exited", "dead"):
                 raise EngineError(f"container {name} exited ({state.get('ExitCode')}): "
@@ -297,6 +303,24 @@ def health_log(state: dict) -> str:
              f"{(check.get('Output') or '').strip()[-300:] or '(no output)'}"
              for check in checks]
     return "health checks:\n  " + "\n  ".join(lines)
+
+
+def engine_time(text: str) -> float:
+    """An engine timestamp (RFC 3339 with nanoseconds, `2026-12-06T18:20:01.123456789Z`) in
+    seconds since the epoch, to the microsecond."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    fraction = (fraction.split("+")[0].split("-")[0] + "000000")[:6]
+    return datetime.fromisoformat(f"{whole}.{fraction}+00:00").timestamp()
+
+
+def gate_checks(details: dict) -> tuple[float, list[tuple[float, float, int]]]:
+    """A container's start and the health checks that led to its gate: (StartedAt,
+    [(check start, check end, exit code)]), all in the engine's own clock. Docker keeps the
+    last five checks (moby `daemon/health.go` maxLogEntries)."""
+    state = details.get("State") or {}
+    checks = [(engine_time(check["Start"]), engine_time(check["End"]), check.get("ExitCode"))
+              for check in (state.get("Health") or {}).get("Log") or []]
+    return engine_time(state["StartedAt"]), checks
 
 
 def _demultiplex(data: bytes) -> str:

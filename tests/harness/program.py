@@ -241,6 +241,7 @@ def prod_outputs_for_staging() -> dict:
         },
         "dashboard_uid": 10002.0,
         "ready": True,
+        "health_start_interval": "1s",  # prod's host: Debian 13 (host.system's default)
         "nginx_keep_idle_seconds": 45.0,  # a StackReference's numbers arrive as floats
     }
 

@@ -47,7 +47,7 @@ from components.names import database_name
 from components.settings import Settings, parse_settings
 from components.settings.platform import PlatformSettings
 from tests.harness.client import Response, WebSocket, https_request
-from tests.harness.engine import DockerEngine
+from tests.harness.engine import DockerEngine, gate_checks
 from tests.harness.local_stack import free_port, free_subnet, image_map, tag_image
 from tests.harness.program import (
     TEST_BACKUP_KEY,
@@ -278,6 +278,8 @@ def prod_on_vps(engine: DockerEngine, image: str, keys: Path) -> Iterator[Provis
         config = copy.deepcopy(stack_config("prod", pin_test_identity=False))
         host = config["aiia:host"]
         host["ssh"].update(host="127.0.0.1", port=vps.port, host_key=vps.host_key)
+        # The stand-in's release (aiia-standin/vps:13 → debian-13), as its operator says it.
+        host["system"] = f"debian-{image.rpartition(':')[2]}"
         host["docker_host"] = f"ssh://deploy@127.0.0.1:{vps.port}"
         # A smaller swap file than prod's (it is this machine's swap while the test runs),
         # still enough for a release's peak (host.memory_mb 512 + 256 MB).
@@ -343,3 +345,25 @@ def assert_a_release_drops_no_request(provisioned: Provisioned, previous: str,
         socket.close()
     containers = provisioned.vps.sh("docker ps --format '{{.Names}}'").stdout.split()
     assert not [name for name in containers if name.startswith(f"aiia-app-prod-{previous}-")]
+
+
+def health_gates(provisioned: Provisioned) -> dict[str, dict]:
+    """`docker inspect` of each container on the stand-in at the moment its health gate
+    (`wait=True`) passed, by container name, over every `up` so far."""
+    gates: dict[str, dict] = {}
+    for engine in provisioned.replay.engines.values():
+        gates.update(engine.gates)
+    return gates
+
+
+def check_gaps(details: dict) -> list[float]:
+    """How long after the container's start, or after the previous check ended, each check
+    that led to its gate began (seconds, the engine's clock). Docker's health monitor
+    waits its interval from the start and after each check (moby `daemon/health.go`
+    `monitor`), the start interval instead while the container is starting."""
+    started, checks = gate_checks(details)
+    if len(checks) >= 5:  # the oldest were dropped: the first kept one has no known "before"
+        pairs = zip(checks[1:], checks[:-1], strict=True)
+        return [start - before for (start, _, _), (_, before, _) in pairs]
+    befores = [started] + [end for _, end, _ in checks[:-1]]
+    return [start - before for (start, _, _), before in zip(checks, befores, strict=True)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components.host.provision import max_startups
+from components.host.provision import max_startups, packages_script
 from components.host.systems import DEBIAN_RELEASES
 from tests.harness.program import TEST_ADMIN_KEY
 
@@ -80,7 +80,11 @@ def test_the_packages_step_takes_each_supported_release_and_refuses_any_other_sy
     """On its own release the step gets past the check and asks for that release's packages
     (no network here, so apt stops there); with another system's /etc/os-release it stops
     before any change and names the systems it supports."""
-    script = rendered["prod"].script("host-packages")
+    release = next(release for release in DEBIAN_RELEASES if release.version == debian)
+    # The step of a stack whose host.system is this release (prod's is Debian 13's).
+    script = packages_script("docker.io", release.system)
+    if release.system == rendered["prod"].settings.host.system:
+        assert script == rendered["prod"].script("host-packages")
     files = {"/opt/packages.sh": script,
              **{f"/opt/os-release-{name}": text for name, text in FOREIGN_SYSTEMS.items()}}
     # Each run's exit status printed after its output (the script runs under `set -e`).
@@ -89,7 +93,6 @@ def test_the_packages_step_takes_each_supported_release_and_refuses_any_other_sy
                              for name in FOREIGN_SYSTEMS)
     result = in_vps(debian, files, f"{run}; echo @@foreign@@; {foreign_runs}", tmp_path)
     own, foreign = result.stdout.split("@@foreign@@")
-    release = next(release for release in DEBIAN_RELEASES if release.version == debian)
     assert f"host: {release.name}, {release.support}" in own, own
     installing = next(line for line in own.splitlines() if line.startswith("host: installing"))
     # The stand-in has all but Docker (and, on a fresh VPS, time sync); Debian 13's
@@ -103,6 +106,22 @@ def test_the_packages_step_takes_each_supported_release_and_refuses_any_other_sy
         assert "host: installing" not in said
     assert [part.split("@@")[0] for part in foreign.split("@@exit ")[1:]] == \
         ["1"] * len(FOREIGN_SYSTEMS), foreign
+
+
+def test_the_packages_step_refuses_a_host_whose_system_is_not_host_system(debian, tmp_path):
+    """A stack that says another supported release than the host runs stops before any
+    change, naming host.system and the value that fits: what the program asks of Docker
+    (a health check's start_interval) follows host.system."""
+    release = next(release for release in DEBIAN_RELEASES if release.version == debian)
+    for other in DEBIAN_RELEASES:
+        if other is release:
+            continue
+        result = in_vps(debian, {"/opt/packages.sh": packages_script("docker.io", other.system)},
+                        "bash /opt/packages.sh", tmp_path, check=False)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"but aiia:host.system is {other.system}; set host.system: {release.system} " \
+               "in this stack's config" in result.stderr, result.stderr
+        assert "host: installing" not in result.stdout
 
 
 def test_sshd_accepts_the_policy_and_applies_it_as_written(debian, files, rendered, tmp_path):

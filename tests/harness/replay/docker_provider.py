@@ -32,6 +32,13 @@ Docker Engine API; an input the replay does not understand fails by name.
   another form differs from state on every run. Set-typed attributes (`CONTAINER_SETS`:
   `schema.TypeSet` in `resource_docker_container.go`) are compared without regard to order
   (steps.py).
+- A health check's `start_interval` (pulumi-docker 5.2.0 `ContainerHealthcheckArgs`,
+  terraform-provider-docker v4.5.0 `healthcheck.start_interval`, schema default "0s") is
+  sent as `Healthcheck.StartInterval` in nanoseconds, left out when zero (`omitempty`). The
+  provider's client refuses a non-zero one when the API version it negotiated is below
+  1.44, before the create request (`refuse_what_the_client_cannot_send`); an engine of 1.44
+  or later honours it (moby v26.1 `daemon/health.go` `monitor`: the probe interval while the
+  container is starting, within its start period).
 - Images: the Replay's `pull(engine, image)` (the registry's stand-in) brings an image
   missing from the provider's engine there in the `RemoteImage` step.
 """
@@ -86,7 +93,10 @@ CONTAINER_INPUTS = {
 IMAGE_INPUTS = {"name", "keep_locally", "pull_triggers", "force_remove"}
 NETWORK_INPUTS = {"name", "driver", "ipam_configs", "internal", "attachable", "labels"}
 VOLUME_INPUTS = {"name", "driver", "labels"}
-HEALTHCHECK_DURATIONS = ("interval", "timeout", "start_period")
+HEALTHCHECK_DURATIONS = ("interval", "timeout", "start_period", "start_interval")
+# The Engine API version from which the provider's client sends a health check's
+# StartInterval (docker/docker v28.5.2 `client/container_create.go`).
+START_INTERVAL_API = "1.44"
 
 
 # --------------------------------------------------------------------- read-back
@@ -339,7 +349,34 @@ def container_config(inputs: dict) -> dict:
             "Retries": health.get("retries") or 0,
             "StartPeriod": duration_ns(health.get("start_period")),
         }
+        # terraform-provider-docker v4.5.0 `createContainerConfig` parses `start_interval`
+        # (schema default "0s") into HealthConfig.StartInterval, a `json:",omitempty"` field
+        # (moby/docker-image-spec `HealthcheckConfig`): an unset one is not sent at all.
+        start_interval = duration_ns(health.get("start_interval"))
+        if start_interval:
+            config["Healthcheck"]["StartInterval"] = start_interval
     return {key: value for key, value in config.items() if value is not None}
+
+
+def refuse_what_the_client_cannot_send(engine: DockerEngine, config: dict) -> None:
+    """The client's own refusals, before any request: docker/docker v28.5.2
+    `client/container_create.go` `ContainerCreate` fails a non-zero health-check
+    StartInterval when the negotiated version is below 1.44 (`NewVersionError`, message from
+    `client/errors.go`), and terraform-provider-docker wraps it ("Unable to create
+    container: …", before `d.SetId`: a plain error, nothing in the state). An engine of 1.44
+    or later takes it; one that is older is never asked."""
+    version = engine.api_version
+    start_interval = (config.get("Healthcheck") or {}).get("StartInterval")
+    if start_interval and version is not None and not _api_at_least(version, START_INTERVAL_API):
+        raise ReplayError(
+            'Unable to create container: "specify health-check start interval" requires API '
+            f"version {START_INTERVAL_API}, but the Docker daemon API version is {version}")
+
+
+def _api_at_least(version: str, minimum: str) -> bool:
+    def number(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split("."))
+    return number(version) >= number(minimum)
 
 
 def create_container(engine: DockerEngine, resource: RecordedResource, inputs: dict) -> dict:
@@ -349,6 +386,7 @@ def create_container(engine: DockerEngine, resource: RecordedResource, inputs: d
     name = inputs["name"]
     networks = inputs.get("networks_advanced") or []
     config = container_config(inputs)
+    refuse_what_the_client_cannot_send(engine, config)
     if engine.container(name) is not None:
         # Docker refuses a second container of one name; so does this, by name.
         raise ReplayError(f"a container named {name} already exists; creating another "

@@ -11,14 +11,16 @@ import pytest
 
 from tests.harness.engine import DialStdioEngine, EngineError, dial_stdio_command
 from tests.harness.program import ProgramRun, RecordedResource
-from tests.harness.replay import Replay, ReplayError, duration_ns, go_duration
+from tests.harness.replay import Replay, ReplayError, duration_ns, go_duration, read_back
+from tests.harness.replay.docker_provider import container_config
 
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:local:Command"
 
 
 class FakeEngine:
-    def __init__(self, unhealthy=()):
+    def __init__(self, unhealthy=(), api_version=None):
+        self.api_version = api_version  # what the provider's client negotiated
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, dict] = {}
         self.unhealthy = set(unhealthy)
@@ -275,6 +277,53 @@ def test_healthcheck_durations_are_read_back_canonical():
     engine.calls.clear()
     replay.apply(run(container("c", healthcheck=canonical)))
     assert engine.calls == []
+
+
+def test_a_start_interval_is_sent_in_nanoseconds_and_left_out_when_unset():
+    # terraform-provider-docker v4.5.0 createContainerConfig → HealthConfig.StartInterval,
+    # `json:",omitempty"`: "0s" (the schema default) and an unset one send nothing.
+    check = {"tests": ["CMD", "true"], "interval": "10s", "timeout": "5s", "retries": 3,
+             "start_period": "30s"}
+    for declared, sent in ((None, None), ("0s", None), ("1s", 1_000_000_000),
+                           ("500ms", 500_000_000)):
+        health = {**check, **({"start_interval": declared} if declared else {})}
+        config = container_config({"image": "img", "healthcheck": health})
+        assert config["Healthcheck"].get("StartInterval") == sent, declared
+        assert config["Healthcheck"]["Interval"] == 10_000_000_000
+
+
+@pytest.mark.parametrize("api_version", ["1.41", "1.43"])
+def test_the_providers_client_refuses_a_start_interval_below_api_1_44(api_version):
+    # docker/docker v28.5.2 client/container_create.go: NewVersionError("1.44", "specify
+    # health-check start interval") before the request; the provider fails before SetId, so
+    # nothing is created and nothing is in the state.
+    engine = FakeEngine(api_version=api_version)
+    replay = quiet_replay(engine)
+    health = {"tests": ["CMD", "true"], "interval": "10s", "start_interval": "1s"}
+    with pytest.raises(ReplayError, match=(
+            'Unable to create container: "specify health-check start interval" requires API '
+            f"version 1.44, but the Docker daemon API version is {api_version}")):
+        replay.apply(run(container("c", healthcheck=health)))
+    assert engine.calls == [] and "urn:c" not in replay.state
+    # The same check without the field goes through on that engine.
+    del health["start_interval"]
+    replay.apply(run(container("c", healthcheck=health)))
+    assert ("create", "c") in engine.calls
+
+
+@pytest.mark.parametrize("api_version", ["1.44", "1.45", "1.51", None])
+def test_an_engine_of_api_1_44_or_later_is_sent_the_start_interval(api_version):
+    engine = FakeEngine(api_version=api_version)
+    health = {"tests": ["CMD", "true"], "interval": "10s", "start_interval": "1s"}
+    quiet_replay(engine).apply(run(container("c", healthcheck=health)))
+    assert engine.containers["c"]["Config"]["Healthcheck"]["StartInterval"] == 1_000_000_000
+
+
+def test_a_start_interval_is_read_back_canonical():
+    # resourceDockerContainerRead: "start_interval": StartInterval.String().
+    declared = {"tests": ["CMD", "true"], "start_interval": "1000ms"}
+    assert read_back(CONTAINER, {"healthcheck": declared})["healthcheck"][
+        "start_interval"] == "1s"
 
 
 @pytest.mark.parametrize(("declared", "read_back"), [

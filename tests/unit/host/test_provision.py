@@ -4,8 +4,13 @@ else waits for it."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
-from tests.harness.program import TEST_HOST_KEY, run_program
+from components.host.provision import engine_requirement
+from components.host.templates import render
+from tests.harness.program import TEST_HOST_KEY, run_program, stack_config
+from tests.harness.settings import parse
 
 
 def ancestors(run, resource) -> set[str]:
@@ -58,3 +63,54 @@ def test_the_deploy_user_s_sudo_rule_is_checked_before_it_stays(prod):
     assert "visudo -cq" in install
     sshd = prod.named("host-sshd-install").plain["create"]
     assert "sshd -t && systemctl reload ssh" in sshd
+
+
+def run_preflight(script: str, engine_api: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The preflight in bash, on a host whose Docker speaks `engine_api`: docker, sudo, id and
+    systemctl stand-ins on PATH answer as a provisioned host's would."""
+    fakes = {"docker": f'[ "$*" = "version --format {{{{.Server.APIVersion}}}}" ] && '
+                       f'echo {engine_api} || echo 26.1.5',
+             "sudo": 'shift 3; exec "$@"', "id": "echo deploy docker", "systemctl": "exit 0"}
+    for name, body in fakes.items():
+        (tmp_path / name).write_text(f"#!/bin/bash\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, check=False)
+
+
+def test_the_preflight_refuses_an_engine_too_old_for_the_declared_start_interval(tmp_path):
+    """Debian 13 (prod's default system): every health check declares start_interval, so
+    the preflight refuses an engine older than API 1.44 before any Docker step, naming the
+    setting that said otherwise and the fix; on Debian 12 it declares none and asks nothing."""
+    trixie = parse("prod").host
+    script = render("host/preflight.sh.j2", user="deploy", **engine_requirement(trixie))
+    refused = run_preflight(script, "1.41", tmp_path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert ("this host's Docker speaks Engine API 1.41, but aiia:host.system is debian-13 "
+            "(whose docker.io speaks 1.45), so every health check declares start_interval "
+            '(API 1.44): set aiia:host.docker_api_version: "1.41"') in refused.stderr
+    for newer in ("1.44", "1.45", "1.100"):
+        taken = run_preflight(script, newer, tmp_path)
+        assert taken.returncode == 0, taken.stdout + taken.stderr
+        assert f"Docker speaks Engine API {newer}" in taken.stdout
+    bookworm = parse("prod", lambda raw: raw["host"].update(system="debian-12")).host
+    script = render("host/preflight.sh.j2", user="deploy", **engine_requirement(bookworm))
+    assert run_preflight(script, "1.41", tmp_path).returncode == 0
+
+
+def test_a_local_stack_that_declares_start_interval_checks_its_docker_first(local, tmp_path):
+    """host.docker_api_version on a local stack: the developer's Docker is checked before any
+    container (every platform service waits for the host directories, which wait for it);
+    without it nothing is declared and nothing is checked."""
+    assert not [r for r in local.resources if r.name == "platform-docker-engine"]
+    config = stack_config("local")
+    config["aiia:host"]["docker_api_version"] = "1.45"
+    newer = run_program("local", config=config)
+    check = newer.named("platform-docker-engine")
+    assert check.urn in newer.named("platform-directories").dependencies
+    refused = run_preflight(check.plain["create"], "1.41", tmp_path)
+    assert refused.returncode == 1
+    assert ("Engine API 1.41, but aiia:host.docker_api_version is 1.45, so every health check "
+            'declares start_interval (API 1.44): set aiia:host.docker_api_version: "1.41"'
+            ) in refused.stderr
+    assert run_preflight(check.plain["create"], "1.45", tmp_path).returncode == 0

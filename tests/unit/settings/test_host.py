@@ -73,3 +73,41 @@ def test_the_ssh_host_must_be_a_host_name_or_an_address(address):
 
     assert f"aiia:host.ssh.host={address!r} is neither a host name nor an IP address" \
         in problems_of(change)
+
+
+def test_an_ssh_host_runs_debian_13_unless_host_system_says_debian_12():
+    """host.system decides what the program asks of the engine: Debian 13's docker.io (API
+    1.45) takes a health check's start_interval (API 1.44), Debian 12's (1.41) does not."""
+    prod = parse("prod").host
+    assert (prod.system, prod.engine_api_version, prod.health_start_interval) == \
+        ("debian-13", "1.45", "1s")
+    bookworm = parse("prod", lambda raw: raw["host"].update(system="debian-12")).host
+    assert (bookworm.engine_api_version, bookworm.health_start_interval) == ("1.41", None)
+    message = problems_of(lambda raw: raw["host"].update(system="ubuntu-24.04"))
+    assert "aiia:host.system='ubuntu-24.04' is not a system the program provisions; set it " \
+           "to one of debian-13, debian-12" in message
+
+
+def test_docker_api_version_overrides_what_the_system_says_and_must_be_quoted():
+    """docker-ce on Debian 12, or an operator who wants the field left out: the engine's own
+    version decides; numbers compare as numbers."""
+    newer = parse("prod", lambda raw: raw["host"].update(system="debian-12",
+                                                         docker_api_version="1.52")).host
+    assert newer.health_start_interval == "1s"
+    older = parse("prod", lambda raw: raw["host"].update(docker_api_version="1.9")).host
+    assert older.health_start_interval is None
+    message = problems_of(lambda raw: raw["host"].update(docker_api_version=1.45))
+    assert "aiia:host.docker_api_version=1.45 must be an Engine API version in quotes, " \
+           "e.g. \"1.45\"" in message
+
+
+def test_a_local_stack_has_no_system_and_no_start_interval_unless_its_docker_says_so():
+    """The developer's own Docker (this machine's is 20.10, API 1.41): left out unless
+    host.docker_api_version names an engine that takes it."""
+    local = parse("local").host
+    assert (local.system, local.health_start_interval) == (None, None)
+    assert parse("local", lambda raw: raw["host"].update(
+        docker_api_version="1.45")).host.health_start_interval == "1s"
+    message = problems_of(lambda raw: raw["host"].update(system="debian-13"), stack="local")
+    assert "aiia:host.system='debian-13' is set on a local stack" in message
+    assert "host.docker_api_version instead" in message
