@@ -70,19 +70,45 @@ def docker_ssh_options(host: HostSettings) -> list[str] | None:
             "-o", "ControlPersist=60s", "-o", "ServerAliveInterval=15"]
 
 
-def max_startups(remote_commands: int) -> tuple[int, int]:
-    """sshd's MaxStartups start and full: every remote command of a first `pulumi up` may
-    dial at once (parallelism is unbounded by default), and the Docker provider's own."""
-    floor = max(10, remote_commands + 10)
-    return floor, floor * 2
+@dataclass(frozen=True)
+class SshStartups:
+    """sshd's limits on unauthenticated connections (sshd_config(5) MaxStartups,
+    PerSourceMaxStartups). Each one costs ~2.6 MB anonymous memory (the session's monitor
+    and its unprivileged child, measured with smaps_rollup on both releases' sshd), and one
+    client may hold it for LoginGraceTime."""
+
+    per_source: int  # what one address (IPv4 /32, IPv6 /64) may hold at once
+    start: int  # past this many in all, sshd drops new ones at random (30%, rising)
+    full: int  # and at this many, every new one
+
+    @property
+    def max_startups(self) -> str:
+        return f"{self.start}:30:{self.full}"
+
+
+def ssh_startups(at_once: int) -> SshStartups:
+    """The limits for a deployer that opens `at_once` connections at once, from one address:
+    pulumi-command dials one connection per remote command, and every command whose
+    dependencies are done runs at once (`pulumi up`'s parallelism is unbounded by default).
+    A connection sshd drops is dialled again, but only a few times within a second
+    (pulumi-command remote/connection.go `Dial`: retry.Until from 100 ms, x1.5, up to
+    dial_error_limit=5 dials; components/host/connection.py), so the burst must fit whole.
+    Another address (an operator's, staging's CI) still finds room, and the whole is bounded
+    at twice that: what a botnet can make sshd hold is capped, not what it can make sshd
+    refuse."""
+    start = at_once + 8
+    return SshStartups(per_source=at_once, start=start, full=start * 2)
 
 
 @dataclass
 class HostArgs:
     settings: Settings
     connection: HostConnection
-    # How many remote commands the stacks run at most at once (for sshd's MaxStartups).
-    remote_commands: int = 60
+    # How many SSH connections one `pulumi up` opens at once at most: prod's first run, whose
+    # widest set of remote commands that can run together is 29 (a command per connection;
+    # tests/rendered/test_host.py computes it from the program), plus the Docker provider's
+    # shared connection and headroom for a few more commands.
+    ssh_connections_at_once: int = 32
 
 
 class Host(pulumi.ComponentResource):
@@ -116,14 +142,14 @@ class Host(pulumi.ComponentResource):
                                          mode=mode, owner="0:0", on_change=on_change),
                             opts=child(*after))
 
-        floor, ceiling = max_startups(args.remote_commands)
+        startups = ssh_startups(args.ssh_connections_at_once)
         files = [
             file("sudoers", f"/etc/sudoers.d/aiia-{user}", render("host/sudoers.j2", user=user),
                  "visudo -cq", accounts, mode="0440"),
             # After the user exists (AllowUsers names it) and its keys are in place.
             file("sshd", "/etc/ssh/sshd_config.d/10-aiia.conf",
                  render("host/sshd.conf.j2", port=host.ssh.port, users=[user],
-                        max_startups_floor=floor, max_startups_ceiling=ceiling,
+                        startups=startups,
                         unused_timeout_s=UNUSED_CONNECTION_TIMEOUT_S),
                  "sshd -t && systemctl reload ssh", accounts),
             file("docker-daemon", "/etc/docker/daemon.json",

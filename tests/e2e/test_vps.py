@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from components.host.provision import HostArgs, ssh_startups
 from components.platform.nginx import reload_command
 from tests.harness.client import assert_websocket_echoes
 from tests.harness.engine import DockerEngine
@@ -70,7 +71,9 @@ def test_sshd_enforces_the_policy_keys_only_no_root_no_password(provisioned):
     effective = vps.sh("sshd -T -C user=deploy,host=client,addr=127.0.0.1").stdout
     for line in ("permitrootlogin no", "passwordauthentication no",
                  "kbdinteractiveauthentication no", "allowusers deploy",
-                 "authenticationmethods publickey", "allowtcpforwarding no"):
+                 "authenticationmethods publickey", "allowtcpforwarding no",
+                 "compression no", "tcpkeepalive no", "persourcenetblocksize 32:64",
+                 f"persourcemaxstartups {HostArgs.ssh_connections_at_once}"):
         assert line in effective.splitlines(), line
     assert ssh(vps, identity, "deploy", "id -nG").stdout.split().count("docker") == 1
     refused = ssh(vps, identity, "root")
@@ -79,6 +82,42 @@ def test_sshd_enforces_the_policy_keys_only_no_root_no_password(provisioned):
                    "PreferredAuthentications=password,keyboard-interactive")
     assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr
     assert vps.sh("cat /root/.ssh/authorized_keys").stdout == ""
+
+
+HOLD_PREAUTH = """
+import socket, sys, time
+held = [socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+        for _ in range(int(sys.argv[3]))]
+said = []
+for connection in held:
+    try:
+        said.append(connection.recv(64))
+    except OSError:
+        said.append(b"")
+print(sum(line.startswith(b"SSH-") for line in said), flush=True)
+time.sleep(30)
+"""
+
+
+def test_one_address_holding_unauthenticated_connections_locks_nobody_else_out(provisioned):
+    """Review M6: an address holds at most PerSourceMaxStartups connections before
+    authenticating (sshd drops the rest at once); meanwhile the operator still logs in."""
+    vps = provisioned.vps
+    per_source = ssh_startups(HostArgs.ssh_connections_at_once).per_source
+    client, client_address = attacker(provisioned, "preauth")
+    holding = subprocess.Popen(
+        ["docker", "exec", client, "python3", "-c", HOLD_PREAUTH, vps.address, str(vps.port),
+         str(per_source + 6)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        greeted = holding.stdout.readline().strip()
+        assert greeted == str(per_source), (greeted, holding.stderr.read() if not greeted
+                                            else "")
+        assert ssh(vps, provisioned.identity, "deploy", "true").returncode == 0
+    finally:
+        holding.kill()
+        holding.wait(timeout=30)
+        docker("rm", "-f", client, check=False)
+        vps.sh(f"fail2ban-client set sshd unbanip {client_address}", check=False)
 
 
 def test_the_program_connects_only_to_the_pinned_host_key(provisioned, engine):
