@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.host.baseline import kernel_and_account_defaults
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.systems import DEBIAN_RELEASES, packages_by_release
 from components.host.templates import render
@@ -38,9 +39,9 @@ from components.settings import Settings
 from components.settings.host import HostSettings
 
 # On every supported release; what differs is in components/host/systems.py. procps: the
-# sysctl step's `sysctl`.
+# sysctl step's `sysctl`; kmod: modprobe, which reads components/host/baseline.py's file.
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
-            "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps")
+            "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps", "kmod")
 # sshd: UnusedConnectionTimeout (OpenSSH 9.2 and later) closes what pulumi-command leaves open.
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
@@ -237,7 +238,8 @@ class Host(pulumi.ComponentResource):
                           f"from {platform.nginx_status_address} to {platform.status_gateway} "
                           f"port {platform.dashboard.port} proto tcp"]),
             opts=child(files[1]))
+        baseline = kernel_and_account_defaults(name, connection, self, packages, files[0])
         self.preflight = host_command(
             f"{name}-preflight", connection, render("host/preflight.sh.j2", user=user),
-            opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall))
+            opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall, *baseline))
         self.register_outputs({})

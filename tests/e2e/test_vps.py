@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from components.host.baseline import RARE_PROTOCOLS
 from components.host.provision import HostArgs, ssh_startups
 from components.platform.nginx import reload_command
 from tests.harness.client import assert_websocket_echoes
@@ -307,6 +308,26 @@ def test_sysctls_a_container_cannot_write_are_reported_not_fatal(provisioned):
     applied = provisioned.replay.state
     (sysctl,) = [a for a in applied.values() if a.name == "host-sysctl-install"]
     assert "read-only here" in sysctl.real["stdout"], sysctl.real["stdout"]
+
+
+def test_rare_protocols_cannot_load_and_sessions_dump_no_core(provisioned):
+    """Issue #25 item 2 (components/host/baseline.py), on the provisioned host: each rare
+    protocol's module refuses to load, a login session may not dump core and gets the 027
+    umask (its group bits the owner's: the group is the user's own), and the program's
+    commands through sudo keep 022."""
+    vps = provisioned.vps
+    for module in RARE_PROTOCOLS:
+        assert "install /bin/false" in vps.sh(f"modprobe -n -v {module}").stdout, module
+        loaded = vps.sh(f"modprobe {module}", check=False)
+        assert loaded.returncode != 0 and "install command '/bin/false'" in loaded.stderr, \
+            loaded.stderr
+    session = ssh(vps, provisioned.identity, "deploy",
+                  "ulimit -Hc; ulimit -Sc; umask; sudo -n bash -c umask")
+    assert session.stdout.split() == ["0", "0", "0007", "0022"], session.stdout + session.stderr
+    # The kernel's side (kernel.core_pattern, fs.suid_dumpable): /proc/sys is read-only in
+    # the stand-in, which the sysctl step says.
+    (sysctl,) = [a for a in provisioned.replay.state.values() if a.name == "host-sysctl-install"]
+    assert "kernel.core_pattern is read-only here" in sysctl.real["stdout"]
 
 
 def test_a_second_run_changes_nothing_and_restarts_nothing(provisioned):

@@ -159,7 +159,9 @@ def test_sshd_applies_what_a_cis_audit_asks_beyond_the_login_policy(debian, file
     # Debian's package revision (DebianBanner; Debian 12's `sshd -T` does not print it).
     sshd = {path: content for path, content in files.items() if path.startswith("/etc/ssh/")}
     said = in_vps(debian, sshd, "ssh-keygen -A >/dev/null && mkdir -p /run/sshd && "
-                  "/usr/sbin/sshd && exec 3<>/dev/tcp/127.0.0.1/22 && head -1 <&3",
+                  "/usr/sbin/sshd && timeout 20 bash -c 'until (: <>/dev/tcp/127.0.0.1/22); "
+                  "do sleep 0.2; done' 2>/dev/null && exec 3<>/dev/tcp/127.0.0.1/22 && "
+                  "head -1 <&3",
                   tmp_path).stdout.strip()
     assert said.startswith("SSH-2.0-OpenSSH_") and " " not in said, said
 
