@@ -1,5 +1,7 @@
-"""The kernel and account defaults a CIS-style audit of a Debian server asks for (issue #25
-item 2), beside what components/host/provision.py already sets (sshd, sysctl, firewall):
+"""What a CIS-style audit of a Debian server asks for (issue #25 item 2) beside what
+components/host/provision.py already sets (sshd, sysctl, firewall):
+
+- the security updates pending on a fresh VPS, applied by the first run;
 
 - rarely used network protocols (DCCP, SCTP, RDS, TIPC) cannot be loaded;
 - no core dumps: none from a login session (pam_limits), none kept by systemd-coredump if it
@@ -44,10 +46,22 @@ LOGIN_DEFAULTS = (
 )
 
 
+def security_updates(name: str, connection: HostConnection, parent: pulumi.Resource,
+                     enabled: bool, *after: pulumi.Resource) -> pulumi.Resource:
+    """The pending security updates applied once, by unattended-upgrade, after `after` (the
+    packages, unattended-upgrades' own configuration, Docker's daemon.json) and before the
+    platform's containers (the host's preflight waits for it). Re-run only when the script
+    changes; from then on the daily unattended-upgrades run keeps the host current."""
+    return host_command(f"{name}-security-updates", connection,
+                        render("host/security-updates.sh.j2", enabled=enabled),
+                        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)))
+
+
 def kernel_and_account_defaults(name: str, connection: HostConnection,
                                 parent: pulumi.Resource,
                                 *after: pulumi.Resource) -> list[pulumi.Resource]:
-    """The files and the login.defs step, each after `after`: the packages step, and the
+    """The files and the login.defs step, each after `after`: the security updates (a
+    login.defs changed first would hold back an update of its package, a conffile), and the
     deploy user's sudo rule, which keeps the program's own umask once login.defs's applies."""
     opts = pulumi.ResourceOptions(parent=parent, depends_on=list(after))
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.host.baseline import kernel_and_account_defaults
+from components.host.baseline import kernel_and_account_defaults, security_updates
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.systems import DEBIAN_RELEASES, packages_by_release
 from components.host.templates import render
@@ -238,8 +238,12 @@ class Host(pulumi.ComponentResource):
                           f"from {platform.nginx_status_address} to {platform.status_gateway} "
                           f"port {platform.dashboard.port} proto tcp"]),
             opts=child(files[1]))
-        baseline = kernel_and_account_defaults(name, connection, self, packages, files[0])
+        # After every host file: unattended-upgrades' origins, daemon.json's live-restore.
+        updates = security_updates(name, connection, self, provision.unattended_upgrades,
+                                   packages, *files)
+        baseline = kernel_and_account_defaults(name, connection, self, updates, files[0])
         self.preflight = host_command(
             f"{name}-preflight", connection, render("host/preflight.sh.j2", user=user),
-            opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall, *baseline))
+            opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall, updates,
+                       *baseline))
         self.register_outputs({})

@@ -330,6 +330,20 @@ def test_rare_protocols_cannot_load_and_sessions_dump_no_core(provisioned):
     assert "kernel.core_pattern is read-only here" in sysctl.real["stdout"]
 
 
+def test_the_first_run_leaves_no_security_update_pending(provisioned):
+    """Issue #25 item 2: the stand-in image has security updates pending when it boots (it is
+    built from the release's point, not its -security suite); provisioning applied them,
+    before any container of the platform existed."""
+    vps = provisioned.vps
+    (step,) = [a for a in provisioned.replay.state.values() if a.name == "host-security-updates"]
+    assert "security updates: none pending" in step.real["stdout"], step.real["stdout"][-2000:]
+    pending = vps.sh("apt-get -s -o Debug::NoLocking=true upgrade | grep -E '^Inst .*-security' "
+                     "|| true").stdout
+    assert pending == "", pending
+    history = vps.sh("cat /var/log/unattended-upgrades/unattended-upgrades.log").stdout
+    assert "Packages that will be upgraded:" in history, history[-2000:]
+
+
 def test_a_second_run_changes_nothing_and_restarts_nothing(provisioned):
     vps = provisioned.vps
     pids = {unit: vps.sh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
