@@ -33,7 +33,6 @@ from tests.harness.vps import (
     RELEASES,
     SSH_MAX_RETRY,
     STATUS_AUTH_MAX_RETRY,
-    SWAP_DIR,
     SWAP_MB,
     Provisioned,
     assert_a_release_drops_no_request,
@@ -267,9 +266,10 @@ def test_the_swap_file_is_active_with_the_configured_size(provisioned):
     shown = provisioned.vps.sh("swapon --show=NAME,TYPE,SIZE --bytes --noheadings").stdout
     # The kernel counts the pages after the swap header's one.
     page = int(provisioned.vps.sh("getconf PAGESIZE").stdout)
-    assert f"{SWAP_DIR}/swapfile file {SWAP_MB * 2**20 - page}" in " ".join(shown.split()), \
+    swap_file = provisioned.vps.swap_file
+    assert f"{swap_file} file {SWAP_MB * 2**20 - page}" in " ".join(shown.split()), \
         shown
-    assert f"{SWAP_DIR}/swapfile none swap sw 0 0" in provisioned.vps.sh("cat /etc/fstab").stdout
+    assert f"{swap_file} none swap sw 0 0" in provisioned.vps.sh("cat /etc/fstab").stdout
 
 
 def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
