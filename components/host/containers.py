@@ -14,11 +14,6 @@ import pulumi_docker as docker
 
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 SECURITY_OPTIONS = ["no-new-privileges:true"]
-# An app's CPU weight, half of Docker's default 1024 (cgroup v2 cpu.weight ~20 beside the 100
-# of a host service such as ssh.service): a busy loop in one release leaves CPU to PostgreSQL,
-# nginx and sshd under contention, and costs nothing when the CPU is idle. Updated in place
-# (docker update), so a change replaces no container.
-APP_CPU_SHARES = 512
 
 
 def house_rules() -> dict:
@@ -57,7 +52,6 @@ class ServiceContainerArgs:
     extra_labels: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     read_only: bool = False
     tmpfs: dict[str, str] | None = None
-    cpu_shares: int | None = None  # Docker's default weight (1024) unless set
     wait_timeout_seconds: int = 120
 
 
@@ -77,7 +71,6 @@ def service_container(
         envs=args.envs,
         memory=args.memory_mb,
         memory_swap=args.memory_mb,
-        cpu_shares=args.cpu_shares,
         healthcheck=args.healthcheck,
         # Wait for "healthy" so whatever depends on this container (a switch of traffic
         # above all) runs only once it really serves.

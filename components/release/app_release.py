@@ -18,7 +18,6 @@ import pulumi_docker as docker
 
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.containers import (
-    APP_CPU_SHARES,
     ServiceContainerArgs,
     container_address,
     healthcheck,
@@ -195,7 +194,6 @@ class AppRelease(pulumi.ComponentResource):
                 service="app",
                 environment=env_name,
                 memory_mb=memory_mb,
-                cpu_shares=APP_CPU_SHARES,
                 envs=variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs]),
                 healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"], **health),
                 network=network,

@@ -81,7 +81,7 @@ CONTAINER_INPUTS = {
     "wait", "wait_timeout", "restart", "must_run", "networks_advanced", "mounts", "volumes",
     "ports", "user", "capabilities", "security_opts", "log_driver", "log_opts", "labels",
     "stop_signal", "stop_timeout", "destroy_grace_seconds", "read_only", "tmpfs", "uploads",
-    "working_dir", "max_retry_count", "group_adds", "hostname", "cpu_shares",
+    "working_dir", "max_retry_count", "group_adds", "hostname",
 }
 IMAGE_INPUTS = {"name", "keep_locally", "pull_triggers", "force_remove"}
 NETWORK_INPUTS = {"name", "driver", "ipam_configs", "internal", "attachable", "labels"}
@@ -315,8 +315,6 @@ def container_config(inputs: dict) -> dict:
         "HostConfig": {
             "Memory": (inputs.get("memory") or 0) * 1024 * 1024,
             "MemorySwap": (inputs.get("memory_swap") or 0) * 1024 * 1024,
-            # resource_docker_container_funcs.go (create): hostConfig.CPUShares when set.
-            "CpuShares": inputs.get("cpu_shares") or 0,
             "RestartPolicy": restart_policy(inputs),
             "LogConfig": {"Type": log_driver, "Config": inputs.get("log_opts") or {}},
             "SecurityOpt": inputs.get("security_opts") or [],
@@ -382,8 +380,6 @@ def update_container(engine: DockerEngine, resource: RecordedResource, inputs: d
     engine.request("POST", f"/containers/{name}/update", {
         "Memory": inputs["memory"] * 1024 * 1024,
         "MemorySwap": inputs.get("memory_swap", 0) * 1024 * 1024,
-        # resource_docker_container_funcs.go (update): CPUShares from the new inputs.
-        "CpuShares": inputs.get("cpu_shares") or 0,
         "RestartPolicy": restart_policy(inputs),
     })
     # The provider reads the container back after an update: its address is

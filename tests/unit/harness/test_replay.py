@@ -158,18 +158,6 @@ def test_memory_is_updated_in_place():
     assert engine.calls == [("update", "/containers/c/update")]
 
 
-def test_cpu_shares_are_set_at_create_and_updated_in_place():
-    # terraform-provider-docker resource_docker_container_funcs.go: hostConfig.CPUShares at
-    # create; cpu_shares among what resourceDockerContainerUpdate applies (docker update).
-    engine = FakeEngine()
-    replay = quiet_replay(engine)
-    replay.apply(run(container("c", cpuShares=512)))
-    assert engine.containers["c"]["Config"]["HostConfig"]["CpuShares"] == 512
-    engine.calls.clear()
-    replay.apply(run(container("c", cpuShares=256)))
-    assert engine.calls == [("update", "/containers/c/update")]
-
-
 def test_a_container_is_replaced_delete_before_create():
     # pulumi-docker provider/resources.go: docker_container DeleteBeforeReplace: true.
     engine = FakeEngine()

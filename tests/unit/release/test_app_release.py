@@ -26,14 +26,6 @@ def test_app_container_contract(prod):
     assert app.plain["image"].startswith("sha256:")
 
 
-def test_an_app_weighs_less_on_the_cpu_than_the_services_it_needs(prod):
-    """Review L7: a busy loop in a release leaves CPU to PostgreSQL, nginx and sshd."""
-    app = release_container(prod, "aiia-app-prod-2026-11-26-1-")
-    assert app.plain["cpu_shares"] == 512
-    services = [r for r in prod.of_type("docker:index/container:Container") if r is not app]
-    assert services and all("cpu_shares" not in r.plain for r in services)
-
-
 def test_release_waits_for_migration_and_switch_waits_for_healthy_container(prod):
     by_urn = {r.urn: r for r in prod.resources}
     app = prod.named("app-prod-app-2026-11-26-1")
