@@ -48,3 +48,20 @@ def test_login_defs_takes_the_defaults_once_and_the_program_keeps_its_own_umask(
     defs = [line.split() for line in lines[5:] if line and not line.startswith("#")]
     for key, value, _ in LOGIN_DEFAULTS:
         assert [entry[1:] for entry in defs if entry[0] == key] == [[value]], key
+
+
+def test_sudo_s_log_past_its_cap_is_rotated_and_sudo_logs_to_a_new_one(debian, rendered,
+                                                                      tmp_path):
+    """Review L8: /var/log/sudo.log (the deploy user's every command as root) is capped."""
+    files = host_files(rendered)
+    config = {"/etc/logrotate.d/aiia": files["/etc/logrotate.d/aiia"],
+              "/etc/sudoers.d/aiia-deploy": files["/etc/sudoers.d/aiia-deploy"]}
+    script = ("useradd -m deploy && seq 1 7000000 > /var/log/sudo.log && "
+              "logrotate -s /tmp/state /etc/logrotate.d/aiia && "
+              "su - deploy -c 'sudo -n true' && ls /var/log && "
+              "stat -c '%a %U' /var/log/sudo.log && cat /var/log/sudo.log-* | wc -l && "
+              "grep -c 'COMMAND=/usr/bin/true' /var/log/sudo.log")
+    output = in_vps(debian, config, script, tmp_path,
+                    modes={"/etc/sudoers.d/aiia-deploy": 0o440}).stdout.split("\n")
+    assert any(name.startswith("sudo.log-") for name in output), output
+    assert output[-4:-1] == ["600 root", "7000000", "1"], output
