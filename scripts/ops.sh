@@ -177,7 +177,14 @@ case "$command" in
     password=$(pulumi config get -s "$owner" aiia:dashboard_password)
     insecure=()
     if [ "$kind" = local ]; then insecure=(-k --resolve "$domain:$port:127.0.0.1"); fi
-    curl -fsS "${insecure[@]}" -u "$user:$password" "https://$domain:$port/api/status"
+    # The credentials reach curl as a config file on its standard input (-K -), never on
+    # its command line, which any user of this machine can read in `ps`. In a double-quoted
+    # config value, \\ and \" are curl's escapes (curl(1), -K/--config).
+    credentials="$user:$password"
+    credentials=${credentials//\\/\\\\}
+    credentials=${credentials//\"/\\\"}
+    printf 'user = "%s"\n' "$credentials" \
+      | curl -fsS "${insecure[@]}" -K - "https://$domain:$port/api/status"
     echo
     ;;
   ssh)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.host.baseline import kernel_and_account_defaults, security_updates
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.systems import DEBIAN_RELEASES, packages_by_release
 from components.host.templates import render
@@ -38,9 +39,9 @@ from components.settings import Settings
 from components.settings.host import START_INTERVAL_API, HostSettings
 
 # On every supported release; what differs is in components/host/systems.py. procps: the
-# sysctl step's `sysctl`.
+# sysctl step's `sysctl`; kmod: modprobe, which reads components/host/baseline.py's file.
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
-            "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps")
+            "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps", "kmod")
 # sshd: UnusedConnectionTimeout (OpenSSH 9.2 and later) closes what pulumi-command leaves open.
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
@@ -88,19 +89,45 @@ def engine_requirement(host: HostSettings) -> dict[str, str | None]:
     return {"required_api": START_INTERVAL_API, "assumed_by": assumed_by}
 
 
-def max_startups(remote_commands: int) -> tuple[int, int]:
-    """sshd's MaxStartups start and full: every remote command of a first `pulumi up` may
-    dial at once (parallelism is unbounded by default), and the Docker provider's own."""
-    floor = max(10, remote_commands + 10)
-    return floor, floor * 2
+@dataclass(frozen=True)
+class SshStartups:
+    """sshd's limits on unauthenticated connections (sshd_config(5) MaxStartups,
+    PerSourceMaxStartups). Each one costs ~2.6 MB anonymous memory (the session's monitor
+    and its unprivileged child, measured with smaps_rollup on both releases' sshd), and one
+    client may hold it for LoginGraceTime."""
+
+    per_source: int  # what one address (IPv4 /32, IPv6 /64) may hold at once
+    start: int  # past this many in all, sshd drops new ones at random (30%, rising)
+    full: int  # and at this many, every new one
+
+    @property
+    def max_startups(self) -> str:
+        return f"{self.start}:30:{self.full}"
+
+
+def ssh_startups(at_once: int) -> SshStartups:
+    """The limits for a deployer that opens `at_once` connections at once, from one address:
+    pulumi-command dials one connection per remote command, and every command whose
+    dependencies are done runs at once (`pulumi up`'s parallelism is unbounded by default).
+    A connection sshd drops is dialled again, but only a few times within a second
+    (pulumi-command remote/connection.go `Dial`: retry.Until from 100 ms, x1.5, up to
+    dial_error_limit=5 dials; components/host/connection.py), so the burst must fit whole.
+    Another address (an operator's, staging's CI) still finds room, and the whole is bounded
+    at twice that: what a botnet can make sshd hold is capped, not what it can make sshd
+    refuse."""
+    start = at_once + 8
+    return SshStartups(per_source=at_once, start=start, full=start * 2)
 
 
 @dataclass
 class HostArgs:
     settings: Settings
     connection: HostConnection
-    # How many remote commands the stacks run at most at once (for sshd's MaxStartups).
-    remote_commands: int = 60
+    # How many SSH connections one `pulumi up` opens at once at most: prod's first run, whose
+    # widest set of remote commands that can run together is 29 (a command per connection;
+    # tests/rendered/test_host.py computes it from the program), plus the Docker provider's
+    # shared connection and headroom for a few more commands.
+    ssh_connections_at_once: int = 32
 
 
 class Host(pulumi.ComponentResource):
@@ -133,14 +160,14 @@ class Host(pulumi.ComponentResource):
                                          mode=mode, owner="0:0", on_change=on_change),
                             opts=child(*after))
 
-        floor, ceiling = max_startups(args.remote_commands)
+        startups = ssh_startups(args.ssh_connections_at_once)
         files = [
             file("sudoers", f"/etc/sudoers.d/aiia-{user}", render("host/sudoers.j2", user=user),
                  "visudo -cq", accounts, mode="0440"),
             # After the user exists (AllowUsers names it) and its keys are in place.
             file("sshd", "/etc/ssh/sshd_config.d/10-aiia.conf",
                  render("host/sshd.conf.j2", port=host.ssh.port, users=[user],
-                        max_startups_floor=floor, max_startups_ceiling=ceiling,
+                        startups=startups,
                         unused_timeout_s=UNUSED_CONNECTION_TIMEOUT_S),
                  "sshd -t && systemctl reload ssh", accounts),
             file("docker-daemon", "/etc/docker/daemon.json",
@@ -155,7 +182,8 @@ class Host(pulumi.ComponentResource):
             file("logrotate", "/etc/logrotate.d/aiia",
                  render("host/logrotate.conf.j2", root_dir=host.root_dir,
                         max_mb=provision.log_rotate_mb, keep=provision.log_rotate_keep,
-                        nginx_container=f"{settings.prefix}-nginx"),
+                        nginx_container=f"{settings.prefix}-nginx",
+                        environments=[env.name for env in platform.environments]),
                  "logrotate -d /etc/logrotate.d/aiia", packages),
             file("logrotate-hourly", "/etc/systemd/system/logrotate.timer.d/aiia-hourly.conf",
                  render("host/logrotate-hourly.conf.j2"),
@@ -228,8 +256,13 @@ class Host(pulumi.ComponentResource):
                           f"from {platform.nginx_status_address} to {platform.status_gateway} "
                           f"port {platform.dashboard.port} proto tcp"]),
             opts=child(files[1]))
+        # After every host file: unattended-upgrades' origins, daemon.json's live-restore.
+        updates = security_updates(name, connection, self, provision.unattended_upgrades,
+                                   packages, *files)
+        baseline = kernel_and_account_defaults(name, connection, self, updates, files[0])
         self.preflight = host_command(
             f"{name}-preflight", connection,
             render("host/preflight.sh.j2", user=user, **engine_requirement(host)),
-            opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall))
+            opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall, updates,
+                       *baseline))
         self.register_outputs({})

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from components.host.baseline import RARE_PROTOCOLS
+from components.host.provision import HostArgs, ssh_startups
 from components.platform.nginx import reload_command
 from tests.harness.client import assert_websocket_echoes
 from tests.harness.engine import DockerEngine, gate_checks
@@ -31,7 +33,6 @@ from tests.harness.vps import (
     RELEASES,
     SSH_MAX_RETRY,
     STATUS_AUTH_MAX_RETRY,
-    SWAP_DIR,
     SWAP_MB,
     Provisioned,
     assert_a_release_drops_no_request,
@@ -72,7 +73,9 @@ def test_sshd_enforces_the_policy_keys_only_no_root_no_password(provisioned):
     effective = vps.sh("sshd -T -C user=deploy,host=client,addr=127.0.0.1").stdout
     for line in ("permitrootlogin no", "passwordauthentication no",
                  "kbdinteractiveauthentication no", "allowusers deploy",
-                 "authenticationmethods publickey", "allowtcpforwarding no"):
+                 "authenticationmethods publickey", "allowtcpforwarding no",
+                 "compression no", "tcpkeepalive no", "persourcenetblocksize 32:64",
+                 f"persourcemaxstartups {HostArgs.ssh_connections_at_once}"):
         assert line in effective.splitlines(), line
     assert ssh(vps, identity, "deploy", "id -nG").stdout.split().count("docker") == 1
     refused = ssh(vps, identity, "root")
@@ -229,9 +232,10 @@ def test_the_swap_file_is_active_with_the_configured_size(provisioned):
     shown = provisioned.vps.sh("swapon --show=NAME,TYPE,SIZE --bytes --noheadings").stdout
     # The kernel counts the pages after the swap header's one.
     page = int(provisioned.vps.sh("getconf PAGESIZE").stdout)
-    assert f"{SWAP_DIR}/swapfile file {SWAP_MB * 2**20 - page}" in " ".join(shown.split()), \
+    swap_file = provisioned.vps.swap_file
+    assert f"{swap_file} file {SWAP_MB * 2**20 - page}" in " ".join(shown.split()), \
         shown
-    assert f"{SWAP_DIR}/swapfile none swap sw 0 0" in provisioned.vps.sh("cat /etc/fstab").stdout
+    assert f"{swap_file} none swap sw 0 0" in provisioned.vps.sh("cat /etc/fstab").stdout
 
 
 def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
@@ -270,6 +274,42 @@ def test_sysctls_a_container_cannot_write_are_reported_not_fatal(provisioned):
     applied = provisioned.replay.state
     (sysctl,) = [a for a in applied.values() if a.name == "host-sysctl-install"]
     assert "read-only here" in sysctl.real["stdout"], sysctl.real["stdout"]
+
+
+def test_rare_protocols_cannot_load_and_sessions_dump_no_core(provisioned):
+    """Issue #25 item 2 (components/host/baseline.py), on the provisioned host: each rare
+    protocol's module refuses to load, a login session may not dump core and (Debian 13) gets
+    the 027 umask (its group bits the owner's: the group is the user's own), and the
+    program's commands through sudo keep 022."""
+    vps = provisioned.vps
+    for module in RARE_PROTOCOLS:
+        assert "install /bin/false" in vps.sh(f"modprobe -n -v {module}").stdout, module
+        loaded = vps.sh(f"modprobe {module}", check=False)
+        assert loaded.returncode != 0 and "install command '/bin/false'" in loaded.stderr, \
+            loaded.stderr
+    session = ssh(vps, provisioned.identity, "deploy",
+                  "ulimit -Hc; ulimit -Sc; umask; sudo -n bash -c umask")
+    # Debian 12's PAM does not read login.defs's UMASK (no pam_umask in common-session).
+    umask = "0022" if vps.image.endswith(":12") else "0007"
+    assert session.stdout.split() == ["0", "0", umask, "0022"], session.stdout + session.stderr
+    # The kernel's side (kernel.core_pattern, fs.suid_dumpable): /proc/sys is read-only in
+    # the stand-in, which the sysctl step says.
+    (sysctl,) = [a for a in provisioned.replay.state.values() if a.name == "host-sysctl-install"]
+    assert "kernel.core_pattern is read-only here" in sysctl.real["stdout"]
+
+
+def test_the_first_run_leaves_no_security_update_pending(provisioned):
+    """Issue #25 item 2: the stand-in image has security updates pending when it boots (it is
+    built from the release's point, not its -security suite); provisioning applied them,
+    before any container of the platform existed."""
+    vps = provisioned.vps
+    (step,) = [a for a in provisioned.replay.state.values() if a.name == "host-security-updates"]
+    assert "security updates: none pending" in step.real["stdout"], step.real["stdout"][-2000:]
+    pending = vps.sh("apt-get -s -o Debug::NoLocking=true upgrade | grep -E '^Inst .*-security' "
+                     "|| true").stdout
+    assert pending == "", pending
+    history = vps.sh("cat /var/log/unattended-upgrades/unattended-upgrades.log").stdout
+    assert "Packages that will be upgraded:" in history, history[-2000:]
 
 
 def test_a_second_run_changes_nothing_and_restarts_nothing(provisioned):
@@ -471,6 +511,44 @@ def test_a_release_and_a_rollback_of_prod_on_the_vps_drop_no_request(provisioned
     # A release, then the rollback: the previous value put back.
     assert_a_release_drops_no_request(provisioned, RELEASES[0], RELEASES[1])
     assert_a_release_drops_no_request(provisioned, RELEASES[1], RELEASES[0])
+
+
+HOLD_PREAUTH = """
+import socket, sys, time
+held = [socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+        for _ in range(int(sys.argv[3]))]
+said = []
+for connection in held:
+    try:
+        said.append(connection.recv(64))
+    except OSError:
+        said.append(b"")
+print(sum(line.startswith(b"SSH-") for line in said), flush=True)
+time.sleep(30)
+"""
+
+
+def test_one_address_holding_unauthenticated_connections_locks_nobody_else_out(provisioned):
+    """Review M6: an address holds at most PerSourceMaxStartups connections before
+    authenticating (sshd drops the rest at once); meanwhile the operator still logs in.
+    Late in the module: OpenSSH 10's PerSourcePenalties (on by default) then refuse the
+    address for a while, which a later container given the same address would meet."""
+    vps = provisioned.vps
+    per_source = ssh_startups(HostArgs.ssh_connections_at_once).per_source
+    client, client_address = attacker(provisioned, "preauth")
+    holding = subprocess.Popen(
+        ["docker", "exec", client, "python3", "-c", HOLD_PREAUTH, vps.address, str(vps.port),
+         str(per_source + 6)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        greeted = holding.stdout.readline().strip()
+        assert greeted == str(per_source), (greeted, holding.stderr.read() if not greeted
+                                            else "")
+        assert ssh(vps, provisioned.identity, "deploy", "true").returncode == 0
+    finally:
+        holding.kill()
+        holding.wait(timeout=30)
+        docker("rm", "-f", client, check=False)
+        vps.sh(f"fail2ban-client set sshd unbanip {client_address}", check=False)
 
 
 HOST_SERVICES = ("sshd", "fail2ban-server", "cron", "dockerd", "containerd",

@@ -7,6 +7,8 @@ runs the subset that shows a Debian 12 host still works end to end, in a few min
   prod served through nginx, sshd's policy as sshd applies it, ufw's policy and an unlisted
   port unreachable, every host service running with its settings (journald's cap, fail2ban's
   ban actions, the Go collectors' settings, Docker's live-restore);
+- the CIS-style baseline (issue #25 item 2): sshd's per-address limit, rare protocols not
+  loadable, no core dumps, the first run's security updates;
 - one release under the strict clients' load, dropping no request;
 - a second run that changes nothing;
 - the host services' memory, against host.os_reserve_mb.
@@ -62,6 +64,14 @@ def test_every_host_service_runs_and_each_job_runs_once_by_hand(provisioned):
     whole_suite.test_every_host_service_runs_and_each_job_runs_once_by_hand(provisioned)
 
 
+def test_rare_protocols_cannot_load_and_sessions_dump_no_core(provisioned):
+    whole_suite.test_rare_protocols_cannot_load_and_sessions_dump_no_core(provisioned)
+
+
+def test_the_first_run_leaves_no_security_update_pending(provisioned):
+    whole_suite.test_the_first_run_leaves_no_security_update_pending(provisioned)
+
+
 def test_a_release_of_prod_on_debian_12_drops_no_request(provisioned):
     assert_a_release_drops_no_request(provisioned, RELEASES[0], RELEASES[1])
 
@@ -82,6 +92,11 @@ def test_health_gates_on_debian_12_name_no_start_interval_and_wait_an_interval(p
 
 def test_a_second_run_changes_nothing_and_restarts_nothing(provisioned):
     whole_suite.test_a_second_run_changes_nothing_and_restarts_nothing(provisioned)
+
+
+def test_one_address_holding_unauthenticated_connections_locks_nobody_else_out(provisioned):
+    whole_suite.test_one_address_holding_unauthenticated_connections_locks_nobody_else_out(
+        provisioned)
 
 
 def test_host_services_memory_after_provisioning(provisioned):

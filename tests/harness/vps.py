@@ -86,6 +86,10 @@ class Vps:
         self.port = free_port()
         self.https_port = free_port()  # the VPS's 443, as the internet reaches it
         self.swap_dir = Path(f"/var/tmp/{name}-swap")  # a disk filesystem, not tmpfs
+        # Named after the stand-in: the kernel's swap list (what `swapon --show` reads, in
+        # every container alike) is this machine's, and another stand-in running at the same
+        # time would otherwise show a swap file of the same path as active in this one.
+        self.swap_file = f"{SWAP_DIR}/{name}.swap"
 
     def start(self) -> Vps:
         docker("volume", "create", f"{self.name}-docker")
@@ -155,8 +159,9 @@ class Vps:
         self.sh("swapoff -a", check=False)
         docker("rm", "-f", self.name, check=False)
         docker("volume", "rm", f"{self.name}-docker", check=False)
-        if (self.swap_dir / "swapfile").exists():  # refused harmlessly when not in use
-            subprocess.run(["swapoff", str(self.swap_dir / "swapfile")], capture_output=True,
+        local = self.swap_dir / Path(self.swap_file).name
+        if local.exists():  # refused harmlessly when not in use
+            subprocess.run(["swapoff", str(local)], capture_output=True,
                            timeout=120, check=False)
         shutil.rmtree(self.swap_dir, ignore_errors=True)
 
@@ -286,7 +291,7 @@ def prod_on_vps(engine: DockerEngine, image: str, keys: Path) -> Iterator[Provis
         host["swap_mb"] = SWAP_MB
         # This machine reaches the stand-in through Docker's port forward, from its
         # network's gateway: the operator's address, never banned (another container's is).
-        host["provision"] = {"admin_ssh_keys": [public], "swap_file": f"{SWAP_DIR}/swapfile",
+        host["provision"] = {"admin_ssh_keys": [public], "swap_file": vps.swap_file,
                              "fail2ban": {"ban_time_s": BAN_TIME_S, "find_time_s": 60,
                                           "ssh_max_retry": SSH_MAX_RETRY,
                                           "status_auth_max_retry": STATUS_AUTH_MAX_RETRY,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -251,3 +252,23 @@ def test_logs_of_the_dashboard_are_its_container_locally_and_its_unit_on_a_vps(p
     assert vps.returncode == 0, vps.stderr
     assert ssh_calls(project) == ["-p 22 deploy@vps.eduaiia.com sudo -n journalctl --no-pager "
                                   "-u aiia-dashboard.service -n 100 --follow "]
+
+
+def test_status_gives_curl_the_dashboard_password_on_stdin_never_on_its_command_line(project):
+    """Review L8: another user of the operator's machine sees every process's argv (`ps`).
+    The config curl reads (-K -) quotes the password as curl(1) says: \\\\ and \\" escaped."""
+    bin_dir = project.parent / "bin"
+    password = 'p"a\\ss w0rd$x'
+    stand_in(bin_dir / "pulumi", "#!/bin/bash\n# test stand-in for `pulumi config get`\n"
+             f"printf '%s\\n' {shlex.quote(password)}\n")
+    stand_in(bin_dir / "curl", "#!/bin/bash\n# test stand-in for curl: logs argv and stdin\n"
+             f"printf '%s\\n' \"$@\" > {project.parent / 'curl-argv'}\n"
+             f"cat > {project.parent / 'curl-stdin'}\necho '{{}}'\n")
+    result = ops(project, "status", "prod")
+    assert result.returncode == 0, result.stderr
+    argv = (project.parent / "curl-argv").read_text()
+    assert "w0rd" not in argv and "-u" not in argv.split("\n"), argv
+    assert argv.split("\n")[-3:-1] == [
+        "-", "https://devstatus.eduaiia.com:443/api/status"], argv
+    assert (project.parent / "curl-stdin").read_text() == \
+        'user = "admin:p\\"a\\\\ss w0rd$x"\n'
