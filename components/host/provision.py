@@ -18,6 +18,7 @@ program and puts the previous file back when that fails (components/host/connect
   JSON access log, banned where Docker's forwarded traffic passes as well;
 - swap, sysctl, log rotation of the file logs, the journal capped on disk and in RAM, time
   sync (systemd-timesyncd), unattended security updates;
+- an audit trail: auditd and the program's rules (components/host/audit.py);
 - a preflight of what the Docker provider's ssh:// path needs, before any Docker resource.
 
 Not here: the dashboard's systemd units (components/platform/dashboard.py) and cron entries of the
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.host.audit import AUDIT_PACKAGES, AuditTrail, AuditTrailArgs
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.systems import DEBIAN_RELEASES, packages_by_release
 from components.host.templates import render
@@ -103,11 +105,17 @@ class Host(pulumi.ComponentResource):
         packages = host_command(
             f"{name}-packages", connection,
             render("host/packages.sh.j2", releases=DEBIAN_RELEASES,
-                   packages=packages_by_release(provision.docker_package, PACKAGES)),
+                   packages=packages_by_release(provision.docker_package,
+                                                PACKAGES + AUDIT_PACKAGES)),
             opts=child())
         accounts = host_command(
             f"{name}-accounts", connection, render("host/accounts.sh.j2", user=user),
             stdin="\n".join(provision.admin_ssh_keys) + "\n", opts=child(packages))
+
+        # After the deploy user's home exists: its authorized_keys are watched.
+        AuditTrail(f"{name}-audit", AuditTrailArgs(connection=connection,
+                                                   root_dir=host.root_dir, user=user),
+                   opts=child(accounts))
 
         def file(key: str, path: str, content: str, on_change: str, *after: pulumi.Resource,
                  mode: str = "0644") -> HostFile:

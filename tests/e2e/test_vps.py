@@ -478,3 +478,22 @@ def test_host_services_memory_after_provisioning(provisioned):
     assert {command.split()[0] for _, _, command in services} >= {
         "/usr/sbin/dockerd", "/usr/bin/containerd"}, services
     assert anonymous_mb <= os_reserve, (anonymous_mb, os_reserve)
+
+
+def test_the_audit_trail_is_installed_and_skipped_not_failed_in_a_container(provisioned):
+    """Review H3: auditd and the program's rules are on the host; in the stand-in (a
+    container, where the kernel's audit answers no one) its units are skipped by their
+    condition instead of failing (tests/rendered/test_audit.py runs them on a real kernel),
+    and the journal still records the deploy user's sudo."""
+    vps = provisioned.vps
+    assert "-k aiia-as-root" in vps.sh("cat /etc/audit/rules.d/50-aiia.rules").stdout
+    for unit in ("auditd.service", "audit-rules.service"):
+        shown = vps.sh(f"systemctl show -p ConditionResult -p ActiveState {unit}").stdout
+        assert sorted(shown.split()) == ["ActiveState=inactive", "ConditionResult=no"], shown
+    mark = secrets.token_hex(4)
+    ran = ssh(vps, provisioned.identity, "deploy", f"sudo -n true {mark}")
+    assert ran.returncode == 0, ran.stderr
+    deadline = time.monotonic() + 30
+    while mark not in vps.sh("journalctl SYSLOG_IDENTIFIER=sudo -o cat --no-pager").stdout:
+        assert time.monotonic() < deadline, "the sudo is not in the journal"
+        time.sleep(0.5)
