@@ -20,6 +20,8 @@ host.os_reserve_mb comment).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -67,6 +69,20 @@ def audit_paths(root_dir: str, user: str) -> AuditPaths:
         secret_files=(f"{root_dir}/postgres/superuser-password",
                       f"{root_dir}/pgbouncer/userlist.txt"),
     )
+
+
+def key_fingerprint(public_key: str) -> str:
+    """An OpenSSH public key line's fingerprint as sshd logs it ("Accepted publickey for …
+    ssh2: ED25519 SHA256:…"): unpadded base64 of the key blob's SHA-256 (ssh-keygen -lf)."""
+    blob = base64.b64decode(public_key.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def known_keys(admin_ssh_keys: tuple[str, ...]) -> dict[str, str]:
+    """{fingerprint: the key's name} of the operators' keys (host.provision.admin_ssh_keys),
+    for the dashboard to say who logged in: a key's comment, or its place in the list."""
+    return {key_fingerprint(line): (" ".join(line.split()[2:]) or f"admin_ssh_keys[{index}]")
+            for index, line in enumerate(admin_ssh_keys)}
 
 
 def render_audit_rules(root_dir: str, user: str) -> str:

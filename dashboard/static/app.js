@@ -353,6 +353,24 @@
     fill("release-rows", rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No release recorded yet.")));
   }
 
+  function renderAccess(access) {
+    if (!access) {
+      fill("access-rows", el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Not collected on this host (no journal).")));
+      return;
+    }
+    const events = [...(access.logins || []), ...(access.sudo || [])]
+      .sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0)).slice(0, 30);
+    const rows = events.map((e) => el("tr", { class: e.severity === "critical" ? "critical" : null },
+      el("td", {}, when(e.at), el("span", { class: "muted small" }, " · " + utc(e.at).slice(5, 16))),
+      el("td", {}, e.kind === "login" ? "SSH login" : "sudo",
+        e.severity === "critical" ? el("span", {}, " ", badge("unexpected", "critical")) : null),
+      el("td", {}, e.who),
+      el("td", {}, e.kind === "login" ? el("span", {}, `${e.user} from ${e.address}`,
+        e.new_address ? el("span", { class: "muted small" }, " · first from there") : null) : `${e.user} → ${e.run_as || "?"}`),
+      el("td", { class: "wrap muted" }, e.problem || (e.kind === "sudo" ? e.command : `${e.method} ${e.key_type || ""}`))));
+    fill("access-rows", rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No login or sudo in the journal yet.")));
+  }
+
   function renderFooter(data) {
     const c = data.collector || {};
     fill("footer", `aiia-dashboard ${data.version} · collector took ${c.duration_ms === null || c.duration_ms === undefined ? "—" : Math.round(c.duration_ms) + " ms"}`
@@ -410,6 +428,7 @@
     renderCertificates(data.certificates || []);
     renderBackups(data);
     renderReleases(data.releases);
+    renderAccess(data.host_access);
     renderFooter(data);
     pickLogService(data);
   }

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from components.platform.nginx import reload_command
+from dashboard import alerts
 from tests.harness.client import assert_websocket_echoes
 from tests.harness.engine import DockerEngine
 from tests.harness.program import ProgramRun, run_program
@@ -497,3 +498,42 @@ def test_the_audit_trail_is_installed_and_skipped_not_failed_in_a_container(prov
     while mark not in vps.sh("journalctl SYSLOG_IDENTIFIER=sudo -o cat --no-pager").stdout:
         assert time.monotonic() < deadline, "the sudo is not in the journal"
         time.sleep(0.5)
+
+
+def collected_access(provisioned) -> dict:
+    """One collector run (what its timer starts every minute), then what it saw."""
+    vps = provisioned.vps
+    vps.sh("systemctl start aiia-dashboard-collect.service")
+    state = f"{provisioned.config['aiia:host']['root_dir']}/state/dashboard"
+    document = json.loads(vps.sh(f"cat {state}/status.json").stdout)
+    errors = document["collector"]["errors"]
+    assert not [error for error in errors if error["step"] == "logins"], errors
+    return document
+
+
+def test_the_dashboard_lists_logins_and_sudo_and_alerts_on_a_key_nobody_configured(
+        provisioned):
+    """Review H3, until an alerts channel exists: the collector reads sshd's and sudo's lines
+    from the journal; the operator's own login and sudo are listed (who, from where, when),
+    and a login with a key that is not in host.provision.admin_ssh_keys is critical."""
+    vps = provisioned.vps
+    mark = secrets.token_hex(4)
+    assert ssh(vps, provisioned.identity, "deploy", f"sudo -n true {mark}").returncode == 0
+    document = collected_access(provisioned)
+    access = document["host_access"]
+    login = next(e for e in access["logins"] if e["who"] == "operator")  # the key's comment
+    assert login["user"] == "deploy" and login["severity"] == "info", login
+    sudo = next(e for e in access["sudo"] if mark in e["command"])
+    assert (sudo["user"], sudo["run_as"], sudo["severity"]) == ("deploy", "root", "info")
+    assert not [a for a in alerts.evaluate(document, time.time()) if a["area"] == "access"]
+    # An authorized_keys line someone added by hand, then used.
+    intruder, public = keypair(Path(provisioned.identity.parent), f"intruder-{mark}")
+    vps.sh("cat >> /home/deploy/.ssh/authorized_keys", stdin=public + "\n")
+    try:
+        assert ssh(vps, intruder, "deploy").returncode == 0
+        document = collected_access(provisioned)
+    finally:
+        vps.sh(f"sed -i '/intruder-{mark}/d' /home/deploy/.ssh/authorized_keys")
+    raised = [a for a in alerts.evaluate(document, time.time()) if a["area"] == "access"]
+    assert len(raised) == 1 and raised[0]["severity"] == "critical", raised
+    assert "not in host.provision.admin_ssh_keys" in raised[0]["message"], raised
