@@ -456,6 +456,18 @@ def _host(host: dict[str, Any] | None) -> list[dict[str, str]]:
         alerts.append(_alert(CRITICAL, "host", "disk", f"Disk {disk:.0f} % full."))
     elif disk >= 85:
         alerts.append(_alert(WARNING, "host", "disk", f"Disk {disk:.0f} % full."))
+    reboot = host.get("reboot_required")
+    if reboot:
+        packages = ", ".join(reboot.get("packages") or []) or "an update"
+        alerts.append(
+            _alert(
+                WARNING,
+                "host",
+                "reboot",
+                f"Reboot required since {reboot.get('since')} for {packages}: installed, not "
+                "running until the host restarts (host.provision.automatic_reboot, or now).",
+            )
+        )
     if load > 2 * cores:
         alerts.append(
             _alert(

@@ -17,7 +17,8 @@ program and puts the previous file back when that fails (components/host/connect
 - fail2ban: sshd from the journal, nginx's status-domain 401s and 429/400/444s from its
   JSON access log, banned where Docker's forwarded traffic passes as well;
 - swap, sysctl, log rotation of the file logs, the journal capped on disk and in RAM, time
-  sync (systemd-timesyncd), unattended security updates;
+  sync (systemd-timesyncd), unattended security updates that take effect (needrestart, and a
+  reboot at host.provision.automatic_reboot when a kernel needs one);
 - an audit trail: auditd and the program's rules (components/host/audit.py);
 - a preflight of what the Docker provider's ssh:// path needs, before any Docker resource.
 
@@ -43,6 +44,8 @@ from components.settings.host import HostSettings
 # sysctl step's `sysctl`.
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
             "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps")
+# Updates that take effect (review M9): needrestart restarts what holds an old library.
+UPDATE_PACKAGES = ("needrestart",)
 # sshd: UnusedConnectionTimeout (OpenSSH 9.2 and later) closes what pulumi-command leaves open.
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
@@ -106,7 +109,7 @@ class Host(pulumi.ComponentResource):
             f"{name}-packages", connection,
             render("host/packages.sh.j2", releases=DEBIAN_RELEASES,
                    packages=packages_by_release(provision.docker_package,
-                                                PACKAGES + AUDIT_PACKAGES)),
+                                                PACKAGES + UPDATE_PACKAGES + AUDIT_PACKAGES)),
             opts=child())
         accounts = host_command(
             f"{name}-accounts", connection, render("host/accounts.sh.j2", user=user),
@@ -157,8 +160,14 @@ class Host(pulumi.ComponentResource):
                  "systemctl restart systemd-journald", packages),
             file("unattended-upgrades", "/etc/apt/apt.conf.d/52aiia-unattended-upgrades",
                  render("host/unattended-upgrades.conf.j2",
-                        enabled=provision.unattended_upgrades),
+                        enabled=provision.unattended_upgrades,
+                        reboot_time=(None if provision.automatic_reboot == "off"
+                                     else provision.automatic_reboot)),
                  "apt-config dump >/dev/null", packages),
+            # needrestart dies on a file it cannot parse ("Error parsing …"): checked by a
+            # list-only run (-r l), which restarts nothing.
+            file("needrestart", "/etc/needrestart/conf.d/50-aiia.conf",
+                 render("host/needrestart.conf.j2"), "needrestart -r l -b >/dev/null", packages),
         ]
         # After daemon.json: live-restore keeps the containers through this restart.
         files.append(file("docker-memory", "/etc/systemd/system/docker.service.d/aiia-memory.conf",

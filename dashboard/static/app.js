@@ -268,7 +268,7 @@
     const level = (v, warn, crit) => (v >= crit ? "critical" : v >= warn ? "warning" : "");
     const tile = (label, value, cls, sub, series, options) => el("div", { class: "tile" },
       el("div", { class: "label" }, label), el("div", { class: "value " + cls }, value),
-      el("div", { class: "sub" }, sub), sparkline(series, Object.assign({ label }, options)));
+      el("div", { class: "sub" }, sub), series === null ? null : sparkline(series, Object.assign({ label }, options)));
     const cpu = host.cpu || {}, mem = host.memory || {}, swap = host.swap || {}, disk = host.disk || {};
     const load = host.load || [0, 0, 0];
     fill("host-sub", "last 6 h, 5-minute averages");
@@ -282,6 +282,9 @@
         history.swap_percent, { max: 100, unit: " %" }),
       tile("Disk", pct(disk.percent, 0), level(disk.percent, 85, 95), `${mib(disk.free_bytes)} free on ${disk.path}`,
         history.disk_percent, { max: 100, unit: " %" }),
+      tile("Reboot", host.reboot_required ? "needed" : "not needed", host.reboot_required ? "warning" : "",
+        host.reboot_required ? `since ${utc(host.reboot_required.since).slice(5, 16)} · ${(host.reboot_required.packages || []).join(", ") || "an update"}`
+          : "running what is installed", null, {}),
       tile("Load", load[0].toFixed(2), level(load[0] / (cpu.count || 1), 1.5, 2), `5 min ${load[1].toFixed(2)} · 15 min ${load[2].toFixed(2)}`,
         history.load1, { floor: cpu.count || 1 }));
   }

@@ -488,6 +488,9 @@ def test_the_audit_trail_is_installed_and_skipped_not_failed_in_a_container(prov
     and the journal still records the deploy user's sudo."""
     vps = provisioned.vps
     assert "-k aiia-as-root" in vps.sh("cat /etc/audit/rules.d/50-aiia.rules").stdout
+    # What a boot does (both are WantedBy=multi-user.target): skipped, not failed. (Their
+    # first start, by the package's install before the guard existed, failed: cleared.)
+    vps.sh("systemctl start auditd.service audit-rules.service")
     for unit in ("auditd.service", "audit-rules.service"):
         shown = vps.sh(f"systemctl show -p ConditionResult -p ActiveState {unit}").stdout
         assert sorted(shown.split()) == ["ActiveState=inactive", "ConditionResult=no"], shown
@@ -537,3 +540,35 @@ def test_the_dashboard_lists_logins_and_sudo_and_alerts_on_a_key_nobody_configur
     raised = [a for a in alerts.evaluate(document, time.time()) if a["area"] == "access"]
     assert len(raised) == 1 and raised[0]["severity"] == "critical", raised
     assert "not in host.provision.admin_ssh_keys" in raised[0]["message"], raised
+
+
+def test_updates_take_effect_and_a_needed_reboot_shows_on_the_dashboard(provisioned):
+    """Review M9: needrestart restarts what holds an old library (its config parses: the
+    program's check), unattended-upgrades reboots at host.provision.automatic_reboot, and a
+    reboot an update needs (/run/reboot-required) is a warning on the dashboard's host tile,
+    read by the unprivileged server through its sandbox."""
+    vps = provisioned.vps
+    vps.sh("needrestart -r l -b >/dev/null")
+    dumped = vps.sh("apt-config dump | grep Automatic-Reboot").stdout
+    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in dumped, dumped
+    assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:30";' in dumped, dumped
+    platform = provisioned.settings().platform
+    password = provisioned.secrets["aiia:dashboard_password"]
+    url = f"http://{platform.status_gateway}:{platform.dashboard.port}/api/status"
+    # As Debian's kernel hook leaves it (/etc/kernel/postinst.d/unattended-upgrades).
+    vps.sh("printf 'linux-image-6.12.99+deb13-amd64\\n' > /run/reboot-required.pkgs && "
+           "touch /run/reboot-required")
+    try:
+        deadline = time.monotonic() + 30  # the server keeps host numbers a few seconds
+        while True:
+            status = json.loads(vps.sh(f"docker exec -i aiia-nginx curl -sf -K - {url}",
+                                       stdin=f'user = "{platform.dashboard.user}:{password}"\n'
+                                       ).stdout)
+            if status["host"]["reboot_required"] or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    finally:
+        vps.sh("rm -f /run/reboot-required /run/reboot-required.pkgs")
+    assert status["host"]["reboot_required"]["packages"] == ["linux-image-6.12.99+deb13-amd64"]
+    (reboot,) = [a for a in status["alerts"] if a["subject"] == "reboot"]
+    assert reboot["severity"] == "warning", reboot
