@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from . import host_access
 from .certificates import CRITICAL_DAYS, WARNING_DAYS
 from .timestamps import parse_utc
 
@@ -64,6 +65,7 @@ def evaluate(status: dict[str, Any], now: float) -> list[dict[str, str]]:
     alerts += _releases(status.get("releases"), now)
     alerts += _host(status.get("host"))
     alerts += _access_log(status.get("access_log"))
+    alerts += host_access.alerts(status.get("host_access"), now)
     alerts.sort(key=lambda a: a["severity"] != CRITICAL)  # stable: critical first, rule order kept
     return alerts
 
@@ -458,6 +460,18 @@ def _host(host: dict[str, Any] | None) -> list[dict[str, str]]:
         alerts.append(_alert(CRITICAL, "host", "disk", f"Disk {disk:.0f} % full."))
     elif disk >= 85:
         alerts.append(_alert(WARNING, "host", "disk", f"Disk {disk:.0f} % full."))
+    reboot = host.get("reboot_required")
+    if reboot:
+        packages = ", ".join(reboot.get("packages") or []) or "an update"
+        alerts.append(
+            _alert(
+                WARNING,
+                "host",
+                "reboot",
+                f"Reboot required since {reboot.get('since')} for {packages}: installed, not "
+                "running until the host restarts (host.provision.automatic_reboot, or now).",
+            )
+        )
     if load > 2 * cores:
         alerts.append(
             _alert(

@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from . import __version__, access_log, host, records, store, uptime
+from . import __version__, access_log, host, host_access, records, store, uptime
 from .certificates import certificate_status, renewal_state
 from .config import Config, LogSource
 from .docker_api import ContainerState, DockerClient, DockerError
@@ -110,6 +110,9 @@ class Collection:
             records.read_records(config.backups_file), needs_verification=True
         )
         restore_tests = records.summarize_jobs(records.read_records(config.restore_tests_file))
+        journal = config.host_access
+        logins = journal and self.step("logins", lambda: host_access.collect(
+            config.state_dir, journal.deploy_user, journal.known_keys, self.now))
         logs = {
             source.service: self.step(
                 f"logs {source.service}", lambda s=source: self._save_log_tail(s), None
@@ -134,6 +137,7 @@ class Collection:
             "releases": releases,
             "backups": backups,
             "restore_tests": restore_tests,
+            "host_access": logins,
             "logs": {name: info for name, info in logs.items() if info is not None},
         }
         write_json_atomic(config.status_path, document)

@@ -72,6 +72,15 @@ class LogSource:
 
 
 @dataclass(frozen=True)
+class HostAccess:
+    """SSH logins and sudo read from the journal (dashboard/host_access.py); a VPS's only."""
+
+    deploy_user: str
+    # SHA256 fingerprint (as sshd logs it) → the key's name (its comment).
+    known_keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Retention:
     probe_days: int = 35
     host_hours: int = 25
@@ -103,6 +112,7 @@ class Config:
     # What the last certbot run did ({root}/state/certbot.json); None when no ACME CA issues
     # (tls.mode self_signed), so that no certificate is expected to be issued.
     certbot_state_file: Path | None = None
+    host_access: HostAccess | None = None  # None: no journal to read (the local stack)
 
     @property
     def database_path(self) -> Path:
@@ -208,7 +218,23 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         ),
         retention=retention,
         stack=reader.name("stack", raw["stack"]) if raw.get("stack") is not None else None,
+        host_access=_host_access(reader, raw.get("host_access")),
     )
+
+
+def _host_access(reader: _Reader, raw: Any) -> HostAccess | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise reader.fail("host_access", "must be an object {deploy_user, known_keys}")
+    keys = raw.get("known_keys", {})
+    if not isinstance(keys, dict) or not all(
+        isinstance(k, str) and k.startswith("SHA256:") and isinstance(v, str)
+        for k, v in keys.items()
+    ):
+        raise reader.fail("host_access.known_keys", "must map SHA256:… fingerprints to names")
+    return HostAccess(deploy_user=reader.name("host_access.deploy_user", raw.get("deploy_user")),
+                      known_keys=dict(keys))
 
 
 class _Reader:

@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from .timestamps import format_utc
+
 
 def cpu_counters() -> tuple[float, float]:
     """Cumulative (busy, total) CPU seconds over all cores, for averages between two runs."""
@@ -25,6 +27,25 @@ def cpu_counters() -> tuple[float, float]:
 def disk_path(root_dir: Path) -> str:
     """The filesystem holding the project's data (falls back to / before it exists)."""
     return str(root_dir) if root_dir.exists() else "/"
+
+
+# Made by a package that needs a reboot to take effect (Debian: the kernel's postinst hook of
+# unattended-upgrades, /etc/kernel/postinst.d/unattended-upgrades), with the packages listed
+# in the .pkgs beside it; gone after the reboot (/run is a tmpfs). World-readable.
+REBOOT_REQUIRED = Path("/run/reboot-required")
+
+
+def reboot_required(marker: Path = REBOOT_REQUIRED) -> dict[str, Any] | None:
+    """Since when a reboot is needed, and for which packages; None when it is not."""
+    try:
+        since = marker.stat().st_mtime
+    except OSError:
+        return None
+    try:
+        packages = marker.with_name(marker.name + ".pkgs").read_text(encoding="utf-8").split()
+    except OSError:
+        packages = []
+    return {"since": format_utc(since), "packages": sorted(set(packages))}
 
 
 def live_host(root_dir: Path) -> dict[str, Any]:
@@ -46,6 +67,7 @@ def live_host(root_dir: Path) -> dict[str, Any]:
             "percent": round(100.0 * (memory.total - memory.available) / memory.total, 1),
         },
         "swap": {"total_bytes": swap.total, "used_bytes": swap.used, "percent": swap.percent},
+        "reboot_required": reboot_required(),
         "disk": {
             "path": path,
             "total_bytes": disk.total,

@@ -166,6 +166,7 @@ class Dashboard:
                 for e in self.config.environments
             ],
             "services": snapshot.get("services") or [],
+            "host_access": snapshot.get("host_access"),
             "certificates": snapshot.get("certificates") or [],
             "releases": snapshot.get("releases")
             or {

@@ -17,7 +17,9 @@ program and puts the previous file back when that fails (components/host/connect
 - fail2ban: sshd from the journal, nginx's status-domain 401s and 429/400/444s from its
   JSON access log, banned where Docker's forwarded traffic passes as well;
 - swap, sysctl, log rotation of the file logs, the journal capped on disk and in RAM, time
-  sync (systemd-timesyncd), unattended security updates;
+  sync (systemd-timesyncd), unattended security updates that take effect (needrestart, and a
+  reboot at host.provision.automatic_reboot when a kernel needs one);
+- an audit trail: auditd and the program's rules (components/host/audit.py);
 - a preflight of what the Docker provider's ssh:// path needs, before any Docker resource.
 
 Not here: the dashboard's systemd units (components/platform/dashboard.py) and cron entries of the
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.host.audit import AUDIT_PACKAGES, AuditTrail, AuditTrailArgs
 from components.host.baseline import kernel_and_account_defaults, security_updates
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.systems import DEBIAN_RELEASES, packages_by_release
@@ -42,6 +45,8 @@ from components.settings.host import START_INTERVAL_API, HostSettings
 # sysctl step's `sysctl`; kmod: modprobe, which reads components/host/baseline.py's file.
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
             "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps", "kmod")
+# Updates that take effect (review M9): needrestart restarts what holds an old library.
+UPDATE_PACKAGES = ("needrestart",)
 # sshd: UnusedConnectionTimeout (OpenSSH 9.2 and later) closes what pulumi-command leaves open.
 UNUSED_CONNECTION_TIMEOUT_S = 20
 FIREWALL_SCRIPT = "/usr/local/sbin/aiia-docker-firewall"
@@ -74,7 +79,8 @@ def docker_ssh_options(host: HostSettings) -> list[str] | None:
 def packages_script(docker_package: str, system: str | None) -> str:
     """The packages step: refuses any system but `system` (host.system), then installs."""
     return render("host/packages.sh.j2", releases=DEBIAN_RELEASES, system=system,
-                  packages=packages_by_release(docker_package, PACKAGES))
+                  packages=packages_by_release(docker_package,
+                                               PACKAGES + UPDATE_PACKAGES + AUDIT_PACKAGES))
 
 
 def engine_requirement(host: HostSettings) -> dict[str, str | None]:
@@ -153,6 +159,11 @@ class Host(pulumi.ComponentResource):
             f"{name}-accounts", connection, render("host/accounts.sh.j2", user=user),
             stdin="\n".join(provision.admin_ssh_keys) + "\n", opts=child(packages))
 
+        # After the deploy user's home exists: its authorized_keys are watched.
+        AuditTrail(f"{name}-audit", AuditTrailArgs(connection=connection,
+                                                   root_dir=host.root_dir, user=user),
+                   opts=child(accounts))
+
         def file(key: str, path: str, content: str, on_change: str, *after: pulumi.Resource,
                  mode: str = "0644") -> HostFile:
             return HostFile(f"{name}-{key}",
@@ -194,8 +205,14 @@ class Host(pulumi.ComponentResource):
                  "systemctl restart systemd-journald", packages),
             file("unattended-upgrades", "/etc/apt/apt.conf.d/52aiia-unattended-upgrades",
                  render("host/unattended-upgrades.conf.j2",
-                        enabled=provision.unattended_upgrades),
+                        enabled=provision.unattended_upgrades,
+                        reboot_time=(None if provision.automatic_reboot == "off"
+                                     else provision.automatic_reboot)),
                  "apt-config dump >/dev/null", packages),
+            # needrestart dies on a file it cannot parse ("Error parsing …"): checked by a
+            # list-only run (-r l), which restarts nothing.
+            file("needrestart", "/etc/needrestart/conf.d/50-aiia.conf",
+                 render("host/needrestart.conf.j2"), "needrestart -r l -b >/dev/null", packages),
         ]
         # After daemon.json: live-restore keeps the containers through this restart.
         files.append(file("docker-memory", "/etc/systemd/system/docker.service.d/aiia-memory.conf",

@@ -19,6 +19,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from components.host.audit import known_keys
 from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
@@ -126,6 +127,10 @@ class Dashboard(pulumi.ComponentResource):
                         "environment": s["environment"]} for s in services]
         log_sources.append({"service": "nginx-access",
                             "file": context.host_path("logs", "nginx", "access.log")})
+        # Logins and sudo from the journal: a VPS's (dashboard/host_access.py).
+        host = context.settings.host
+        host_access = None if local or host.ssh is None or host.provision is None else {
+            "deploy_user": host.ssh.user, "known_keys": known_keys(host.provision.admin_ssh_keys)}
         config_content = pulumi.Output.secret(platform.dashboard_password).apply(
             lambda password: render(
                 "dashboard/config.json.j2",
@@ -140,6 +145,7 @@ class Dashboard(pulumi.ComponentResource):
                                     else context.host_path("state", "certbot.json")),
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
+                host_access=host_access,
                 auth_password_hash=hash_password(password, context.settings.stack)))
         # The config holds the password hash: readable by root and the server's group alone.
         uid = settings.uid

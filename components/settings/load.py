@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.settings.backup import BACKUP_DISK_SHARE, BackupSettings
+from components.settings.backup import BACKUP_DISK_SHARE, TIME_RE, BackupSettings
 from components.settings.budget import MemoryBudget, memory_budget
 from components.settings.checks import (
     NAMESPACE,
@@ -99,6 +99,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
         _check_release_drain(releases, platform, problems)
         _check_dashboard_uid_apart(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
+        _check_reboot_apart_from_backups(platform.backup, host, problems)
         _check_memory_budget(host, platform, problems)
     if problems.items:
         raise ConfigError(problems.items)
@@ -227,6 +228,34 @@ TEXT_KEYS = ("prefix", "platform_stack")
 
 
 OBJECT_KEYS = ("host", "platform", "releases", "registry")
+
+
+# A backup or a restore drill takes minutes on this host; a reboot in its first hour would
+# cut it off.
+BACKUP_HOUR_S = 3600
+
+
+def _check_reboot_apart_from_backups(backup: BackupSettings, host: HostSettings,
+                                     problems: Problems) -> None:
+    """host.provision.automatic_reboot not within the hour after a backup or the drill."""
+    reboot = host.provision.automatic_reboot if host.provision else "off"
+    if not _is_time(reboot):
+        return
+    for name in ("time", "drill_time"):
+        job = getattr(backup, name)
+        if _is_time(job) and 0 <= (_seconds(reboot) - _seconds(job)) % 86400 < BACKUP_HOUR_S:
+            problems.add(f"{NAMESPACE}:host.provision.automatic_reboot={reboot!r} is within the "
+                         f"hour after platform.backup.{name} {job}: a reboot would cut the job "
+                         "off; move one of them at least an hour apart")
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, str) and bool(TIME_RE.match(value))
+
+
+def _seconds(time_of_day: str) -> int:
+    hour, minute = time_of_day.split(":")
+    return int(hour) * 3600 + int(minute) * 60
 
 
 def load_settings(stack: str, config: Any) -> Settings:

@@ -270,7 +270,7 @@
     const level = (v, warn, crit) => (v >= crit ? "critical" : v >= warn ? "warning" : "");
     const tile = (label, value, cls, sub, series, options) => el("div", { class: "tile" },
       el("div", { class: "label" }, label), el("div", { class: "value " + cls }, value),
-      el("div", { class: "sub" }, sub), sparkline(series, Object.assign({ label }, options)));
+      el("div", { class: "sub" }, sub), series === null ? null : sparkline(series, Object.assign({ label }, options)));
     const cpu = host.cpu || {}, mem = host.memory || {}, swap = host.swap || {}, disk = host.disk || {};
     const load = host.load || [0, 0, 0];
     fill("host-sub", "last 6 h, 5-minute averages");
@@ -284,6 +284,9 @@
         history.swap_percent, { max: 100, unit: " %" }),
       tile("Disk", pct(disk.percent, 0), level(disk.percent, 85, 95), `${mib(disk.free_bytes)} free on ${disk.path}`,
         history.disk_percent, { max: 100, unit: " %" }),
+      tile("Reboot", host.reboot_required ? "needed" : "not needed", host.reboot_required ? "warning" : "",
+        host.reboot_required ? `since ${utc(host.reboot_required.since).slice(5, 16)} · ${(host.reboot_required.packages || []).join(", ") || "an update"}`
+          : "running what is installed", null, {}),
       tile("Load", load[0].toFixed(2), level(load[0] / (cpu.count || 1), 1.5, 2), `5 min ${load[1].toFixed(2)} · 15 min ${load[2].toFixed(2)}`,
         history.load1, { floor: cpu.count || 1 }));
   }
@@ -355,6 +358,24 @@
     fill("release-rows", rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No release recorded yet.")));
   }
 
+  function renderAccess(access) {
+    if (!access) {
+      fill("access-rows", el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Not collected on this host (no journal).")));
+      return;
+    }
+    const events = [...(access.logins || []), ...(access.sudo || [])]
+      .sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0)).slice(0, 30);
+    const rows = events.map((e) => el("tr", { class: e.severity === "critical" ? "critical" : null },
+      el("td", {}, when(e.at), el("span", { class: "muted small" }, " · " + utc(e.at).slice(5, 16))),
+      el("td", {}, e.kind === "login" ? "SSH login" : "sudo",
+        e.severity === "critical" ? el("span", {}, " ", badge("unexpected", "critical")) : null),
+      el("td", {}, e.who),
+      el("td", {}, e.kind === "login" ? el("span", {}, `${e.user} from ${e.address}`,
+        e.new_address ? el("span", { class: "muted small" }, " · first from there") : null) : `${e.user} → ${e.run_as || "?"}`),
+      el("td", { class: "wrap muted" }, e.problem || (e.kind === "sudo" ? e.command : `${e.method} ${e.key_type || ""}`))));
+    fill("access-rows", rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No login or sudo in the journal yet.")));
+  }
+
   function renderFooter(data) {
     const c = data.collector || {};
     fill("footer", `aiia-dashboard ${data.version} · collector took ${c.duration_ms === null || c.duration_ms === undefined ? "—" : Math.round(c.duration_ms) + " ms"}`
@@ -412,6 +433,7 @@
     renderCertificates(data.certificates || []);
     renderBackups(data);
     renderReleases(data.releases);
+    renderAccess(data.host_access);
     renderFooter(data);
     pickLogService(data);
   }

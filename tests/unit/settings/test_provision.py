@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from tests.harness.program import TEST_HOST_KEY
-from tests.harness.settings import problems_of
+from tests.harness.settings import parse, problems_of
 
 
 def provision(raw) -> dict:
@@ -63,3 +63,24 @@ def rsa_key(bits: int) -> str:
 ])
 def test_bad_host_settings_are_refused_naming_the_key_and_the_fix(change, expected):
     assert expected in problems_of(change)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("4:30", "host.provision.automatic_reboot='4:30' must be a time of day HH:MM"),
+    ("24:00", "automatic_reboot='24:00' must be a time of day HH:MM"),
+    ("sometimes", "or \"off\" to leave reboots to an operator"),
+    (270, "automatic_reboot=270 is a number: quote the time"),  # YAML's unquoted 04:30
+    (True, "automatic_reboot=True must be text"),
+    # Within the hour after the default backup (03:30) or restore drill (05:10).
+    ("03:45", "automatic_reboot='03:45' is within the hour after platform.backup.time 03:30"),
+    ("05:10", "is within the hour after platform.backup.drill_time 05:10"),
+])
+def test_a_bad_automatic_reboot_time_is_refused_naming_the_key_and_the_fix(value, expected):
+    assert expected in problems_of(lambda raw: provision(raw).update(automatic_reboot=value))
+
+
+@pytest.mark.parametrize(("value", "taken"), [
+    ("04:30", "04:30"), ("off", "off"), (False, "off"), ("23:59", "23:59"), ("03:29", "03:29")])
+def test_a_reboot_time_or_off_is_accepted(value, taken):
+    settings = parse("prod", lambda raw: provision(raw).update(automatic_reboot=value))
+    assert settings.host.provision.automatic_reboot == taken
