@@ -130,10 +130,11 @@ class HostArgs:
     settings: Settings
     connection: HostConnection
     # How many SSH connections one `pulumi up` opens at once at most: prod's first run, whose
-    # widest set of remote commands that can run together is 29 (a command per connection;
-    # tests/rendered/test_host.py computes it from the program), plus the Docker provider's
-    # shared connection and headroom for a few more commands.
-    ssh_connections_at_once: int = 32
+    # widest set of remote commands that can run together is 32 since the audit trail's and
+    # needrestart's files (a command per connection; tests/rendered/test_host.py computes it
+    # from the program), plus the Docker provider's shared connection and headroom for a
+    # few more commands. Each pending connection costs sshd ~2.6 MB: ~94 MB for one address.
+    ssh_connections_at_once: int = 36
 
 
 class Host(pulumi.ComponentResource):

@@ -115,7 +115,8 @@ def test_the_page_shows_every_section_updates_and_stays_on_this_host(dashboard, 
             assert page.locator(f"#{section}").is_visible(), section
         assert page.locator("#environment-cards article").count() == 2
         assert page.locator("#service-rows tr").count() == 7
-        assert page.locator("#host-tiles .tile").count() == 5
+        # CPU, memory, swap, disk, a pending reboot (review M9), load.
+        assert page.locator("#host-tiles .tile").count() == 6
         assert page.locator("#certificate-rows tr").count() == 3
         assert page.locator("#release-rows tr").count() == 9
         assert page.locator("#environment-cards .strip rect").count() == 2 * 96
