@@ -17,8 +17,9 @@ import sys
 from scripts.release import pulumi_up
 from scripts.stack_file import (
     DeliveryError,
+    commit_stack_file,
     config_of,
-    git,
+    refuse_uncommitted,
     release_of,
     stack_path,
     value_of,
@@ -38,18 +39,14 @@ def set_maintenance(stack: str, environment: str, on: bool, reason: str = "") ->
     path = stack_path(stack)
     text = path.read_text()
     release_of(text, environment, path.name)  # names the environments there are, if not this
-    if git("status", "--porcelain", "--", path.name).strip():
-        raise DeliveryError(f"{path.name} has uncommitted changes: commit or drop them first")
+    refuse_uncommitted(path)
     key = f"releases.{environment}.maintenance"
     if _current(text, path.name, key) == on:
         raise DeliveryError(f"{key} is {'on' if on else 'off'} already")
-    path.write_text(with_value(text, key, on))
-    git("add", "--", path.name)
     state = "on" if on else "off"
     message = (f"Maintenance {state} for {environment} (stack {stack})\n\n"
                f"{reason or 'Set by scripts/maintenance.py.'}\n")
-    git("commit", "-q", "-m", message, "--", path.name)
-    return git("rev-parse", "HEAD").strip()
+    return commit_stack_file(path, with_value(text, key, on), message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.stack_file import DeliveryError, git, release_of, stack_path, with_release
+from scripts.stack_file import (
+    DeliveryError,
+    commit_stack_file,
+    refuse_uncommitted,
+    release_of,
+    stack_path,
+    with_release,
+)
 
 
 def pulumi_up(stack: str) -> int:
@@ -34,19 +41,15 @@ def set_release(stack: str, environment: str, release: str, reason: str = "") ->
     path = stack_path(stack)
     text = path.read_text()
     updated = with_release(text, environment, release)  # a bad value is named first
-    if git("status", "--porcelain", "--", path.name).strip():
-        raise DeliveryError(f"{path.name} has uncommitted changes: commit or drop them first")
+    refuse_uncommitted(path)
     current = release_of(text, environment, path.name)
     if current == release:
         raise DeliveryError(f"releases.{environment}.release is {release} already")
-    path.write_text(updated)
-    git("add", "--", path.name)
     message = (f"Release {release} to {environment} (stack {stack}), after {current}\n\n"
                f"{reason or 'Set by scripts/release.py.'}\n"
                f"Rollback: python3 -m scripts.rollback --stack {stack} "
                f"--environment {environment}\n")
-    git("commit", "-q", "-m", message, "--", path.name)
-    return git("rev-parse", "HEAD").strip()
+    return commit_stack_file(path, updated, message)
 
 
 def release_at(commit: str, stack: str, environment: str) -> str | None:

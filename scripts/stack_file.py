@@ -291,6 +291,20 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return result.stdout
 
 
+def refuse_uncommitted(path: Path) -> None:
+    """A stack file with changes of its own would ride along in the commit unreviewed."""
+    if git("status", "--porcelain", "--", path.name).strip():
+        raise DeliveryError(f"{path.name} has uncommitted changes: commit or drop them first")
+
+
+def commit_stack_file(path: Path, text: str, message: str) -> str:
+    """Write the stack file and commit it alone; returns the commit."""
+    path.write_text(text)
+    git("add", "--", path.name)
+    git("commit", "-q", "-m", message, "--", path.name)
+    return git("rev-parse", "HEAD").strip()
+
+
 def project_name(directory: Path | None = None) -> str:
     """The project's name (Pulumi.yaml `name:`), the middle part of a stack's full name."""
     path = (directory or Path.cwd()) / "Pulumi.yaml"
