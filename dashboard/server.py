@@ -30,6 +30,7 @@ from typing import Any
 from . import __version__, alerts
 from .auth import BasicAuthenticator
 from .config import DEFAULT_DOCKER_SOCKET, Config
+from .files import read_json
 from .host import live_host
 from .timestamps import format_utc, parse_utc
 
@@ -181,6 +182,7 @@ class Dashboard:
             "access_log": snapshot.get("access_log") or {},
             "log_services": [source.service for source in self.config.log_sources],
             "logs": snapshot.get("logs") or {},
+            "notifications": read_json(self.config.notify and self.config.notify.summary_file),
         }
         found = alerts.evaluate(document, now)
         document["alerts"] = found
