@@ -185,7 +185,7 @@ def run(config: NotifyConfig, document: dict[str, Any], now: int,
         heartbeat(state, config.heartbeat, current, now, config.timeout_seconds)
     write_json_atomic(config.state_file, state, mode=0o600)
     shown = summary(state, config)
-    write_json_atomic(config.summary_file, shown, mode=0o644)
+    write_json_atomic(config.summary_file, shown, mode=0o640)  # the server's group
     return shown
 
 

@@ -115,16 +115,15 @@ def parse_notify(raw: Any, secrets: dict[str, Any] | None, source: str) -> Notif
     )
 
 
-# systemd's LoadCredential= hands the unit the root-only file under this name, so the
-# notifier (a dynamic user) reads it without ever owning it.
-CREDENTIAL = "notify-secrets"
+# The copy the notifier's unit makes for its run (templates/dashboard/
+# aiia-dashboard-notify.service.j2): the root-only file, readable by the run's own user.
+SECRETS_ENV = "AIIA_NOTIFY_SECRETS"
 
 
 def secrets_path(raw: dict[str, Any], environ: dict[str, str]) -> Path | None:
-    """The credential systemd passed, else the file the config names (the local stack)."""
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / CREDENTIAL).exists():
-        return Path(directory) / CREDENTIAL
+    """The unit's copy, else the file the config names (root's: the local stack, a test)."""
+    if environ.get(SECRETS_ENV):
+        return Path(environ[SECRETS_ENV])
     return Path(raw["secrets_file"]) if raw.get("secrets_file") else None
 
 
