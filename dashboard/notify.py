@@ -121,6 +121,7 @@ def deliver(state: dict[str, Any], config: NotifyConfig, now: int, host: str,
             due.append((channel, box))
     if not due:
         return
+    channels.tls()  # made once, before the threads share it
     with ThreadPoolExecutor(max_workers=len(due)) as pool:
         results = list(pool.map(lambda item: _attempt(item[0], item[1]["events"], config, host,
                                                       sender), due))
@@ -161,7 +162,8 @@ def heartbeat(state: dict[str, Any], beat: Heartbeat, current: list[dict[str, st
         url, data=data.encode() if critical else None,
         headers={"User-Agent": channels.USER_AGENT})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310
+                                    context=channels.tls()) as response:
             response.read(1024)
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "code", None) or getattr(error, "reason", error)

@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from dashboard import alerts, notify
+from dashboard import alerts, channels, notify
 from dashboard.notify_config import parse_notify
 from tests.harness import dashboard_status as fixtures
 
@@ -88,6 +88,7 @@ def ca(tmp_path_factory):
 @pytest.fixture
 def trust(ca, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(ca[0]))  # the sender's default context reads it
+    monkeypatch.setattr(channels, "_TLS", [])  # made afresh, with the test CA
 
 
 @pytest.fixture
