@@ -30,7 +30,7 @@ from . import alerts, channels
 from .config import Config
 from .files import read_json, write_json_atomic
 from .host import live_host
-from .notify_config import Channel, Heartbeat, NotifyConfig
+from .notify_config import TEST_REQUEST, Channel, Heartbeat, NotifyConfig
 from .timestamps import format_utc
 
 STATE_KEY = "notify"
@@ -183,6 +183,7 @@ def run(config: NotifyConfig, document: dict[str, Any], now: int,
                    config.repeat_critical_seconds)
     queue(state, config, events, now)
     deliver(state, config, now, socket.gethostname(), sender)
+    _answer_test_request(state, config, now, sender)
     if config.heartbeat is not None:
         heartbeat(state, config.heartbeat, current, now, config.timeout_seconds)
     write_json_atomic(config.state_file, state, mode=0o600)
@@ -208,6 +209,20 @@ def notify_once(config: Config, now: int | None = None) -> dict[str, Any] | None
     return run(settings, document, int(now if now is not None else time.time()))
 
 
+def _answer_test_request(state: dict[str, Any], config: NotifyConfig, now: int,
+                         sender) -> None:
+    """The page's button left a request: one test message through every channel, once."""
+    if config.requests_dir is None:
+        return
+    request = config.requests_dir / TEST_REQUEST
+    try:
+        request.unlink()
+    except FileNotFoundError:
+        return
+    results = send_test(config, socket.gethostname(), now, sender)
+    state["test"] = {"at": format_utc(now), "results": results}
+
+
 def summary(state: dict[str, Any], config: NotifyConfig) -> dict[str, Any]:
     """Per channel: last success, last error, what waits; never a URL, token or password."""
     outboxes, statuses = state.get("outbox", {}), state.get("channels", {})
@@ -222,8 +237,9 @@ def summary(state: dict[str, Any], config: NotifyConfig) -> dict[str, Any]:
             "next_attempt_at": format_utc(box["next_at"]) if box.get("events") else None,
         })
     beat = state.get("heartbeat") if config.heartbeat is not None else None
-    return {"channels": views, "heartbeat": beat and {k: v for k, v in beat.items()
-                                                       if k != "sent_at"}}
+    return {"channels": views, "test": state.get("test"),
+            "test_button": config.requests_dir is not None,
+            "heartbeat": beat and {k: v for k, v in beat.items() if k != "sent_at"}}
 
 
 def send_test(config: NotifyConfig, host: str, now: int,

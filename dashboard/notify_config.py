@@ -66,6 +66,9 @@ class NotifyConfig:
     repeat_critical_seconds: int = 4 * 3600
     heartbeat: Heartbeat | None = None
     timeout_seconds: float = 10.0
+    # Where the page's "send a test message" button leaves its request for the next run
+    # (a VPS's {root}/state/notify-requests, group-writable by the server); None: no button.
+    requests_dir: Path | None = None
 
 
 def parse_notify(raw: Any, secrets: dict[str, Any] | None, source: str) -> NotifyConfig | None:
@@ -103,9 +106,13 @@ def parse_notify(raw: Any, secrets: dict[str, Any] | None, source: str) -> Notif
         if not isinstance(value, str) or not value.startswith("/"):
             raise NotifyConfigError(f"{source}: notify.{key} must be an absolute path")
         paths[key] = Path(value)
+    requests = raw.get("requests_dir")
+    if requests is not None and (not isinstance(requests, str) or not requests.startswith("/")):
+        raise NotifyConfigError(f"{source}: notify.requests_dir must be an absolute path")
     return NotifyConfig(
         dashboard_url=dashboard_url,
         channels=channels,
+        requests_dir=Path(requests) if requests else None,
         **paths,
         hold_collections=_positive(raw.get("hold_collections", 2),
                                    f"{source}: notify.hold_collections"),
@@ -114,6 +121,8 @@ def parse_notify(raw: Any, secrets: dict[str, Any] | None, source: str) -> Notif
         heartbeat=heartbeat,
     )
 
+
+TEST_REQUEST = "test"  # the file the page's button leaves in requests_dir
 
 # The copy the notifier's unit makes for its run (templates/dashboard/
 # aiia-dashboard-notify.service.j2): the root-only file, readable by the run's own user.

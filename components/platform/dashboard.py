@@ -194,7 +194,9 @@ class Dashboard(pulumi.ComponentResource):
         files = ({"state_file": f"{state_dir}/notify-state.json",
                   "summary_file": f"{state_dir}/notify-summary.json"} if local else
                  {"state_file": f"{NOTIFY_STATE_DIR}/state.json",
-                  "summary_file": context.host_path("state", "notify", "summary.json")})
+                  "summary_file": context.host_path("state", "notify", "summary.json"),
+                  # The page's button (a VPS's: locally `make alerts-test`).
+                  "requests_dir": context.host_path("state", "notify-requests")})
         return {**alerts.block, **files,
                 "dashboard_url": f"https://{context.platform.status_domain}/",
                 "secrets_file": context.host_path("dashboard", "notify-secrets.json")}
@@ -290,6 +292,8 @@ class Dashboard(pulumi.ComponentResource):
                         "secrets_path": context.host_path("dashboard", "notify-secrets.json"),
                         "notify_dir": context.host_path("state", "notify")}
         notify = platform.alerts is not None
+        unit_context["requests_dir"] = (context.host_path("state", "notify-requests")
+                                        if notify else None)
         archive = package_archive()
         package = host_command(
             f"{name}-package", context.connection,

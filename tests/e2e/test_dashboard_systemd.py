@@ -56,6 +56,7 @@ VARIABLES = {
     "notifier_memory_mb": DashboardSettings().notifier_memory_mb,
     "secrets_path": "/srv/aiia/dashboard/notify-secrets.json",
     "notify_dir": "/srv/aiia/state/notify",
+    "requests_dir": "/srv/aiia/state/notify-requests",
 }
 FIXED_UID = DashboardSettings().uid
 # Files of the apps' that their modes would let anyone read: uploads and logs (PII).
@@ -460,6 +461,7 @@ def test_the_notifier_sends_from_its_own_sandbox_with_its_credential(host):
         "state_file": "/var/lib/aiia-notify/state.json",
         "summary_file": "/srv/aiia/state/notify/summary.json",
         "secrets_file": VARIABLES["secrets_path"],
+        "requests_dir": VARIABLES["requests_dir"],
         "channels": [{"name": "hook", "kind": "webhook"}]}
     host.write(VARIABLES["config_path"], json.dumps(config))
     host.write(VARIABLES["secrets_path"], json.dumps(
@@ -488,6 +490,17 @@ def test_the_notifier_sends_from_its_own_sandbox_with_its_credential(host):
     # A second run sends nothing again (its state survived the run's end).
     host.sh("systemctl start aiia-dashboard-notify.service")
     assert len(host.sh("cat /root/received.jsonl").splitlines()) == 1
+    # The page's button: the server (its one write) leaves a request, the next run answers it.
+    asked = host.sh("python3 -c \"import http.client, base64; c = http.client.HTTPConnection("
+                    "'127.0.0.1', 9100, timeout=5); c.request('POST', '/api/notify-test', "
+                    f"headers={{'Authorization': '{AUTH}', 'X-Aiia-Request': 'notify-test'}}); "
+                    "r = c.getresponse(); print(r.status, r.read().decode())\"")
+    assert asked.startswith("202 "), asked
+    host.sh("systemctl start aiia-dashboard-notify.service")
+    received = [json.loads(line) for line in host.sh("cat /root/received.jsonl").splitlines()]
+    assert [json.loads(r["body"])["events"][0]["kind"] for r in received] == ["firing", "test"]
+    code, body = host.get("/api/status", AUTH)
+    assert json.loads(body)["notifications"]["test"]["results"] == {"hook": None}
     # It ran as a user of its own, not as root nor as the server's account.
     assert host.sh("stat -c '%U' /var/lib/private/aiia-notify/state.json") not in (
         "root", "aiia-dashboard")

@@ -28,6 +28,7 @@ VARIABLES = {
     "notifier_memory_mb": 30,
     "secrets_path": "/srv/aiia/dashboard/notify-secrets.json",
     "notify_dir": "/srv/aiia/state/notify",
+    "requests_dir": "/srv/aiia/state/notify-requests",
 }
 systemd_analyze = shutil.which("systemd-analyze")
 needs_systemd = pytest.mark.skipif(systemd_analyze is None, reason="systemd-analyze not installed")
@@ -79,7 +80,11 @@ def test_the_server_runs_unprivileged_without_the_docker_socket(rendered):
     ]
     assert server["CapabilityBoundingSet"] == [""]
     assert server["ReadOnlyPaths"] == ["-/srv/aiia/state/dashboard"]
-    assert "ReadWritePaths" not in server
+    # Its one write: the test button's requests (platform.alerts); none without alerts.
+    assert server["ReadWritePaths"] == ["-/srv/aiia/state/notify-requests"]
+    without_alerts = directives(render("aiia-dashboard.service",
+                                       **{**VARIABLES, "requests_dir": None}))
+    assert "ReadWritePaths" not in without_alerts and "ExecStartPre" not in without_alerts
     assert server["InaccessiblePaths"] == [
         "-/run/docker.sock -/var/run/docker.sock -/srv/aiia/postgres -/srv/aiia/secrets"]
     assert server["IPAddressDeny"] == ["any"]
