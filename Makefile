@@ -21,7 +21,8 @@ CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/
 .NOTPARALLEL:
 
 .PHONY: help pulumi-cli venv doctor images local init preview up release rollback backup-now \
-	restore-drill logs exec restart releases status ssh diagram test unit lint destroy-local
+	restore-drill logs exec restart releases status alerts-test ssh diagram test unit lint \
+	destroy-local
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -106,6 +107,9 @@ releases:  ## the release history of STACK's host (releases.jsonl); ENVIRONMENT'
 
 status:  ## the dashboard's JSON (GET /api/status) of STACK's host
 	bash scripts/ops.sh status $(STACK)
+
+alerts-test:  ## a test message through every alert channel of STACK's host now (platform.alerts)
+	bash scripts/ops.sh alerts-test $(STACK)
 
 ssh:  ## a shell on STACK's host (host.ssh of the stack file)
 	bash scripts/ops.sh ssh $(STACK)

@@ -35,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         help="keep collecting every SECONDS (local stack); default: once",
     )
 
+    notifier = commands.add_parser(
+        "notify", help="send what started, repeats or ended since the last run (once)")
+    notifier.add_argument("--config", required=True, help="path to the dashboard's config.json")
+
+    test = commands.add_parser(
+        "notify-test", help="send a test message through every alert channel now (root)")
+    test.add_argument("--config", required=True, help="path to the dashboard's config.json")
+
     hashing = commands.add_parser(
         "hash-password", help="print a pbkdf2_sha256 hash for auth_password_hash"
     )
@@ -65,7 +73,54 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         return 0
+    if args.command == "notify-test":
+        return _notify_test(config)
+    if args.command == "notify":
+        return _notify(config)
     return _collect(config, args.config, args.every)
+
+
+def _notify(config) -> int:
+    """One notifier run; what failed is on the page and in this line, not an exit status
+    (a channel down is retried by the next run, not by systemd)."""
+    from .notify import notify_once
+    from .notify_config import NotifyConfigError
+
+    try:
+        shown = notify_once(config)
+    except NotifyConfigError as error:
+        print(f"dashboard: {error}", file=sys.stderr)
+        return 2
+    if shown is None:
+        print("dashboard: no alert channels configured (platform.alerts)", file=sys.stderr)
+        return 0
+    failing = [c for c in shown["channels"] if c["last_error"]]
+    waiting = sum(c["pending"] for c in shown["channels"])
+    print(f"notify: {len(shown['channels'])} channel(s), {waiting} message(s) waiting"
+          + "".join(f"; {c['last_error']}" for c in failing), file=sys.stderr, flush=True)
+    return 0
+
+
+def _notify_test(config) -> int:
+    """Every channel's result on its own line; exit 1 when any failed."""
+    import socket
+    import time
+
+    from .notify import send_test
+    from .notify_config import NotifyConfigError
+
+    try:
+        settings = config.notify_with_secrets()
+    except NotifyConfigError as error:
+        print(f"dashboard: {error}", file=sys.stderr)
+        return 2
+    if settings is None or not settings.channels:
+        print("dashboard: no alert channels configured (platform.alerts)", file=sys.stderr)
+        return 2
+    results = send_test(settings, socket.gethostname(), int(time.time()))
+    for name, error in results.items():
+        print(f"{name}: {'sent' if error is None else 'FAILED ' + error}")
+    return 1 if any(results.values()) else 0
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -123,6 +178,8 @@ def _collect(config, path: str, every: int | None) -> int:
             print(f"dashboard: {error}; skipping this run", file=sys.stderr, flush=True)
         if every is None:
             return 0
+        if config.notify is not None:
+            _notify(config)  # resident (the local stack): the notifier runs in the loop
         remaining = every - (time.monotonic() - started)
         while remaining > 0 and not stopping:
             time.sleep(min(remaining, 1.0))

@@ -66,6 +66,7 @@ def evaluate(status: dict[str, Any], now: float) -> list[dict[str, str]]:
     alerts += _host(status.get("host"))
     alerts += _access_log(status.get("access_log"))
     alerts += host_access.alerts(status.get("host_access"), now)
+    alerts += _notifications(status.get("notifications"))
     alerts.sort(key=lambda a: a["severity"] != CRITICAL)  # stable: critical first, rule order kept
     return alerts
 
@@ -505,3 +506,25 @@ def _access_log(access: dict[str, Any] | None) -> list[dict[str, str]]:
             )
         )
     return alerts
+
+
+def _notifications(notifications: dict[str, Any] | None) -> list[dict[str, str]]:
+    """A channel that cannot deliver (its messages wait, retried with back-off)."""
+    if not notifications:
+        return []
+    found = []
+    for channel in notifications.get("channels") or []:
+        if channel.get("last_error"):
+            waiting = channel.get("pending", 0)
+            found.append(_alert(
+                WARNING, "notify", channel["name"],
+                f"Alerts to {channel['name']} ({channel['kind']}) are not getting through: "
+                f"{channel['last_error']}. {waiting} waiting, next try "
+                f"{channel.get('next_attempt_at') or 'with the next alert'}."))
+    beat = notifications.get("heartbeat") or {}
+    if beat.get("last_error"):
+        found.append(_alert(
+            WARNING, "notify", "heartbeat",
+            f"The heartbeat ping fails ({beat['last_error']}): the outside monitor will report"
+            " this host as down."))
+    return found

@@ -14,10 +14,8 @@ from being reported; the failure itself is listed in ``collector.errors``.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +28,7 @@ from . import __version__, access_log, host, host_access, records, store, uptime
 from .certificates import certificate_status, renewal_state
 from .config import Config, LogSource
 from .docker_api import ContainerState, DockerClient, DockerError
+from .files import write_json_atomic
 from .log_tail import tail_lines
 from .probes import probe
 from .timestamps import format_utc, parse_utc
@@ -46,22 +45,6 @@ MiB = 1024 * 1024
 
 class CollectorBusy(RuntimeError):
     """Another collection holds the lock (a slow run overlapping the next tick)."""
-
-
-def write_json_atomic(path: Path, document: Any, mode: int = 0o640) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed into place below
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
-    )
-    try:
-        with handle:
-            os.fchmod(handle.fileno(), mode)
-            json.dump(document, handle, separators=(",", ":"), allow_nan=False)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 class Collection:

@@ -7,10 +7,19 @@ process with a message naming the key, instead of a page that silently shows not
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .notify_config import (
+    NotifyConfig,
+    NotifyConfigError,
+    parse_notify,
+    read_secrets,
+    secrets_path,
+)
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -113,6 +122,17 @@ class Config:
     # (tls.mode self_signed), so that no certificate is expected to be issued.
     certbot_state_file: Path | None = None
     host_access: HostAccess | None = None  # None: no journal to read (the local stack)
+    # Where alerts are sent (dashboard/notify_config.py); without secrets: only the
+    # collector reads them, from `notify.secrets_file`.
+    notify: NotifyConfig | None = None
+    notify_raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def notify_with_secrets(self) -> NotifyConfig | None:
+        """The notify config with its secrets joined in (the collector's, root's view)."""
+        if self.notify_raw is None:
+            return None
+        secrets = read_secrets(secrets_path(self.notify_raw, dict(os.environ)))
+        return parse_notify(self.notify_raw, secrets, "dashboard config")
 
     @property
     def database_path(self) -> Path:
@@ -219,7 +239,16 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         retention=retention,
         stack=reader.name("stack", raw["stack"]) if raw.get("stack") is not None else None,
         host_access=_host_access(reader, raw.get("host_access")),
+        notify=_notify(raw.get("notify"), source),
+        notify_raw=raw.get("notify"),
     )
+
+
+def _notify(raw: Any, source: str) -> NotifyConfig | None:
+    try:
+        return parse_notify(raw, None, source)
+    except NotifyConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _host_access(reader: _Reader, raw: Any) -> HostAccess | None:

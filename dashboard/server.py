@@ -30,7 +30,9 @@ from typing import Any
 from . import __version__, alerts
 from .auth import BasicAuthenticator
 from .config import DEFAULT_DOCKER_SOCKET, Config
+from .files import read_json
 from .host import live_host
+from .notify_config import TEST_REQUEST
 from .timestamps import format_utc, parse_utc
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -181,11 +183,26 @@ class Dashboard:
             "access_log": snapshot.get("access_log") or {},
             "log_services": [source.service for source in self.config.log_sources],
             "logs": snapshot.get("logs") or {},
+            "notifications": read_json(self.config.notify and self.config.notify.summary_file),
         }
         found = alerts.evaluate(document, now)
         document["alerts"] = found
         document["overall"] = alerts.overall(found)
         return document
+
+    def request_notify_test(self) -> tuple[int, dict[str, Any]]:
+        """Leave the request for the notifier's next run (it alone has the secrets)."""
+        notify = self.config.notify
+        if notify is None or not notify.channels:
+            return 409, {"error": "no alert channel is configured (platform.alerts)"}
+        if notify.requests_dir is None:
+            return 409, {"error": "no test from the page on this host: `make alerts-test`"}
+        try:
+            (notify.requests_dir / TEST_REQUEST).touch()
+        except OSError as error:
+            return 500, {"error": f"cannot leave the request: {error.strerror}"}
+        return 202, {"requested_at": format_utc(self.clock()),
+                     "message": "the notifier sends it within a minute; results below"}
 
     def logs(self, service: str, count: int) -> dict[str, Any] | None:
         if self.config.log_source(service) is None:
@@ -221,6 +238,27 @@ def _empty_jobs() -> dict[str, Any]:
         "malformed_lines": 0,
         "error": None,
     }
+
+
+NOTIFY_TEST_PATH = "/api/notify-test"
+# A header no cross-site form or image can send (a script on another site would need a CORS
+# preflight, which this server never answers): with Basic auth, which browsers attach to
+# any request to the site, it is what makes a request the page's own.
+REQUEST_HEADER, REQUEST_VALUE = "X-Aiia-Request", "notify-test"
+
+
+def cross_site_problem(headers) -> str | None:
+    """Why a POST is not the page's own (cross-site request forgery), or None."""
+    if headers.get(REQUEST_HEADER) != REQUEST_VALUE:
+        return f"missing the {REQUEST_HEADER} header the page sends"
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None and site != "same-origin":
+        return f"a {site} request (Sec-Fetch-Site); only the page itself may ask"
+    origin, host = headers.get("Origin"), headers.get("Host")
+    if origin is not None and (
+            host is None or urllib.parse.urlsplit(origin).hostname != host.rsplit(":", 1)[0]):
+        return "the request comes from another origin"
+    return None
 
 
 class DashboardHandler(BaseHTTPRequestHandler):
@@ -311,7 +349,26 @@ class DashboardHandler(BaseHTTPRequestHandler):
         if self._authorized():
             self._send(405, b"405 read-only\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        """The one write: ask the notifier for a test message (the button on the page)."""
+        if urllib.parse.urlsplit(self.path).path != NOTIFY_TEST_PATH:
+            self._not_allowed()
+            return
+        if not self._authorized():
+            return
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit() or int(length) > 1024:
+            self._json({"error": "a test request has no body"}, status=413)
+            return
+        self.rfile.read(int(length))
+        problem = cross_site_problem(self.headers)
+        if problem is not None:
+            self._json({"error": problem}, status=403)
+            return
+        status, document = self.dashboard.request_notify_test()
+        self._json(document, status=status)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Polls every few seconds would flood the journal; keep failures only.

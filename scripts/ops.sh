@@ -10,6 +10,8 @@
 #                                               # serving release; waits until it is healthy
 #   bash scripts/ops.sh releases STACK [ENVIRONMENT]  # the release history (releases.jsonl)
 #   bash scripts/ops.sh status STACK            # the dashboard's /api/status JSON
+#   bash scripts/ops.sh alerts-test STACK       # a test message through every alert
+#                                               # channel (platform.alerts), now
 #   bash scripts/ops.sh ssh STACK               # a shell on the host
 #   bash scripts/ops.sh job STACK PATH ARGS…    # a job the program installed under
 #                                               # host.root_dir, as root (bin/backup.sh run)
@@ -20,7 +22,7 @@ export PYTHONPATH
 usage() {
   echo "usage: bash scripts/ops.sh logs STACK SERVICE [--follow] [--since WHEN]" \
     "| exec STACK ENVIRONMENT COMMAND… | restart STACK SERVICE | releases STACK [ENVIRONMENT]" \
-    "| status STACK | ssh STACK | job STACK PATH [ARGS…]" >&2
+    "| status STACK | alerts-test STACK | ssh STACK | job STACK PATH [ARGS…]" >&2
   exit 2
 }
 [ $# -ge 2 ] || usage
@@ -186,6 +188,22 @@ case "$command" in
     printf 'user = "%s"\n' "$credentials" \
       | curl -fsS "${insecure[@]}" -K - "https://$domain:$port/api/status"
     echo
+    ;;
+  alerts-test)
+    [ $# -eq 0 ] || usage
+    if [ "$(get platform.owner)" != True ]; then
+      echo "stack $stack reads its platform from another stack: the alert channels are" \
+        "that stack's (make alerts-test STACK=prod)" >&2
+      exit 1
+    fi
+    config="$(host_root)/dashboard/config.json"
+    if [ "$kind" = ssh ]; then
+      # As root, who alone reads the channels' secrets (the notifier's unit copies them).
+      on_host sudo -n env PYTHONPATH=/opt/aiia python3 -m dashboard notify-test --config "$config"
+    else
+      collector=$(platform_container dashboard-collector)
+      exec docker exec "$collector" python3 -m dashboard notify-test --config "$config"
+    fi
     ;;
   ssh)
     if [ "$kind" != ssh ]; then

@@ -12,6 +12,7 @@ import base64
 import gzip
 import hashlib
 import io
+import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.settings.alerts import secrets_document
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dashboard"
 INSTALL_DIR = "/opt/aiia"
@@ -37,6 +39,9 @@ PASSWORD_ITERATIONS = 200_000
 # How often the collector runs: resident in a container locally, a systemd timer (every
 # minute, aiia-dashboard-collect.timer) on a VPS. The page's staleness alert reads it.
 COLLECT_EVERY_S = {"local": 30, "vps": 60}
+# The notifier's state on a VPS (systemd's StateDirectory=): what it sent, private to its
+# dynamic user. What the page shows goes to {root}/state/notify (the server's group).
+NOTIFY_STATE_DIR = "/var/lib/aiia-notify"
 
 
 def collector_healthcheck(status_path: str, every_s: int) -> docker.ContainerHealthcheckArgs:
@@ -145,7 +150,7 @@ class Dashboard(pulumi.ComponentResource):
                                     else context.host_path("state", "certbot.json")),
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
-                host_access=host_access,
+                host_access=host_access, notify=self._notify_block(context, state_dir),
                 auth_password_hash=hash_password(password, context.settings.stack)))
         # The config holds the password hash: readable by root and the server's group alone.
         uid = settings.uid
@@ -172,11 +177,46 @@ class Dashboard(pulumi.ComponentResource):
                          content=config_content, mode="0640", owner=owner,
                          on_change=restart_on_config_change(context.prefix, local)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
+        self.notify_secrets = self._notify_secrets(name, context, owner, prerequisites)
         if local:
             self._containers(name, args, user, owner, config_path, state_dir)
         else:
             self._systemd_units(name, args, config_path, state_dir, prerequisites)
         self.register_outputs({"address": self.address})
+
+    @staticmethod
+    def _notify_block(context: PlatformContext, state_dir: str) -> dict | None:
+        """The notifier's part of the config (platform.alerts), without its secrets."""
+        alerts = context.platform.alerts
+        if alerts is None:
+            return None
+        local = context.settings.host.kind == "local"
+        files = ({"state_file": f"{state_dir}/notify-state.json",
+                  "summary_file": f"{state_dir}/notify-summary.json"} if local else
+                 {"state_file": f"{NOTIFY_STATE_DIR}/state.json",
+                  "summary_file": context.host_path("state", "notify", "summary.json"),
+                  # The page's button (a VPS's: locally `make alerts-test`).
+                  "requests_dir": context.host_path("state", "notify-requests")})
+        return {**alerts.block, **files,
+                "dashboard_url": f"https://{context.platform.status_domain}/",
+                "secrets_file": context.host_path("dashboard", "notify-secrets.json")}
+
+    def _notify_secrets(self, name: str, context: PlatformContext, owner: str,
+                        prerequisites: list[pulumi.Resource]) -> HostFile | None:
+        """The channels' URLs, tokens and passwords: root's alone (0600). The notifier gets
+        them from systemd (LoadCredential), the local collector as root."""
+        alerts = context.platform.alerts
+        if alerts is None:
+            return None
+        content = pulumi.Output.secret(pulumi.Output.all(**alerts.secrets)).apply(
+            lambda values: json.dumps(secrets_document(alerts, values), indent=1))
+        return HostFile(
+            f"{name}-notify-secrets",
+            HostFileArgs(connection=context.connection, mode="0600",
+                         path=context.host_path("dashboard", "notify-secrets.json"),
+                         content=content,
+                         owner=owner if context.settings.host.kind == "local" else "root:root"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
 
     def _containers(self, name: str, args: DashboardArgs, user: str, owner: str,
                     config_path: str, state_dir: str) -> None:
@@ -247,7 +287,13 @@ class Dashboard(pulumi.ComponentResource):
                         "collector_memory_mb": platform.dashboard.collector_memory_mb,
                         "inaccessible_paths": [context.host_path(d) for d in PRIVATE_DIRS],
                         # nginx's fixed address on the status network (networks.py).
-                        "allowed_clients": [platform.nginx_status_address]}
+                        "allowed_clients": [platform.nginx_status_address],
+                        "notifier_memory_mb": platform.dashboard.notifier_memory_mb,
+                        "secrets_path": context.host_path("dashboard", "notify-secrets.json"),
+                        "notify_dir": context.host_path("state", "notify")}
+        notify = platform.alerts is not None
+        unit_context["requests_dir"] = (context.host_path("state", "notify-requests")
+                                        if notify else None)
         archive = package_archive()
         package = host_command(
             f"{name}-package", context.connection,
@@ -267,11 +313,15 @@ class Dashboard(pulumi.ComponentResource):
                                       if unit == "aiia-dashboard.service" else "")),
                      opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
             for unit in ("aiia-dashboard.service", "aiia-dashboard-collect.service",
-                         "aiia-dashboard-collect.timer")
+                         "aiia-dashboard-collect.timer") + (
+                ("aiia-dashboard-notify.service", "aiia-dashboard-notify.timer")
+                if notify else ())
         ]
         self.enable = host_command(
             f"{name}-enable", context.connection,
-            render("dashboard/enable.sh.j2", digest=hashlib.sha256(archive.encode()).hexdigest()),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[package, self.config, *units]))
+            render("dashboard/enable.sh.j2", digest=hashlib.sha256(archive.encode()).hexdigest(),
+                   notify=notify),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                package, self.config, *units, *([self.notify_secrets] if notify else [])]))
         self.address = pulumi.Output.from_input(
             f"{platform.status_gateway}:{platform.dashboard.port}")

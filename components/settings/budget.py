@@ -108,6 +108,11 @@ def memory_budget(host: HostSettings, platform: PlatformSettings) -> MemoryBudge
     # On a VPS the collector is a systemd timer run for a second a minute; on a developer's
     # machine it is a resident container.
     (steady if host.kind == "local" else transient).append(collector)
+    if platform.alerts is not None and host.kind != "local":
+        # Its own one-shot half a minute after the collector's (locally: inside its loop).
+        transient.append(MemoryShare("dashboard alert notifier",
+                                     platform.dashboard.notifier_memory_mb,
+                                     f"{key}.dashboard.notifier_memory_mb"))
     return MemoryBudget(
         host_memory_mb=host.memory_mb,
         host_swap_mb=host.swap_mb,

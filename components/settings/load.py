@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from components.settings.alerts import alert_secret_keys
 from components.settings.backup import BACKUP_DISK_SHARE, TIME_RE, BackupSettings
 from components.settings.budget import MemoryBudget, memory_budget
 from components.settings.checks import (
@@ -40,7 +41,8 @@ PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 # The platform's own secrets: set on the stack that owns it alone.
 PLATFORM_SECRET_RE = re.compile(
-    r"^(postgres_password|dashboard_password|[a-z0-9]+_(db|redis)_password)$")
+    r"^(postgres_password|dashboard_password|[a-z0-9]+_(db|redis)_password"
+    r"|alerts_[a-z0-9]+_(url|token|password))$")
 # Secrets a stack may have whatever its sections say: the key pulumi-command logs in with
 # (else the ssh-agent's) and the private registry's token (checked with aiia:registry).
 OPTIONAL_SECRETS = ("ssh_private_key", "registry_password")
@@ -132,6 +134,8 @@ def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | 
         expected_secrets |= {"postgres_password", "dashboard_password"}
         expected_secrets |= {f"{env.name}_{kind}_password" for env in platform.environments
                              for kind in ("db", "redis")}
+        if platform.alerts is not None:
+            expected_secrets |= set(sum(alert_secret_keys(platform.alerts.block), []))
     settings = set(TEXT_KEYS) | set(OBJECT_KEYS)
     for key in sorted(given - settings - expected_secrets):
         if not platform and PLATFORM_SECRET_RE.match(key):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.settings.accounts import check_dashboard_uid
+from components.settings.alerts import AlertSettings, parse_alerts
 from components.settings.backup import BackupSettings, parse_backup
 from components.settings.checks import (
     NAMESPACE,
@@ -106,6 +107,8 @@ class DashboardSettings:
     # check, an operator's look inside). 24 left a second Python started beside a
     # collection OOM-killed (issue #15).
     collector_memory_mb: int = 32
+    # The alert notifier (platform.alerts): a one-shot after each collection on a VPS.
+    notifier_memory_mb: int = 32
     port: int = 9100
     user: str = "admin"
     image: str = "aiia-dashboard:local"  # local stack only: the image both containers run
@@ -141,6 +144,7 @@ class PlatformSettings:
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     certbot: CertbotSettings = field(default_factory=CertbotSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
+    alerts: AlertSettings | None = None  # where the dashboard's alerts are sent
     # Secrets (pulumi Outputs in a real run; any opaque value in pure tests).
     postgres_password: Any = None
     database_passwords: Mapping[str, Any] = field(default_factory=dict)
@@ -264,6 +268,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         dashboard=_parse_section(platform_raw, DashboardSettings, "dashboard", problems),
         certbot=_parse_section(platform_raw, CertbotSettings, "certbot", problems),
         backup=parse_backup(platform_raw, problems),
+        alerts=parse_alerts(platform_raw, secrets, problems),
         postgres_password=secrets("postgres_password"),
         database_passwords={env.name: secrets(f"{env.name}_db_password")
                             for env in environments},

@@ -5,7 +5,7 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const state = { pollSeconds: 5, timer: null, last: null, logService: null, logStamp: null,
-                  logPicked: false, lastOk: null };
+                  logPicked: false, lastOk: null, testAsked: false };
 
   // ---- small helpers -------------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -376,6 +376,49 @@
     fill("access-rows", rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No login or sudo in the journal yet.")));
   }
 
+  function renderNotify(notifications) {
+    const section = document.getElementById("notify");
+    section.classList.toggle("hidden", !notifications);
+    if (!notifications) return;
+    const rows = (notifications.channels || []).map((c) => el("tr", { class: c.last_error ? "warning" : null },
+      el("td", {}, c.name, el("span", { class: "muted small" }, " · " + c.kind)),
+      el("td", {}, c.min_severity === "critical" ? "critical only" : "warnings and critical"),
+      el("td", {}, c.last_ok_at ? when(c.last_ok_at) : "not yet"),
+      el("td", { class: "num" }, c.pending + (c.dropped ? ` (${c.dropped} dropped)` : "")),
+      el("td", { class: "wrap muted" }, c.last_error ? [c.last_error, c.next_attempt_at ? " · next try " : "",
+        c.next_attempt_at ? when(c.next_attempt_at) : ""] : "")));
+    const beat = notifications.heartbeat;
+    if (beat) {
+      rows.push(el("tr", { class: beat.last_error ? "warning" : null },
+        el("td", {}, "heartbeat"), el("td", {}, beat.failing ? "failing (critical open)" : "alive"),
+        el("td", {}, beat.last_ok_at ? when(beat.last_ok_at) : "not yet"), el("td", {}, ""),
+        el("td", { class: "wrap muted" }, beat.last_error || "")));
+    }
+    fill("notify-rows", rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No channel.")));
+    document.getElementById("notify-test").classList.toggle("hidden", !notifications.test_button);
+    const test = notifications.test;
+    if (test && !state.testAsked) {
+      const failed = Object.entries(test.results || {}).filter(([, error]) => error);
+      fill("notify-test-result", `Last test ${ago(test.at)}: `
+        + (failed.length ? failed.map(([name, error]) => `${name} failed (${error})`).join("; ") : "every channel got it"));
+    }
+  }
+
+  async function askTest() {
+    state.testAsked = true;
+    fill("notify-test-result", "asking…");
+    try {
+      // The header is what makes the request the page's own (the server refuses others).
+      const response = await fetch("/api/notify-test", { method: "POST", cache: "no-store",
+        credentials: "same-origin", headers: { "X-Aiia-Request": "notify-test" } });
+      const answer = await response.json();
+      fill("notify-test-result", answer.message || answer.error || ("server answered " + response.status));
+    } catch (error) {
+      fill("notify-test-result", "could not ask: " + error.message);
+    }
+    setTimeout(() => { state.testAsked = false; }, 65000);
+  }
+
   function renderFooter(data) {
     const c = data.collector || {};
     fill("footer", `aiia-dashboard ${data.version} · collector took ${c.duration_ms === null || c.duration_ms === undefined ? "—" : Math.round(c.duration_ms) + " ms"}`
@@ -434,6 +477,7 @@
     renderBackups(data);
     renderReleases(data.releases);
     renderAccess(data.host_access);
+    renderNotify(data.notifications);
     renderFooter(data);
     pickLogService(data);
   }
@@ -466,6 +510,7 @@
 
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
   document.addEventListener("DOMContentLoaded", () => {
+    document.getElementById("notify-test").addEventListener("click", askTest);
     document.getElementById("log-service").addEventListener("change", (event) => {
       state.logService = event.target.value;
       state.logStamp = null;

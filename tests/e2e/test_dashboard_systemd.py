@@ -53,6 +53,10 @@ VARIABLES = {
     "inaccessible_paths": [f"/srv/aiia/{directory}" for directory in PRIVATE_DIRS],
     # The test's requests come from inside the machine (on a VPS: nginx's address alone).
     "allowed_clients": ["localhost"],
+    "notifier_memory_mb": DashboardSettings().notifier_memory_mb,
+    "secrets_path": "/srv/aiia/dashboard/notify-secrets.json",
+    "notify_dir": "/srv/aiia/state/notify",
+    "requests_dir": "/srv/aiia/state/notify-requests",
 }
 FIXED_UID = DashboardSettings().uid
 # Files of the apps' that their modes would let anyone read: uploads and logs (PII).
@@ -430,3 +434,73 @@ def test_the_server_refuses_privilege_even_if_its_unit_grants_it(host, override,
             "systemctl restart aiia-dashboard.service"
         )
     host.wait_active("aiia-dashboard.service")
+
+
+RECEIVER = """
+import http.server, json
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with open("/root/received.jsonl", "a") as out:
+            out.write(json.dumps({"path": self.path, "body": body.decode()}) + "\\n")
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    do_GET = do_POST
+http.server.HTTPServer(("127.0.0.1", 8765), Handler).serve_forever()
+"""
+
+
+def test_the_notifier_sends_from_its_own_sandbox_with_its_credential(host):
+    """platform.alerts on a VPS: the notifier's unit (a dynamic user, no capability, the
+    secrets handed over by systemd) reads the collector's snapshot and posts what started
+    to a webhook on this machine's loopback; the page shows that it got through."""
+    for unit in ("aiia-dashboard-notify.service", "aiia-dashboard-notify.timer"):
+        host.write(f"/etc/systemd/system/{unit}", render(f"dashboard/{unit}.j2", **VARIABLES))
+    config = json.loads(host.sh(f"cat {VARIABLES['config_path']}"))
+    config["notify"] = {
+        "dashboard_url": "https://status.example.com/", "hold_collections": 1,
+        "state_file": "/var/lib/aiia-notify/state.json",
+        "summary_file": "/srv/aiia/state/notify/summary.json",
+        "secrets_file": VARIABLES["secrets_path"],
+        "requests_dir": VARIABLES["requests_dir"],
+        "channels": [{"name": "hook", "kind": "webhook"}]}
+    host.write(VARIABLES["config_path"], json.dumps(config))
+    host.write(VARIABLES["secrets_path"], json.dumps(
+        {"channels": {"hook": {"url": "http://127.0.0.1:8765/hook", "token": "tok-e2e-secret"}}}))
+    host.sh(f"chmod 0600 {VARIABLES['secrets_path']} && systemctl daemon-reload && "
+            "systemctl restart aiia-dashboard.service")
+    host.write("/root/receiver.py", RECEIVER)
+    host.sh("systemd-run --unit=receiver python3 /root/receiver.py")
+    host.sh("systemctl start aiia-dashboard-collect.service")  # a snapshot with alerts
+    host.sh("systemctl start aiia-dashboard-notify.service", check=False)
+    assert host.sh("systemctl show -p Result --value aiia-dashboard-notify.service") == \
+        "success", host.sh("journalctl -u aiia-dashboard-notify.service --no-pager | tail -20")
+    received = [json.loads(line) for line in host.sh("cat /root/received.jsonl").splitlines()]
+    assert [r["path"] for r in received] == ["/hook"]
+    events = json.loads(received[0]["body"])["events"]
+    assert {(e["kind"], e["area"], e["subject"]) for e in events} >= {
+        ("firing", "environment", "prod")}  # its health URL answers nothing
+    # The page reads what the notifier wrote; neither it nor the journal has the token.
+    host.wait_active("aiia-dashboard.service")
+    code, body = host.get("/api/status", AUTH)
+    assert code == 200
+    (channel,) = json.loads(body)["notifications"]["channels"]
+    assert channel["name"] == "hook" and channel["last_ok_at"] and channel["last_error"] is None
+    journal = host.sh("journalctl -u aiia-dashboard-notify.service --no-pager")
+    assert "tok-e2e-secret" not in journal and "tok-e2e-secret" not in body
+    # A second run sends nothing again (its state survived the run's end).
+    host.sh("systemctl start aiia-dashboard-notify.service")
+    assert len(host.sh("cat /root/received.jsonl").splitlines()) == 1
+    # The page's button: the server (its one write) leaves a request, the next run answers it.
+    asked = host.sh("python3 -c \"import http.client, base64; c = http.client.HTTPConnection("
+                    "'127.0.0.1', 9100, timeout=5); c.request('POST', '/api/notify-test', "
+                    f"headers={{'Authorization': '{AUTH}', 'X-Aiia-Request': 'notify-test'}}); "
+                    "r = c.getresponse(); print(r.status, r.read().decode())\"")
+    assert asked.startswith("202 "), asked
+    host.sh("systemctl start aiia-dashboard-notify.service")
+    received = [json.loads(line) for line in host.sh("cat /root/received.jsonl").splitlines()]
+    assert [json.loads(r["body"])["events"][0]["kind"] for r in received] == ["firing", "test"]
+    code, body = host.get("/api/status", AUTH)
+    assert json.loads(body)["notifications"]["test"]["results"] == {"hook": None}
+    # It ran as a user of its own, not as root nor as the server's account.
+    assert host.sh("stat -c '%U' /var/lib/private/aiia-notify/state.json") not in (
+        "root", "aiia-dashboard")

@@ -108,6 +108,7 @@ def project(tmp_path) -> Path:
         rule(["inspect", "--format"], "healthy\n"),
         rule(["ps", "-a", "-q", "--filter", "name=^aiia-local-nginx$"], "f00d\n"),
         rule(["ps", "-a", "-q", "--filter", "name=^aiia-local-dashboard$"], "beef\n"),
+        rule(["ps", "-a", "-q", "--filter", "name=^aiia-local-dashboard-collector$"], "cafe\n"),
         rule(["ps", "-a", "-q"], ""),
         rule(["ps", "--filter", "name=^aiia-local-app-prod-"],
              f"2026-11-26 15:04:10 +0000 UTC\t{SERVING}\n"
@@ -272,3 +273,17 @@ def test_status_gives_curl_the_dashboard_password_on_stdin_never_on_its_command_
         "-", "https://devstatus.eduaiia.com:443/api/status"], argv
     assert (project.parent / "curl-stdin").read_text() == \
         'user = "admin:p\\"a\\\\ss w0rd$x"\n'
+
+
+def test_alerts_test_runs_the_notifier_test_as_root_on_a_vps_and_in_the_collector_locally(
+        project):
+    vps = ops(project, "alerts-test", "prod")
+    assert vps.returncode == 0, vps.stderr
+    assert ssh_calls(project) == [
+        "-p 22 deploy@vps.eduaiia.com sudo -n env PYTHONPATH=/opt/aiia python3 -m dashboard "
+        f"notify-test --config {project.parent}/root-prod/dashboard/config.json "]
+    local = ops(project, "alerts-test", "local")
+    assert local.returncode == 0, local.stderr
+    assert calls(project.parent / "bin")[-1] == [
+        "exec", "aiia-local-dashboard-collector", "python3", "-m", "dashboard", "notify-test",
+        "--config", f"{project.parent}/root-local/dashboard/config.json"]

@@ -12,7 +12,8 @@ import jinja2
 import pytest
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
-UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer")
+UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer",
+         "aiia-dashboard-notify.service", "aiia-dashboard-notify.timer")
 VARIABLES = {
     # An interpreter that exists here: `systemd-analyze verify` checks ExecStart's binary.
     "python": "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
@@ -24,6 +25,10 @@ VARIABLES = {
     "collector_memory_mb": 28,
     "inaccessible_paths": ["/srv/aiia/postgres", "/srv/aiia/secrets"],
     "allowed_clients": ["172.30.1.2"],
+    "notifier_memory_mb": 30,
+    "secrets_path": "/srv/aiia/dashboard/notify-secrets.json",
+    "notify_dir": "/srv/aiia/state/notify",
+    "requests_dir": "/srv/aiia/state/notify-requests",
 }
 systemd_analyze = shutil.which("systemd-analyze")
 needs_systemd = pytest.mark.skipif(systemd_analyze is None, reason="systemd-analyze not installed")
@@ -59,7 +64,7 @@ def directives(text: str) -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.parametrize("unit", UNITS[:2])  # the timer takes no variables
+@pytest.mark.parametrize("unit", [u for u in UNITS if u.endswith(".service")])  # timers: none
 def test_every_template_variable_is_required(unit):
     with pytest.raises(jinja2.UndefinedError):
         render(unit, **{k: v for k, v in VARIABLES.items() if k != "python"})
@@ -75,7 +80,11 @@ def test_the_server_runs_unprivileged_without_the_docker_socket(rendered):
     ]
     assert server["CapabilityBoundingSet"] == [""]
     assert server["ReadOnlyPaths"] == ["-/srv/aiia/state/dashboard"]
-    assert "ReadWritePaths" not in server
+    # Its one write: the test button's requests (platform.alerts); none without alerts.
+    assert server["ReadWritePaths"] == ["-/srv/aiia/state/notify-requests"]
+    without_alerts = directives(render("aiia-dashboard.service",
+                                       **{**VARIABLES, "requests_dir": None}))
+    assert "ReadWritePaths" not in without_alerts and "ExecStartPre" not in without_alerts
     assert server["InaccessiblePaths"] == [
         "-/run/docker.sock -/var/run/docker.sock -/srv/aiia/postgres -/srv/aiia/secrets"]
     assert server["IPAddressDeny"] == ["any"]
@@ -101,6 +110,22 @@ def test_memory_limits_are_the_settings_not_numbers_of_their_own(rendered):
     collector = directives((rendered / "aiia-dashboard-collect.service").read_text())
     assert server["MemoryMax"] == ["32M"] and server["MemorySwapMax"] == ["0"]
     assert collector["MemoryMax"] == ["28M"] and collector["MemorySwapMax"] == ["0"]
+    notifier = directives((rendered / "aiia-dashboard-notify.service").read_text())
+    assert notifier["MemoryMax"] == ["30M"] and notifier["MemorySwapMax"] == ["0"]
+
+
+def test_the_notifier_has_the_internet_and_its_secrets_but_no_socket_and_no_privilege(rendered):
+    notifier = directives((rendered / "aiia-dashboard-notify.service").read_text())
+    assert notifier["DynamicUser"] == ["yes"] and "User" not in notifier
+    assert notifier["CapabilityBoundingSet"] == [""]
+    assert "/srv/aiia/dashboard/notify-secrets.json" in notifier["ExecStartPre"][0]
+    assert notifier["ExecStartPre"][0].startswith("+")  # root copies them for the run
+    assert notifier["SupplementaryGroups"] == ["aiia-dashboard"]  # reads the snapshot
+    assert notifier["InaccessiblePaths"] == [
+        "-/run/docker.sock -/var/run/docker.sock -/srv/aiia/postgres -/srv/aiia/secrets"]
+    # The Docker bridges (PostgreSQL, Redis, the apps) stay closed; the internet is open.
+    assert "172.16.0.0/12" in notifier["IPAddressDeny"][0]
+    assert "IPAddressAllow" not in notifier
 
 
 @needs_systemd
@@ -137,7 +162,8 @@ def test_systemd_notices_a_broken_setting(tmp_path):
 
 @needs_systemd
 @pytest.mark.parametrize(
-    ("unit", "limit"), [("aiia-dashboard.service", 2.0), ("aiia-dashboard-collect.service", 3.0)]
+    ("unit", "limit"), [("aiia-dashboard.service", 2.0), ("aiia-dashboard-collect.service", 3.0),
+                        ("aiia-dashboard-notify.service", 2.5)]
 )
 def test_systemd_rates_the_sandbox_as_tight(rendered, unit, limit):
     """`systemd-analyze security`: 0 is fully locked down, 10 is no sandbox at all."""
@@ -155,9 +181,10 @@ def test_systemd_rates_the_sandbox_as_tight(rendered, unit, limit):
 
 
 @needs_systemd
-def test_the_timer_fires_every_minute(rendered):
-    timer = directives((rendered / "aiia-dashboard-collect.timer").read_text())
-    assert timer["Unit"] == ["aiia-dashboard-collect.service"]
+@pytest.mark.parametrize("name", ["collect", "notify"])
+def test_the_timer_fires_every_minute(rendered, name):
+    timer = directives((rendered / f"aiia-dashboard-{name}.timer").read_text())
+    assert timer["Unit"] == [f"aiia-dashboard-{name}.service"]
     result = subprocess.run(
         [systemd_analyze, "calendar", "--iterations=3", timer["OnCalendar"][0]],
         capture_output=True,

@@ -65,3 +65,74 @@ def test_the_dashboards_account_gets_a_fixed_uid_apart_from_the_data_owners(prod
     with pytest.raises(pulumi.RunError, match="releases.prod.run_as='10002:10002' shares "
                                               "10002 with the dashboard's account"):
         run_program("prod", config=config)
+
+
+def alerts_run(stack: str = "prod"):
+    """`stack` with a Slack channel, an e-mail channel and a heartbeat (platform.alerts)."""
+    config = copy.deepcopy(stack_config(stack))
+    config["aiia:platform"]["alerts"] = {
+        "channels": [{"name": "ops", "kind": "slack"},
+                     {"name": "oncall", "kind": "email", "smtp_host": "smtp.example.com",
+                      "username": "alerts", "from": "alerts@example.com",
+                      "to": ["oncall@example.com"], "min_severity": "critical"}],
+        "heartbeat": {"every_minutes": 5}}
+    from tests.harness.program import made_up_secrets
+
+    secrets = {**made_up_secrets(config),
+               "aiia:alerts_ops_url": "https://hooks.slack.com/services/T/B/secret-ops",
+               "aiia:alerts_oncall_password": "secret-smtp",
+               "aiia:alerts_heartbeat_url": "https://hc-ping.com/secret-uuid"}
+    return run_program(stack, config=config, secrets=secrets)
+
+
+def test_alert_channels_reach_the_notifier_and_their_secrets_only_its_root_file():
+    import json
+
+    from dashboard.config import parse_config
+    from dashboard.notify_config import parse_notify
+    from tests.harness.program import host_files, host_scripts
+
+    run = alerts_run()
+    files = host_files(run)
+    config_text = files["/srv/aiia/dashboard/config.json"]
+    for secret in ("secret-ops", "secret-smtp", "secret-uuid"):
+        assert secret not in config_text  # the server (internet-facing) reads this file
+    config = parse_config(json.loads(config_text))
+    assert [c.name for c in config.notify.channels] == ["ops", "oncall"]
+    assert config.notify.dashboard_url == "https://devstatus.eduaiia.com/"
+    assert config.notify.summary_file.as_posix() == "/srv/aiia/state/notify/summary.json"
+    secrets = json.loads(files["/srv/aiia/dashboard/notify-secrets.json"])
+    joined = parse_notify(config.notify_raw, secrets, "host")  # what the notifier will read
+    assert joined.channels[0].secrets == {"url": "https://hooks.slack.com/services/T/B/secret-ops"}
+    assert joined.heartbeat.url == "https://hc-ping.com/secret-uuid"
+    install = host_scripts(run)["platform-dashboard-notify-secrets-install"]
+    assert "chmod 0600 " in install and "chown root:root " in install
+    unit = files["/etc/systemd/system/aiia-dashboard-notify.service"]
+    assert "DynamicUser=yes" in unit and "CapabilityBoundingSet=\n" in unit
+    assert "install -m 0400 -o \"$owner\" /srv/aiia/dashboard/notify-secrets.json" in unit
+    assert "ExecStart=/usr/bin/python3 -m dashboard notify --config" in unit
+    assert "systemctl enable --now aiia-dashboard-notify.timer" in \
+        host_scripts(run)["platform-dashboard-enable"]
+
+
+def test_without_alerts_no_notifier_is_installed_and_one_set_before_is_stopped(prod):
+    from tests.harness.program import host_files, host_scripts
+
+    assert not any("notify" in path for path in host_files(prod))
+    assert "systemctl disable --now aiia-dashboard-notify.timer" in \
+        host_scripts(prod)["platform-dashboard-enable"]
+
+
+def test_the_notifier_is_counted_in_the_memory_budget():
+    from tests.harness.settings import parse
+
+    def with_alerts(raw):
+        raw["platform"]["alerts"] = {"channels": [{"name": "ops", "kind": "slack"}]}
+
+    def secrets(key):
+        from tests.harness.settings import secrets_of
+        return "https://hooks.example/x" if key == "alerts_ops_url" else secrets_of("prod")(key)
+
+    budget = parse("prod", with_alerts, secrets).budget
+    assert "dashboard alert notifier" in [share.service for share in budget.transient]
+    assert "dashboard alert notifier" not in [s.service for s in parse("prod").budget.transient]
