@@ -66,6 +66,12 @@ def jobs_without_permissions(document: dict) -> list[str]:
     return [name for name, job in jobs_of(document).items() if "permissions" not in job]
 
 
+def jobs_without_timeout(document: dict) -> list[str]:
+    """Jobs on a runner without timeout-minutes (a call of a reusable workflow has its own)."""
+    return [name for name, job in jobs_of(document).items()
+            if "runs-on" in job and "timeout-minutes" not in job]
+
+
 def run_scripts(document: dict) -> list[tuple[str, str]]:
     """(job/step, script) of every run: step."""
     scripts = []
@@ -307,6 +313,17 @@ def test_every_job_has_permissions_and_the_workflow_grants_none(path):
     document = load(path)
     assert document.get("permissions") == {}, "the workflow's default must be no permission"
     assert jobs_without_permissions(document) == []
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.name)
+def test_every_job_has_a_timeout(path):
+    """GitHub's default is 6 h, and pulumi-command's remote commands have no timeout of
+    their own: a hung one would hold the stack's deploys (their concurrency group) that long."""
+    assert jobs_without_timeout(load(path)) == []
+
+
+def test_the_timeout_rule_catches_a_job_without():
+    assert jobs_without_timeout(yaml.safe_load(BAD)) == ["build", "fine"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.name)
