@@ -32,6 +32,7 @@ from components.platform.outputs import PlatformOutputs
 from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
 from components.platform.postgres import POSTGRES_PORT, Postgres, PostgresArgs
 from components.platform.redis import Redis, RedisArgs
+from components.platform.running import check_running
 from components.settings import Settings
 
 
@@ -193,6 +194,13 @@ class Platform(pulumi.ComponentResource):
                 ("pgbouncer", f"{name}-pgbouncer", self.pgbouncer),
                 ("redis", f"{name}-redis", self.redis))]
 
+        # Every container of the platform running before anything relies on it (running.py).
+        self.running = check_running(
+            f"{name}-running", args.connection,
+            {component.container_name: component.container
+             for component in (self.postgres, self.pgbouncer, self.redis, self.nginx)},
+            pulumi.ResourceOptions(parent=self, depends_on=self.joins))
+
         # What an environment's release needs from the platform; staging reads these
         # through a StackReference, so none of them is a secret (outputs.py).
         self.environments = {
@@ -223,7 +231,7 @@ class Platform(pulumi.ComponentResource):
             dashboard_uid=platform.dashboard.uid,
             health_start_interval=settings.host.health_start_interval,
             ready=pulumi.Output.all(self.pgbouncer.container.id, self.redis.container.id,
-                                    self.nginx.container.id,
+                                    self.nginx.container.id, self.running.id,
                                     *[join.id for join in self.joins]).apply(lambda _: True),
         ).as_dict()
         self.register_outputs(self.outputs)

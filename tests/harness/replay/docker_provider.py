@@ -380,8 +380,8 @@ def _api_at_least(version: str, minimum: str) -> bool:
 
 
 def create_container(engine: DockerEngine, resource: RecordedResource, inputs: dict) -> dict:
-    """`resourceDockerContainerCreate`: create, connect, upload, start, then the health
-    wait, after the id is set (a failed wait is an `InitError`)."""
+    """`resourceDockerContainerCreate`: create, then (after the id is set) connect, upload,
+    start and the health wait; a failure after the id is an `InitError`."""
     check_inputs(resource, inputs, CONTAINER_INPUTS, MAPPED_IN)
     name = inputs["name"]
     networks = inputs.get("networks_advanced") or []
@@ -392,6 +392,20 @@ def create_container(engine: DockerEngine, resource: RecordedResource, inputs: d
         raise ReplayError(f"a container named {name} already exists; creating another "
                           "of the same name fails (as it would under Pulumi)")
     engine.create_container(name, config)
+    # `d.SetId(retContainer.ID)` comes right after ContainerCreate, before the network
+    # connects, the uploads, ContainerStart and the health wait (kreuzwerker/terraform-
+    # provider-docker internal/provider/resource_docker_container_funcs.go,
+    # resourceDockerContainerCreate): a failure in any of them is an init error; the engine
+    # keeps the container, without the outputs a read would give (its address).
+    try:
+        _connect_upload_start_wait(engine, name, inputs, networks)
+    except EngineError as error:
+        raise InitError(str(error), {"name": name}) from error
+    return container_facts(engine, resource, name)
+
+
+def _connect_upload_start_wait(engine: DockerEngine, name: str, inputs: dict,
+                               networks: list[dict]) -> None:
     for network in networks[1:]:
         engine.request("POST", f"/networks/{network['name']}/connect",
                        {"Container": name, "EndpointConfig": endpoint_config(network)})
@@ -401,13 +415,7 @@ def create_container(engine: DockerEngine, resource: RecordedResource, inputs: d
     if inputs.get("must_run", True):
         engine.start(name)
     if inputs.get("wait"):
-        try:
-            engine.wait_healthy(name, float(inputs.get("wait_timeout") or 60))
-        except EngineError as error:
-            # The id is set before the wait: the engine keeps the container, with init
-            # errors and without the outputs a read would give (its address).
-            raise InitError(str(error), {"name": name}) from error
-    return container_facts(engine, resource, name)
+        engine.wait_healthy(name, float(inputs.get("wait_timeout") or 60))
 
 
 def update_container(engine: DockerEngine, resource: RecordedResource, inputs: dict,

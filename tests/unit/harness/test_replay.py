@@ -19,11 +19,12 @@ COMMAND = "command:local:Command"
 
 
 class FakeEngine:
-    def __init__(self, unhealthy=(), api_version=None):
+    def __init__(self, unhealthy=(), api_version=None, failing_start=()):
         self.api_version = api_version  # what the provider's client negotiated
         self.calls: list[tuple[str, str]] = []
         self.containers: dict[str, dict] = {}
         self.unhealthy = set(unhealthy)
+        self.failing_start = set(failing_start)
         self.waited: list[str] = []
         self._lock = threading.Lock()
 
@@ -45,6 +46,8 @@ class FakeEngine:
 
     def start(self, name):
         self._call("start", name)
+        if name in self.failing_start:
+            raise EngineError(f"Bind for 0.0.0.0:443 failed: port is already allocated ({name})")
 
     def wait_healthy(self, name, timeout):
         self.waited.append(name)
@@ -245,6 +248,24 @@ def test_a_failed_health_gate_is_skipped_by_the_next_up():
     assert engine.waited == []  # no health gate this time
     assert not replay.state["urn:app-c"].init_errors
     assert replay.state["urn:app-c"].real["ip_address"]  # its address is known now
+
+
+def test_a_container_that_fails_to_start_is_kept_and_the_next_up_never_starts_it():
+    # resourceDockerContainerCreate sets the id right after ContainerCreate, before the
+    # network connects, uploads and ContainerStart: a start failure is an init error, the
+    # next up an Update, and the provider's update starts a container only when must_run
+    # turns true (resource_docker_container_funcs.go) - so that up is green with it stopped,
+    # which the program's platform check (components/platform/running.py) turns into a failure.
+    engine = FakeEngine(failing_start={"nginx"})
+    replay = quiet_replay(engine)
+    with pytest.raises(ReplayError, match="port is already allocated"):
+        replay.apply(run(container("nginx")))
+    assert replay.state["urn:nginx"].init_errors
+    engine.calls.clear()
+    engine.failing_start.clear()
+    replay.apply(run(container("nginx")))
+    assert engine.calls == [("update", "/containers/nginx/update")]  # no start
+    assert not replay.state["urn:nginx"].init_errors
 
 
 def test_pending_deletions_of_a_failed_update_wait_for_the_end_of_the_next_one():

@@ -38,3 +38,17 @@ def test_an_unprivileged_local_stack_gives_root_back_its_file_access(monkeypatch
     with_override = {service_of(container) for container in run.containers().values()
                      if "DAC_OVERRIDE" in container.plain["capabilities"].get("adds", [])}
     assert with_override == {"nginx", "dashboard-collector"}
+
+
+def test_the_platform_checks_its_containers_run_whenever_one_is_new(prod):
+    """Issue #28 item 1: after a start that failed behind its id, the next `up` must not be
+    green with the service stopped (tests/unit/harness/test_replay.py shows it would be)."""
+    check = prod.named("platform-running")
+    containers = {r.plain["name"]: r for r in prod.containers().values()
+                  if service_of(r) in ("postgres", "pgbouncer", "redis", "nginx")}
+    assert sorted(containers) == ["aiia-nginx", "aiia-pgbouncer", "aiia-postgres", "aiia-redis"]
+    # Its triggers are their ids (the mocks' `<resource name>-id`): a new container re-runs it.
+    assert check.plain["triggers"] == [f"{containers[name].name}-id" for name in sorted(containers)]
+    assert {c.urn for c in containers.values()} <= set(check.dependencies)
+    script = check.plain["create"]
+    assert "aiia-nginx aiia-pgbouncer aiia-postgres aiia-redis" in script
