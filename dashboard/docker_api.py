@@ -110,11 +110,13 @@ class DockerClient:
 
     def memory_usage(self, container_id: str) -> int | None:
         """Memory in use as `docker stats` shows it: usage minus reclaimable page cache."""
-        stats = self._get_json(
-            f"/containers/{urllib.parse.quote(container_id)}/stats",
-            {"stream": "false", "one-shot": "true"},
-        )
-        return memory_from_stats(stats)
+        path = f"/containers/{urllib.parse.quote(container_id)}/stats"
+        used = memory_from_stats(self._get_json(path, {"stream": "false", "one-shot": "true"}))
+        if used is None:
+            # A one-shot read can come back before the engine sampled the container (seen on
+            # a loaded host, with memory_stats empty): a second read waits for a sample.
+            used = memory_from_stats(self._get_json(path, {"stream": "false"}))
+        return used
 
     def log_tail(self, container_id: str, lines: int) -> list[str]:
         body = self._get(

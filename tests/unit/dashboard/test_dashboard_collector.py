@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -290,3 +291,20 @@ def test_the_collector_reads_each_environments_maintenance_switch(tmp_path):
     assert maintenance_on(tmp_path, "prod") is True
     assert maintenance_on(tmp_path, "staging") is False
     assert maintenance_on(tmp_path, "qa") is False  # no switch yet: served
+
+
+def test_a_stats_read_before_the_engines_first_sample_is_asked_again(monkeypatch):
+    """Seen in a loaded CI run: a one-shot stats read of a running container came back with
+    empty memory_stats. The second read (without one-shot) waits for a sample."""
+    client = DockerClient(Path("/nonexistent.sock"))
+    asked = []
+
+    def answer(path, params=None):
+        asked.append(dict(params or {}))
+        if params.get("one-shot"):
+            return {"memory_stats": {}}
+        return {"memory_stats": {"usage": 30 * 1024 * 1024, "stats": {"inactive_file": 0}}}
+
+    monkeypatch.setattr(client, "_get_json", answer)
+    assert client.memory_usage("abc") == 30 * 1024 * 1024
+    assert asked == [{"stream": "false", "one-shot": "true"}, {"stream": "false"}]
