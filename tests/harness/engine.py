@@ -205,9 +205,17 @@ class DockerEngine:
                      ok=(204, 404))
 
     def wait_healthy(self, name: str, timeout: float) -> None:
+        """terraform-provider-docker's health wait (resourceDockerContainerCreate,
+        `waitForHealthyState`): inspect every second until healthy; one failed
+        ContainerInspect fails the gate at once ("error inspecting container state"), which
+        over ssh:// a dropped connection does. Unlike upstream, an exited container fails it
+        early rather than at wait_timeout: the same init error, sooner."""
         deadline = time.monotonic() + timeout
         while True:
-            details = self.container(name) or {}
+            try:
+                details = self.request("GET", f"/containers/{urllib.parse.quote(name)}/json")
+            except EngineError as error:
+                raise EngineError(f"error inspecting container state: {error}") from error
             state = details.get("State", {})
             health = state.get("Health", {}).get("Status")
             if state.get("Running") and health in (None, "healthy"):
@@ -220,7 +228,7 @@ class DockerEngine:
                 raise EngineError(f"container {name} not healthy after {timeout:.0f}s "
                                   f"(health: {health}); {health_log(state)}; "
                                   f"last logs: {self.logs(name)[-2000:]}")
-            time.sleep(0.5)
+            time.sleep(1.0)  # upstream: time.Sleep(time.Second)
 
     def logs(self, name: str, tail: int = 100) -> str:
         try:

@@ -3,7 +3,15 @@ the API version it speaks, negotiated as the Docker provider's Go client does.""
 
 import sys
 
-from tests.harness.engine import DialStdioEngine, health_log, negotiated_api_version
+import pytest
+
+from tests.harness.engine import (
+    DialStdioEngine,
+    DockerEngine,
+    EngineError,
+    health_log,
+    negotiated_api_version,
+)
 
 
 def test_the_health_log_shows_each_check_exit_code_and_output():
@@ -45,3 +53,25 @@ def test_after_the_ping_every_request_names_the_negotiated_version():
     assert engine.request("GET", "/version") == b"/version"  # not negotiated yet
     assert engine.negotiate() == "1.45"
     assert engine.request("GET", "/containers/json") == b"/v1.45/containers/json"
+
+
+def test_one_failed_inspect_fails_the_health_gate_at_once():
+    """Issue #28 item 8: terraform-provider-docker's `waitForHealthyState` sends the first
+    ContainerInspect error as the result ("error inspecting container state"); the replay
+    kept polling through it. Over ssh:// one dropped connection does it, and the gate of a
+    release failed that way leaves the old release serving (its switch never runs)."""
+    class Dropping(DockerEngine):
+        def __init__(self):
+            super().__init__()
+            self.inspections = 0
+
+        def request(self, method, url, body=None, **_):
+            self.inspections += 1
+            if self.inspections == 2:
+                raise EngineError("dial stdio: connection reset by peer")
+            return {"State": {"Running": True, "Health": {"Status": "starting", "Log": []}}}
+
+    engine = Dropping()
+    with pytest.raises(EngineError, match="error inspecting container state: dial stdio"):
+        engine.wait_healthy("aiia-app-prod-r2", timeout=60)
+    assert engine.inspections == 2  # not polled on through it
