@@ -42,8 +42,16 @@ else
         log "dockerd is running but does not answer yet: waiting for it"
     else
         log "engine does not answer: starting dockerd (log: ${LOG_FILE})"
-        # setsid detaches dockerd from this script's session so it outlives it.
-        setsid dockerd >>"${LOG_FILE}" 2>&1 </dev/null &
+        # setsid detaches dockerd from this script's session so it outlives it; it keeps
+        # no descriptor of its caller's (a `flock LOCK tests/run.sh` would otherwise leave
+        # the lock held by dockerd for as long as it runs).
+        (
+            for fd in /proc/self/fd/*; do
+                fd=${fd##*/}
+                if [[ "$fd" -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+            done
+            exec setsid dockerd >>"${LOG_FILE}" 2>&1 </dev/null
+        ) &
         log "dockerd started with pid $!"
     fi
     deadline=$((SECONDS + WAIT_SECONDS))
