@@ -47,7 +47,7 @@ STANDINS = {
         StandIn("redis", "aiia-standin/redis:7", "redis:7-bookworm"),
         StandIn("nginx", "aiia-standin/nginx:1", "nginx:1.30"),
         StandIn("certbot", "aiia-standin/certbot:5", "certbot/certbot"),
-        StandIn("python", "aiia-standin/python:3.11", "python:3.11-slim-bookworm"),
+        StandIn("python", "aiia-standin/python:3.13", "python:3.13-slim-trixie"),
         StandIn("node", "aiia-standin/node:24", "node:24"),
     )
 }

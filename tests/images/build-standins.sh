@@ -35,7 +35,7 @@ readonly STANDINS=(
     "redis|aiia-standin/redis:7|redis:7-bookworm|bookworm"
     "nginx|aiia-standin/nginx:1|nginx:1.30|forky"
     "certbot|aiia-standin/certbot:5|certbot/certbot:v5|forky"
-    "python|aiia-standin/python:3.11|python:3.11-slim-bookworm|bookworm"
+    "python|aiia-standin/python:3.13|python:3.13-slim-trixie|trixie"
     "node|aiia-standin/node:24|node:24|forky"
     "pebble|aiia-standin/pebble:2|ghcr.io/letsencrypt/pebble|bookworm"
     "sshd|aiia-standin/sshd:9|an SSH backup target (test only)|bookworm"

@@ -401,8 +401,8 @@ check_certbot() {
 # ---------------------------------------------------------------------------
 check_python() {
     check "tools on PATH: python3 python" tools_on_path -- python3 python
-    check "python3 on PATH is 3.11" \
-        in_image -- python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
+    check "python3 on PATH is 3.13 (Debian 13's)" \
+        in_image -- python3 -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version'
     check "default user is root" expect_equal "$(in_image -- id -u)" 0
     check "python3 -m venv makes a venv with pip and ssl" \
         in_image -- sh -c 'python3 -m venv /tmp/venv && /tmp/venv/bin/python -m pip --version >/dev/null &&

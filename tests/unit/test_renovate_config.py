@@ -19,6 +19,8 @@ CONFIG = json.loads((ROOT / "renovate.json").read_text())
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*(v\S+)\s*$",
                   re.MULTILINE)
 RE2_LACKS = re.compile(r"\(\?=|\(\?!|\(\?<=|\(\?<!|\\[1-9]")
+APP_BASE_IMAGE = re.search(r"^ARG BASE_IMAGE=(\S+)$", (ROOT / "app/Dockerfile").read_text(),
+                           re.MULTILINE)[1]
 
 
 def rule(package: str) -> dict:
@@ -57,6 +59,10 @@ def test_every_pattern_is_one_re2_compiles(pattern):
     ("nginx", "1.32.0", True),
     ("nginx", "1.31.2", False),
 ])
+    ("python", APP_BASE_IMAGE.split(":")[1], True),
+    ("python", "3.13.14-slim-trixie", True),
+    ("python", "3.14-slim-trixie", False),
+    ("python", "3.13-slim-bookworm", False),
 def test_allowed_versions(package, tag, allowed):
     assert bool(python_pattern(rule(package)["allowedVersions"]).fullmatch(tag)) is allowed
 
