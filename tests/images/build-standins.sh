@@ -33,6 +33,7 @@ readonly STANDINS=(
     "postgres|aiia-standin/postgres:15|postgres:15-bookworm|bookworm"
     "pgbouncer|aiia-standin/pgbouncer:1|edoburu/pgbouncer|bookworm"
     "redis|aiia-standin/redis:7|redis:7-bookworm|bookworm"
+    "valkey|aiia-standin/valkey:8|valkey/valkey:8.1-trixie|trixie"
     "nginx|aiia-standin/nginx:1|nginx:1.30|forky"
     "certbot|aiia-standin/certbot:5|certbot/certbot:v5|forky"
     "python|aiia-standin/python:3.13|python:3.13-slim-trixie|trixie"
