@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Download the app's wheels (Linux x86_64, CPython 3.11) into app/wheels/ with this machine's
+# Download the app's wheels (Linux x86_64, CPython 3.13: the base image's, python:3.13-slim-trixie,
+# and Debian 13's) into app/wheels/ with this machine's
 # pip, for an image build that cannot reach PyPI itself:
 #   app/build-wheels.sh [DEST] && docker build --build-arg PIP_INSTALL_MODE=wheels ... app
 # DEST defaults to app/wheels/ (git-ignored). PYTHON picks the interpreter whose pip is used.
@@ -11,15 +12,15 @@ python="${PYTHON:-python3}"
 requirements="$app_dir/requirements.txt"
 
 # Every pin of requirements.txt, its environment marker dropped: pip evaluates markers for
-# the interpreter running it, not for the target (Debian's python3 is 3.11.2, which needs
-# async-timeout; this machine's may not).
+# the interpreter running it, not for the target (async-timeout is for Pythons below 3.11.3,
+# which the image is not; the install, run by the target's pip, skips it).
 mapfile -t pins < <(sed -e 's/#.*//' -e 's/;.*//' -e 's/[[:space:]]//g' "$requirements" | grep -v '^$')
 
 staging="$(mktemp -d)"
 trap 'rm -rf "$staging"' EXIT
 
 "$python" -m pip download --quiet --disable-pip-version-check --no-deps \
-    --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 \
+    --only-binary=:all: --implementation cp --python-version 3.13 --abi cp313 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 \
     --dest "$staging" "${pins[@]}"

@@ -1,4 +1,5 @@
-"""Redis: a 50 MB cache shared by the environments, one ACL user and key prefix each."""
+"""The cache (Redis's protocol, Valkey by default): 50 MB shared by the environments, one ACL
+user and key prefix each."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ REDIS_UID = data_owner("redis")
 PORT = 6379
 
 
+def cache_programs(image: str) -> tuple[str, str]:
+    """The server and the client the cache image (`platform.images.redis`) runs: Valkey's
+    image (`valkey/valkey`, whose entrypoint and CMD say valkey-server) has valkey-server and
+    valkey-cli; Redis's (`redis`, a stack that keeps 7.2) has redis-server and redis-cli.
+    Valkey's `make install` also links the redis-* names today (valkey src/Makefile,
+    `USE_REDIS_SYMLINKS?=yes`), but that is a default a later release may drop, so the
+    program never relies on it (tests/images/CONTRACT.md#the-cache-valkey-or-redis)."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    product = "valkey" if name == "valkey" else "redis"
+    return f"{product}-server", f"{product}-cli"
+
+
 @dataclass
 class RedisArgs:
     context: PlatformContext
@@ -34,6 +47,7 @@ class Redis(pulumi.ComponentResource):
         self.container_name = context.container_name("redis")
         self.port = PORT
         user = context.container_user(REDIS_UID)
+        server, cli = cache_programs(context.platform.images.redis)
         environments = [env.name for env in context.platform.environments]
         scripting = {env.name: env.redis_scripting for env in context.platform.environments}
         passwords = context.platform.redis_passwords
@@ -71,8 +85,8 @@ class Redis(pulumi.ComponentResource):
                 service="redis",
                 memory_mb=settings.memory_mb,
                 user=user,
-                command=["redis-server", "/usr/local/etc/redis/redis.conf"],
-                healthcheck=healthcheck(["CMD", "redis-cli", "ping"]),
+                command=[server, "/usr/local/etc/redis/redis.conf"],
+                healthcheck=healthcheck(["CMD", cli, "ping"]),
                 volumes=[
                     docker.ContainerVolumeArgs(host_path=context.host_path("redis"),
                                                container_path="/usr/local/etc/redis",

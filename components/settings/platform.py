@@ -66,7 +66,10 @@ class EnvironmentSettings:
 class ImageSettings:
     postgres: str = "postgres:15.20-bookworm"
     pgbouncer: str = "edoburu/pgbouncer:v1.23.1-p3"
-    redis: str = "redis:7.2.12-bookworm"
+    # The cache's role keeps the key `redis` (the protocol and the app's REDIS_URL); the
+    # product is Valkey 8.1 (BSD-3-Clause, Debian 13 ships 8.1; docs/architecture.md, "The
+    # cache"). A stack that names redis:7.2.x keeps running Redis (components/platform/redis.py).
+    redis: str = "valkey/valkey:8.1.11-trixie"
     nginx: str = "nginx:1.30.6"
     certbot: str = "certbot/certbot:v5.5.0"
 

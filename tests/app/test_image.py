@@ -29,7 +29,7 @@ from tests.app.app_harness import (
 
 pytestmark = pytest.mark.e2e
 
-BASE_IMAGE = os.environ.get("AIIA_APP_BASE_IMAGE", "aiia-standin/python:3.11")
+BASE_IMAGE = os.environ.get("AIIA_APP_BASE_IMAGE", "aiia-standin/python:3.13")
 IMAGE = "aiia-app:e2e"
 MAX_IMAGE_BYTES = 300 * 1000 * 1000
 APP_UID = 10001

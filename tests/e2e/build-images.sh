@@ -24,7 +24,7 @@ else
   if ! ls app/wheels/*.whl >/dev/null 2>&1; then
     bash app/build-wheels.sh
   fi
-  docker build -q --build-arg BASE_IMAGE=aiia-standin/python:3.11 \
+  docker build -q --build-arg BASE_IMAGE=aiia-standin/python:3.13 \
     --build-arg PIP_INSTALL_MODE=wheels --label "aiia.e2e.inputs-sha256=$app_hash" \
     -t aiia-e2e-app:build app
 fi
@@ -34,7 +34,7 @@ if [ "$(current_hash aiia-e2e-dashboard:test)" = "$dashboard_hash" ]; then
   echo "aiia-e2e-dashboard:test up to date"
 else
   echo "building aiia-e2e-dashboard:test"
-  docker build -q --build-arg BASE_IMAGE=aiia-standin/debian:bookworm \
+  docker build -q --build-arg BASE_IMAGE=aiia-standin/debian:trixie \
     --label "aiia.e2e.inputs-sha256=$dashboard_hash" -t aiia-e2e-dashboard:test dashboard
 fi
 

@@ -1,6 +1,7 @@
 """The `local` stack on a real Docker engine, checked from the outside (through nginx from
 127.0.0.1, or inside the project's own containers)."""
 
+import copy
 import json
 import os
 import signal
@@ -9,7 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from components.platform.redis import cache_programs
+from components.settings.platform import ImageSettings
 from tests.harness.client import assert_websocket_echoes
+from tests.harness.local_stack import image_map
 
 pytestmark = pytest.mark.e2e
 
@@ -146,9 +150,16 @@ def test_one_environment_cannot_read_the_others_database(local_stack):
         or "no pg_hba.conf entry" in result.stderr, result.stderr
 
 
+def cache_cli(stack):
+    """The cache's client as the program names it for the stack's image: valkey-cli (the
+    default), redis-cli for a stack that keeps Redis."""
+    image = stack.config["aiia:platform"].get("images", {}).get("redis", ImageSettings().redis)
+    return cache_programs(image)[1]
+
+
 def redis(stack, user, *command):
     password = stack.secrets[f"aiia:{user}_redis_password"]
-    return stack.exec(stack.container("redis"), "redis-cli", "--no-auth-warning", "--user",
+    return stack.exec(stack.container("redis"), cache_cli(stack), "--no-auth-warning", "--user",
                       user, "--pass", password, *command, check=False).stdout.strip()
 
 
@@ -164,7 +175,7 @@ def test_redis_keeps_environments_apart(local_stack):
     assert "NOPERM" in redis(local_stack, "staging", "GET", "prod:probe")
     assert "NOPERM" in redis(local_stack, "prod", "GET", "staging:probe")
     assert "NOPERM" in redis(local_stack, "prod", "FLUSHALL")
-    anonymous = local_stack.exec(local_stack.container("redis"), "redis-cli", "GET",
+    anonymous = local_stack.exec(local_stack.container("redis"), cache_cli(local_stack), "GET",
                                  "prod:probe", check=False).stdout
     assert "NOPERM" in anonymous
 
@@ -176,7 +187,8 @@ def test_redis_evicts_at_its_50_mb_cap(local_stack):
     password = local_stack.secrets["aiia:prod_redis_password"]
     commands = resp("AUTH", "prod", password) + "".join(
         resp("SET", f"prod:big:{index}", value) for index in range(80))
-    local_stack.exec(local_stack.container("redis"), "redis-cli", "--pipe", stdin=commands)
+    local_stack.exec(local_stack.container("redis"), cache_cli(local_stack), "--pipe",
+                     stdin=commands)
     kept = sum(int(redis(local_stack, "prod", "EXISTS", f"prod:big:{index}"))
                for index in range(80))
     assert 0 < kept < 50
@@ -524,3 +536,36 @@ def test_nginx_leaves_the_data_network_once_no_release_runs_there(local_stack):
     assert data not in inspect(local_stack, nginx)["NetworkSettings"]["Networks"]
     assert inspect(local_stack, nginx)["State"]["StartedAt"] == started  # no restart
     assert local_stack.get("prod", "/healthz/").status == 200
+
+
+def test_a_stack_on_redis_7_2_and_one_on_valkey_move_between_them(local_stack):
+    """images.redis from Valkey (the default) to redis:7.2 (what a stack made before Valkey
+    runs, and keeps while its operator leaves the line alone) and back: each image runs its own
+    programs, with the same ACL users and key prefixes; the cache starts empty after a switch
+    (nothing is saved to disk); both environments serve their health checks again."""
+    original = copy.deepcopy(local_stack.config)
+    cache = local_stack.container("redis")
+
+    def switch_to(image):
+        config = copy.deepcopy(original)
+        config["aiia:platform"].setdefault("images", {})["redis"] = image
+        local_stack.replay.image_map = image_map(config)
+        local_stack.up(config)
+        local_stack.wait_healthy(cache)
+        assert inspect(local_stack, cache)["Config"]["Cmd"][0] == cache_programs(image)[0]
+        assert redis(local_stack, "prod", "GET", "prod:before-switch") == "", "a cold cache"
+        assert redis(local_stack, "prod", "SET", "prod:before-switch", "1") == "OK"
+        assert "NOPERM" in redis(local_stack, "staging", "GET", "prod:before-switch")
+        assert "NOPERM" in redis(local_stack, "prod", "CONFIG", "GET", "maxmemory")
+        for environment in ("prod", "staging"):
+            deadline = time.monotonic() + 30
+            while local_stack.get(environment, "/healthz/").status != 200:
+                assert time.monotonic() < deadline, f"{environment} on {image}"
+                time.sleep(1)
+
+    assert redis(local_stack, "prod", "SET", "prod:before-switch", "1") == "OK"
+    try:
+        switch_to("redis:7.2.12-bookworm")
+    finally:
+        switch_to(ImageSettings().redis)
+

@@ -44,10 +44,11 @@ STANDINS = {
     for standin in (
         StandIn("postgres", "aiia-standin/postgres:15", "postgres:15-bookworm"),
         StandIn("pgbouncer", "aiia-standin/pgbouncer:1", "edoburu/pgbouncer"),
+        StandIn("valkey", "aiia-standin/valkey:8", "valkey/valkey:8.1-trixie"),
         StandIn("redis", "aiia-standin/redis:7", "redis:7-bookworm"),
         StandIn("nginx", "aiia-standin/nginx:1", "nginx:1.30"),
         StandIn("certbot", "aiia-standin/certbot:5", "certbot/certbot"),
-        StandIn("python", "aiia-standin/python:3.11", "python:3.11-slim-bookworm"),
+        StandIn("python", "aiia-standin/python:3.13", "python:3.13-slim-trixie"),
         StandIn("node", "aiia-standin/node:24", "node:24"),
     )
 }
@@ -207,10 +208,17 @@ def test_postgres_initialises_with_password_and_checks_it_over_tcp(
     assert app.stdout.strip() == "aiia_prod"
 
 
-def test_redis_with_maxmemory_config_answers_and_evicts(
-    standin_images: dict[str, StandIn], start_container: Callable[..., str], tmp_path: Path
+# The cache's image → the server and client the program runs in it (components/platform/redis.py).
+CACHE_PROGRAMS = {"valkey": ("valkey-server", "valkey-cli"), "redis": ("redis-server", "redis-cli")}
+
+
+@pytest.mark.parametrize("kind", list(CACHE_PROGRAMS))
+def test_cache_with_maxmemory_config_answers_and_evicts(
+    standin_images: dict[str, StandIn], start_container: Callable[..., str], tmp_path: Path,
+    kind: str,
 ) -> None:
-    image = standin_images["redis"].tag
+    image = standin_images[kind].tag
+    server_program, cli_program = CACHE_PROGRAMS[kind]
     maxmemory_bytes = 50 * 1024 * 1024
     config_dir = tmp_path / "redis"
     config_dir.mkdir()
@@ -237,17 +245,17 @@ def test_redis_with_maxmemory_config_answers_and_evicts(
         "--volume",
         f"{config_dir}:/usr/local/etc/redis:ro",
         image,
-        "redis-server",
+        server_program,
         "/usr/local/etc/redis/redis.conf",
     )
     wait_until(
-        lambda: docker("exec", server, "redis-cli", "ping", check=False).stdout.strip() == "PONG",
-        "redis-cli ping",
+        lambda: docker("exec", server, cli_program, "ping", check=False).stdout.strip() == "PONG",
+        f"{cli_program} ping",
         server,
     )
 
     def as_prod(command: str) -> str:
-        cli = f"redis-cli --no-auth-warning --user prod --pass prod-secret {command}"
+        cli = f"{cli_program} --no-auth-warning --user prod --pass prod-secret {command}"
         return docker("exec", server, "sh", "-c", cli).stdout.strip()
 
     assert as_prod("config get maxmemory").splitlines()[-1] == str(maxmemory_bytes)
@@ -255,7 +263,7 @@ def test_redis_with_maxmemory_config_answers_and_evicts(
     # Write 70 MB into a 50 MB cache: LRU eviction keeps it under the cap.
     fill = (
         "head -c 1048576 /dev/zero | tr '\\0' x > /tmp/blob && for i in $(seq 1 70); do "
-        "redis-cli --no-auth-warning --user prod --pass prod-secret -x set prod:blob:$i "
+        f"{cli_program} --no-auth-warning --user prod --pass prod-secret -x set prod:blob:$i "
         "< /tmp/blob >/dev/null || exit 1; done"
     )
     docker("exec", server, "sh", "-c", fill)
@@ -269,7 +277,7 @@ def test_redis_with_maxmemory_config_answers_and_evicts(
     assert int(as_prod("dbsize")) < 70
 
     # The default user is for the health check only.
-    denied = docker("exec", server, "redis-cli", "get", "prod:blob:70").stdout
+    denied = docker("exec", server, cli_program, "get", "prod:blob:70").stdout
     assert "NOPERM" in denied
 
 

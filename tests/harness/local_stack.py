@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STANDINS = {
     "postgres": "aiia-standin/postgres:15",
     "edoburu/pgbouncer": "aiia-standin/pgbouncer:1",
-    "redis": "aiia-standin/redis:7",
+    "valkey/valkey": "aiia-standin/valkey:8",
+    "redis": "aiia-standin/redis:7",  # a stack that keeps Redis 7.2 as its cache
     "nginx": "aiia-standin/nginx:1",
     "certbot/certbot": "aiia-standin/certbot:5",
 }

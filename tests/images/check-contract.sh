@@ -5,7 +5,7 @@
 # registry:
 #
 #   tests/images/check-contract.sh KIND IMAGE
-#   KIND: postgres | pgbouncer | redis | nginx | certbot | python | node
+#   KIND: postgres | pgbouncer | valkey | redis | nginx | certbot | python | node
 #
 #   e.g. tests/images/check-contract.sh postgres aiia-standin/postgres:15
 #        tests/images/check-contract.sh postgres postgres:15-bookworm
@@ -32,7 +32,7 @@ usage() {
 (($# == 2)) || usage
 readonly KIND="$1" IMAGE="$2"
 case "$KIND" in
-    postgres | pgbouncer | redis | nginx | certbot | python | node) ;;
+    postgres | pgbouncer | valkey | redis | nginx | certbot | python | node) ;;
     *) usage ;;
 esac
 
@@ -45,7 +45,7 @@ readonly CONTAINER="aiia-contract-${KIND}-$$"
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/aiia-contract.XXXXXX")"
 readonly WORK_DIR
 cleanup() {
-    docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
+    docker rm -f -v "$CONTAINER" >/dev/null 2>&1 || true
     rm -rf -- "$WORK_DIR"
 }
 trap cleanup EXIT
@@ -264,11 +264,25 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+# The cache: Valkey (the default image) or Redis (a stack that keeps 7.2), the same contract
+# but for the programs' names (valkey-server/valkey-cli, redis-server/redis-cli) and the
+# versions: Valkey 8.1, whose 8.1.0 release notes call it compatible with Redis OSS 7.2.4
+# (valkey 00-RELEASENOTES), or Redis 7 or later.
+check_valkey() {
+    check_cache valkey-server valkey-cli 'v=8\.1\.'
+}
+
 check_redis() {
-    check "tools on PATH: redis-server redis-cli" tools_on_path -- redis-server redis-cli
-    check "redis-server is version 7 or later" \
-        in_image -- sh -c 'redis-server --version | grep -Eq "v=([7-9]|[1-9][0-9])\."'
     check "volume /data" has_volume /data
+    check_cache redis-server redis-cli 'v=([7-9]|[1-9][0-9])\.'
+}
+
+# check_cache SERVER CLI VERSION_ERE
+check_cache() {
+    local server="$1" cli="$2" version="$3"
+    check "tools on PATH: $server $cli" tools_on_path -- "$server" "$cli"
+    check "$server --version matches $version" \
+        in_image -- sh -c "$server --version | grep -Eq '$version'"
     check "/data is writable by 999:999" \
         in_image --user 999:999 -- sh -c 'touch /data/.contract && rm /data/.contract'
 
@@ -286,23 +300,26 @@ EOF
     chmod 0600 "$WORK_DIR/redis/redis.conf"
     chmod 0755 "$WORK_DIR"
 
-    check "starts as 999:999 with a read-only config directory" \
-        docker run -d --name "$CONTAINER" --user 999:999 \
-        -v "$WORK_DIR/redis:/usr/local/etc/redis:ro" \
-        "$IMAGE" redis-server /usr/local/etc/redis/redis.conf
-    check "health check 'redis-cli ping' passes" \
-        wait_until docker exec "$CONTAINER" sh -c '[ "$(redis-cli ping)" = PONG ]'
-    check "redis-server (PID 1) runs as 999:999" expect_equal "$(process_ids 1)" 999:999
+    # A volume mounted at /data, as the program does: the image's /data is copied into it.
+    check "starts as 999:999 with a read-only config directory and a volume at /data" \
+        docker run -d --name "$CONTAINER" --user 999:999 --read-only \
+        -v "$WORK_DIR/redis:/usr/local/etc/redis:ro" -v "/data" \
+        "$IMAGE" "$server" /usr/local/etc/redis/redis.conf
+    check "health check '$cli ping' passes" \
+        wait_until docker exec "$CONTAINER" sh -c "[ \"\$($cli ping)\" = PONG ]"
+    check "$server (PID 1) runs as 999:999" expect_equal "$(process_ids 1)" 999:999
     check "default user may PING only" \
-        docker exec "$CONTAINER" sh -c 'redis-cli get contract:x | grep -q NOPERM'
+        docker exec "$CONTAINER" sh -c "$cli get contract:x | grep -q NOPERM"
     check "ACL user from the config works, maxmemory applied" \
-        expect_equal "$(docker exec "$CONTAINER" sh -c '
-            redis-cli --no-auth-warning --user contract --pass contract-secret set contract:x 1 >/dev/null &&
-            redis-cli --no-auth-warning --user contract --pass contract-secret config get maxmemory | tail -n 1')" 52428800
+        expect_equal "$(docker exec "$CONTAINER" sh -c "
+            $cli --no-auth-warning --user contract --pass contract-secret set contract:x 1 >/dev/null &&
+            $cli --no-auth-warning --user contract --pass contract-secret config get maxmemory | tail -n 1")" 52428800
+    check "the ACL user is refused keys outside its prefix" \
+        docker exec "$CONTAINER" sh -c "$cli --no-auth-warning --user contract --pass contract-secret get other:x | grep -q NOPERM"
     local ip
     ip="$(container_ip)" || true
     check "answers clients on the network (protected-mode no honoured)" \
-        expect_equal "$(docker exec "$CONTAINER" redis-cli -h "$ip" ping)" PONG
+        expect_equal "$(docker exec "$CONTAINER" "$cli" -h "$ip" ping)" PONG
 }
 
 # ---------------------------------------------------------------------------
@@ -401,8 +418,8 @@ check_certbot() {
 # ---------------------------------------------------------------------------
 check_python() {
     check "tools on PATH: python3 python" tools_on_path -- python3 python
-    check "python3 on PATH is 3.11" \
-        in_image -- python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
+    check "python3 on PATH is 3.13 (Debian 13's)" \
+        in_image -- python3 -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version'
     check "default user is root" expect_equal "$(in_image -- id -u)" 0
     check "python3 -m venv makes a venv with pip and ssl" \
         in_image -- sh -c 'python3 -m venv /tmp/venv && /tmp/venv/bin/python -m pip --version >/dev/null &&

@@ -19,6 +19,8 @@ CONFIG = json.loads((ROOT / "renovate.json").read_text())
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*(v\S+)\s*$",
                   re.MULTILINE)
 RE2_LACKS = re.compile(r"\(\?=|\(\?!|\(\?<=|\(\?<!|\\[1-9]")
+APP_BASE_IMAGE = re.search(r"^ARG BASE_IMAGE=(\S+)$", (ROOT / "app/Dockerfile").read_text(),
+                           re.MULTILINE)[1]
 
 
 def rule(package: str) -> dict:
@@ -48,10 +50,19 @@ def test_every_pattern_is_one_re2_compiles(pattern):
 
 
 @pytest.mark.parametrize(("package", "tag", "allowed"), [
-    ("redis", ImageSettings().redis.split(":")[1], True),
+    ("valkey/valkey", ImageSettings().redis.split(":")[1], True),
+    ("valkey/valkey", "8.1.12-trixie", True),
+    ("valkey/valkey", "8.1.12", False),  # the Debian variant's default tag, base unnamed
+    ("valkey/valkey", "8.1.12-alpine", False),
+    ("valkey/valkey", "9.0.8-trixie", False),
+    ("redis", "7.2.12-bookworm", True),  # a stack that keeps Redis 7.2
     ("redis", "7.2.13-bookworm", True),
     ("redis", "7.4.0-bookworm", False),
     ("redis", "8.2.1-bookworm", False),
+    ("python", APP_BASE_IMAGE.split(":")[1], True),
+    ("python", "3.13.14-slim-trixie", True),
+    ("python", "3.14-slim-trixie", False),
+    ("python", "3.13-slim-bookworm", False),
     ("nginx", ImageSettings().nginx.split(":")[1], True),
     ("nginx", "1.30.7", True),
     ("nginx", "1.32.0", True),

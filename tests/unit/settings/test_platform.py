@@ -103,6 +103,7 @@ def test_keepalive_min_timeout_defaults_to_keepalive_timeout_and_may_be_zero():
 @pytest.mark.parametrize(("service", "reference"), [
     ("nginx", "nginx:latest"), ("nginx", "nginx"), ("nginx", "nginx:1"),
     ("nginx", "nginx:1.27-bookworm"), ("redis", "redis:7-bookworm"),
+    ("redis", "valkey/valkey:8.1"), ("redis", "valkey/valkey:8.1-trixie"),
     ("postgres", "postgres:15"), ("postgres", "postgres:15-bookworm"),
     ("pgbouncer", "edoburu/pgbouncer:latest"), ("certbot", "certbot/certbot:v3"),
 ])
@@ -120,6 +121,7 @@ def test_a_platform_image_not_pinned_to_an_exact_release_is_refused(service, ref
     ("nginx", "nginx:1.27.3-bookworm"), ("nginx", "nginx:1.30.0"),
     ("postgres", "postgres:15.20-bookworm"), ("postgres", "postgres:15.20"),
     ("pgbouncer", "edoburu/pgbouncer:v1.23.1-p3"), ("redis", "redis:7.2.11-bookworm"),
+    ("redis", "valkey/valkey:8.1.11-trixie"),
     ("nginx", "nginx@sha256:" + "a" * 64),
 ])
 def test_exact_releases_and_digests_are_accepted(service, reference):
