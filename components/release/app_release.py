@@ -210,6 +210,8 @@ class AppRelease(pulumi.ComponentResource):
             f"{name}-migrate-{slug}", args.connection,
             script("app/release-begin.sh.j2", static_dir=f"{root}/www/{env_name}/static",
                    static_root=STATIC_ROOT, run_as=release.run_as,
+                   # The jobs have no log volume: no log file (releases.<env>.variables).
+                   log_file_variable=release.contract.name("log_file"),
                    log_dir=log_volume["host_path"], media_dir=media_volume["host_path"],
                    secrets_dir=secrets_dir if secret_files else None,
                    secrets_in_container=SECRETS_IN_CONTAINER,

@@ -11,7 +11,13 @@ import threading
 
 import pytest
 
-from tests.harness.program import is_secret, made_up_secrets, release_container, run_program, stack_config
+from tests.harness.program import (
+    is_secret,
+    made_up_secrets,
+    release_container,
+    run_program,
+    stack_config,
+)
 
 ORDINARY_DJANGO = {
     "health": {"path": "/ht/", "status": 204, "timeout_seconds": 2},
@@ -29,7 +35,9 @@ ORDINARY_DJANGO = {
 def run_with(contract: dict, secrets_as: str):
     config = copy.deepcopy(stack_config("prod"))
     config["aiia:releases"]["prod"].update(contract, secrets_as=secrets_as)
-    secrets = {**made_up_secrets(config), "aiia:prod_sentry_dsn": "https://k@sentry.example/1"}
+    secrets = made_up_secrets(config)
+    if "secrets" in contract:
+        secrets["aiia:prod_sentry_dsn"] = "https://k@sentry.example/1"
     return run_program("prod", config=config, secrets=secrets)
 
 
@@ -164,3 +172,26 @@ def test_the_health_check_needs_nothing_in_the_image_and_sends_the_domain(as_var
     refused = run_probe(command, server.server_port)
     assert refused.returncode == 1, refused.stderr
     assert f"health check: http://127.0.0.1:{server.server_port}/ht/:" in refused.stderr
+
+
+@pytest.mark.parametrize(("log_file", "expected"), [
+    ("DJANGO_LOG_FILE", "--env DJANGO_LOG_FILE= "), (None, None)])
+def test_the_release_jobs_unset_the_log_file_under_its_own_name(log_file, expected):
+    run = run_with({"variables": {"log_file": log_file}}, "files")
+    (migrate,) = [r for r in run.resources if r.name.startswith("app-prod-migrate-")]
+    script = migrate.plain["create"]
+    assert "--env LOG_FILE=" not in script
+    if expected:
+        assert expected in script
+    else:
+        assert "--env-file \"$step_env_file\" \\" in script
+
+
+def test_an_extra_secret_in_plain_text_in_the_stack_file_stops_the_preview():
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:releases"]["prod"]["secrets"] = {"SENTRY_DSN": "prod_sentry_dsn"}
+    config["aiia:prod_sentry_dsn"] = "https://k@sentry.example/1"  # not a secret
+    with pytest.raises(Exception, match="aiia:prod_sentry_dsn is in the stack file in plain "
+                                        "text") as error:
+        run_program("prod", config=config, secrets=made_up_secrets(config))
+    assert type(error.value).__name__ == "RunError"
