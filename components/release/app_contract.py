@@ -28,7 +28,7 @@ SECRET_FILES = {"SECRET_KEY": "secret_key", "DATABASE_PASSWORD": "database_passw
                 "REDIS_PASSWORD": "redis_password"}
 
 
-def secret_files(release: ReleaseSettings) -> dict[str, str]:
+def secret_file_names(release: ReleaseSettings) -> dict[str, str]:
     """Every secret file of a release (secrets as files): its key in `app_secrets` → the
     file's name in {root}/secrets/<env>/. The database URL has two: the app's (PgBouncer)
     and the migrations' (PostgreSQL directly)."""
@@ -96,7 +96,7 @@ def redis_url(environment: dict, platform: dict, password: str | None) -> str:
 def app_secrets(release: ReleaseSettings, environment: dict, platform: dict,
                 database_password: str, redis_password: str, secret_key: str,
                 *extra_values: str) -> dict[str, str]:
-    """Every secret of a release, by its key in `secret_files`."""
+    """Every secret of a release, by its key in `secret_file_names`."""
     values = {"SECRET_KEY": secret_key, "DATABASE_PASSWORD": database_password,
               "REDIS_PASSWORD": redis_password}
     contract = release.contract
@@ -130,7 +130,7 @@ def app_environment_variables(release: ReleaseSettings, environment: dict, platf
     as_files = release.secrets_as == "files"
     secrets = app_secrets(release, environment, platform, database_password, redis_password,
                           secret_key, *extra_values)
-    files = secret_files(release)
+    files = secret_file_names(release)
     url_key = "DATABASE_URL_DIRECT" if direct else "DATABASE_URL"
 
     def secret(role: str, key: str) -> list[tuple[str, str]]:

@@ -38,9 +38,7 @@ from components.release.app_contract import (
     app_secrets,
     health_check_command,
     migrate_environment_variables,
-)
-from components.release.app_contract import (
-    secret_files as secret_file_names,
+    secret_file_names,
 )
 from components.release.maintenance import maintenance_switch
 from components.settings import Settings
