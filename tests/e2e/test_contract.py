@@ -97,6 +97,9 @@ def test_rollback_to_the_reference_app_is_the_previous_config(local_stack):
     for key in CONTRACT:
         config["aiia:releases"]["prod"].pop(key, None)
     config["aiia:releases"]["prod"]["smoke"] = {"paths": ["/"], "websockets": ["/ws/echo/"]}
+    # A secret no release names is refused (aiia:… is not a setting): the config's previous
+    # state had none.
+    stack.secrets.pop("aiia:prod_sentry_dsn")
     stack.up(config)
     assert stack.get("prod", "/healthz/").headers["x-release"] == "release-a"
     assert stack.get("prod", "/ht/").status == 404
