@@ -89,3 +89,15 @@ def test_the_command_line_adds_to_the_stack_file(tmp_path, monkeypatch):
     assert main(["--stack", "prod", "--url", "https://a.localhost", "--release", "r1",
                  "--release-header", "", "--path", "/x/", "--attempts", "1"]) == 0
     assert asked == ["/healthz/", "/x/"]
+
+
+def test_websockets_are_checked_only_when_configured(monkeypatch):
+    from scripts.smoke import checks_of
+
+    assert [name for name, _ in checks_of(Expectations())] == ["health"]
+    asked = []
+    monkeypatch.setattr(smoke_module, "check_websocket",
+                        lambda target, release, path: asked.append(path) or "echoed")
+    serve(monkeypatch, {"/healthz/": (200, {"X-Release": "r1"})})
+    assert smoke(None, "r1", Expectations(websockets=["/ws/chat/"])) == []
+    assert asked == ["/ws/chat/"]
