@@ -1,11 +1,17 @@
 """Post-deploy smoke test through an environment's public URL.
 
-    python3 -m scripts.smoke --url https://api.eduaiia.com --release 2026.11.27-1
+    python3 -m scripts.smoke --stack prod --url https://api.eduaiia.com --release 2026.11.27-1
 
-Three checks, all through nginx as a user reaches it: the health endpoint answers 200 with
-status ok (database and cache), the app's front page answers 2xx from the expected release
-(its X-Release header), and a WebSocket on /ws/echo/ upgrades and echoes a message. The
-whole set is tried `--attempts` times; it fails (exit 1) if the last attempt fails.
+It checks what the image contract asks (app/README.md), as the stack file configures it
+(`--stack`, `releases.<env>`): the health path answers its status
+(`releases.<env>.health`, default GET /healthz/ → 200) and, when the app sends a release
+header (`release_header`, default X-Release), that header names the expected release on
+every response checked; then the extra checks of `releases.<env>.smoke`: each of `paths`
+answers its status (200 unless given), each of `websockets` upgrades and echoes a message.
+Nothing else: an app without a front page or WebSockets passes. Without `--stack` the
+defaults apply; `--health-path`, `--health-status`, `--release-header`, `--path` and
+`--websocket` override or add to what the stack file says. The whole set is tried
+`--attempts` times; it fails (exit 1) if the last attempt fails.
 `--resolve HOST:PORT:ADDRESS` (as curl's) reaches a stack whose name does not resolve to
 it, and `--cafile` trusts a CA of its own (a local stack's self-signed certificate).
 """
@@ -16,17 +22,25 @@ import argparse
 import base64
 import hashlib
 import http.client
-import json
 import os
 import socket
 import ssl
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
+from components.settings.checks import Problems
+from components.settings.contract import (
+    DEFAULT_HEALTH_PATH,
+    DEFAULT_RELEASE_HEADER,
+    ContractKeys,
+    parse_contract,
+)
 from components.settings.releases import is_release
-from scripts.stack_file import DeliveryError
+from scripts.stack_file import DeliveryError, config_of, stack_path
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
@@ -81,24 +95,49 @@ def get(target: Target, path: str) -> tuple[int, dict[str, str], bytes]:
         connection.close()
 
 
-def check_health(target: Target, release: str) -> str:
-    status, headers, body = get(target, "/healthz/")
-    if status != 200:
-        raise AssertionError(f"/healthz/ answered {status}: {body[:200]!r}")
-    document = json.loads(body)
-    if document.get("status") != "ok":
-        raise AssertionError(f"/healthz/ says {document}")
-    return f"/healthz/ 200, checks {document.get('checks')}"
+@dataclass
+class Expectations:
+    """What the smoke test asks of the release: the contract's part of it."""
+
+    health_path: str = DEFAULT_HEALTH_PATH
+    health_status: int = 200
+    release_header: str | None = DEFAULT_RELEASE_HEADER
+    paths: list[tuple[str, int]] = field(default_factory=list)
+    websockets: list[str] = field(default_factory=list)
 
 
-def check_release(target: Target, release: str) -> str:
-    status, headers, body = get(target, "/")
-    served = headers.get("x-release")
-    if not 200 <= status < 300:
-        raise AssertionError(f"/ answered {status} (X-Release {served}): {body[:200]!r}")
-    if served != release:
-        raise AssertionError(f"/ was served by release {served!r}, expected {release!r}")
-    return f"/ {status} from release {served}"
+def expectations_of_stack(stack: str, environment: str) -> Expectations:
+    """The contract of `releases.<environment>` in Pulumi.<stack>.yaml, checked as the
+    program checks it (components/settings/contract.py)."""
+    path = stack_path(stack)
+    releases = config_of(path.read_text(), path.name).get("aiia:releases") or {}
+    values = releases.get(environment) if isinstance(releases, dict) else None
+    if not isinstance(values, dict):
+        raise DeliveryError(f"{path.name} has no aiia:releases.{environment}")
+    problems = Problems(stack)
+    contract = parse_contract(
+        {key: value for key, value in values.items() if key in ContractKeys.__dataclass_fields__},
+        f"aiia:releases.{environment}", lambda key: "", problems)
+    if problems.items:
+        raise DeliveryError("; ".join(problems.items))
+    return Expectations(contract.health_path, contract.health_status, contract.release_header,
+                        [(smoke.path, smoke.status) for smoke in contract.smoke_paths],
+                        list(contract.smoke_websockets))
+
+
+def check_path(target: Target, release: str, path: str, status: int,
+               header: str | None) -> str:
+    """GET `path` answers `status`, from `release` when the app names it in `header`."""
+    answered, headers, body = get(target, path)
+    served = headers.get(header.lower()) if header else None
+    if answered != status:
+        named = f" ({header} {served})" if header else ""
+        raise AssertionError(f"{path} answered {answered}{named}, expected {status}: "
+                             f"{body[:200]!r}")
+    if header and served != release:
+        raise AssertionError(f"{path} was served by release {served!r} ({header}), expected "
+                             f"{release!r}")
+    return f"{path} {answered}" + (f" from release {served}" if header else "")
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -120,11 +159,11 @@ def _read(sock: ssl.SSLSocket, size: int) -> bytes:
     return data
 
 
-def check_websocket(target: Target, release: str) -> str:
+def check_websocket(target: Target, release: str, path: str = "/ws/echo/") -> str:
     sock = target.connect()
     try:
         key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET /ws/echo/ HTTP/1.1\r\nHost: {target.host}\r\n"
+        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {target.host}\r\n"
                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
         head = b""
@@ -132,13 +171,13 @@ def check_websocket(target: Target, release: str) -> str:
             head += _read(sock, 1)
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         if status_line.split()[1:2] != ["101"]:
-            raise AssertionError(f"/ws/echo/ did not upgrade: {status_line}")
+            raise AssertionError(f"{path} did not upgrade: {status_line}")
         headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip()
                    for line in header_lines if ":" in line}
         expected = base64.b64encode(hashlib.sha1(  # noqa: S324 - RFC 6455's accept key
             (key + WEBSOCKET_GUID).encode()).digest()).decode()
         if headers.get("sec-websocket-accept") != expected:
-            raise AssertionError("/ws/echo/ answered a wrong Sec-WebSocket-Accept")
+            raise AssertionError(f"{path} answered a wrong Sec-WebSocket-Accept")
         message = f"smoke {release} {time.time():.0f}".encode()
         sock.sendall(_frame(0x1, message))
         first, second = _read(sock, 2)
@@ -147,20 +186,32 @@ def check_websocket(target: Target, release: str) -> str:
             length = int.from_bytes(_read(sock, 2), "big")
         payload = _read(sock, length)
         if (first & 0x0F, payload) != (0x1, message):
-            raise AssertionError(f"/ws/echo/ sent back {payload!r} (opcode {first & 0x0F})")
+            raise AssertionError(f"{path} sent back {payload!r} (opcode {first & 0x0F})")
         sock.sendall(_frame(0x8, (1000).to_bytes(2, "big")))
-        return "/ws/echo/ upgraded and echoed"
+        return f"{path} upgraded and echoed"
     finally:
         sock.close()
 
 
-CHECKS = (("health", check_health), ("release", check_release), ("websocket", check_websocket))
+Check = Callable[[Target, str], str]
 
 
-def smoke(target: Target, release: str) -> list[str]:
+def checks_of(expected: Expectations) -> list[tuple[str, Check]]:
+    """The checks, by name: the health path, then the smoke paths and WebSockets."""
+    header = expected.release_header
+    checks: list[tuple[str, Check]] = [("health", partial(
+        check_path, path=expected.health_path, status=expected.health_status, header=header))]
+    checks += [(f"path {path}", partial(check_path, path=path, status=status, header=header))
+               for path, status in expected.paths]
+    checks += [(f"websocket {path}", partial(check_websocket, path=path))
+               for path in expected.websockets]
+    return checks
+
+
+def smoke(target: Target, release: str, expected: Expectations | None = None) -> list[str]:
     """The checks that failed (empty: all passed); each result is printed."""
     failures = []
-    for name, check in CHECKS:
+    for name, check in checks_of(expected or Expectations()):
         try:
             print(f"ok   {name}: {check(target, release)}")
         except (AssertionError, OSError, ValueError, http.client.HTTPException) as error:
@@ -178,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempts", type=int, default=3)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between attempts")
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--stack", help="read the contract from Pulumi.<STACK>.yaml")
+    parser.add_argument("--environment", help="releases.<ENVIRONMENT> (default: the stack's)")
+    parser.add_argument("--health-path", help="instead of the stack file's health path")
+    parser.add_argument("--health-status", type=int, help="the status the health path answers")
+    parser.add_argument("--release-header",
+                        help="the app's release header; '' when it sends none")
+    parser.add_argument("--path", action="append", default=[], help="also GET PATH (200)")
+    parser.add_argument("--websocket", action="append", default=[],
+                        help="also upgrade PATH to a WebSocket and echo a message")
     args = parser.parse_args(argv)
     try:
         if not is_release(args.release):
@@ -185,13 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.attempts < 1:
             raise DeliveryError("--attempts must be at least 1")
         target = target_of(args.url, args.resolve, args.cafile, args.timeout)
+        expected = _expectations(args)
     except DeliveryError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for attempt in range(1, args.attempts + 1):
         print(f"smoke test of {args.url} for release {args.release}, "
               f"attempt {attempt}/{args.attempts}")
-        failures = smoke(target, args.release)
+        failures = smoke(target, args.release, expected)
         if not failures:
             print("smoke test passed")
             return 0
@@ -199,6 +260,26 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.interval)
     print(f"smoke test failed: {'; '.join(failures)}", file=sys.stderr)
     return 1
+
+
+def _expectations(args: argparse.Namespace) -> Expectations:
+    """The stack file's contract (or the defaults), with the command line's changes."""
+    expected = (expectations_of_stack(args.stack, args.environment or args.stack)
+                if args.stack else Expectations())
+    if args.environment and not args.stack:
+        raise DeliveryError("--environment needs --stack (the stack file that releases it)")
+    if args.health_path is not None:
+        expected.health_path = args.health_path
+    if args.health_status is not None:
+        expected.health_status = args.health_status
+    if args.release_header is not None:
+        expected.release_header = args.release_header or None
+    expected.paths += [(path, 200) for path in args.path]
+    expected.websockets += args.websocket
+    for path in [expected.health_path, *args.path, *args.websocket]:
+        if not path.startswith("/"):
+            raise DeliveryError(f"{path!r} must be a path starting with '/'")
+    return expected
 
 
 if __name__ == "__main__":

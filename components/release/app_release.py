@@ -31,12 +31,14 @@ from components.platform.outputs import PlatformHandle
 from components.release.app_contract import (
     MEDIA_ROOT,
     MIGRATE_ENV_MARK,
-    SECRET_FILES,
     SECRETS_IN_CONTAINER,
     STATIC_ROOT,
     app_environment_variables,
+    app_port,
     app_secrets,
+    health_check_command,
     migrate_environment_variables,
+    secret_file_names,
 )
 from components.release.maintenance import maintenance_switch
 from components.settings import Settings
@@ -107,17 +109,21 @@ class AppRelease(pulumi.ComponentResource):
 
         platform_values = platform_values.apply(check_platform)
         # From this stack's own config, never from the platform's stack (outputs.py).
+        # The extra secrets (releases.<env>.secrets) after them, in their order.
         passwords = (pulumi.Output.secret(release.database_password),
                      pulumi.Output.secret(release.redis_password),
-                     pulumi.Output.secret(release.secret_key))
+                     pulumi.Output.secret(release.secret_key),
+                     *[pulumi.Output.secret(value)
+                       for _, _, value in release.contract.secrets])
         variables = pulumi.Output.all(environment, platform_values, *passwords).apply(
             lambda values: app_environment_variables(release, *values))
         variables = pulumi.Output.secret(variables)
         migrate_variables = pulumi.Output.secret(
             pulumi.Output.all(environment, platform_values, *passwords).apply(
                 lambda values: migrate_environment_variables(release, *values)))
-        secrets = pulumi.Output.secret(pulumi.Output.all(*passwords).apply(
-            lambda values: app_secrets(*values)))
+        secrets = pulumi.Output.secret(
+            pulumi.Output.all(environment, platform_values, *passwords).apply(
+                lambda values: app_secrets(release, *values)))
         secrets_dir = f"{root}/secrets/{env_name}"
         # Secrets as files: one per secret, 0400 for the app's uid (readable by it alone),
         # in place before the release's jobs run; the app reads them at its start, so a
@@ -130,7 +136,7 @@ class AppRelease(pulumi.ComponentResource):
                              mode="0444" if args.connection.unprivileged_local else "0400",
                              owner=release.run_as),
                 opts=pulumi.ResourceOptions(parent=self))
-            for key, file in SECRET_FILES.items()]
+            for key, file in secret_file_names(release).items()]
 
         # The image of this release; kept on the host after the release is gone, so a
         # rollback never depends on the registry.
@@ -146,12 +152,22 @@ class AppRelease(pulumi.ComponentResource):
                                     "container_path": SECRETS_IN_CONTAINER, "read_only": True}]
                                   if secret_files else [])
         health = {"interval": "5s", "timeout": "4s", "retries": 3, "start_period": "20s"}
+        port = environment.apply(lambda env: app_port(release, env))
+        health_command = pulumi.Output.all(environment, port).apply(
+            lambda values: health_check_command(release, values[0]["domain"], values[1]))
+        configured_health = release.contract.health is not None
+        if configured_health:
+            # The probe's own timeout plus a second.
+            health["timeout"] = f"{release.contract.health.timeout_seconds + 1}s"
         # One second between checks while it starts, where the host's engine takes it (the
         # platform's stack knows its host); the digest below names it only when set, so a
         # generation on a host without it keeps its name.
         start_interval = args.platform.output("health_start_interval")
-        health_digest = start_interval.apply(
-            lambda value: {**health, "start_interval": value} if value else health)
+        # The command is part of the generation only when releases.<env>.health is set: a
+        # stack that sets none keeps the digest, and the names, it had.
+        health_digest = pulumi.Output.all(start_interval, health_command).apply(
+            lambda values: {**health, **({"start_interval": values[0]} if values[0] else {}),
+                            **({"command": values[1]} if configured_health else {})})
         # A generation of this release: every input that pulumi-docker cannot change in
         # place (image, variables with the secrets, network, volume, health check, stop
         # grace) named in the container's name. pulumi-docker replaces a container
@@ -192,6 +208,8 @@ class AppRelease(pulumi.ComponentResource):
             f"{name}-migrate-{slug}", args.connection,
             script("app/release-begin.sh.j2", static_dir=f"{root}/www/{env_name}/static",
                    static_root=STATIC_ROOT, run_as=release.run_as,
+                   # The jobs have no log volume: no log file (releases.<env>.variables).
+                   log_file_variable=release.contract.name("log_file"),
                    log_dir=log_volume["host_path"], media_dir=media_volume["host_path"],
                    secrets_dir=secrets_dir if secret_files else None,
                    secrets_in_container=SECRETS_IN_CONTAINER,
@@ -216,7 +234,7 @@ class AppRelease(pulumi.ComponentResource):
                 environment=env_name,
                 memory_mb=memory_mb,
                 envs=variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs]),
-                healthcheck=healthcheck(["CMD", "python3", "/app/healthcheck.py"], **health),
+                healthcheck=healthcheck(health_command, **health),
                 health_start_interval=start_interval,
                 network=network,
                 volumes=[docker.ContainerVolumeArgs(**volume) for volume in volumes],
@@ -239,7 +257,7 @@ class AppRelease(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(
                 depends_on=[self.migrate], delete_before_replace=False)),
         )
-        address = container_address(self.container, environment.apply(lambda env: env["port"]))
+        address = container_address(self.container, port)
         # The switch: only once the new container is healthy (wait=True above) is the
         # upstream rewritten, validated with nginx -t and reloaded gracefully. One resource
         # for every release, updated in place.
@@ -267,6 +285,13 @@ class AppRelease(pulumi.ComponentResource):
                    keep_idle_seconds=args.platform.output("nginx_keep_idle_seconds").apply(
                        keep_idle_seconds),
                    image_repository=release.image,
+                   health_path=release.contract.health_path,
+                   health_uri=release.contract.health_path.split("?", 1)[0],
+                   health_status=release.contract.health_status,
+                   # No release header: the watch recognises the release by the address
+                   # nginx logs for its requests (templates/app/release-watch.sh.j2).
+                   upstream_address=address if release.contract.release_header is None
+                   else "",
                    nginx_reload=reload_command(nginx_container),
                    lock_file=nginx_lock_file(state_dir)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),

@@ -68,13 +68,18 @@ def config_object(raw: Mapping[str, Any], key: str, problems: Problems) -> Mappi
     return value
 
 
-def typed_fields(cls: type, values: Mapping[str, Any], key: str, problems: Problems) -> dict:
-    """Keep the known fields of `cls`, typed like its defaults; report unknown or mistyped ones."""
+def typed_fields(cls: type, values: Mapping[str, Any], key: str, problems: Problems,
+                 also_known: Iterable[str] = ()) -> dict:
+    """Keep the known fields of `cls`, typed like its defaults; report unknown or mistyped
+    ones (`also_known`: keys of the same object that another class reads)."""
     known = cls.__dataclass_fields__
     result: dict[str, Any] = {}
     for name, value in values.items():
+        if name in also_known:
+            continue
         if name not in known:
-            problems.add(unknown_key_problem(f"{NAMESPACE}:{key}.{name}", name, known))
+            problems.add(unknown_key_problem(f"{NAMESPACE}:{key}.{name}", name,
+                                             [*known, *also_known]))
             continue
         typed = _typed(value, known[name].type, f"{NAMESPACE}:{key}.{name}", problems)
         if typed is not _REFUSED:

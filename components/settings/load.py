@@ -32,6 +32,7 @@ from components.settings.releases import (
     RELEASE_DRAIN_SECONDS,
     RegistrySettings,
     ReleaseSettings,
+    extra_secret_keys,
     parse_registry,
     parse_releases,
     release_secrets,
@@ -129,6 +130,7 @@ def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | 
                 releases: tuple[ReleaseSettings, ...], problems: Problems) -> None:
     """Every key the stack sets is a setting, and every secret is set as one."""
     expected_secrets = {key for release in releases for key in release_secrets(release)}
+    expected_secrets |= {key for release in releases for key in extra_secret_keys(release)}
     expected_secrets |= set(OPTIONAL_SECRETS)
     if platform:
         expected_secrets |= {"postgres_password", "dashboard_password"}

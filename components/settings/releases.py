@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from components.settings.checks import (
@@ -18,6 +18,7 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
+from components.settings.contract import AppContract, ContractKeys, parse_contract
 from components.settings.maintenance import check_maintenance
 
 # After a release's watch, how long to wait for nginx's old workers to finish their HTTP
@@ -78,6 +79,9 @@ class ReleaseSettings:
     maintenance_allow: tuple[str, ...] = ()
     maintenance_retry_after_seconds: int = 600
     maintenance_page: str = ""
+    # The image contract (health, port, release header, variables, extra env and secrets,
+    # smoke paths): components/settings/contract.py; unset, today's (app/README.md).
+    contract: AppContract = field(default_factory=AppContract)
 
     @property
     def image_reference(self) -> str:
@@ -114,9 +118,15 @@ def _parse_release(environment: Any, values: Any, secrets: Callable[[str], Any],
                    problems: Problems) -> ReleaseSettings | None:
     """`releases.<environment>`; None when its image or release is missing."""
     key = f"{NAMESPACE}:releases.{environment}"
-    values = typed_fields(ReleaseSettings, values if isinstance(values, Mapping) else {},
-                          f"releases.{environment}", problems)
-    values.pop("environment", None)
+    values = values if isinstance(values, Mapping) else {}
+    contract_keys = ContractKeys.__dataclass_fields__
+    contract = parse_contract({name: value for name, value in values.items()
+                               if name in contract_keys}, key, secrets, problems)
+    values = typed_fields(ReleaseSettings, values, f"releases.{environment}", problems,
+                          also_known=contract_keys)
+    for internal in ("environment", "contract"):
+        if values.pop(internal, None) is not None:
+            problems.add(f"{key}.{internal} is not a setting")
     for secret in ("secret_key", "database_password", "redis_password"):
         values.pop(secret, None)
     missing = [name for name in ("image", "release") if name not in values]
@@ -127,7 +137,8 @@ def _parse_release(environment: Any, values: Any, secrets: Callable[[str], Any],
     release = ReleaseSettings(
         environment=str(environment), secret_key=secrets(f"{environment}_secret_key"),
         database_password=secrets(f"{environment}_db_password"),
-        redis_password=secrets(f"{environment}_redis_password"), **values)
+        redis_password=secrets(f"{environment}_redis_password"), contract=contract,
+        **values)
     _check_release(release, key, problems)
     return release
 
@@ -166,10 +177,16 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
 
 
 def release_secrets(release: ReleaseSettings) -> dict[str, Any]:
-    """The secrets an environment's release reads from its own stack, by config key."""
+    """The secrets an environment's release reads from its own stack, by config key (its
+    extra secrets, releases.<env>.secrets, are checked where they are parsed)."""
     return {f"{release.environment}_secret_key": release.secret_key,
             f"{release.environment}_db_password": release.database_password,
             f"{release.environment}_redis_password": release.redis_password}
+
+
+def extra_secret_keys(release: ReleaseSettings) -> set[str]:
+    """The secret config keys releases.<env>.secrets names."""
+    return {config_key for _, config_key, _ in release.contract.secrets}
 
 
 def _check_run_as(release: ReleaseSettings, key: str, problems: Problems) -> None:

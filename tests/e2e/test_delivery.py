@@ -57,7 +57,8 @@ def script(delivery, module: str, *args: str) -> subprocess.CompletedProcess:
 def smoke(delivery, release: str) -> subprocess.CompletedProcess:
     stack = delivery[0]
     domain = stack.domain("prod")
-    return script(delivery, "smoke", "--url", f"https://{domain}:{stack.https_port}",
+    return script(delivery, "smoke", "--stack", "local", "--environment", "prod",
+                  "--url", f"https://{domain}:{stack.https_port}",
                   "--resolve", f"{domain}:{stack.https_port}:127.0.0.1",
                   "--cafile", str(stack.root / "nginx/tls" / domain / "fullchain.pem"),
                   "--release", release, "--attempts", "1")
@@ -71,7 +72,8 @@ def log(delivery) -> list[str]:
 def test_the_smoke_test_passes_through_nginx_for_the_serving_release(delivery):
     result = smoke(delivery, "release-a")
     assert result.returncode == 0, result.stdout
-    assert "ok   websocket: /ws/echo/ upgraded and echoed" in result.stdout
+    assert "ok   path /: / 200 from release release-a" in result.stdout
+    assert "ok   websocket /ws/echo/: /ws/echo/ upgraded and echoed" in result.stdout
 
 
 def ops(delivery, *args: str) -> subprocess.CompletedProcess:
@@ -125,8 +127,8 @@ def test_make_restart_restarts_the_serving_release_and_waits_until_it_is_healthy
 def test_the_smoke_test_fails_for_a_release_that_is_not_serving(delivery):
     result = smoke(delivery, "release-b")
     assert result.returncode == 1
-    assert "FAIL release: / was served by release 'release-a', expected 'release-b'" in \
-        result.stdout
+    assert ("FAIL health: /healthz/ was served by release 'release-a' (X-Release), expected "
+            "'release-b'") in result.stdout
 
 
 def test_a_release_is_a_commit_and_a_pulumi_up(delivery):
@@ -150,7 +152,7 @@ def test_a_release_whose_smoke_test_fails_is_rolled_back_to_the_previous(deliver
     assert stack.get("prod", "/healthz/").headers["x-release"] == "broken"
     failed = smoke(delivery, "broken")
     assert failed.returncode == 1
-    assert "FAIL release: / answered 500" in failed.stdout
+    assert "FAIL path /: / answered 500" in failed.stdout
     # What the rollback job attaches to the run, before it rolls back.
     diagnostics = delivery[1] / "diagnostics"
     subprocess.run(["bash", str(ROOT / "scripts/diagnostics.sh"), "local", "prod",

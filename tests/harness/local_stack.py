@@ -233,7 +233,7 @@ def build_images() -> None:
     subprocess.run(["bash", str(ROOT / "tests/e2e/build-images.sh")], check=True)
 
 
-VARIANTS = ("unhealthy", "broken", "schema-b", "bad-migration", "lock-migration")
+VARIANTS = ("unhealthy", "broken", "schema-b", "bad-migration", "lock-migration", "ordinary")
 
 
 def release_tags(engine: DockerEngine) -> dict[str, str]:
