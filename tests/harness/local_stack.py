@@ -203,9 +203,13 @@ def e2e_config(prefix: str, root: Path, subnets: list[str], http_port: int, http
     for environment in config["aiia:releases"]:
         # A shorter watch than production's 30 s keeps the suite quick; long enough for the
         # watch to see a bad release's 5xx under the tests' load.
+        # The stack file's smoke checks stay: the reference app's front page and WebSocket
+        # echo, which the delivery tests' broken release fails.
+        smoke = config["aiia:releases"][environment].get("smoke")
         config["aiia:releases"][environment] = {"image": app_repository(prefix),
                                                 "release": releases["a"],
-                                                "watch_seconds": 12}
+                                                "watch_seconds": 12,
+                                                **({"smoke": smoke} if smoke else {})}
     return config
 
 
