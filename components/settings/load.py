@@ -26,7 +26,11 @@ from components.settings.checks import (
     unknown_key_problem,
 )
 from components.settings.host import HostSettings, parse_host
-from components.settings.platform import PlatformSettings, parse_platform
+from components.settings.platform import (
+    PlatformSettings,
+    check_secret_values,
+    parse_platform,
+)
 from components.settings.releases import (
     RELEASE_DRAIN_SECONDS,
     RegistrySettings,
@@ -67,7 +71,8 @@ class Settings:
 
 def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any], *,
                    given_keys: Collection[str] | None = None,
-                   secret_keys: Collection[str] = ()) -> Settings:
+                   secret_keys: Collection[str] = (),
+                   secret_text: Callable[[str], str | None] | None = None) -> Settings:
     """Build and validate the settings of `stack` from plain config values and secrets.
 
     `raw` holds the non-secret keys of the `aiia` namespace (objects already decoded);
@@ -75,7 +80,10 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     `given_keys`, when known, are every key of the namespace the stack sets, and
     `secret_keys` those of them set as secrets: a key that is no setting (a typo such as
     `releses` would make the stack declare no release at all) and a secret in plain text
-    are refused. Raises ConfigError listing every problem found.
+    are refused. `secret_text(key)`, when given, is a secret's plain value, read by the
+    checks of its shape alone (a length, its characters) and kept nowhere (the program's
+    run gives it; scripts that only know which secrets are set do not). Raises ConfigError
+    listing every problem found.
     """
     problems = Problems(stack)
     prefix = _parse_prefix(raw, problems)
@@ -85,6 +93,8 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     platform_stack = None
     if owns_platform:
         platform = parse_platform(raw, secrets, problems)
+        if secret_text is not None:
+            check_secret_values(platform.environments, secret_text, problems)
     else:
         platform_stack = _parse_platform_stack(raw, problems)
     releases = parse_releases(raw, secrets, problems)
@@ -269,13 +279,21 @@ def load_settings(stack: str, config: Any) -> Settings:
     given, secret = _stack_keys()
     try:
         return parse_settings(stack, raw, config.get_secret, given_keys=given,
-                              secret_keys=secret)
+                              secret_keys=secret, secret_text=_secret_text)
     except ConfigError as error:
         # RunError: Pulumi reports the message as the program's error, without the
         # traceback it prints for any other exception (pulumi/errors.py).
         from pulumi import RunError
 
         raise RunError(str(error)) from None
+
+
+def _secret_text(key: str) -> str | None:
+    """A secret's plain value, as the engine handed it to the program (what `get_secret`
+    wraps), for the checks of its shape; pulumi imported here for scripts/' sake."""
+    from pulumi.runtime import config as runtime_config
+
+    return runtime_config.get_config(f"{NAMESPACE}:{key}")
 
 
 def _stack_keys() -> tuple[set[str], set[str]]:

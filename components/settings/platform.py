@@ -364,3 +364,35 @@ def _check_secrets(environments: tuple[EnvironmentSettings, ...],
     ]:
         if secrets(secret_key) is None:
             problems.missing_secret(secret_key)
+
+
+# The dashboard's password alone guards the status site, which the whole internet reaches
+# (review L8): long enough that guessing it online is hopeless (NIST SP 800-63B-4 asks at
+# least 15 characters of a password that is the only factor).
+DASHBOARD_PASSWORD_MIN_LENGTH = 16
+
+
+def check_secret_values(environments: tuple[EnvironmentSettings, ...],
+                        secret_text: Callable[[str], str | None], problems: Problems) -> None:
+    """What a secret's value must be, read at preview and never kept: the dashboard's
+    password long enough; each database password printable ASCII, the passwords a SCRAM
+    verifier is computed for in the program (PostgreSQL would SASLprep any other first), so
+    that PgBouncer's userlist holds that verifier and never the password (review L8)."""
+    dashboard = secret_text("dashboard_password")
+    if dashboard is not None and len(dashboard) < DASHBOARD_PASSWORD_MIN_LENGTH:
+        problems.add(f"{NAMESPACE}:dashboard_password has {len(dashboard)} characters; it "
+                     f"alone guards the status site from the internet: at least "
+                     f"{DASHBOARD_PASSWORD_MIN_LENGTH}. Set a new one with `openssl rand "
+                     f"-base64 24 | pulumi config set -s {problems.stack} --secret "
+                     f"{NAMESPACE}:dashboard_password`")
+    for env in environments:
+        key = f"{env.name}_db_password"
+        password = secret_text(key)
+        if password is not None and not (password and password.isascii()
+                                          and password.isprintable()):
+            problems.add(f"{NAMESPACE}:{key} must be printable ASCII (PgBouncer's userlist "
+                         "holds its SCRAM verifier, which the program computes for such "
+                         f"passwords alone); set a new one with `openssl rand -hex 32 | "
+                         f"pulumi config set -s {problems.stack} --secret {NAMESPACE}:{key}` "
+                         "(and the same value in the environment's own stack)")
+

@@ -69,6 +69,39 @@ def test_prod_serves_the_reference_app_through_nginx(provisioned):
     assert any(name.startswith(f"aiia-app-prod-{RELEASES[0]}-") for name in names), names
 
 
+def test_the_app_logs_in_through_pgbouncer_whose_userlist_holds_no_password(provisioned):
+    """Review L8: PgBouncer's userlist on the host holds the SCRAM verifier PostgreSQL stores
+    for each role, no password; the app still logs in through it, PgBouncer making a new
+    server login with the client's keys once PostgreSQL has ended every pooled one."""
+    vps = provisioned.vps
+    root = provisioned.config["aiia:host"]["root_dir"]
+    environments = sorted(provisioned.config["aiia:platform"]["environments"])
+    assert environments == ["prod", "staging"]  # the roles the SQL below names
+
+    def as_superuser(sql: str) -> str:
+        return vps.sh(f"docker exec aiia-postgres psql -U postgres -Atc {shlex.quote(sql)}").stdout
+
+    userlist = vps.sh(f"cat {root}/pgbouncer/userlist.txt").stdout
+    stored = as_superuser("SELECT format('\"%s\" \"%s\"', rolname, rolpassword) FROM pg_authid "
+                          "WHERE rolname IN ('aiia_prod', 'aiia_staging')")
+    assert sorted(userlist.splitlines()) == sorted(stored.splitlines()), (userlist, stored)
+    assert userlist.count("SCRAM-SHA-256$4096:") == len(environments), userlist
+    for environment in environments:
+        assert provisioned.secrets[f"aiia:{environment}_db_password"] not in userlist
+    ended = as_superuser("SELECT pid FROM (SELECT pid FROM pg_stat_activity WHERE usename IN "
+                         "('aiia_prod', 'aiia_staging') OFFSET 0) AS app_backends "
+                         "WHERE pg_terminate_backend(pid)")
+    time.sleep(1.5)  # /healthz/ keeps its answer a second for outside clients
+    deadline = time.monotonic() + 15
+    while (health := provisioned.get("prod", "/healthz/")).status != 200:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.5)
+    assert json.loads(health.body)["checks"]["database"] == "ok", health.body
+    after = as_superuser("SELECT pid FROM pg_stat_activity WHERE usename IN "
+                         "('aiia_prod', 'aiia_staging')")
+    assert after.split() and not set(after.split()) & set(ended.split()), (ended, after)
+
+
 def test_sshd_enforces_the_policy_keys_only_no_root_no_password(provisioned):
     vps, identity = provisioned.vps, provisioned.identity
     effective = vps.sh("sshd -T -C user=deploy,host=client,addr=127.0.0.1").stdout
