@@ -110,6 +110,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
         _check_dashboard_uid_apart(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
         _check_reboot_apart_from_backups(platform.backup, host, problems)
+        _check_integrity_apart_from_backups(platform.backup, host, problems)
         _check_memory_budget(host, platform, problems)
     if problems.items:
         raise ConfigError(problems.items)
@@ -257,6 +258,22 @@ def _check_reboot_apart_from_backups(backup: BackupSettings, host: HostSettings,
             problems.add(f"{NAMESPACE}:host.provision.automatic_reboot={reboot!r} is within the "
                          f"hour after platform.backup.{name} {job}: a reboot would cut the job "
                          "off; move one of them at least an hour apart")
+
+
+def _check_integrity_apart_from_backups(backup: BackupSettings, host: HostSettings,
+                                        problems: Problems) -> None:
+    """host.provision.integrity_check_time not within the hour after a backup or the drill:
+    the budget counts one transient job's memory at a time."""
+    check = host.provision.integrity_check_time if host.provision else None
+    if not _is_time(check):
+        return
+    for name in ("time", "drill_time"):
+        job = getattr(backup, name)
+        if _is_time(job) and 0 <= (_seconds(check) - _seconds(job)) % 86400 < BACKUP_HOUR_S:
+            problems.add(f"{NAMESPACE}:host.provision.integrity_check_time={check!r} is within "
+                         f"the hour after platform.backup.{name} {job}: both would hold their "
+                         "memory at once, which the budget counts one at a time; move one of "
+                         "them at least an hour apart")
 
 
 def _is_time(value: Any) -> bool:

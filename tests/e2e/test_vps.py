@@ -635,6 +635,53 @@ def test_the_audit_trail_is_installed_and_skipped_not_failed_in_a_container(prov
         time.sleep(0.5)
 
 
+def test_the_nightly_integrity_check_reports_a_planted_file_on_the_dashboard(provisioned):
+    """Review H3: AIDE's baseline was made by `pulumi up` once the host was provisioned; the
+    nightly unit (started here as its timer would) runs in its sandbox and memory cap on the
+    provisioned host, reports a file planted since in the journal and on the dashboard's host
+    tile, and the next night starts from there. AIDE's peak is printed for the closing note."""
+    vps = provisioned.vps
+    assert vps.sh("systemctl is-enabled aiia-integrity.timer").stdout.strip() == "enabled"
+    baseline = json.loads(vps.sh("cat /var/lib/aiia-integrity/summary.json").stdout)
+    assert baseline["kind"] in ("baseline", "check"), baseline
+    mark = secrets.token_hex(4)
+    vps.sh(f"printf '#!/bin/sh\\n' > /usr/local/bin/planted-{mark} && "
+           f"chmod 0755 /usr/local/bin/planted-{mark}")
+    started = vps.sh("systemctl start aiia-integrity@check.service", check=False)
+    journal = vps.sh("journalctl -u aiia-integrity@check.service --no-pager -o cat").stdout
+    assert started.returncode == 0, journal[-3000:]
+    assert f"/usr/local/bin/planted-{mark}" in journal
+    check = json.loads(vps.sh("cat /var/lib/aiia-integrity/summary.json").stdout)
+    assert f"/usr/local/bin/planted-{mark}" in check["added_paths"], check
+    # The dashboard's unprivileged server reads it through its sandbox.
+    platform = provisioned.settings().platform
+    password = provisioned.secrets["aiia:dashboard_password"]
+    url = f"http://{platform.status_gateway}:{platform.dashboard.port}/api/status"
+    deadline = time.monotonic() + 30  # the server keeps host numbers a few seconds
+    while True:
+        status = json.loads(vps.sh(f"docker exec -i aiia-nginx curl -sf -K - {url}",
+                                   stdin=f'user = "{platform.dashboard.user}:{password}"\n'
+                                   ).stdout)
+        shown = (status["host"].get("integrity") or {}).get("at") == check["at"]
+        if shown or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    (raised,) = [a for a in status["alerts"] if a["subject"] == "integrity"]
+    assert raised["severity"] == "warning" and f"planted-{mark}" in raised["message"], raised
+    # What the nightly run holds at its peak on this host, against the unit's cap.
+    peak_kb = int(vps.sh(
+        "python3 -c 'import resource, subprocess; subprocess.run([\"aide\", \"--check\", "
+        "\"--config=/etc/aiia-integrity.conf\"], stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)'").stdout)
+    cap_mb = provisioned.settings().host.provision.integrity_check_memory_mb
+    print(f"AIDE on the provisioned stand-in: {peak_kb // 1024} MB peak RSS for "
+          f"{check['entries']} entries (unit MemoryMax {cap_mb} MB)")
+    assert peak_kb < cap_mb * 1024, (peak_kb, cap_mb)
+    # Left as found: the removal reported, then a night with nothing new.
+    vps.sh(f"rm /usr/local/bin/planted-{mark} && systemctl start aiia-integrity@check.service "
+           "&& systemctl start aiia-integrity@check.service")
+
+
 def collected_access(provisioned) -> dict:
     """One collector run (what its timer starts every minute), then what it saw."""
     vps = provisioned.vps
