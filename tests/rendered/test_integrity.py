@@ -8,10 +8,13 @@ checked. AIDE's peak memory on the release's own system is printed for the closi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +68,30 @@ journalctl --unit="$CHECK_UNIT" --no-pager --output=cat | grep -m1 'no baseline'
 """
 
 
+@contextlib.contextmanager
+def booted_standin(image: str, mounted: Path) -> Iterator[str]:
+    """A throwaway VPS stand-in with systemd booted, as tests/harness/vps.py starts one (no
+    network of its own, no SSH), `mounted` at /aiia; yields its container name."""
+    name = f"aiia-rendered-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", "vps",
+                    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+                    "--cap-add", "DAC_READ_SEARCH", "--security-opt", "seccomp=unconfined",
+                    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+                    "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", f"{mounted}:/aiia:ro",
+                    "--memory", "1g", image],
+                   check=True, capture_output=True, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
+                             capture_output=True, text=True).stdout.strip() not in (
+                                 "running", "degraded"):
+            assert time.monotonic() < deadline, "systemd did not boot"
+            time.sleep(0.5)
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
 def summary(output: str, label: str) -> dict:
     return json.loads(output.split(f"\n{label} ")[1].splitlines()[0])
 
@@ -82,31 +109,15 @@ def checked(request, rendered, tmp_path_factory) -> str:
         (directory / f"file-{index}.path").write_text(path)
         (directory / f"file-{index}.mode").write_text(mode)
     (directory / "baseline.sh").write_text(prod.script("host-integrity-baseline"))
-    name = f"aiia-integrity-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", "vps",
-                    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
-                    "--cap-add", "DAC_READ_SEARCH", "--security-opt", "seccomp=unconfined",
-                    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                    "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", f"{directory}:/aiia:ro",
-                    "--memory", "1g", IMAGES[request.param]],
-                   check=True, capture_output=True, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
-                             capture_output=True, text=True).stdout.strip() not in (
-                                 "running", "degraded"):
-            assert time.monotonic() < deadline, "systemd did not boot"
-            time.sleep(0.5)
-        settings = prod.settings
-        environment = {"ROOT_DIR": settings.host.root_dir, "TIMER": TIMER,
-                       "CHECK_UNIT": CHECK_UNIT, "SUMMARY": SUMMARY_PATH,
-                       "STATE_DIR": STATE_DIR, "CONFIG": CONFIG_PATH}
+    settings = prod.settings
+    environment = {"ROOT_DIR": settings.host.root_dir, "TIMER": TIMER,
+                   "CHECK_UNIT": CHECK_UNIT, "SUMMARY": SUMMARY_PATH,
+                   "STATE_DIR": STATE_DIR, "CONFIG": CONFIG_PATH}
+    with booted_standin(IMAGES[request.param], directory) as name:
         result = subprocess.run(
             ["docker", "exec", *[f"--env={key}={value}" for key, value in environment.items()],
              name, "bash", "-euo", "pipefail", "-c", SCRIPT],
             capture_output=True, text=True, timeout=600, check=False)
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     peak_kb = int(result.stdout.split("\nPEAK ")[1].split()[0])
     print(f"debian{request.param}: AIDE's nightly run peaks at {peak_kb // 1024} MB RSS for "
