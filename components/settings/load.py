@@ -250,14 +250,10 @@ def _check_reboot_apart_from_backups(backup: BackupSettings, host: HostSettings,
                                      problems: Problems) -> None:
     """host.provision.automatic_reboot not within the hour after a backup or the drill."""
     reboot = host.provision.automatic_reboot if host.provision else "off"
-    if not _is_time(reboot):
-        return
-    for name in ("time", "drill_time"):
-        job = getattr(backup, name)
-        if _is_time(job) and 0 <= (_seconds(reboot) - _seconds(job)) % 86400 < BACKUP_HOUR_S:
-            problems.add(f"{NAMESPACE}:host.provision.automatic_reboot={reboot!r} is within the "
-                         f"hour after platform.backup.{name} {job}: a reboot would cut the job "
-                         "off; move one of them at least an hour apart")
+    for name, job in _backup_jobs_an_hour_before(reboot, backup):
+        problems.add(f"{NAMESPACE}:host.provision.automatic_reboot={reboot!r} is within the "
+                     f"hour after platform.backup.{name} {job}: a reboot would cut the job "
+                     "off; move one of them at least an hour apart")
 
 
 def _check_integrity_apart_from_backups(backup: BackupSettings, host: HostSettings,
@@ -265,15 +261,20 @@ def _check_integrity_apart_from_backups(backup: BackupSettings, host: HostSettin
     """host.provision.integrity_check_time not within the hour after a backup or the drill:
     the budget counts one transient job's memory at a time."""
     check = host.provision.integrity_check_time if host.provision else None
-    if not _is_time(check):
-        return
-    for name in ("time", "drill_time"):
-        job = getattr(backup, name)
-        if _is_time(job) and 0 <= (_seconds(check) - _seconds(job)) % 86400 < BACKUP_HOUR_S:
-            problems.add(f"{NAMESPACE}:host.provision.integrity_check_time={check!r} is within "
-                         f"the hour after platform.backup.{name} {job}: both would hold their "
-                         "memory at once, which the budget counts one at a time; move one of "
-                         "them at least an hour apart")
+    for name, job in _backup_jobs_an_hour_before(check, backup):
+        problems.add(f"{NAMESPACE}:host.provision.integrity_check_time={check!r} is within "
+                     f"the hour after platform.backup.{name} {job}: both would hold their "
+                     "memory at once, which the budget counts one at a time; move one of "
+                     "them at least an hour apart")
+
+
+def _backup_jobs_an_hour_before(time_of_day: Any, backup: BackupSettings) -> list[tuple]:
+    """(setting, time) of the backup and the drill when `time_of_day` is in their first hour."""
+    if not _is_time(time_of_day):
+        return []
+    return [(name, getattr(backup, name)) for name in ("time", "drill_time")
+            if _is_time(getattr(backup, name)) and 0 <= (
+                _seconds(time_of_day) - _seconds(getattr(backup, name))) % 86400 < BACKUP_HOUR_S]
 
 
 def _is_time(value: Any) -> bool:
