@@ -12,6 +12,8 @@ changes), then each night at host.provision.integrity_check_time a check against
 state becomes the next night's baseline: each report lists what changed in one day (the
 program's own deploys and the security updates included, on the night after), not
 everything since provisioning, which would grow with every update until nobody reads it.
+The host's baseline comes before the platform exists, so the first night lists what the
+platform then installed (the dashboard's package under /opt, the job scripts).
 
 Where the result goes: AIDE's report to the journal (`journalctl -u aiia-integrity`), a
 summary to SUMMARY_PATH, which the dashboard's host tile reads (dashboard/host.py) and warns
