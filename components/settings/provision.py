@@ -72,8 +72,9 @@ class ProvisionSettings:
     # The nightly file-integrity check (components/host/integrity.py): when (the host's
     # clock; an hour before the default backup, so the two never overlap in memory) and its
     # memory cap, counted in the budget as a transient job. AIDE's peak grows with the files
-    # it watches: 14-19 MB for 7,000 (a bare Debian), measured on the provisioned stand-in
-    # (tests/e2e/test_vps.py prints it); the cap leaves room for a VPS's kernel modules.
+    # it watches: 17-19 MB RSS for 7,000-7,700 (a bare Debian 13, 12), 28 MB for 9,691 on
+    # the provisioned Debian 13 stand-in (tests/e2e/test_vps.py prints it); the cap leaves
+    # room for a VPS's kernel modules.
     integrity_check_time: str = "02:30"
     integrity_check_memory_mb: int = 64
     fail2ban: Fail2banSettings = field(default_factory=Fail2banSettings)
