@@ -17,6 +17,7 @@ from components.names import database_name, database_role
 from components.platform.backup import restore_role, scratch_database_prefix
 from components.platform.context import PlatformContext
 from components.settings.accounts import data_owner
+from components.settings.postgres import LEGACY_DATA_MAJOR, data_directory
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
 POSTGRES_UID = data_owner("postgres")
@@ -62,6 +63,11 @@ class Postgres(pulumi.ComponentResource):
         context = args.context
         settings = context.platform.postgres
         self.container_name = context.container_name("postgres")
+        # The cluster's folder in the volume follows its major, so an upgrade builds the new
+        # one beside the old (scripts/pg_upgrade.py) and switching is a change of PGDATA.
+        major = settings.data_major or LEGACY_DATA_MAJOR
+        self.data_directory = f"/var/lib/postgresql/data/{data_directory(major)}"
+        data_major_checked = self._check_data_major(name, context, args, major)
         config = HostFile(
             f"{name}-config",
             HostFileArgs(
@@ -120,7 +126,7 @@ class Postgres(pulumi.ComponentResource):
                 command=["postgres", "-c",
                          f"config_file={CONFIG_DIR_IN_CONTAINER}/postgresql.conf"],
                 envs=[f"POSTGRES_PASSWORD_FILE={CONFIG_DIR_IN_CONTAINER}/superuser-password",
-                      "PGDATA=/var/lib/postgresql/data/pgdata"],
+                      f"PGDATA={self.data_directory}"],
                 healthcheck=healthcheck(["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"],
                                         start_period="1m0s"),
                 volumes=[
@@ -138,7 +144,7 @@ class Postgres(pulumi.ComponentResource):
                 stop_signal="SIGINT",
                 stop_grace_seconds=60,
             ),
-            context.child(self, depends_on=[config, hba, password_file]),
+            context.child(self, depends_on=[config, hba, password_file, data_major_checked]),
         )
         passwords = context.platform.database_passwords
         init_sql = pulumi.Output.all(*[passwords[db["environment"]] for db in databases]).apply(
@@ -157,6 +163,22 @@ class Postgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
         self.register_outputs({"container_name": self.container_name})
+
+    def _check_data_major(self, name: str, context: PlatformContext, args: PostgresArgs,
+                          major: int) -> pulumi.CustomResource:
+        """A step before the server is created or replaced: the volume holds no cluster of
+        another major (templates/postgres/check-data-major.sh.j2). It runs again whenever
+        the image or the major changes, so a failure leaves the serving container alone."""
+        inside = render("postgres/check-data-major-inside.sh.j2",
+                        data_directory=data_directory(major), major=major,
+                        stack=context.settings.stack,
+                        volume=f"{context.prefix}-postgres-data")
+        script = pulumi.Output.all(args.image_id, args.data_volume.name).apply(
+            lambda values: render("postgres/check-data-major.sh.j2", image=values[0],
+                                  volume=values[1], uid=POSTGRES_UID, inside=inside).strip())
+        return host_command(f"{name}-data-major", context.connection, script,
+                            opts=pulumi.ResourceOptions(parent=self,
+                                                        depends_on=[args.data_volume]))
 
     def _client_rules(self, name: str, context: PlatformContext,
                       databases: list[dict]) -> HostFile:
