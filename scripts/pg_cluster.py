@@ -54,7 +54,8 @@ WRITABLE_SQL = ("SELECT format('ALTER DATABASE %I RESET default_transaction_read
 # Who owns each database and who may connect, as pg_restore --create carries them over.
 DATABASE_RIGHTS_SQL = """
 SELECT datname, pg_get_userbyid(datdba), coalesce(datacl::text, '')
-FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY datname
+FROM pg_database WHERE NOT datistemplate AND datallowconn AND datname <> 'postgres'
+ORDER BY datname
 """
 
 
@@ -127,14 +128,13 @@ class Cluster:
                                "127.0.0.1", check=False).returncode == 0
 
     def set_read_only(self, databases: list[str], read_only: bool) -> None:
-        """Writes refused (and every open session of the databases ended, so none keeps
-        writing) or allowed again. A database setting: PgBouncer's next server connection
-        gets it; reads go on being served."""
-        statements = [READ_ONLY_SQL if read_only else WRITABLE_SQL]
-        if read_only:
-            statements.append("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                              "WHERE datname = ANY(:'databases'::text[]) "
-                              "AND pid <> pg_backend_pid();")
+        """Writes refused or allowed again: a database setting, which a session takes when it
+        connects, so every other open session of the databases is ended too (PgBouncer's
+        next server connection gets the new setting, and none opened before keeps writing,
+        or keeps refusing). Reads go on being served."""
+        statements = [READ_ONLY_SQL if read_only else WRITABLE_SQL,
+                      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE datname = ANY(:'databases'::text[]) AND pid <> pg_backend_pid();"]
         listing = "{" + ",".join(databases) + "}"
         self.docker.run("exec", "-i", self.container, "psql", "-U", "postgres", "-X", "-q",
                         "-v", "ON_ERROR_STOP=1", "-v", f"databases={listing}", "-f", "-",
@@ -196,7 +196,8 @@ class NewCluster:
                                 check=False)
         if state.stdout.strip() == "false":
             logs = self.docker.run("logs", "--tail", "30", self.container, check=False)
-            raise UpgradeError(f"the new cluster's container stopped:\n{logs.stderr}")
+            raise UpgradeError("the new cluster's container stopped:\n"
+                               f"{logs.stdout}{logs.stderr}")
         return state.returncode == 0
 
     def stop(self) -> None:
