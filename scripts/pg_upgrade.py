@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from components.settings.checks import Problems, check_image
+from components.settings.platform import ImageSettings
 from components.settings.postgres import LEGACY_DATA_MAJOR, image_major
 from scripts.pg_cluster import (
     DATABASE_RIGHTS_SQL,
@@ -178,8 +179,18 @@ def _switch(stack: str, image: str, major: int) -> Callable[[], None]:
     """Step 3 on a real stack: commit the stack file, `pulumi up`; reverted if up fails."""
     def switch() -> None:
         path = stack_path(stack)
-        text = with_value(path.read_text(), "platform.images.postgres", image)
-        text = with_value(text, "platform.postgres.data_major", major)
+        before = text = path.read_text()
+        platform = config_of(before, path.name).get("aiia:platform") or {}
+        # Written where the file's value (or the program's default) is another.
+        if (platform.get("images") or {}).get("postgres", ImageSettings().postgres) != image:
+            text = with_value(text, "platform.images.postgres", image)
+        if (platform.get("postgres") or {}).get("data_major", LEGACY_DATA_MAJOR) != major:
+            text = with_value(text, "platform.postgres.data_major", major)
+        if text == before:  # the file said so already: the up alone switches
+            if pulumi_up(stack) != 0:
+                raise UpgradeError(f"pulumi up -s {stack} failed (the stack file already "
+                                   f"named {image}): the old folder is untouched")
+            return
         commit = commit_stack_file(path, text, (
             f"PostgreSQL {major} for stack {stack}: {image}\n\nThe cluster was copied into "
             f"pgdata-{major} and checked by scripts/pg_upgrade.py; the old folder is kept.\n"))
@@ -207,10 +218,8 @@ def plan_of(stack: str, image: str) -> tuple[Plan, str | None]:
     if not (config.get("aiia:platform") or {}).get("owner"):
         raise DeliveryError(f"stack {stack} does not own the platform: run the upgrade on "
                             "the stack that does (its aiia:platform.owner is true)")
-    recorded = (config["aiia:platform"].get("postgres") or {}).get("data_major")
-    if int(recorded or LEGACY_DATA_MAJOR) >= major:
-        raise DeliveryError(f"{path.name} records data_major {recorded or LEGACY_DATA_MAJOR}: "
-                            f"{image} is not a newer major")
+    # The serving cluster's major is checked on the host (upgrade): the stack file may say
+    # the new one already (a stack file merged from the shipped one, refused at up).
     refuse_uncommitted(path)
     kind = value_of(config, "host.kind")
     return (Plan(prefix=str(value_of(config, "prefix")), image=image, major=major),
