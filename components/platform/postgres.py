@@ -22,6 +22,7 @@ from components.settings.postgres import LEGACY_DATA_MAJOR, data_directory
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
 POSTGRES_UID = data_owner("postgres")
 POSTGRES_PORT = 5432  # postgresql.conf.j2's, on the data network
+DATA_VOLUME_PATH = "/var/lib/postgresql/data"  # the image's VOLUME; PGDATA is a folder in it
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 
@@ -66,7 +67,7 @@ class Postgres(pulumi.ComponentResource):
         # The cluster's folder in the volume follows its major, so an upgrade builds the new
         # one beside the old (scripts/pg_upgrade.py) and switching is a change of PGDATA.
         major = settings.data_major or LEGACY_DATA_MAJOR
-        self.data_directory = f"/var/lib/postgresql/data/{data_directory(major)}"
+        self.data_directory = f"{DATA_VOLUME_PATH}/{data_directory(major)}"
         data_major_checked = self._check_data_major(name, context, args, major)
         config = HostFile(
             f"{name}-config",
@@ -131,7 +132,7 @@ class Postgres(pulumi.ComponentResource):
                                         start_period="1m0s"),
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=args.data_volume.name,
-                                               container_path="/var/lib/postgresql/data"),
+                                               container_path=DATA_VOLUME_PATH),
                     docker.ContainerVolumeArgs(host_path=context.host_path("postgres"),
                                                container_path=CONFIG_DIR_IN_CONTAINER,
                                                read_only=True),
@@ -169,13 +170,14 @@ class Postgres(pulumi.ComponentResource):
         """A step before the server is created or replaced: the volume holds no cluster of
         another major (templates/postgres/check-data-major.sh.j2). It runs again whenever
         the image or the major changes, so a failure leaves the serving container alone."""
-        inside = render("postgres/check-data-major-inside.sh.j2",
+        inside = render("postgres/check-data-major-inside.sh.j2", mount=DATA_VOLUME_PATH,
                         data_directory=data_directory(major), major=major,
                         stack=context.settings.stack,
                         volume=f"{context.prefix}-postgres-data")
         script = pulumi.Output.all(args.image_id, args.data_volume.name).apply(
             lambda values: render("postgres/check-data-major.sh.j2", image=values[0],
-                                  volume=values[1], uid=POSTGRES_UID, inside=inside).strip())
+                                  volume=values[1], mount=DATA_VOLUME_PATH, uid=POSTGRES_UID,
+                                  inside=inside).strip())
         return host_command(f"{name}-data-major", context.connection, script,
                             opts=pulumi.ResourceOptions(parent=self,
                                                         depends_on=[args.data_volume]))
