@@ -27,6 +27,7 @@ from scripts.pg_upgrade import Plan, upgrade
 from tests.harness.local_stack import (
     ROOT,
     LocalStack,
+    image_map,
     remove_everything,
     start_local_stack,
 )
@@ -71,6 +72,8 @@ def standins() -> None:
 @pytest.fixture(scope="module")
 def stack(engine, app_images, dashboard_image, standins) -> Iterator[LocalStack]:
     stack = start_local_stack(engine, app_images, change=on_15)
+    # The 17 image the switch names, to its stand-in (the map was made from the 15 config).
+    stack.replay.image_map.update(image_map(on_17(stack.config)))
     try:
         yield stack
     finally:
