@@ -26,6 +26,7 @@ from components.settings.checks import (
 )
 from components.settings.networks import check_separate_networks, subnet_host, upper_half
 from components.settings.nginx import NginxSettings, check_keepalive, check_nginx_limits
+from components.settings.postgres import check_data_major
 from components.settings.tls import TlsSettings, check_tls
 
 EVICTION_POLICIES = (
@@ -63,7 +64,7 @@ class EnvironmentSettings:
 
 @dataclass(frozen=True)
 class ImageSettings:
-    postgres: str = "postgres:15.20-bookworm"
+    postgres: str = "postgres:17.12-trixie"
     pgbouncer: str = "edoburu/pgbouncer:v1.23.1-p3"
     redis: str = "redis:7.2.12-bookworm"
     nginx: str = "nginx:1.30.6"
@@ -78,6 +79,9 @@ class PostgresSettings:
     work_mem_mb: int = 2
     maintenance_work_mem_mb: int = 16
     max_connections: int = 50
+    # The PostgreSQL major of the cluster in the data volume (components/settings/postgres.py):
+    # a new stack's is its image's; unset means 15, the one major of stacks made before it.
+    data_major: int | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     check_tls(tls, problems)
     for name, reference in vars(platform.images).items():
         check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
+    check_data_major(platform.images.postgres, platform.postgres.data_major, problems)
     _check_redis(platform.redis, problems)
     check_keepalive(platform.nginx, problems)
     check_nginx_limits(platform.nginx, problems)

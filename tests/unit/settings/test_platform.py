@@ -119,7 +119,8 @@ def test_a_platform_image_not_pinned_to_an_exact_release_is_refused(service, ref
 
 @pytest.mark.parametrize(("service", "reference"), [
     ("nginx", "nginx:1.27.3-bookworm"), ("nginx", "nginx:1.30.0"),
-    ("postgres", "postgres:15.20-bookworm"), ("postgres", "postgres:15.20"),
+    ("postgres", "postgres:17.12-trixie"), ("postgres", "postgres:17.12"),
+    ("postgres", "postgres:17.12-trixie@sha256:" + "b" * 64),
     ("pgbouncer", "edoburu/pgbouncer:v1.23.1-p3"), ("redis", "redis:7.2.11-bookworm"),
     ("nginx", "nginx@sha256:" + "a" * 64),
 ])
