@@ -20,9 +20,9 @@ CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/
 # Prerequisites are made in the order listed (`make local` checks before it builds).
 .NOTPARALLEL:
 
-.PHONY: help pulumi-cli venv doctor images local init preview up release rollback backup-now \
-	restore-drill logs exec restart releases status alerts-test ssh diagram test unit lint \
-	destroy-local
+.PHONY: help pulumi-cli venv doctor images local init preview up release rollback pg-upgrade \
+	backup-now restore-drill logs exec restart releases status alerts-test ssh diagram test unit \
+	lint destroy-local
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -80,6 +80,11 @@ maintenance: venv  ## ON=1: ENVIRONMENT of STACK answers 503 + Retry-After (the 
 rollback: venv  ## revert STACK's newest release commit (ENVIRONMENT) and pulumi up
 	$(CHECK_CLI)
 	python3 -m scripts.rollback --stack $(STACK) --environment $(ENVIRONMENT)
+
+pg-upgrade: venv  ## move STACK's PostgreSQL to TO's major (an image) by dump and restore: rows and passwords checked, writes paused for the copy, the old cluster kept; commits the stack file, then pulumi up
+	@test -n "$(TO)" || { echo "usage: make pg-upgrade STACK=prod TO=postgres:17.12-trixie" >&2; exit 2; }
+	$(CHECK_CLI)
+	python3 -m scripts.pg_upgrade --stack $(STACK) --to '$(TO)'
 
 backup-now:  ## a backup of STACK's host now, verified (its bin/backup.sh run; docs/runbooks.md)
 	bash scripts/ops.sh job $(STACK) bin/backup.sh run

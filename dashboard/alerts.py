@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from . import host_access
+from . import host_access, integrity
 from .certificates import CRITICAL_DAYS, WARNING_DAYS
 from .timestamps import parse_utc
 
@@ -64,6 +64,7 @@ def evaluate(status: dict[str, Any], now: float) -> list[dict[str, str]]:
     alerts += _backups(status.get("backups"), status.get("restore_tests"), now)
     alerts += _releases(status.get("releases"), now)
     alerts += _host(status.get("host"))
+    alerts += integrity.alerts((status.get("host") or {}).get("integrity"), now)
     alerts += _access_log(status.get("access_log"))
     alerts += host_access.alerts(status.get("host_access"), now)
     alerts += _notifications(status.get("notifications"))

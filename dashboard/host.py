@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from .integrity import last_check
 from .timestamps import format_utc
 
 
@@ -68,6 +69,7 @@ def live_host(root_dir: Path) -> dict[str, Any]:
         },
         "swap": {"total_bytes": swap.total, "used_bytes": swap.used, "percent": swap.percent},
         "reboot_required": reboot_required(),
+        "integrity": last_check(),
         "disk": {
             "path": path,
             "total_bytes": disk.total,

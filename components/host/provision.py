@@ -20,6 +20,8 @@ program and puts the previous file back when that fails (components/host/connect
   sync (systemd-timesyncd), unattended security updates that take effect (needrestart, and a
   reboot at host.provision.automatic_reboot when a kernel needs one);
 - an audit trail: auditd and the program's rules (components/host/audit.py);
+- a nightly file-integrity check: AIDE, its baseline once the rest is in place
+  (components/host/integrity.py);
 - a preflight of what the Docker provider's ssh:// path needs, before any Docker resource.
 
 Not here: the dashboard's systemd units (components/platform/dashboard.py) and cron entries of the
@@ -36,6 +38,7 @@ import pulumi
 from components.host.audit import AUDIT_PACKAGES, AuditTrail, AuditTrailArgs
 from components.host.baseline import kernel_and_account_defaults, security_updates
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
+from components.host.integrity import INTEGRITY_PACKAGES, IntegrityCheck, IntegrityCheckArgs
 from components.host.systems import DEBIAN_RELEASES, packages_by_release
 from components.host.templates import render
 from components.settings import Settings
@@ -80,7 +83,8 @@ def packages_script(docker_package: str, system: str | None) -> str:
     """The packages step: refuses any system but `system` (host.system), then installs."""
     return render("host/packages.sh.j2", releases=DEBIAN_RELEASES, system=system,
                   packages=packages_by_release(docker_package,
-                                               PACKAGES + UPDATE_PACKAGES + AUDIT_PACKAGES))
+                                               PACKAGES + UPDATE_PACKAGES + AUDIT_PACKAGES
+                                               + INTEGRITY_PACKAGES))
 
 
 def engine_requirement(host: HostSettings) -> dict[str, str | None]:
@@ -283,4 +287,10 @@ class Host(pulumi.ComponentResource):
             render("host/preflight.sh.j2", user=user, **engine_requirement(host)),
             opts=child(*files, *docker_firewall, *fail2ban_files, swap, firewall, updates,
                        *baseline))
+        # Its baseline once everything above has changed the host.
+        IntegrityCheck(f"{name}-integrity", IntegrityCheckArgs(
+            connection=connection, root_dir=host.root_dir,
+            time_of_day=provision.integrity_check_time,
+            memory_mb=provision.integrity_check_memory_mb, after=[self.preflight]),
+            opts=child(packages))
         self.register_outputs({})

@@ -141,7 +141,9 @@ class Backup(pulumi.ComponentResource):
                 scratch_role=scratch_role, off_host=backup.off_host,
                 signer=backup_signer(prefix), signature_namespace=SIGNATURE_NAMESPACE,
                 # A developer's unprivileged local stack: the backup directory is theirs.
-                extra_capabilities=context.root_file_access()))
+                extra_capabilities=context.root_file_access(),
+                # The host's journal and audit trail, a VPS's (review H3).
+                host_logs=context.settings.host.kind == "ssh"))
         files = [
             HostFile(f"{name}-job", HostFileArgs(connection=context.connection,
                                                  path=self.job_path, content=job, mode="0750"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
+import pulumi_command
 import pulumi_docker as docker
 
 from components.host.audit import known_keys
@@ -53,10 +54,20 @@ def collector_healthcheck(status_path: str, every_s: int) -> docker.ContainerHea
     return healthcheck(["CMD-SHELL", script])
 
 
-def hash_password(password: str, salt_source: str) -> str:
-    """pbkdf2_sha256$<iterations>$<salt>$<hash>, with a salt stable per stack so that the
-    rendered config (and so the preview) only changes when the password does."""
-    salt = hashlib.sha256(f"aiia-dashboard:{salt_source}".encode()).digest()[:16]
+# 16 random bytes in hex, printed once on the machine that runs `pulumi up` (od is in
+# POSIX, so on a laptop and a CI runner alike).
+RANDOM_SALT_COMMAND = "od -An -N16 -tx1 /dev/urandom | tr -d ' \\n'"
+
+
+def hash_password(password: str, salt_hex: str) -> str:
+    """pbkdf2_sha256$<iterations>$<salt>$<hash>, with the stack's random salt (a Pulumi
+    resource: drawn once, kept in its state), so that the rendered config, and so the
+    preview, only changes when the password does, and no two stacks share a salt that an
+    attacker could have worked on in advance, as one derived from the stack's name was
+    (review L8)."""
+    salt = bytes.fromhex(salt_hex.strip())
+    if len(salt) < 16:
+        raise ValueError(f"the dashboard's password salt is {len(salt)} bytes, not 16")
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PASSWORD_ITERATIONS)
     return f"pbkdf2_sha256${PASSWORD_ITERATIONS}${salt.hex()}${digest.hex()}"
 
@@ -136,8 +147,15 @@ class Dashboard(pulumi.ComponentResource):
         host = context.settings.host
         host_access = None if local or host.ssh is None or host.provision is None else {
             "deploy_user": host.ssh.user, "known_keys": known_keys(host.provision.admin_ssh_keys)}
-        config_content = pulumi.Output.secret(platform.dashboard_password).apply(
-            lambda password: render(
+        # Its output stays in the state: the same salt on every later run (nothing but a
+        # change of the command draws a new one; the password keeps working then too).
+        salt = pulumi_command.local.Command(f"{name}-password-salt",
+                                            create=RANDOM_SALT_COMMAND,
+                                            opts=pulumi.ResourceOptions(parent=self))
+        config_content = pulumi.Output.all(
+            pulumi.Output.secret(platform.dashboard_password), salt.stdout,
+        ).apply(
+            lambda values: render(
                 "dashboard/config.json.j2",
                 listen_host=listen_host, listen_port=settings.port, state_dir=state_dir,
                 root_dir=context.root_dir, environments=environments, services=services,
@@ -151,7 +169,7 @@ class Dashboard(pulumi.ComponentResource):
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 host_access=host_access, notify=self._notify_block(context, state_dir),
-                auth_password_hash=hash_password(password, context.settings.stack)))
+                auth_password_hash=hash_password(*values)))
         # The config holds the password hash: readable by root and the server's group alone.
         uid = settings.uid
         if local:

@@ -11,15 +11,25 @@ from components.host.connection import HostFile, HostFileArgs
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.platform.postgres import scram_verifier
 from components.settings.accounts import data_owner
 
 PGBOUNCER_UID = data_owner("pgbouncer")  # the image's postgres user (Alpine)
 PORT = 6432
 
 
-def _userlist_quote(value: str) -> str:
-    # userlist.txt quotes with "…"; a quote inside is doubled.
-    return value.replace('"', '""')
+def userlist_secret(role: str, password: str) -> str:
+    """What userlist.txt holds for `role`: the SCRAM verifier PostgreSQL stores for it, never
+    the password (review L8). PgBouncer checks a client's SCRAM proof against it, and then
+    logs in to PostgreSQL with the keys that proof gave it (SCRAM pass-through), which
+    PostgreSQL accepts only when its own verifier has the same salt and iterations: so it is
+    the very verifier init-databases.sql sets with ALTER ROLE (postgres.scram_verifier).
+    A password it cannot compute a verifier for is refused at preview
+    (settings/platform.py), so this never falls back to the plain text."""
+    verifier = scram_verifier(role, password)
+    if not verifier.startswith("SCRAM-SHA-256$"):
+        raise ValueError(f"no SCRAM verifier for {role}'s password: it must be printable ASCII")
+    return verifier
 
 
 @dataclass
@@ -84,7 +94,7 @@ class PgBouncer(pulumi.ComponentResource):
             *[passwords[db["environment"]] for db in args.databases]
         ).apply(lambda values: render(
             "pgbouncer/userlist.txt.j2",
-            databases=[{**db, "password": _userlist_quote(value)}
+            databases=[{**db, "secret": userlist_secret(db["role"], value)}
                        for db, value in zip(args.databases, values, strict=True)],
         ))
         userlist = HostFile(

@@ -17,10 +17,12 @@ from components.names import database_name, database_role
 from components.platform.backup import restore_role, scratch_database_prefix
 from components.platform.context import PlatformContext
 from components.settings.accounts import data_owner
+from components.settings.postgres import LEGACY_DATA_MAJOR, data_directory
 
 CONFIG_DIR_IN_CONTAINER = "/etc/postgresql/aiia"
 POSTGRES_UID = data_owner("postgres")
 POSTGRES_PORT = 5432  # postgresql.conf.j2's, on the data network
+DATA_VOLUME_PATH = "/var/lib/postgresql/data"  # the image's VOLUME; PGDATA is a folder in it
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 
@@ -62,6 +64,11 @@ class Postgres(pulumi.ComponentResource):
         context = args.context
         settings = context.platform.postgres
         self.container_name = context.container_name("postgres")
+        # The cluster's folder in the volume follows its major, so an upgrade builds the new
+        # one beside the old (scripts/pg_upgrade.py) and switching is a change of PGDATA.
+        major = settings.data_major or LEGACY_DATA_MAJOR
+        self.data_directory = f"{DATA_VOLUME_PATH}/{data_directory(major)}"
+        data_major_checked = self._check_data_major(name, context, args, major)
         config = HostFile(
             f"{name}-config",
             HostFileArgs(
@@ -120,12 +127,12 @@ class Postgres(pulumi.ComponentResource):
                 command=["postgres", "-c",
                          f"config_file={CONFIG_DIR_IN_CONTAINER}/postgresql.conf"],
                 envs=[f"POSTGRES_PASSWORD_FILE={CONFIG_DIR_IN_CONTAINER}/superuser-password",
-                      "PGDATA=/var/lib/postgresql/data/pgdata"],
+                      f"PGDATA={self.data_directory}"],
                 healthcheck=healthcheck(["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"],
                                         start_period="1m0s"),
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=args.data_volume.name,
-                                               container_path="/var/lib/postgresql/data"),
+                                               container_path=DATA_VOLUME_PATH),
                     docker.ContainerVolumeArgs(host_path=context.host_path("postgres"),
                                                container_path=CONFIG_DIR_IN_CONTAINER,
                                                read_only=True),
@@ -138,7 +145,7 @@ class Postgres(pulumi.ComponentResource):
                 stop_signal="SIGINT",
                 stop_grace_seconds=60,
             ),
-            context.child(self, depends_on=[config, hba, password_file]),
+            context.child(self, depends_on=[config, hba, password_file, data_major_checked]),
         )
         passwords = context.platform.database_passwords
         init_sql = pulumi.Output.all(*[passwords[db["environment"]] for db in databases]).apply(
@@ -157,6 +164,23 @@ class Postgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
         self.register_outputs({"container_name": self.container_name})
+
+    def _check_data_major(self, name: str, context: PlatformContext, args: PostgresArgs,
+                          major: int) -> pulumi.CustomResource:
+        """A step before the server is created or replaced: the volume holds no cluster of
+        another major (templates/postgres/check-data-major.sh.j2). It runs again whenever
+        the image or the major changes, so a failure leaves the serving container alone."""
+        inside = render("postgres/check-data-major-inside.sh.j2", mount=DATA_VOLUME_PATH,
+                        data_directory=data_directory(major), major=major,
+                        stack=context.settings.stack,
+                        volume=f"{context.prefix}-postgres-data")
+        script = pulumi.Output.all(args.image_id, args.data_volume.name).apply(
+            lambda values: render("postgres/check-data-major.sh.j2", image=values[0],
+                                  volume=values[1], mount=DATA_VOLUME_PATH, uid=POSTGRES_UID,
+                                  inside=inside).strip())
+        return host_command(f"{name}-data-major", context.connection, script,
+                            opts=pulumi.ResourceOptions(parent=self,
+                                                        depends_on=[args.data_volume]))
 
     def _client_rules(self, name: str, context: PlatformContext,
                       databases: list[dict]) -> HostFile:

@@ -3,7 +3,8 @@
 steady = OS reserve + every long-running container's limit (+ the dashboard service)
 peak   = steady + one extra app container per environment (old and new side by side
          during a release) + the largest transient job (a certbot renewal, the backup,
-         the restore drill's migrate check); cron starts them at different times
+         the restore drill's migrate check, the nightly integrity check); cron and
+         systemd timers start them at different times
 
 steady must fit the host's RAM; peak must fit RAM + swap. Both are computed from the
 same limits the containers are given, so the check cannot drift from what runs.
@@ -103,6 +104,11 @@ def memory_budget(host: HostSettings, platform: PlatformSettings) -> MemoryBudge
     transient += [MemoryShare(f"restore drill check of {env.name}", env.app_memory_mb,
                               f"{key}.environments.{env.name}.app_memory_mb")
                   for env in platform.environments]
+    if host.provision is not None:
+        # AIDE's nightly run in its unit's memory cap (components/host/integrity.py).
+        transient.append(MemoryShare("integrity check (AIDE)",
+                                     host.provision.integrity_check_memory_mb,
+                                     "aiia:host.provision.integrity_check_memory_mb"))
     collector = MemoryShare("dashboard collector", platform.dashboard.collector_memory_mb,
                             f"{key}.dashboard.collector_memory_mb")
     # On a VPS the collector is a systemd timer run for a second a minute; on a developer's

@@ -27,7 +27,11 @@ from components.settings.checks import (
     unknown_key_problem,
 )
 from components.settings.host import HostSettings, parse_host
-from components.settings.platform import PlatformSettings, parse_platform
+from components.settings.platform import (
+    PlatformSettings,
+    check_secret_values,
+    parse_platform,
+)
 from components.settings.releases import (
     RELEASE_DRAIN_SECONDS,
     RegistrySettings,
@@ -70,7 +74,8 @@ class Settings:
 
 def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], Any], *,
                    given_keys: Collection[str] | None = None,
-                   secret_keys: Collection[str] = ()) -> Settings:
+                   secret_keys: Collection[str] = (),
+                   secret_text: Callable[[str], str | None] | None = None) -> Settings:
     """Build and validate the settings of `stack` from plain config values and secrets.
 
     `raw` holds the non-secret keys of the `aiia` namespace (objects already decoded);
@@ -78,7 +83,10 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     `given_keys`, when known, are every key of the namespace the stack sets, and
     `secret_keys` those of them set as secrets: a key that is no setting (a typo such as
     `releses` would make the stack declare no release at all) and a secret in plain text
-    are refused. Raises ConfigError listing every problem found.
+    are refused. `secret_text(key)`, when given, is a secret's plain value, read by the
+    checks of its shape alone (a length, its characters) and kept nowhere (the program's
+    run gives it; scripts that only know which secrets are set do not). Raises ConfigError
+    listing every problem found.
     """
     problems = Problems(stack)
     prefix = _parse_prefix(raw, problems)
@@ -88,6 +96,8 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     platform_stack = None
     if owns_platform:
         platform = parse_platform(raw, secrets, problems)
+        if secret_text is not None:
+            check_secret_values(platform.environments, secret_text, problems)
     else:
         platform_stack = _parse_platform_stack(raw, problems)
     releases = parse_releases(raw, secrets, problems)
@@ -103,6 +113,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
         _check_dashboard_uid_apart(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
         _check_reboot_apart_from_backups(platform.backup, host, problems)
+        _check_integrity_apart_from_backups(platform.backup, host, problems)
         _check_memory_budget(host, platform, problems)
     if problems.items:
         raise ConfigError(problems.items)
@@ -245,14 +256,31 @@ def _check_reboot_apart_from_backups(backup: BackupSettings, host: HostSettings,
                                      problems: Problems) -> None:
     """host.provision.automatic_reboot not within the hour after a backup or the drill."""
     reboot = host.provision.automatic_reboot if host.provision else "off"
-    if not _is_time(reboot):
-        return
-    for name in ("time", "drill_time"):
-        job = getattr(backup, name)
-        if _is_time(job) and 0 <= (_seconds(reboot) - _seconds(job)) % 86400 < BACKUP_HOUR_S:
-            problems.add(f"{NAMESPACE}:host.provision.automatic_reboot={reboot!r} is within the "
-                         f"hour after platform.backup.{name} {job}: a reboot would cut the job "
-                         "off; move one of them at least an hour apart")
+    for name, job in _backup_jobs_an_hour_before(reboot, backup):
+        problems.add(f"{NAMESPACE}:host.provision.automatic_reboot={reboot!r} is within the "
+                     f"hour after platform.backup.{name} {job}: a reboot would cut the job "
+                     "off; move one of them at least an hour apart")
+
+
+def _check_integrity_apart_from_backups(backup: BackupSettings, host: HostSettings,
+                                        problems: Problems) -> None:
+    """host.provision.integrity_check_time not within the hour after a backup or the drill:
+    the budget counts one transient job's memory at a time."""
+    check = host.provision.integrity_check_time if host.provision else None
+    for name, job in _backup_jobs_an_hour_before(check, backup):
+        problems.add(f"{NAMESPACE}:host.provision.integrity_check_time={check!r} is within "
+                     f"the hour after platform.backup.{name} {job}: both would hold their "
+                     "memory at once, which the budget counts one at a time; move one of "
+                     "them at least an hour apart")
+
+
+def _backup_jobs_an_hour_before(time_of_day: Any, backup: BackupSettings) -> list[tuple]:
+    """(setting, time) of the backup and the drill when `time_of_day` is in their first hour."""
+    if not _is_time(time_of_day):
+        return []
+    return [(name, getattr(backup, name)) for name in ("time", "drill_time")
+            if _is_time(getattr(backup, name)) and 0 <= (
+                _seconds(time_of_day) - _seconds(getattr(backup, name))) % 86400 < BACKUP_HOUR_S]
 
 
 def _is_time(value: Any) -> bool:
@@ -275,13 +303,21 @@ def load_settings(stack: str, config: Any) -> Settings:
     given, secret = _stack_keys()
     try:
         return parse_settings(stack, raw, config.get_secret, given_keys=given,
-                              secret_keys=secret)
+                              secret_keys=secret, secret_text=_secret_text)
     except ConfigError as error:
         # RunError: Pulumi reports the message as the program's error, without the
         # traceback it prints for any other exception (pulumi/errors.py).
         from pulumi import RunError
 
         raise RunError(str(error)) from None
+
+
+def _secret_text(key: str) -> str | None:
+    """A secret's plain value, as the engine handed it to the program (what `get_secret`
+    wraps), for the checks of its shape; pulumi imported here for scripts/' sake."""
+    from pulumi.runtime import config as runtime_config
+
+    return runtime_config.get_config(f"{NAMESPACE}:{key}")
 
 
 def _stack_keys() -> tuple[set[str], set[str]]:

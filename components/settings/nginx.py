@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.settings.checks import NAMESPACE, Problems, check_positive
+from components.settings.releases import RELEASE_DRAIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,27 @@ def _upload_paths_routable(paths: Any) -> bool:
         return False
     return all(isinstance(path, str) and UPLOAD_PATH_RE.match(path)
                and not path.startswith(NOT_UPLOAD_PATHS) for path in paths)
+
+
+def check_keepalive(nginx: NginxSettings, problems: Problems) -> None:
+    """Kept-alive connections outlive neither their timeout nor an old worker's drain."""
+    key = f"{NAMESPACE}:platform.nginx"
+    timeout = nginx.keepalive_timeout_seconds
+    if not 1 <= timeout <= 300:
+        problems.add(f"{key}.keepalive_timeout_seconds={timeout} must be between 1 and 300")
+        return
+    keep = nginx.keepalive_min_timeout_seconds
+    if keep is not None and not 0 <= keep <= timeout:
+        problems.add(f"{key}.keepalive_min_timeout_seconds={keep} must be between 0 and "
+                     f"keepalive_timeout_seconds={timeout} (a connection is never kept longer "
+                     "than its keep-alive timeout); leave it unset to keep every idle "
+                     "connection across a reload")
+        return
+    shutdown = nginx.worker_shutdown_timeout_seconds
+    if nginx.reload_keeps_idle_seconds + RELEASE_DRAIN_SECONDS >= shutdown:
+        problems.add(f"{key}.worker_shutdown_timeout_seconds="
+                     f"{nginx.worker_shutdown_timeout_seconds} must be longer than the "
+                     f"{nginx.reload_keeps_idle_seconds} s an old worker keeps idle "
+                     f"connections after a reload plus the {RELEASE_DRAIN_SECONDS} s drain, or "
+                     "nginx cuts kept-alive connections a client may be using; raise it or "
+                     "lower keepalive_min_timeout_seconds")

@@ -25,8 +25,8 @@ from components.settings.checks import (
     typed_fields,
 )
 from components.settings.networks import check_separate_networks, subnet_host, upper_half
-from components.settings.nginx import NginxSettings, check_nginx_limits
-from components.settings.releases import RELEASE_DRAIN_SECONDS
+from components.settings.nginx import NginxSettings, check_keepalive, check_nginx_limits
+from components.settings.postgres import check_data_major
 from components.settings.tls import TlsSettings, check_tls
 
 EVICTION_POLICIES = (
@@ -64,7 +64,7 @@ class EnvironmentSettings:
 
 @dataclass(frozen=True)
 class ImageSettings:
-    postgres: str = "postgres:15.20-bookworm"
+    postgres: str = "postgres:17.12-trixie"
     pgbouncer: str = "edoburu/pgbouncer:v1.23.1-p3"
     # The cache's role keeps the key `redis` (the protocol and the app's REDIS_URL); the
     # product is Valkey 8.1 (BSD-3-Clause, Debian 13 ships 8.1; docs/architecture.md, "The
@@ -82,6 +82,9 @@ class PostgresSettings:
     work_mem_mb: int = 2
     maintenance_work_mem_mb: int = 16
     max_connections: int = 50
+    # The PostgreSQL major of the cluster in the data volume (components/settings/postgres.py):
+    # a new stack's is its image's; unset means 15, the one major of stacks made before it.
+    data_major: int | None = None
 
 
 @dataclass(frozen=True)
@@ -229,29 +232,6 @@ def _check_ports(platform: PlatformSettings, problems: Problems) -> None:
                      "same as http_port; nginx needs two host ports")
 
 
-def _check_keepalive(nginx: NginxSettings, problems: Problems) -> None:
-    key = f"{NAMESPACE}:platform.nginx"
-    timeout = nginx.keepalive_timeout_seconds
-    if not 1 <= timeout <= 300:
-        problems.add(f"{key}.keepalive_timeout_seconds={timeout} must be between 1 and 300")
-        return
-    keep = nginx.keepalive_min_timeout_seconds
-    if keep is not None and not 0 <= keep <= timeout:
-        problems.add(f"{key}.keepalive_min_timeout_seconds={keep} must be between 0 and "
-                     f"keepalive_timeout_seconds={timeout} (a connection is never kept longer "
-                     "than its keep-alive timeout); leave it unset to keep every idle "
-                     "connection across a reload")
-        return
-    shutdown = nginx.worker_shutdown_timeout_seconds
-    if nginx.reload_keeps_idle_seconds + RELEASE_DRAIN_SECONDS >= shutdown:
-        problems.add(f"{key}.worker_shutdown_timeout_seconds="
-                     f"{nginx.worker_shutdown_timeout_seconds} must be longer than the "
-                     f"{nginx.reload_keeps_idle_seconds} s an old worker keeps idle "
-                     f"connections after a reload plus the {RELEASE_DRAIN_SECONDS} s drain, or "
-                     "nginx cuts kept-alive connections a client may be using; raise it or "
-                     "lower keepalive_min_timeout_seconds")
-
-
 def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                    problems: Problems) -> PlatformSettings:
     platform_raw = config_object(raw, "platform", problems)
@@ -286,8 +266,9 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     check_tls(tls, problems)
     for name, reference in vars(platform.images).items():
         check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
+    check_data_major(platform.images.postgres, platform.postgres.data_major, problems)
     _check_redis(platform.redis, problems)
-    _check_keepalive(platform.nginx, problems)
+    check_keepalive(platform.nginx, problems)
     check_nginx_limits(platform.nginx, problems)
     _check_postgres(platform, problems)
     _check_ports(platform, problems)
@@ -372,3 +353,35 @@ def _check_secrets(environments: tuple[EnvironmentSettings, ...],
     ]:
         if secrets(secret_key) is None:
             problems.missing_secret(secret_key)
+
+
+# The dashboard's password alone guards the status site, which the whole internet reaches
+# (review L8): long enough that guessing it online is hopeless (NIST SP 800-63B-4 asks at
+# least 15 characters of a password that is the only factor).
+DASHBOARD_PASSWORD_MIN_LENGTH = 16
+
+
+def check_secret_values(environments: tuple[EnvironmentSettings, ...],
+                        secret_text: Callable[[str], str | None], problems: Problems) -> None:
+    """What a secret's value must be, read at preview and never kept: the dashboard's
+    password long enough; each database password printable ASCII, the passwords a SCRAM
+    verifier is computed for in the program (PostgreSQL would SASLprep any other first), so
+    that PgBouncer's userlist holds that verifier and never the password (review L8)."""
+    dashboard = secret_text("dashboard_password")
+    if dashboard is not None and len(dashboard) < DASHBOARD_PASSWORD_MIN_LENGTH:
+        problems.add(f"{NAMESPACE}:dashboard_password has {len(dashboard)} characters; it "
+                     f"alone guards the status site from the internet: at least "
+                     f"{DASHBOARD_PASSWORD_MIN_LENGTH}. Set a new one with `openssl rand "
+                     f"-base64 24 | pulumi config set -s {problems.stack} --secret "
+                     f"{NAMESPACE}:dashboard_password`")
+    for env in environments:
+        key = f"{env.name}_db_password"
+        password = secret_text(key)
+        if password is not None and not (password and password.isascii()
+                                          and password.isprintable()):
+            problems.add(f"{NAMESPACE}:{key} must be printable ASCII (PgBouncer's userlist "
+                         "holds its SCRAM verifier, which the program computes for such "
+                         f"passwords alone); set a new one with `openssl rand -hex 32 | "
+                         f"pulumi config set -s {problems.stack} --secret {NAMESPACE}:{key}` "
+                         "(and the same value in the environment's own stack)")
+

@@ -69,6 +69,14 @@ class ProvisionSettings:
     # booted protects nothing (review M9); one or two minutes of downtime a month, an hour
     # after the default 03:30 backup. unattended-upgrades' Automatic-Reboot-Time.
     automatic_reboot: str = "04:30"
+    # The nightly file-integrity check (components/host/integrity.py): when (the host's
+    # clock; an hour before the default backup, so the two never overlap in memory) and its
+    # memory cap, counted in the budget as a transient job. AIDE's peak grows with the files
+    # it watches: 17-19 MB RSS for 7,000-7,700 (a bare Debian 13, 12), 28 MB for 9,691 on
+    # the provisioned Debian 13 stand-in (tests/e2e/test_vps.py prints it); the cap leaves
+    # room for a VPS's kernel modules.
+    integrity_check_time: str = "02:30"
+    integrity_check_memory_mb: int = 64
     fail2ban: Fail2banSettings = field(default_factory=Fail2banSettings)
 
 
@@ -219,6 +227,7 @@ def _check_provision(settings: ProvisionSettings, problems: Problems) -> None:
     if not 0 <= settings.swappiness <= 100:
         problems.add(f"{key}.swappiness={settings.swappiness} must be between 0 and 100")
     _check_automatic_reboot(settings.automatic_reboot, problems)
+    _check_integrity_check(settings, problems)
     if not _is_disk_path(str(settings.swap_file)):
         problems.add(f"{key}.swap_file={settings.swap_file!r} must be an absolute path of plain "
                      "names on a disk filesystem (letters, digits, . _ -), e.g. /swapfile")
@@ -235,6 +244,27 @@ def _check_automatic_reboot(value: Any, problems: Problems) -> None:
     elif value != "off" and not REBOOT_TIME_RE.match(str(value)):
         problems.add(f"{key}={value!r} must be a time of day HH:MM on the host's clock (UTC "
                      "on a VPS), e.g. \"04:30\", or \"off\" to leave reboots to an operator")
+
+
+# AIDE's peak on a bare Debian (7,000 files) is 14-19 MB; below this it would be killed.
+INTEGRITY_CHECK_MIN_MB = 32
+
+
+def _check_integrity_check(settings: ProvisionSettings, problems: Problems) -> None:
+    key = f"{PROVISION_KEY}.integrity_check_time"
+    value = settings.integrity_check_time
+    if isinstance(value, int):  # YAML 1.1 reads 02:30 as 150 (base 60)
+        problems.add(f"{key}={value} is a number: quote the time in the stack file, e.g. "
+                     "integrity_check_time: \"02:30\"")
+    elif not REBOOT_TIME_RE.match(str(value)):
+        problems.add(f"{key}={value!r} must be a time of day HH:MM on the host's clock (UTC "
+                     "on a VPS), e.g. \"02:30\"")
+    memory = settings.integrity_check_memory_mb
+    if memory < INTEGRITY_CHECK_MIN_MB:
+        problems.add(f"{PROVISION_KEY}.integrity_check_memory_mb={memory} is below "
+                     f"{INTEGRITY_CHECK_MIN_MB}: AIDE would be killed before it finished "
+                     f"reading a bare Debian; raise it (the default is "
+                     f"{ProvisionSettings.integrity_check_memory_mb})")
 
 
 def _is_disk_path(path: str) -> bool:

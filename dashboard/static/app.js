@@ -288,7 +288,20 @@
         host.reboot_required ? `since ${utc(host.reboot_required.since).slice(5, 16)} · ${(host.reboot_required.packages || []).join(", ") || "an update"}`
           : "running what is installed", null, {}),
       tile("Load", load[0].toFixed(2), level(load[0] / (cpu.count || 1), 1.5, 2), `5 min ${load[1].toFixed(2)} · 15 min ${load[2].toFixed(2)}`,
-        history.load1, { floor: cpu.count || 1 }));
+        history.load1, { floor: cpu.count || 1 }),
+      integrityTile(host.integrity, tile));
+  }
+
+  // The nightly file-integrity check (dashboard/integrity.py), where the host runs one.
+  function integrityTile(check, tile) {
+    if (!check) return null;
+    const when = check.at ? `${check.kind === "baseline" ? "baseline" : "checked"} ${utc(check.at).slice(5, 16)}` : "";
+    if (check.outcome === "failed") return tile("Integrity", "failed", "warning", `${when} · journalctl -u aiia-integrity@check`, null, {});
+    if (check.outcome === "changed") {
+      return tile("Integrity", `${check.added + check.removed + check.changed} changed`, "warning",
+        `${when} · ${check.added} added, ${check.removed} removed, ${check.changed} changed`, null, {});
+    }
+    return tile("Integrity", "unchanged", "", `${when} · ${check.entries} files`, null, {});
   }
 
   function renderCertificates(certificates) {

@@ -69,6 +69,39 @@ def test_prod_serves_the_reference_app_through_nginx(provisioned):
     assert any(name.startswith(f"aiia-app-prod-{RELEASES[0]}-") for name in names), names
 
 
+def test_the_app_logs_in_through_pgbouncer_whose_userlist_holds_no_password(provisioned):
+    """Review L8: PgBouncer's userlist on the host holds the SCRAM verifier PostgreSQL stores
+    for each role, no password; the app still logs in through it, PgBouncer making a new
+    server login with the client's keys once PostgreSQL has ended every pooled one."""
+    vps = provisioned.vps
+    root = provisioned.config["aiia:host"]["root_dir"]
+    environments = sorted(provisioned.config["aiia:platform"]["environments"])
+    assert environments == ["prod", "staging"]  # the roles the SQL below names
+
+    def as_superuser(sql: str) -> str:
+        return vps.sh(f"docker exec aiia-postgres psql -U postgres -Atc {shlex.quote(sql)}").stdout
+
+    userlist = vps.sh(f"cat {root}/pgbouncer/userlist.txt").stdout
+    stored = as_superuser("SELECT format('\"%s\" \"%s\"', rolname, rolpassword) FROM pg_authid "
+                          "WHERE rolname IN ('aiia_prod', 'aiia_staging')")
+    assert sorted(userlist.splitlines()) == sorted(stored.splitlines()), (userlist, stored)
+    assert userlist.count("SCRAM-SHA-256$4096:") == len(environments), userlist
+    for environment in environments:
+        assert provisioned.secrets[f"aiia:{environment}_db_password"] not in userlist
+    ended = as_superuser("SELECT pid FROM (SELECT pid FROM pg_stat_activity WHERE usename IN "
+                         "('aiia_prod', 'aiia_staging') OFFSET 0) AS app_backends "
+                         "WHERE pg_terminate_backend(pid)")
+    time.sleep(1.5)  # /healthz/ keeps its answer a second for outside clients
+    deadline = time.monotonic() + 15
+    while (health := provisioned.get("prod", "/healthz/")).status != 200:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.5)
+    assert json.loads(health.body)["checks"]["database"] == "ok", health.body
+    after = as_superuser("SELECT pid FROM pg_stat_activity WHERE usename IN "
+                         "('aiia_prod', 'aiia_staging')")
+    assert after.split() and not set(after.split()) & set(ended.split()), (ended, after)
+
+
 def test_sshd_enforces_the_policy_keys_only_no_root_no_password(provisioned):
     vps, identity = provisioned.vps, provisioned.identity
     effective = vps.sh("sshd -T -C user=deploy,host=client,addr=127.0.0.1").stdout
@@ -600,6 +633,56 @@ def test_the_audit_trail_is_installed_and_skipped_not_failed_in_a_container(prov
     while mark not in vps.sh("journalctl SYSLOG_IDENTIFIER=sudo -o cat --no-pager").stdout:
         assert time.monotonic() < deadline, "the sudo is not in the journal"
         time.sleep(0.5)
+
+
+def test_the_nightly_integrity_check_reports_a_planted_file_on_the_dashboard(provisioned):
+    """Review H3: AIDE's baseline was made by `pulumi up` once the host was provisioned; the
+    nightly unit (started here as its timer would) runs in its sandbox and memory cap on the
+    provisioned host, reports a file planted since in the journal and on the dashboard's host
+    tile, and the next night starts from there. AIDE's peak is printed for the closing note."""
+    vps = provisioned.vps
+    assert vps.sh("systemctl is-enabled aiia-integrity.timer").stdout.strip() == "enabled"
+    baseline = json.loads(vps.sh("cat /var/lib/aiia-integrity/summary.json").stdout)
+    assert baseline["kind"] in ("baseline", "check"), baseline
+    # The first night: what the platform installed after the host's baseline (the dashboard's
+    # package, the job scripts) is reported once; from then on the nights start from there.
+    vps.sh("systemctl start aiia-integrity@check.service")
+    mark = secrets.token_hex(4)
+    vps.sh(f"printf '#!/bin/sh\\n' > /usr/local/bin/planted-{mark} && "
+           f"chmod 0755 /usr/local/bin/planted-{mark}")
+    started = vps.sh("systemctl start aiia-integrity@check.service", check=False)
+    journal = vps.sh("journalctl -u aiia-integrity@check.service --no-pager -o cat").stdout
+    assert started.returncode == 0, journal[-3000:]
+    assert f"/usr/local/bin/planted-{mark}" in journal
+    check = json.loads(vps.sh("cat /var/lib/aiia-integrity/summary.json").stdout)
+    assert f"/usr/local/bin/planted-{mark}" in check["added_paths"], check
+    # The dashboard's unprivileged server reads it through its sandbox.
+    platform = provisioned.settings().platform
+    password = provisioned.secrets["aiia:dashboard_password"]
+    url = f"http://{platform.status_gateway}:{platform.dashboard.port}/api/status"
+    deadline = time.monotonic() + 30  # the server keeps host numbers a few seconds
+    while True:
+        status = json.loads(vps.sh(f"docker exec -i aiia-nginx curl -sf -K - {url}",
+                                   stdin=f'user = "{platform.dashboard.user}:{password}"\n'
+                                   ).stdout)
+        shown = (status["host"].get("integrity") or {}).get("at") == check["at"]
+        if shown or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    (raised,) = [a for a in status["alerts"] if a["subject"] == "integrity"]
+    assert raised["severity"] == "warning" and f"planted-{mark}" in raised["message"], raised
+    # What the nightly run holds at its peak on this host, against the unit's cap.
+    peak_kb = int(vps.sh(
+        "python3 -c 'import resource, subprocess; subprocess.run([\"aide\", \"--check\", "
+        "\"--config=/etc/aiia-integrity.conf\"], stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)'").stdout)
+    cap_mb = provisioned.settings().host.provision.integrity_check_memory_mb
+    print(f"AIDE on the provisioned stand-in: {peak_kb // 1024} MB peak RSS for "
+          f"{check['entries']} entries (unit MemoryMax {cap_mb} MB)")
+    assert peak_kb < cap_mb * 1024, (peak_kb, cap_mb)
+    # Left as found: the removal reported, then a night with nothing new.
+    vps.sh(f"rm /usr/local/bin/planted-{mark} && systemctl start aiia-integrity@check.service "
+           "&& systemctl start aiia-integrity@check.service")
 
 
 def collected_access(provisioned) -> dict:

@@ -12,21 +12,24 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from components.names import database_name
 from components.platform.nginx import reload_command
 from components.settings.platform import ImageSettings
+from components.settings.postgres import image_major
 from tests.harness.client import Response, https_request
 from tests.harness.engine import DockerEngine
 from tests.harness.program import ProgramRun, made_up_secrets, run_program, stack_config
 from tests.harness.replay import Replay
 
 ROOT = Path(__file__).resolve().parents[2]
-# Upstream image (by repository) → the stand-in built by tests/images/build-standins.sh.
+# Upstream image (by repository) → the stand-in built by tests/images/build-standins.sh;
+# PostgreSQL's by its major (postgres:15.20-bookworm → aiia-standin/postgres:15).
 STANDINS = {
-    "postgres": "aiia-standin/postgres:15",
+    "postgres": "aiia-standin/postgres:{major}",
     "edoburu/pgbouncer": "aiia-standin/pgbouncer:1",
     "valkey/valkey": "aiia-standin/valkey:8",
     "redis": "aiia-standin/redis:7",  # a stack that keeps Redis 7.2 as its cache
@@ -93,7 +96,7 @@ def image_map(config: dict) -> dict[str, str]:
     mapping = {}
     for reference in images.values():
         repository = reference.split("@")[0].rsplit(":", 1)[0]
-        mapping[reference] = STANDINS[repository]
+        mapping[reference] = STANDINS[repository].format(major=image_major(reference))
     return mapping
 
 
@@ -261,14 +264,18 @@ def tag_releases(engine: DockerEngine, prefix: str, releases: dict[str, str]) ->
         tag_image(engine, source, f"{app_repository(prefix)}:{release}")
 
 
-def start_local_stack(engine: DockerEngine, releases: dict[str, str]) -> LocalStack:
-    """A fresh local stack, up; the caller removes it with `remove_everything`."""
+def start_local_stack(engine: DockerEngine, releases: dict[str, str],
+                      change: Callable[[dict], None] | None = None) -> LocalStack:
+    """A fresh local stack, up (its config first changed by `change`, if given); the caller
+    removes it with `remove_everything`."""
     prefix = f"e2e{secrets.token_hex(3)}"
     root = Path(f"/tmp/aiia-{prefix}")
     http_port, https_port = free_port(), free_port()
     environments = stack_config("local")["aiia:platform"]["environments"]
     config = e2e_config(prefix, root, free_subnets(engine, 2 + len(environments)), http_port,
                         https_port, releases)
+    if change is not None:
+        change(config)
     tag_releases(engine, prefix, releases)
     stack = LocalStack(prefix=prefix, root=root, config=config,
                        secrets=made_up_secrets(config), http_port=http_port,

@@ -173,6 +173,11 @@ class _Mocks(pulumi.runtime.Mocks):
         elif args.typ in ("command:local:Command", "command:remote:Command"):
             outputs["stdout"] = ""
             outputs["stderr"] = ""
+            if args.name.endswith("-password-salt"):
+                # What the dashboard's salt command prints (16 random bytes in hex), fixed
+                # per name as a stack's state keeps it after its first run.
+                outputs["stdout"] = hashlib.sha256(f"mock-salt:{args.name}".encode()) \
+                    .hexdigest()[:32]
         return [f"{args.name}-id", outputs]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -214,7 +219,7 @@ def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:
     secrets = {}
     if str(platform.get("owner", True)).lower() == "true":  # the others read them from it
         secrets = {"aiia:postgres_password": "test-postgres-superuser",
-                   "aiia:dashboard_password": "test-dashboard"}
+                   "aiia:dashboard_password": "test-dashboard-password"}
     for env in (platform.get("environments") or {}):
         secrets[f"aiia:{env}_db_password"] = f"test-{env}-db"
         secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"

@@ -31,6 +31,7 @@ readonly LOCK_FILE="${CACHE_DIR}/build.lock"
 # (each Dockerfile says FROM aiia-standin/debian:<that suite>; checked below)
 readonly STANDINS=(
     "postgres|aiia-standin/postgres:15|postgres:15-bookworm|bookworm"
+    "postgres-17|aiia-standin/postgres:17|postgres:17-trixie|trixie"
     "pgbouncer|aiia-standin/pgbouncer:1|edoburu/pgbouncer|bookworm"
     "redis|aiia-standin/redis:7|redis:7-bookworm|bookworm"
     "valkey|aiia-standin/valkey:8|valkey/valkey:8.1-trixie|trixie"
@@ -281,9 +282,15 @@ build_standin() {
     grep -qx "FROM $(base_tag "$suite")" "${context}/Dockerfile" \
         || die "${context}/Dockerfile must say FROM $(base_tag "$suite") (its entry in STANDINS)"
 
-    local base_id inputs_hash
+    local base_id inputs_hash copied="" source
     base_id="$(docker image inspect --format '{{.Id}}' "$(base_tag "$suite")")"
-    inputs_hash="$(hash_text "base=${base_id} files=$(hash_dir "$context")")"
+    # A stand-in that copies a file out of another (COPY --from=aiia-standin/…, listed after
+    # it above) is rebuilt when that one is.
+    while IFS= read -r source; do
+        [[ -n "$(image_id "$source")" ]] || die "${tag} copies from ${source}: build it first"
+        copied+=" ${source}=$(image_id "$source")"
+    done < <(sed -n 's|^COPY --from=\(aiia-standin/[^ ]*\) .*|\1|p' "${context}/Dockerfile")
+    inputs_hash="$(hash_text "base=${base_id}${copied} files=$(hash_dir "$context")")"
     if image_is_current "$tag" "$inputs_hash"; then
         log "skip  ${tag} (inputs unchanged)"
         skipped+=("$tag")

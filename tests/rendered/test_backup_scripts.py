@@ -70,7 +70,8 @@ def test_hostile_off_host_values_are_data_in_the_rendered_scripts(tmp_path):
                            memory_mb=64, environments=[], keep_daily=7, keep_monthly=3,
                            disk_budget_mb=1024, scratch_prefix="aiia_drill",
                            scratch_role="aiia_drill", off_host=HOSTILE, extra_capabilities=[],
-                           signer="backup@aiia", signature_namespace="aiia-backup")
+                           signer="backup@aiia", signature_namespace="aiia-backup",
+                           host_logs=True)
     assignment = next(line.strip() for line in backup_script.splitlines()
                       if line.strip().startswith("off_host=") and "$id" in line)
     result = subprocess.run(["bash", "-c", f'id=20261206; {assignment}; echo "$off_host"'],
@@ -198,7 +199,7 @@ def job_mounts(tmp_path: Path, *arguments: str) -> list[tuple[str, str]]:
                     environments=[], keep_daily=7, keep_monthly=3, disk_budget_mb=1024,
                     scratch_prefix="aiia_drill_", scratch_role="aiia_drill_role",
                     off_host=None, extra_capabilities=[], signer="backup@aiia",
-                    signature_namespace="aiia-backup")
+                    signature_namespace="aiia-backup", host_logs=True)
     start = script.index("\njob() {")
     function = script[start:script.index("\n}\n", start) + 3]
     (tmp_path / "docker").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$RECORD"\n')
@@ -239,3 +240,50 @@ def test_a_job_container_mounts_only_what_its_command_uses(tmp_path, arguments):
 def job_mount_lines(tmp_path: Path) -> list[str]:
     words = (tmp_path / "record").read_text().splitlines()
     return [words[index + 1] for index, word in enumerate(words) if word == "-v"]
+
+
+HOST_LOGS_SCRIPT = r"""
+mark=$(cat /proc/sys/kernel/random/uuid)
+logger -t aiia-test "a login to keep: $mark"
+mkdir -p /var/log/audit /tmp/root/nginx /tmp/backups
+echo "type=USER_START msg=audit($mark)" > /var/log/audit/audit.log
+echo "type=USER_START msg=audit(an old one)" > /var/log/audit/audit.log.4
+touch -d '3 days ago' /var/log/audit/audit.log.4
+echo 'server {}' > /tmp/root/nginx/site.conf
+sleep 1  # journald has the line
+root=/tmp/root
+source /aiia/functions.sh
+mkdir -m 0700 /tmp/backups/.work-x-logs
+host_logs /tmp/backups/.work-x-logs
+config_archive /tmp/backups/.work-x-logs > /tmp/config.tar
+echo "MEMBERS"; tar -tf /tmp/config.tar | sort
+echo "JOURNAL $(tar -xOf /tmp/config.tar ./host-logs/journal.export.gz | gunzip \
+  | grep -c "MESSAGE=a login to keep: $mark")"
+echo "AUDIT $(tar -xOf /tmp/config.tar ./host-logs/audit/audit.log.gz | gunzip | grep -c "$mark")"
+"""
+
+
+def test_the_config_archive_carries_the_last_days_journal_and_audit_trail(tmp_path):
+    """Review H3: the last day of the journal (a line logged just now among it) and the audit
+    trail's files of the day (not an older one) go into config.tar, which the backup encrypts,
+    verifies and copies off the host with the rest; run by a booted Debian 13 stand-in's own
+    journalctl, with prod's rendered functions."""
+    from tests.rendered.test_host import IMAGES
+    from tests.rendered.test_integrity import booted_standin
+
+    script = host_files(run_program("prod"))["/srv/aiia/bin/backup.sh"]
+    functions = [script[script.index(f"\n{name}() {{"):] for name in ("host_logs",
+                                                                       "config_archive")]
+    (tmp_path / "functions.sh").write_text("".join(
+        function[:function.index("\n}\n") + 3] for function in functions))
+    with booted_standin(IMAGES["13"], tmp_path) as name:
+        result = subprocess.run(["docker", "exec", name, "bash", "-euo", "pipefail", "-c",
+                                 HOST_LOGS_SCRIPT], capture_output=True, text=True, timeout=120,
+                                check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    members = result.stdout.split("MEMBERS\n")[1].split("JOURNAL")[0].split()
+    assert {"./nginx/site.conf", "./host-logs/journal.export.gz",
+            "./host-logs/audit/audit.log.gz"} <= set(members), members
+    assert "./host-logs/audit/audit.log.4.gz" not in members  # older than a day
+    assert result.stdout.split("JOURNAL ")[1].split()[0] == "1", result.stdout
+    assert result.stdout.split("AUDIT ")[1].split()[0] == "1", result.stdout

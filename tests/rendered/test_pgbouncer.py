@@ -150,6 +150,38 @@ def test_a_query_passes_through_to_postgres_as_the_environment_role(rendered, pg
     assert server_version.startswith("15")
 
 
+def test_the_userlist_holds_no_password_and_a_new_server_login_uses_the_clients_keys(
+        rendered, pgbouncer, postgres_databases):
+    """Review L8: userlist.txt holds each role's SCRAM verifier, never its password, and
+    PgBouncer still logs in to PostgreSQL: with the keys the client's SCRAM proof gave it,
+    which PostgreSQL takes because its verifier is the same one (same salt and iterations).
+    Every backend of the role is ended first, so the query needs a new server login."""
+    database, role, password = role_of(rendered, "prod")
+    userlist = rendered["prod"].file("pgbouncer", "userlist.txt")
+    assert password not in userlist
+    assert role == "aiia_prod"  # a plain name in the SQL below
+    stored = postgres_databases.psql(
+        "SELECT rolpassword FROM pg_authid WHERE rolname = 'aiia_prod'").stdout.strip()
+    assert f'"{role}" "{stored}"' in userlist.splitlines()
+    pooled = int(tcp_psql(pgbouncer, role, password, database, "SELECT pg_backend_pid()").stdout)
+    # OFFSET 0: the role's backends listed first (the filter is not mixed with the call).
+    ended = {int(pid) for pid in postgres_databases.psql(
+        "SELECT pid FROM (SELECT pid FROM pg_stat_activity WHERE usename = 'aiia_prod' "
+        "OFFSET 0) AS role_backends WHERE pg_terminate_backend(pid)").stdout.split()}
+    deadline = time.monotonic() + 10
+    while True:  # a pooled connection PostgreSQL ended fails the one query that finds it
+        answer = tcp_psql(pgbouncer, role, password, database, "SELECT pg_backend_pid()",
+                          check=False)
+        if answer.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer.returncode == 0, answer.stderr
+    assert pooled in ended and int(answer.stdout) not in ended
+    # A wrong password is refused by PgBouncer's own check against the verifier.
+    wrong = tcp_psql(pgbouncer, role, password + "x", database, "SELECT 1", check=False)
+    assert "SASL authentication failed" in wrong.stderr, wrong.stderr
+
+
 def test_transaction_pooling_shares_one_server_connection_between_clients(
         rendered, pgbouncer, sessions):
     database, role, password = role_of(rendered, "prod")

@@ -2,6 +2,7 @@
 dashboard itself: tests/unit/dashboard/)."""
 
 import copy
+import re
 
 import pulumi
 import pytest
@@ -136,3 +137,36 @@ def test_the_notifier_is_counted_in_the_memory_budget():
     budget = parse("prod", with_alerts, secrets).budget
     assert "dashboard alert notifier" in [share.service for share in budget.transient]
     assert "dashboard alert notifier" not in [s.service for s in parse("prod").budget.transient]
+
+
+def test_the_password_hash_takes_the_stacks_random_salt_not_one_from_its_name(prod):
+    """Review L8: the salt is drawn once by a command whose output the state keeps (the
+    mocks give a fixed one, as a stack's state would), not derived from the stack name."""
+    import hashlib
+    import json
+    import subprocess
+
+    from components.platform.dashboard import RANDOM_SALT_COMMAND
+    from tests.harness.program import host_files
+
+    salt = prod.named("platform-dashboard-password-salt")
+    assert salt.plain["create"] == RANDOM_SALT_COMMAND
+    config = json.loads(host_files(prod)["/srv/aiia/dashboard/config.json"])
+    _, _, salt_hex, _ = config["auth_password_hash"].split("$")
+    mocked = hashlib.sha256(b"mock-salt:platform-dashboard-password-salt").hexdigest()[:32]
+    assert salt_hex == mocked
+    assert salt_hex != hashlib.sha256(b"aiia-dashboard:prod").digest()[:16].hex()
+    # What the command prints where `pulumi up` runs: 16 bytes, new on every draw.
+    drawn = {subprocess.run(["/bin/sh", "-c", RANDOM_SALT_COMMAND], capture_output=True,
+                            text=True, check=True).stdout for _ in range(2)}
+    assert len(drawn) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", salt) for salt in drawn)
+
+
+def test_a_short_dashboard_password_stops_the_preview():
+    """The check reads the secret's plain text as the engine hands it to the program."""
+    from tests.harness.program import made_up_secrets
+
+    config = stack_config("prod")
+    secrets = {**made_up_secrets(config), "aiia:dashboard_password": "short"}
+    with pytest.raises(pulumi.RunError, match="aiia:dashboard_password has 5 characters"):
+        run_program("prod", config=config, secrets=secrets)

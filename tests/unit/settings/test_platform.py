@@ -3,6 +3,7 @@ tuning, images), each bad value refused naming the key and the fix."""
 
 import pytest
 
+from components.settings import ConfigError
 from tests.harness.settings import parse, problems, problems_of, secrets_of
 
 
@@ -119,7 +120,8 @@ def test_a_platform_image_not_pinned_to_an_exact_release_is_refused(service, ref
 
 @pytest.mark.parametrize(("service", "reference"), [
     ("nginx", "nginx:1.27.3-bookworm"), ("nginx", "nginx:1.30.0"),
-    ("postgres", "postgres:15.20-bookworm"), ("postgres", "postgres:15.20"),
+    ("postgres", "postgres:17.12-trixie"), ("postgres", "postgres:17.12"),
+    ("postgres", "postgres:17.12-trixie@sha256:" + "b" * 64),
     ("pgbouncer", "edoburu/pgbouncer:v1.23.1-p3"), ("redis", "redis:7.2.11-bookworm"),
     ("redis", "valkey/valkey:8.1.11-trixie"),
     ("nginx", "nginx@sha256:" + "a" * 64),
@@ -138,3 +140,56 @@ def test_a_domain_serves_one_site():
             "aiia:platform.environments.prod.domain's") in message
     message = problems_of(lambda raw: raw["platform"].update(status_domain="api.eduaiia.com"))
     assert "aiia:platform.status_domain='api.eduaiia.com' is already" in message
+
+
+def with_secret(key: str, value: str):
+    values = secrets_of("prod")
+    return lambda asked: value if asked == key else values(asked)
+
+
+def secret_problems(key: str, value: str) -> str:
+    """The problems of the prod stack whose secret `key` is `value`, its plain text read as
+    a program's run reads it."""
+    from components.settings import parse_settings
+    from tests.harness.settings import raw_config
+
+    secrets = with_secret(key, value)
+    with pytest.raises(ConfigError) as error:
+        parse_settings("prod", raw_config("prod"), secrets, secret_text=secrets)
+    return str(error.value)
+
+
+def test_a_short_dashboard_password_is_refused_with_the_command_that_sets_a_long_one():
+    """Review L8: the password alone guards the status site from the internet."""
+    message = secret_problems("dashboard_password", "admin123")
+    assert "aiia:dashboard_password has 8 characters" in message
+    assert "at least 16" in message
+    assert "openssl rand -base64 24 | pulumi config set -s prod --secret " \
+           "aiia:dashboard_password" in message
+    from components.settings import parse_settings
+    from tests.harness.settings import raw_config
+
+    long_enough = with_secret("dashboard_password", "x" * 16)
+    parse_settings("prod", raw_config("prod"), long_enough, secret_text=long_enough)
+
+
+def test_a_database_password_pgbouncer_could_only_store_in_plain_text_is_refused():
+    """Review L8: PgBouncer's userlist holds the SCRAM verifier the program computes, for
+    printable ASCII passwords."""
+    for password in ("pässwörd-long-enough", "tab\there"):
+        message = secret_problems("staging_db_password", password)
+        assert "aiia:staging_db_password must be printable ASCII" in message
+        assert "openssl rand -hex 32 | pulumi config set -s prod --secret " \
+               "aiia:staging_db_password" in message
+
+
+def test_secret_values_are_checked_from_the_plain_text_when_the_secrets_are_outputs():
+    """A real run's secrets are Outputs: the checks read their plain text (secret_text)."""
+    from components.settings import parse_settings
+    from tests.harness.settings import raw_config
+
+    values = secrets_of("prod")
+    with pytest.raises(ConfigError, match="dashboard_password has 5 characters"):
+        parse_settings("prod", raw_config("prod"), lambda key: object(),
+                       secret_text=lambda key: "short" if key == "dashboard_password"
+                       else values(key))

@@ -84,3 +84,28 @@ def test_a_bad_automatic_reboot_time_is_refused_naming_the_key_and_the_fix(value
 def test_a_reboot_time_or_off_is_accepted(value, taken):
     settings = parse("prod", lambda raw: provision(raw).update(automatic_reboot=value))
     assert settings.host.provision.automatic_reboot == taken
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (dict(integrity_check_time="2:30"),
+     "host.provision.integrity_check_time='2:30' must be a time of day HH:MM"),
+    (dict(integrity_check_time=150), "integrity_check_time=150 is a number: quote the time"),
+    (dict(integrity_check_memory_mb=16),
+     "integrity_check_memory_mb=16 is below 32: AIDE would be killed"),
+    # Within the hour after the default backup (03:30): two transient jobs at once.
+    (dict(integrity_check_time="04:00"),
+     "integrity_check_time='04:00' is within the hour after platform.backup.time 03:30"),
+])
+def test_a_bad_integrity_check_setting_is_refused_naming_the_key_and_the_fix(change, expected):
+    assert expected in problems_of(lambda raw: provision(raw).update(change))
+
+
+def test_the_integrity_check_defaults_to_the_night_before_the_backup():
+    settings = parse("prod")
+    assert settings.host.provision.integrity_check_time == "02:30"
+    (share,) = [share for share in settings.budget.transient
+                if share.service == "integrity check (AIDE)"]
+    assert (share.memory_mb, share.config_key) == (
+        64, "aiia:host.provision.integrity_check_memory_mb")
+    assert not [share for share in parse("local").budget.transient
+                if share.service == "integrity check (AIDE)"]  # no host provisioned
