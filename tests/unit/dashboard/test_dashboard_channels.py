@@ -200,3 +200,46 @@ def test_a_test_message_goes_through_every_channel_now(servers, trust, tmp_path)
     message = email.message_from_string(mailbox.messages[0]["data"], policy=email.policy.default)
     assert message["Subject"] == "[WARNING] vps1: notify test"
     assert "this channel works" in message.get_content()
+
+
+def test_email_over_implicit_tls_on_its_own_port(ca, trust, tmp_path):
+    """`security: tls` (SMTPS, port 465 by default): TLS from the first byte, then login."""
+    mailbox = Mailbox()
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=(auth_data.login, auth_data.password) == (b"alerts", b"s3cret"))
+
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port(), ssl_context=ca[1],
+                      authenticator=authenticate, auth_require_tls=False,
+                      server_hostname="localhost")
+    smtp.start()
+    try:
+        raw = {"dashboard_url": "", "state_file": str(tmp_path / "s.json"),
+               "summary_file": str(tmp_path / "m.json"), "channels": [
+                   {"name": "mail", "kind": "email", "smtp_host": "localhost",
+                    "smtp_port": smtp.port, "security": "tls", "username": "alerts",
+                    "from": "aiia@host.example", "to": ["oncall@example.com"]}]}
+        settings = parse_notify(raw, {"channels": {"mail": {"password": "s3cret"}}}, "test")
+        assert notify.send_test(settings, "vps1", NOW) == {"mail": None}
+    finally:
+        smtp.stop()
+    # aiosmtpd marks a session TLS only after STARTTLS; the socket here is TLS throughout
+    # (the client could not have spoken plain SMTP to it), and the login went over it.
+    assert [m["login"] for m in mailbox.messages] == [True]
+
+
+def test_email_over_tls_refuses_a_server_that_speaks_clear_text(trust, tmp_path):
+    plain_server = Controller(Mailbox(), hostname="127.0.0.1", port=free_port())
+    plain_server.start()
+    try:
+        raw = {"dashboard_url": "", "state_file": str(tmp_path / "s.json"),
+               "summary_file": str(tmp_path / "m.json"), "channels": [
+                   {"name": "mail", "kind": "email", "smtp_host": "127.0.0.1",
+                    "smtp_port": plain_server.port, "security": "tls", "username": "alerts",
+                    "from": "aiia@host.example", "to": ["oncall@example.com"]}]}
+        settings = parse_notify(raw, {"channels": {"mail": {"password": "s3cret"}}}, "test")
+        settings = type(settings)(**{**settings.__dict__, "timeout_seconds": 3.0})
+        error = notify.send_test(settings, "vps1", NOW)["mail"]
+    finally:
+        plain_server.stop()
+    assert error.startswith("mail: SMTP") and "SSL" in error
