@@ -28,6 +28,7 @@ from tests.harness.load import Load
 from tests.harness.local_stack import (
     ROOT,
     build_images,
+    image_map,
     release_tags,
     remove_everything,
     start_local_stack,
@@ -52,6 +53,9 @@ def on_17(config: dict) -> dict:
 
 def run(engine: DockerEngine, size: int, rate: float) -> None:
     stack = start_local_stack(engine, release_tags(engine), change=on_15)
+    # The 17 image the switch names, to its stand-in (the map was made from the 15 config),
+    # as tests/e2e/test_pg_upgrade.py does.
+    stack.replay.image_map.update(image_map(on_17(stack.config)))
     try:
         started = time.monotonic()
         database_bytes = generate(stack, size)
