@@ -4,6 +4,7 @@ STARTTLS and authentication, as a mail provider does."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import json
@@ -95,10 +96,6 @@ def trust(ca, monkeypatch):
 def servers(ca):
     plain, tls = Receiver(), Receiver(ca[1])
     mailbox = Mailbox()
-
-    def authenticate(server, session, envelope, mechanism, auth_data):
-        return AuthResult(success=(auth_data.login, auth_data.password) == (b"alerts", b"s3cret"))
-
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port(), tls_context=ca[1],
                       require_starttls=True, auth_require_tls=True, authenticator=authenticate,
                       server_hostname="localhost")
@@ -107,6 +104,22 @@ def servers(ca):
     smtp.stop()
     plain.close()
     tls.close()
+
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    """The test SMTP servers' one account: alerts / s3cret."""
+    return AuthResult(success=(auth_data.login, auth_data.password) == (b"alerts", b"s3cret"))
+
+
+def tls_mail(directory, host: str, port: int, timeout: float = 2.0):
+    """One e-mail channel with `security: tls` (SMTPS) to host:port."""
+    raw = {"dashboard_url": "", "state_file": str(directory / "s.json"),
+           "summary_file": str(directory / "m.json"), "channels": [
+               {"name": "mail", "kind": "email", "smtp_host": host, "smtp_port": port,
+                "security": "tls", "username": "alerts", "from": "aiia@host.example",
+                "to": ["oncall@example.com"]}]}
+    settings = parse_notify(raw, {"channels": {"mail": {"password": "s3cret"}}}, "test")
+    return dataclasses.replace(settings, timeout_seconds=timeout)
 
 
 def free_port() -> int:
@@ -135,7 +148,7 @@ def configure(directory, plain, tls, smtp, password="s3cret", heartbeat=None):  
         raw["heartbeat"] = {"every_minutes": 5}
         secrets["heartbeat"] = {"url": heartbeat}
     settings = parse_notify(raw, secrets, "test")
-    return type(settings)(**{**settings.__dict__, "timeout_seconds": 2.0})
+    return dataclasses.replace(settings, timeout_seconds=2.0)
 
 
 def collect(settings, current, now, monkeypatch):
@@ -205,21 +218,12 @@ def test_a_test_message_goes_through_every_channel_now(servers, trust, tmp_path)
 def test_email_over_implicit_tls_on_its_own_port(ca, trust, tmp_path):
     """`security: tls` (SMTPS, port 465 by default): TLS from the first byte, then login."""
     mailbox = Mailbox()
-
-    def authenticate(server, session, envelope, mechanism, auth_data):
-        return AuthResult(success=(auth_data.login, auth_data.password) == (b"alerts", b"s3cret"))
-
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port(), ssl_context=ca[1],
                       authenticator=authenticate, auth_require_tls=False,
                       server_hostname="localhost")
     smtp.start()
     try:
-        raw = {"dashboard_url": "", "state_file": str(tmp_path / "s.json"),
-               "summary_file": str(tmp_path / "m.json"), "channels": [
-                   {"name": "mail", "kind": "email", "smtp_host": "localhost",
-                    "smtp_port": smtp.port, "security": "tls", "username": "alerts",
-                    "from": "aiia@host.example", "to": ["oncall@example.com"]}]}
-        settings = parse_notify(raw, {"channels": {"mail": {"password": "s3cret"}}}, "test")
+        settings = tls_mail(tmp_path, "localhost", smtp.port)
         assert notify.send_test(settings, "vps1", NOW) == {"mail": None}
     finally:
         smtp.stop()
@@ -232,13 +236,7 @@ def test_email_over_tls_refuses_a_server_that_speaks_clear_text(trust, tmp_path)
     plain_server = Controller(Mailbox(), hostname="127.0.0.1", port=free_port())
     plain_server.start()
     try:
-        raw = {"dashboard_url": "", "state_file": str(tmp_path / "s.json"),
-               "summary_file": str(tmp_path / "m.json"), "channels": [
-                   {"name": "mail", "kind": "email", "smtp_host": "127.0.0.1",
-                    "smtp_port": plain_server.port, "security": "tls", "username": "alerts",
-                    "from": "aiia@host.example", "to": ["oncall@example.com"]}]}
-        settings = parse_notify(raw, {"channels": {"mail": {"password": "s3cret"}}}, "test")
-        settings = type(settings)(**{**settings.__dict__, "timeout_seconds": 3.0})
+        settings = tls_mail(tmp_path, "127.0.0.1", plain_server.port, timeout=3.0)
         error = notify.send_test(settings, "vps1", NOW)["mail"]
     finally:
         plain_server.stop()
