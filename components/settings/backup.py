@@ -16,6 +16,7 @@ from components.settings.checks import (
     typed_fields,
 )
 from components.settings.gpg_keys import KeyProblem, PublicKey, inspect_public_key
+from components.settings.pitr import PitrSettings, parse_pitr
 from components.settings.provision import (
     USER_RE,
     host_key_line,
@@ -62,6 +63,8 @@ class BackupSettings:
     memory_mb: int = 64
     off_host: OffHostSettings | None = None
     keys: tuple[PublicKey, ...] = ()  # the recipients, read and checked
+    # Point-in-time recovery (components/settings/pitr.py): on unless `pitr: false`.
+    pitr: PitrSettings = PitrSettings()
 
     @property
     def hour_minute(self) -> tuple[int, int]:
@@ -111,12 +114,15 @@ def parse_backup(platform_raw: Mapping[str, Any], problems: Problems) -> BackupS
     if not isinstance(raw, Mapping):
         problems.add(f"{BACKUP_KEY} must be an object")
         raw = {}
-    values = typed_fields(BackupSettings, raw, "platform.backup", problems)
+    values = typed_fields(BackupSettings, raw, "platform.backup", problems,
+                          also_known=("pitr",))
     values.pop("keys", None)
+    pitr = parse_pitr(raw.get("pitr"), problems, TIME_RE)
     off_host = _parse_off_host(values.pop("off_host", None), problems)
     recipients = _parse_recipients(values.pop("recipients", None), problems)
     keys = _read_keys(recipients, problems)
-    backup = BackupSettings(recipients=recipients, keys=keys, off_host=off_host, **values)
+    backup = BackupSettings(recipients=recipients, keys=keys, off_host=off_host, pitr=pitr,
+                            **values)
     _check_times(backup, problems)
     _check_limits(backup, problems)
     return backup

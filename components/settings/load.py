@@ -27,6 +27,7 @@ from components.settings.checks import (
     unknown_key_problem,
 )
 from components.settings.host import HostSettings, parse_host
+from components.settings.pitr import check_pitr_disk
 from components.settings.platform import (
     PlatformSettings,
     check_secret_values,
@@ -239,6 +240,7 @@ def _check_backup_on_host(backup: BackupSettings, host: HostSettings, problems: 
                      f"{host.disk_gb} ({limit} MB): the system, the images, PostgreSQL's data "
                      "and the logs need the rest; lower it (and keep_daily/keep_monthly) or "
                      "raise host.disk_gb")
+    check_pitr_disk(backup.pitr, host.disk_gb, problems)
 
 
 TEXT_KEYS = ("prefix", "platform_stack")
