@@ -21,7 +21,7 @@ CHECK_CLI = @python3 -m scripts.pulumi_cli check --root $(PULUMI_CLI_DIR) >/dev/
 .NOTPARALLEL:
 
 .PHONY: help pulumi-cli venv doctor images local init preview up release rollback pg-upgrade \
-	backup-now restore-drill logs exec restart releases status alerts-test ssh diagram test unit \
+	backup-now restore-drill pitr-status pitr-base pitr-drill restore logs exec restart releases status alerts-test ssh diagram test unit \
 	lint destroy-local
 
 help:  ## this list
@@ -91,6 +91,19 @@ backup-now:  ## a backup of STACK's host now, verified (its bin/backup.sh run; d
 
 restore-drill:  ## the restore drill of STACK's newest backup now (bin/backup.sh drill)
 	bash scripts/ops.sh job $(STACK) bin/backup.sh drill
+
+pitr-status:  ## STACK's point-in-time recovery: the archive, the window, the base backups, any gap (bin/pitr.sh status)
+	bash scripts/ops.sh job $(STACK) bin/pitr.sh status
+
+pitr-base:  ## a PITR base backup of STACK's cluster now (a new chain after a gap; bin/pitr.sh base)
+	bash scripts/ops.sh job $(STACK) bin/pitr.sh base
+
+pitr-drill:  ## the PITR drill now: a random second of the window restored in a scratch server, checked against the marker
+	bash scripts/ops.sh job $(STACK) bin/pitr.sh drill
+
+restore:  ## ENVIRONMENT's database as it was at TIME ('2026-12-06 10:42:13+00'), swapped in behind its maintenance page; DRY_RUN=1 first (docs/pitr.md)
+	@test -n "$(TIME)" || { echo "usage: make restore STACK=prod ENVIRONMENT=prod TIME='2026-12-06 10:42:13+00' [DRY_RUN=1]" >&2; exit 2; }
+	bash scripts/ops.sh job $(STACK) bin/pitr.sh restore $(ENVIRONMENT) '$(TIME)' $(if $(DRY_RUN),--dry-run)
 
 logs:  ## the last lines of SERVICE in STACK (nginx, postgres, pgbouncer, redis, dashboard, app-prod, …); FOLLOW=1, SINCE=10m
 	@test -n "$(SERVICE)" || { echo "usage: make logs SERVICE=<nginx|postgres|pgbouncer|redis|dashboard|app-prod|app-staging> [STACK=$(STACK)] [FOLLOW=1] [SINCE=10m]" >&2; exit 2; }

@@ -30,10 +30,12 @@ from components.platform.networks import (
 from components.platform.nginx import Nginx, NginxArgs
 from components.platform.outputs import PlatformOutputs
 from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
-from components.platform.postgres import POSTGRES_PORT, Postgres, PostgresArgs
+from components.platform.pitr import Pitr, PitrArgs
+from components.platform.postgres import POSTGRES_PORT, POSTGRES_UID, Postgres, PostgresArgs
 from components.platform.redis import Redis, RedisArgs
 from components.platform.running import check_running
 from components.settings import Settings
+from components.settings.postgres import LEGACY_DATA_MAJOR
 
 
 @dataclass
@@ -105,6 +107,16 @@ class Platform(pulumi.ComponentResource):
             # Each environment's uploads, {root}/media/<env>, made and owned by its release.
             {"path": context.host_path("media"), "mode": "0755", "owner": "0:0"},
         ]
+        if platform.backup.pitr.enabled:
+            # The WAL archive is PostgreSQL's to write (its archive_command, pitr.py); the
+            # base backups and the restores' work beside it are root's.
+            directories += [
+                {"path": context.host_path("pitr"), "mode": "0700", "owner": "0:0"},
+                {"path": context.host_path("pitr", "wal"), "mode": "0700",
+                 "owner": POSTGRES_UID},
+                {"path": context.host_path("pitr", "base"), "mode": "0700", "owner": "0:0"},
+                {"path": context.host_path("pitr", "restore"), "mode": "0700", "owner": "0:0"},
+            ]
         # An environment's static files and logs are made and owned by its release, for the
         # uid its app runs as (releases.<env>.run_as, which lives in that environment's
         # stack; templates/app/release-begin.sh.j2).
@@ -183,6 +195,18 @@ class Platform(pulumi.ComponentResource):
                        network_name=self.network.name,
                        depends_on=[self.directories, self.postgres.init_databases]),
             opts=pulumi.ResourceOptions(parent=self))
+
+        if platform.backup.pitr.enabled:
+            self.pitr = Pitr(
+                f"{name}-pitr",
+                PitrArgs(context=context, image_id=images["postgres"].image_id,
+                         postgres_container=self.postgres.container_name,
+                         postgres_host=self.postgres.container_name,
+                         network_name=self.network.name,
+                         nginx_container=self.nginx.container_name,
+                         major=platform.postgres.data_major or LEGACY_DATA_MAJOR,
+                         depends_on=[self.backup.drill_key, self.backup.signing_key]),
+                opts=pulumi.ResourceOptions(parent=self))
 
         # nginx, PgBouncer and Redis join the networks they do not start on while they run.
         self.joins = [

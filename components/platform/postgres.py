@@ -16,6 +16,7 @@ from components.host.templates import render
 from components.names import database_name, database_role
 from components.platform.backup import restore_role, scratch_database_prefix
 from components.platform.context import PlatformContext
+from components.platform.pitr import ARCHIVE_MOUNT, archive_command, archive_script
 from components.settings.accounts import data_owner
 from components.settings.postgres import LEGACY_DATA_MAJOR, data_directory
 
@@ -69,6 +70,8 @@ class Postgres(pulumi.ComponentResource):
         major = settings.data_major or LEGACY_DATA_MAJOR
         self.data_directory = f"{DATA_VOLUME_PATH}/{data_directory(major)}"
         data_major_checked = self._check_data_major(name, context, args, major)
+        pitr = context.platform.backup.pitr
+        archiving = [archive_script(name, context, self)] if pitr.enabled else []
         config = HostFile(
             f"{name}-config",
             HostFileArgs(
@@ -84,6 +87,8 @@ class Postgres(pulumi.ComponentResource):
                     work_mem_mb=settings.work_mem_mb,
                     maintenance_work_mem_mb=settings.maintenance_work_mem_mb,
                     hba_file=f"{CONFIG_DIR_IN_CONTAINER}/pg_hba.conf",
+                    archive_command=archive_command(major) if pitr.enabled else "",
+                    archive_timeout=pitr.archive_timeout_seconds,
                 ),
                 mode="0644",
                 # Parameters that need a restart are listed by pg_settings.pending_restart.
@@ -136,6 +141,10 @@ class Postgres(pulumi.ComponentResource):
                     docker.ContainerVolumeArgs(host_path=context.host_path("postgres"),
                                                container_path=CONFIG_DIR_IN_CONTAINER,
                                                read_only=True),
+                    # The WAL archive (pitr.py): its own directory, the server's to write.
+                    *([docker.ContainerVolumeArgs(host_path=context.host_path("pitr", "wal"),
+                                                  container_path=ARCHIVE_MOUNT)]
+                      if pitr.enabled else []),
                 ],
                 # Read-only: it writes PGDATA (its volume), its socket and lock file, and
                 # temporary files of the entrypoint's first-start server.
@@ -145,7 +154,8 @@ class Postgres(pulumi.ComponentResource):
                 stop_signal="SIGINT",
                 stop_grace_seconds=60,
             ),
-            context.child(self, depends_on=[config, hba, password_file, data_major_checked]),
+            context.child(self, depends_on=[config, hba, password_file, data_major_checked,
+                                             *archiving]),
         )
         passwords = context.platform.database_passwords
         init_sql = pulumi.Output.all(*[passwords[db["environment"]] for db in databases]).apply(
@@ -198,7 +208,8 @@ class Postgres(pulumi.ComponentResource):
                                drill_databases=[f"{scratch}{db['environment']}"
                                                 for db in databases],
                                drill_role=f"{scratch}role",
-                               restore_role=restore_role(context.prefix)),
+                               restore_role=restore_role(context.prefix),
+                               replication=context.platform.backup.pitr.enabled),
                 mode="0644",
                 on_change=render(
                     "postgres/apply-hba.sh.j2", container=self.container_name,
