@@ -1,7 +1,7 @@
 """Point-in-time recovery on the page (issue #30): the WAL archive, the restore window, the
 base backups, the off-host copy and the monthly PITR drill, and what of it needs attention.
 
-Two files beside backups.jsonl, both written by `{root}/bin/pitr.sh` (docs/architecture.md):
+Two files beside backups.jsonl, both written by `{root}/bin/pitr.sh` (docs/dashboard.md):
 
 - `pitr.json`, rewritten atomically by `pitr.sh tick` every minute; absent while PITR is
   off or before its first tick (then there is no section and no alert);
