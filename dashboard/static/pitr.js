@@ -73,7 +73,8 @@
   function drillCard(drills, state, level, fmt) {
     const last = drills.last, good = drills.last_good;
     const alert = level[SUBJECT.drill] || "";
-    if (!last) return { title: "PITR drill", level: alert, badge: "none yet", rows: [], note: "No PITR drill recorded yet." };
+    if (!last) return { title: "PITR drill", level: alert || (drills.error ? "warning" : ""), badge: "none yet", rows: [],
+                        note: drills.error || "No PITR drill recorded yet." };
     const target = state && state.rpo_seconds;
     const rpo = last.rpo_seconds === null || last.rpo_seconds === undefined ? "—"
       : `${last.rpo_seconds.toFixed(1)} s` + (target ? ` (target ${target} s)` : "");
@@ -86,7 +87,7 @@
     if (last.reason) rows.push({ label: "Reason", value: last.reason, level: "critical" });
     if (last.outcome !== "succeeded") rows.push({ label: "Last good", value: good ? at(good.started_at, fmt) : "never", level: "" });
     return { title: "PITR drill", level: alert || (last.outcome === "succeeded" ? "ok" : "warning"),
-             badge: last.outcome.replace(/_/g, " "), rows, note: "" };
+             badge: last.outcome.replace(/_/g, " "), rows, note: drills.error || "" };
   }
 
   const api = { cards, SUBJECT };

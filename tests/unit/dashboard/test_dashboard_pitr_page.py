@@ -142,3 +142,10 @@ def test_an_unreadable_snapshot_and_pitr_off_say_so_and_keep_the_drill():
     off = cards({**section(), "state": None})
     assert card(off, "WAL archive")["badge"] == "off"
     assert format_utc(NOW - 9 * 86400) in row(off, "PITR drill", "Last run")["value"]
+
+
+def test_an_unreadable_drills_file_is_said_on_the_drill_card():
+    broken = section(drills=[])
+    broken["drills"]["error"] = "cannot read /srv/aiia/state/pitr-drills.jsonl: Permission denied"
+    drill = card(cards(broken), "PITR drill")
+    assert drill["note"] == broken["drills"]["error"]
