@@ -164,8 +164,8 @@ def alerts(pitr: dict[str, Any] | None, now: float) -> list[dict[str, str]]:
         # What the file says is as old as the file: only the tick's own silence is news.
         found = [_alert(CRITICAL, "PITR tick",
                         f"pitr.json was last rewritten {_when(state.get('updated_at'), now)}: the "
-                        "per-minute `pitr.sh tick` has stopped (is cron running?), so the "
-                        f"archive's state below is that old. {commands.status}")]
+                        "per-minute `pitr.sh tick` has stopped running, so what the page shows "
+                        f"of the archive is that old. {commands.status}")]
     else:
         found = _archive(state, now, commands) + _off_host(state, now, commands) \
             + _base_age(state, now, commands)
