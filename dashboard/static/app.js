@@ -366,7 +366,7 @@
     fill("pitr-cards", cards.map((c) => el("article", { class: "card " + c.level, "data-card": c.title },
       el("div", { class: "card-head" }, el("div", { class: "card-title" }, c.title), badge(c.badge, c.level)),
       c.note ? el("div", { class: "state small " + c.level }, c.note) : null,
-      c.rows.length ? el("dl", { class: "kv" }, c.rows.map((r) => [el("dt", {}, r.label),
+      c.rows.length ? el("dl", { class: "kv" }, c.rows.flatMap((r) => [el("dt", {}, r.label),
         el("dd", { class: r.level ? "state " + r.level : null }, r.value)])) : null)));
   }
 
