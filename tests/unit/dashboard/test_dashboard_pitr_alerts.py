@@ -8,11 +8,13 @@ import json
 
 import pytest
 
-from dashboard import pitr, records
+from dashboard import notify, pitr, records
 from dashboard.alerts import evaluate
+from dashboard.notify_config import parse_notify
 from dashboard.timestamps import format_utc
 from tests.unit.dashboard.conftest import pitr_drill, pitr_snapshot
 from tests.unit.dashboard.test_dashboard_alerts import healthy
+from tests.unit.dashboard.test_dashboard_notify import RAW, SECRETS, Recorder, with_files
 
 NOW = 1_800_000_000.0
 FIVE_MIN = 300
@@ -186,3 +188,15 @@ def test_every_rule_reaches_the_page_and_the_notifier_through_evaluate():
         ("warning", "base backup"), ("warning", "WAL chain")]
     # The notifier tracks an alert by area and subject: one alert per subject, never two.
     assert len({(a["area"], a["subject"]) for a in alerts}) == len(alerts)
+
+
+def test_the_notifier_sends_a_pitr_alert_once_it_holds_to_the_critical_channel_too(tmp_path):
+    settings = with_files(parse_notify(RAW, SECRETS, "test"), tmp_path)
+    sender = Recorder()
+    behind = section(lambda s: s["archive"].update(waiting_segments=2,
+                                                   oldest_waiting_since=at(FIVE_MIN + 1)))
+    for minute in (0, 60):  # held for two collections (hold_collections: 2)
+        notify.run(settings, {**healthy(), "pitr": behind}, int(NOW) + minute, sender)
+    [[event]] = sender.sent["pager"]  # the channel that takes critical alerts only
+    assert (event["kind"], event["area"], event["subject"]) == ("firing", "pitr", "WAL archive")
+    assert "make pitr-status STACK=prod" in event["message"]
