@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from . import host_access, integrity
+from . import host_access, integrity, pitr
 from .certificates import CRITICAL_DAYS, WARNING_DAYS
+from .timestamps import ago as _ago
 from .timestamps import parse_utc
+from .timestamps import when as _when
 
 CRITICAL, WARNING = "critical", "warning"
 BACKUP_MAX_AGE_S = 26 * 3600  # daily backups, with two hours of slack
@@ -23,28 +25,6 @@ MIN_5XX_FOR_CRITICAL = 5
 
 def _alert(severity: str, area: str, subject: str, message: str) -> dict[str, str]:
     return {"severity": severity, "area": area, "subject": subject, "message": message}
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} days ago"
-
-
-def _when(text: str | None, now: float) -> str:
-    """ "16:16 UTC, 5 min ago" for today, "2026-11-20 16:16 UTC" before: readable at a glance."""
-    moment = parse_utc(text)
-    if moment is None:
-        return "unknown time"
-    stamp = datetime.fromtimestamp(moment, tz=UTC)
-    if now - moment < 86400:
-        return f"{stamp:%H:%M} UTC, {_ago(now - moment)}"
-    return f"{stamp:%Y-%m-%d %H:%M} UTC"
 
 
 def _day(text: str | None) -> str:
@@ -62,6 +42,7 @@ def evaluate(status: dict[str, Any], now: float) -> list[dict[str, str]]:
     alerts += _certificates(status.get("certificates") or [], now)
     alerts += _certificate_renewal(status.get("certificate_renewal"), now)
     alerts += _backups(status.get("backups"), status.get("restore_tests"), now)
+    alerts += pitr.alerts(status.get("pitr"), now)
     alerts += _releases(status.get("releases"), now)
     alerts += _host(status.get("host"))
     alerts += integrity.alerts((status.get("host") or {}).get("integrity"), now)

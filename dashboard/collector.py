@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from . import __version__, access_log, host, host_access, records, store, uptime
+from . import __version__, access_log, host, host_access, pitr, records, store, uptime
 from .certificates import certificate_status, renewal_state
 from .config import Config, LogSource
 from .docker_api import ContainerState, DockerClient, DockerError
@@ -93,6 +93,8 @@ class Collection:
             records.read_records(config.backups_file), needs_verification=True
         )
         restore_tests = records.summarize_jobs(records.read_records(config.restore_tests_file))
+        recovery = self.step("pitr", lambda: pitr.summarize(
+            config.pitr_file, config.pitr_drills_file, config.pulumi_stack))
         journal = config.host_access
         logins = journal and self.step("logins", lambda: host_access.collect(
             config.state_dir, journal.deploy_user, journal.known_keys, self.now))
@@ -120,6 +122,7 @@ class Collection:
             "releases": releases,
             "backups": backups,
             "restore_tests": restore_tests,
+            "pitr": recovery,
             "host_access": logins,
             "logs": {name: info for name, info in logs.items() if info is not None},
         }

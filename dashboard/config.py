@@ -122,6 +122,9 @@ class Config:
     # (tls.mode self_signed), so that no certificate is expected to be issued.
     certbot_state_file: Path | None = None
     host_access: HostAccess | None = None  # None: no journal to read (the local stack)
+    # The Pulumi stack that owns the platform, as `make … STACK=<it>` in the commands an
+    # alert suggests; None: the message says STACK=<stack>.
+    pulumi_stack: str | None = None
     # Where alerts are sent (dashboard/notify_config.py); without secrets: only the
     # collector reads them, from `notify.secrets_file`.
     notify: NotifyConfig | None = None
@@ -145,6 +148,15 @@ class Config:
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def pitr_file(self) -> Path:
+        """`pitr.sh tick`'s snapshot of the WAL archive (dashboard/pitr.py), by backups.jsonl."""
+        return self.backups_file.with_name("pitr.json")
+
+    @property
+    def pitr_drills_file(self) -> Path:
+        return self.backups_file.with_name("pitr-drills.jsonl")
 
     def log_source(self, service: str) -> LogSource | None:
         return next((s for s in self.log_sources if s.service == service), None)
@@ -239,6 +251,10 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         retention=retention,
         stack=reader.name("stack", raw["stack"]) if raw.get("stack") is not None else None,
         host_access=_host_access(reader, raw.get("host_access")),
+        pulumi_stack=(
+            None if raw.get("pulumi_stack") is None
+            else reader.name("pulumi_stack", raw["pulumi_stack"])
+        ),
         notify=_notify(raw.get("notify"), source),
         notify_raw=raw.get("notify"),
     )

@@ -180,6 +180,7 @@ class Dashboard:
             },
             "backups": snapshot.get("backups") or _empty_jobs(),
             "restore_tests": snapshot.get("restore_tests") or _empty_jobs(),
+            "pitr": snapshot.get("pitr"),
             "access_log": snapshot.get("access_log") or {},
             "log_services": [source.service for source in self.config.log_sources],
             "logs": snapshot.get("logs") or {},

@@ -1,4 +1,5 @@
-"""UTC timestamps as every shared file writes them: ISO 8601 with a ``Z`` suffix."""
+"""UTC timestamps as every shared file writes them (ISO 8601 with a ``Z`` suffix), and as
+the messages an operator reads say them."""
 
 from __future__ import annotations
 
@@ -27,3 +28,26 @@ def parse_utc(text: object) -> float | None:
     if parsed.tzinfo is None:
         return None
     return parsed.timestamp()
+
+
+def ago(seconds: float) -> str:
+    """ "42 s ago", "5 min ago", "3 h ago", "4 days ago": the unit an operator reads fastest."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def when(text: str | None, now: float) -> str:
+    """ "16:16 UTC, 5 min ago" for today, "2026-11-20 16:16 UTC" before: readable at a glance."""
+    moment = parse_utc(text)
+    if moment is None:
+        return "unknown time"
+    stamp = datetime.fromtimestamp(moment, tz=UTC)
+    if now - moment < 86400:
+        return f"{stamp:%H:%M} UTC, {ago(now - moment)}"
+    return f"{stamp:%Y-%m-%d %H:%M} UTC"

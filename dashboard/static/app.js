@@ -359,6 +359,17 @@
       jobCard("Restore test", data.restore_tests || {}, "restore"));
   }
 
+  // Point-in-time recovery: static/pitr.js says what the cards hold, this lays them out.
+  function renderPitr(data) {
+    const cards = window.AiiaPitr.cards(data.pitr, data.alerts, { ago, utc, mib, duration });
+    document.getElementById("pitr").classList.toggle("hidden", !cards.length);
+    fill("pitr-cards", cards.map((c) => el("article", { class: "card " + c.level, "data-card": c.title },
+      el("div", { class: "card-head" }, el("div", { class: "card-title" }, c.title), badge(c.badge, c.level)),
+      c.note ? el("div", { class: "state small " + c.level }, c.note) : null,
+      c.rows.length ? el("dl", { class: "kv" }, c.rows.flatMap((r) => [el("dt", {}, r.label),
+        el("dd", { class: r.level ? "state " + r.level : null }, r.value)])) : null)));
+  }
+
   function renderReleases(releases) {
     const rows = ((releases && releases.history) || []).map((r) => el("tr", { class: r.failed ? "warning" : null },
       el("td", {}, when(r.started_at), el("span", { class: "muted small" }, " · " + utc(r.started_at).slice(5, 16))),
@@ -488,6 +499,7 @@
     renderHost(data);
     renderCertificates(data.certificates || []);
     renderBackups(data);
+    renderPitr(data);
     renderReleases(data.releases);
     renderAccess(data.host_access);
     renderNotify(data.notifications);

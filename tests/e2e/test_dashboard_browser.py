@@ -8,6 +8,7 @@ screenshots kept under docs/ (docs/dashboard.png, docs/dashboard-phone.png).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import dashboard_status as fixtures
+from tests.unit.dashboard.conftest import pitr_drill, pitr_snapshot
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -41,6 +43,7 @@ SECTIONS = (
     "host",
     "certificates",
     "backups",
+    "pitr",
     "releases",
     "logs",
 )
@@ -62,6 +65,11 @@ def dashboard() -> Iterator[tuple[fixtures.RealisticHost, int]]:
         with fixtures.realistic_host(root, iterations=310_000, poll_seconds=2) as host:
             app_prod = next(c for c in host.docker.containers if c.environment == "prod")
             app_prod.log_lines.append(XSS_LINE)
+            # PITR on, all well (issue #30): what pitr.sh tick and last month's drill left.
+            state = host.state.root / "state"
+            (state / "pitr.json").write_text(json.dumps(pitr_snapshot(host.state.now)))
+            drill = pitr_drill(host.state.now, 6)
+            (state / "pitr-drills.jsonl").write_text(json.dumps(drill) + "\n")
             host.collect()
             with fixtures.running_server(host.state.config_path) as (_, port):
                 yield host, port
@@ -121,6 +129,11 @@ def test_the_page_shows_every_section_updates_and_stays_on_this_host(dashboard, 
         assert page.locator("#release-rows tr").count() == 9
         assert page.locator("#environment-cards .strip rect").count() == 2 * 96
         assert page.locator("#host-tiles svg polyline").count() >= 5
+        assert page.locator("#pitr-cards article").count() == 3
+        archive = page.locator('#pitr-cards article[data-card="WAL archive"]')
+        assert archive.locator(".badge").inner_text() == "archiving"
+        assert "000000010000000000000012" in archive.inner_text()
+        assert "42.0 s (target 60 s)" in page.locator("#pitr").inner_text()
         alerts = page.locator("#alert-list").inner_text()
         assert "staging.example.com" in alerts and "Expires in 9 days" in alerts
         assert "failed_health_check" in alerts

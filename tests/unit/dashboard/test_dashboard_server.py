@@ -224,6 +224,7 @@ def test_the_realistic_state_is_what_the_page_gets(server):
 PATHS = [
     "/",
     "/static/app.js",
+    "/static/pitr.js",
     "/static/style.css",
     "/static/favicon.svg",
     "/api/status",
@@ -322,7 +323,8 @@ def test_the_page_is_csp_clean_and_light(server):
     # browser: tests/e2e/test_dashboard_browser.py.)
     total = sum(
         len(request(port, p).body)
-        for p in ("/", "/static/app.js", "/static/style.css", "/static/favicon.svg")
+        for p in ("/", "/static/app.js", "/static/pitr.js", "/static/style.css",
+                  "/static/favicon.svg")
     )
     assert total < 100 * 1024
 
