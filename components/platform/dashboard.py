@@ -167,6 +167,7 @@ class Dashboard(pulumi.ComponentResource):
                 certbot_state_file=(None if platform.tls.mode == "self_signed"
                                     else context.host_path("state", "certbot.json")),
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
+                pulumi_stack=context.settings.stack,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 host_access=host_access, notify=self._notify_block(context, state_dir),
                 auth_password_hash=hash_password(*values)))

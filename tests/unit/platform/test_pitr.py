@@ -3,6 +3,7 @@ archiving (its config, its archive mount, a replication rule for the base backup
 encrypts to, pitr.sh and its cron entries — and that `pitr: false` puts none of it there."""
 
 import copy
+import json
 
 from components.platform.pitr import ARCHIVE_MOUNT, archive_command, render_pitr_cron
 from tests.harness.program import host_files, host_scripts, run_program, stack_config
@@ -61,3 +62,10 @@ def test_pitr_false_archives_nothing_and_installs_nothing():
     assert not [path for path in files if "pitr" in path]
     server = run.containers()["aiia-postgres"]
     assert ARCHIVE_MOUNT not in [volume["container_path"] for volume in server.plain["volumes"]]
+
+
+def test_the_dashboard_names_the_stack_its_pitr_alerts_tell_the_operator_to_run():
+    for stack in ("prod", "local"):
+        (config,) = [json.loads(content) for path, content in host_files(run_program(stack)).items()
+                     if path.endswith("/dashboard/config.json")]
+        assert config["pulumi_stack"] == stack
