@@ -46,7 +46,10 @@ PAUSE_SECONDS = 0.02
 
 
 def script(stack: LocalStack, name: str, *args: str) -> tuple[float, str, str]:
-    return timed(f"{stack.prefix}-", [str(stack.root / "bin" / name), *args])
+    """The host script, timed; the peak is of the containers it starts (pitr.sh's jobs and
+    scratch server are <prefix>-pitr-*, backup.sh's <prefix>-backup-*)."""
+    jobs = f"{stack.prefix}-{name.removesuffix('.sh')}-"
+    return timed(jobs, [str(stack.root / "bin" / name), *args])
 
 
 def wait_ready(stack: LocalStack) -> None:
