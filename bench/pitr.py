@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import time
 
-from bench.backup import PeakMemory, generate, mb, postgres_container, psql, timed
+from bench.backup import PeakMemory, mb, postgres_container, psql, timed
 from tests.harness.engine import DockerEngine
 from tests.harness.local_stack import (
     ROOT,
@@ -43,6 +43,26 @@ from tests.harness.local_stack import (
 )
 
 PAUSE_SECONDS = 0.02
+
+
+def generate(stack: LocalStack, megabytes: int) -> int:
+    """bench.backup's rows (~110 bytes each), in batches without a client timeout: a loaded
+    2-core machine takes more than the harness's 60 s for a million."""
+    rows = megabytes * 1024 * 1024 // 110
+
+    def sql(statement: str) -> str:
+        return subprocess.run(["docker", "exec", "-i", stack.container("postgres"), "psql",
+                               "-U", "postgres", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d",
+                               f"{stack.prefix}_prod", "-c", statement], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    sql("CREATE TABLE bench_rows (id bigint PRIMARY KEY, n integer, payload text)")
+    for start in range(0, rows, 250_000):
+        sql("INSERT INTO bench_rows SELECT g, (random() * 1e6)::int, "  # noqa: S608
+            "md5(random()::text) || md5(random()::text) FROM generate_series("
+            f"{start + 1}, {min(start + 250_000, rows)}) g")
+    sql("VACUUM ANALYZE bench_rows")
+    return int(sql("SELECT pg_database_size(current_database())"))
 
 
 def script(stack: LocalStack, name: str, *args: str) -> tuple[float, str, str]:
