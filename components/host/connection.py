@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -102,6 +103,9 @@ class HostFileArgs:
     # Run first; when it fails nothing is installed (e.g. the switch's health check).
     precondition: pulumi.Input[str] | None = None
     lock_file: str | None = None  # files that share a lock are installed one at a time
+    # Markers in `content` → the shell variable the precondition set, put in their place on
+    # the host: what only the host knows when the file is installed (the switch's address).
+    fill_in: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class HostFile(pulumi.ComponentResource):
@@ -109,11 +113,16 @@ class HostFile(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HostFileArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aiia:host:File", name, None, opts)
+        for marker, variable in args.fill_in.items():
+            # Put in a sed expression on the host: nothing there may need quoting.
+            if not re.fullmatch(r"@[A-Z_]+@", marker) or not re.fullmatch(r"[a-z_]+", variable):
+                raise ValueError(f"{name}: fill_in {marker!r} → {variable!r}: a marker is "
+                                 "@UPPER_CASE@, a variable lower_case")
         script = pulumi.Output.from_input(args.precondition).apply(
             lambda precondition: render(
                 "host/install-file.sh.j2", path=args.path, mode=args.mode, owner=args.owner,
                 on_change=args.on_change, only_if_absent=args.only_if_absent,
-                precondition=precondition, lock_file=args.lock_file))
+                precondition=precondition, lock_file=args.lock_file, fill_in=args.fill_in))
         self.install = host_command(
             f"{name}-install", args.connection, script, stdin=args.content,
             opts=pulumi.ResourceOptions(parent=self),

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from tests.harness.engine import DialStdioEngine, EngineError, dial_stdio_command
-from tests.harness.program import ProgramRun, RecordedResource
+from tests.harness.program import ProgramRun, RecordedResource, mock_ip_address
 from tests.harness.replay import Replay, ReplayError, duration_ns, go_duration, read_back
 from tests.harness.replay.docker_provider import container_config
 
@@ -231,23 +231,31 @@ def test_undeclared_resources_are_deleted_last_and_only_after_success():
     assert ("remove", "app-c") in engine.calls
 
 
-def test_a_failed_health_gate_is_skipped_by_the_next_up():
+def test_a_failed_health_gate_is_skipped_by_the_next_up_which_never_reads_it_back():
     # resourceDockerContainerCreate sets the id before its wait; the engine keeps the
     # container with init errors; with unchanged inputs the next up is an Update, and the
-    # provider's update never waits for health (pulumi/pulumi#21458).
+    # provider's update never waits for health (pulumi/pulumi#21458). Nor does it read the
+    # container back (terraform-provider-docker v4.5.0 resource_docker_container_funcs.go:
+    # Update ends in `return nil`, line 1076; only Create ends in the Read, line 673, which
+    # alone sets network_data, line 807): the address stays unknown.
     engine = FakeEngine(unhealthy={"app-c"})
-    switch = command("switch", "echo {addr}", dependencies=["urn:app-c"])
     replay = quiet_replay(engine)
     with pytest.raises(ReplayError, match="not healthy"):
         replay.apply(run(container("app-c")))
     assert replay.state["urn:app-c"].init_errors
     engine.calls.clear()
     engine.waited.clear()
-    replay.apply(run(container("app-c"), switch))
+    replay.apply(run(container("app-c")))
     assert engine.calls == [("update", "/containers/app-c/update")]
     assert engine.waited == []  # no health gate this time
     assert not replay.state["urn:app-c"].init_errors
-    assert replay.state["urn:app-c"].real["ip_address"]  # its address is known now
+    assert "ip_address" not in replay.state["urn:app-c"].real  # never read back
+    # So a step that takes the container's address (its network_datas) never runs: for real,
+    # the program's apply would get null network_datas.
+    switch = command("switch", f"echo {mock_ip_address('app-c')}", dependencies=["urn:app-c"])
+    with pytest.raises(ReplayError, match="unknown output"):
+        replay.apply(run(container("app-c"), switch))
+    assert engine.calls == [("update", "/containers/app-c/update")]
 
 
 def test_a_container_that_fails_to_start_is_kept_and_the_next_up_never_starts_it():
