@@ -12,7 +12,8 @@ from components.settings import load_settings
 
 config = pulumi.Config("aiia")
 settings = load_settings(pulumi.get_stack(), config)
-connection = HostConnection.for_host(settings.host, config.get_secret("ssh_private_key"))
+connection = HostConnection.for_host(settings.host, config.get_secret("ssh_private_key"),
+                                     settings.stack)
 provider_opts = None
 if settings.platform and settings.host.provision:
     # The host is provisioned first: every other host command and every Docker resource

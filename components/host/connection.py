@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import local, remote
 
+from components.host.lease import HostLease, host_lease_directory, under_lease
 from components.host.templates import render
 from components.settings.host import HostSettings
 
@@ -32,6 +33,7 @@ class HostConnection:
     sudo: bool = False
     # What every command on this connection waits for (the host's provisioning).
     ready: tuple[pulumi.Resource, ...] = ()
+    lease: HostLease | None = None
 
     @property
     def unprivileged_local(self) -> bool:
@@ -44,9 +46,11 @@ class HostConnection:
         return dataclasses.replace(self, ready=(*self.ready, *resources))
 
     @staticmethod
-    def for_host(host: HostSettings, private_key: pulumi.Input[str] | None) -> HostConnection:
+    def for_host(host: HostSettings, private_key: pulumi.Input[str] | None,
+                 stack: str) -> HostConnection:
+        lease = HostLease(host_lease_directory(host.root_dir), stack)
         if host.kind == "local" or host.ssh is None:
-            return HostConnection(kind="local")
+            return HostConnection(kind="local", lease=lease)
         # host_key pinned (pulumi-command ignores host keys without it); no private key:
         # the ssh-agent's (SSH_AUTH_SOCK, remote/connection.go), as the Docker provider's
         # system ssh uses.
@@ -54,7 +58,8 @@ class HostConnection:
             host=host.ssh.host, user=host.ssh.user, port=host.ssh.port,
             host_key=host.ssh.host_key, private_key=private_key, dial_error_limit=5,
         )
-        return HostConnection(kind="ssh", ssh=connection, sudo=host.ssh.user != "root")
+        return HostConnection(kind="ssh", ssh=connection, sudo=host.ssh.user != "root",
+                              lease=lease)
 
 
 def _as_root(script: str, connection: HostConnection) -> str:
@@ -78,12 +83,14 @@ def host_command(
     if connection.ready:
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(depends_on=list(connection.ready)))
+    create = pulumi.Output.from_input(create).apply(
+        lambda script: under_lease(name, script, connection.lease))
     if connection.kind == "local":
         return local.Command(
             name, create=create, update=create, delete=delete, stdin=stdin,
             triggers=triggers, interpreter=["/bin/bash", "-c"], opts=opts,
         )
-    wrapped = pulumi.Output.from_input(create).apply(lambda script: _as_root(script, connection))
+    wrapped = create.apply(lambda script: _as_root(script, connection))
     return remote.Command(
         name, connection=connection.ssh, create=wrapped, update=wrapped,
         delete=_as_root(delete, connection) if delete else None, stdin=stdin,
