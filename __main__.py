@@ -6,6 +6,7 @@ import pulumi_docker as docker
 from components.host.connection import HostConnection
 from components.host.provision import Host, HostArgs, docker_ssh_options
 from components.platform.outputs import PlatformHandle
+from components.platform.ownership import refuse_dropping_the_platform
 from components.platform.platform import Platform, PlatformArgs
 from components.release.app_release import AppRelease, AppReleaseArgs
 from components.settings import load_settings
@@ -36,6 +37,7 @@ if settings.platform:
         pulumi.export(key, value)
     pulumi.export("memory_budget", settings.budget.table())
 else:
+    refuse_dropping_the_platform(settings.stack)  # one whose last update owned it must keep it
     handle = PlatformHandle.from_stack(settings.platform_stack)
 
 for release in settings.releases:

@@ -14,8 +14,13 @@ command_provider.py), then deletes what is pending deletion or no longer declare
   the new one.
 - A create that made its resource and failed after (`InitError`: a container whose health
   wait failed) leaves the resource in the state with init errors, and the update fails.
-- A protected resource is never deleted or replaced: the update fails
-  (`step_generator.go`, "refusing to delete protected resource").
+- A protected resource is never replaced: the update fails before any step
+  (`step_generator.go`). One no longer declared is not deleted, but everything else
+  undeclared is, except what it depends on, and only then does the update fail: pulumi/pulumi
+  `pkg/resource/deploy/step.go` `DeleteStep.Apply` returns `deleteProtectedError` (line
+  648 at 1b594989), which `step_executor.go` `cancelDueToError` always continues past
+  (lines 442-449), and `deployment_executor.go` leaves out of the later delete antichains
+  the transitive dependencies of an errored step (lines 514-543).
 - The mocks' placeholders in an input (an image id, a 198.18.x.y address) are replaced by
   the real values the provider gave; an input still holding one depends on an output not
   known yet, and Pulumi would not run that step.
@@ -161,12 +166,30 @@ class Replay:
         """Pending deletions and undeclared resources, dependents first."""
         doomed = {urn: applied for urn, applied in self.state.items()
                   if applied.pending_delete or urn not in declared}
-        for applied in doomed.values():
-            if applied.protect:
-                raise ReplayError(f"{applied.name} is protected and cannot be deleted "
-                                  "(as `pulumi up` would refuse)")
-        graph = deletion_graph({urn: applied.dependencies for urn, applied in doomed.items()})
-        run_graph(graph, lambda urn: self._delete(doomed[urn]), self.parallel)
+        protected = sorted(applied.name for applied in doomed.values() if applied.protect)
+        kept = self._kept_for_protected(doomed)
+        deletable = {urn: applied for urn, applied in doomed.items() if urn not in kept}
+        graph = deletion_graph({urn: applied.dependencies
+                                for urn, applied in deletable.items()})
+        run_graph(graph, lambda urn: self._delete(deletable[urn]), self.parallel)
+        if protected:
+            raise ReplayError(f"{', '.join(protected)}: cannot be deleted because it is "
+                              "protected (as `pulumi up` refuses, after deleting the rest)")
+
+    @staticmethod
+    def _kept_for_protected(doomed: dict[str, Applied]) -> set[str]:
+        """The protected resources among `doomed` and, transitively, what they depend on."""
+        base = {urn.split(REPLACED)[0]: urn for urn in doomed}
+        kept: set[str] = set()
+        pending = [urn for urn, applied in doomed.items() if applied.protect]
+        while pending:
+            urn = pending.pop()
+            if urn in kept:
+                continue
+            kept.add(urn)
+            pending.extend(base[dependency] for dependency in doomed[urn].dependencies
+                           if dependency in base)
+        return kept
 
     # ----------------------------------------------------------------- steps
 

@@ -409,13 +409,22 @@ def test_stdin_is_attached_only_when_not_empty(tmp_path):
     assert marker.read_text() == ""
 
 
-def test_a_protected_resource_is_never_deleted():
-    replay = quiet_replay(FakeEngine())
-    protected = container("data")
+def test_a_protected_resource_no_longer_declared_is_kept_and_the_rest_deleted_first():
+    # pulumi/pulumi pkg/resource/deploy: DeleteStep.Apply returns deleteProtectedError
+    # (step.go:648), which cancelDueToError always continues past (step_executor.go:442-449);
+    # the later delete antichains leave out what an errored step depends on
+    # (deployment_executor.go:514-543); the update fails at the end.
+    engine = FakeEngine()
+    replay = quiet_replay(engine)
+    protected = container("data", dependencies=["urn:base"])
     protected.protect = True
-    replay.apply(run(protected))
-    with pytest.raises(ReplayError, match="protected"):
+    replay.apply(run(container("base"), protected, container("other"),
+                     container("app", dependencies=["urn:data"])))
+    engine.calls.clear()
+    with pytest.raises(ReplayError, match="data: cannot be deleted because it is protected"):
         replay.apply(run())
+    assert {call[1] for call in engine.calls if call[0] == "remove"} == {"app", "other"}
+    assert set(replay.state) == {"urn:data", "urn:base"}
 
 
 # ------------------------------------------------------------ Docker providers and ssh://
