@@ -21,6 +21,13 @@ command_provider.py), then deletes what is pending deletion or no longer declare
   648 at 1b594989), which `step_executor.go` `cancelDueToError` always continues past
   (lines 442-449), and `deployment_executor.go` leaves out of the later delete antichains
   the transitive dependencies of an errored step (lines 514-543).
+- An interrupted update (`interrupt`: the CLI killed while a resource is created) leaves a
+  pending CREATE: the resource exists but is not in the state. The next update only warns
+  (`deployment_executor.go` `printPendingOperationsWarning`) and creates it again, which a
+  fixed container name makes fail ("already exists"). `clear_pending_creates` is
+  `pulumi refresh --clear-pending-creates` (`pkg/cmd/pulumi/operations/refresh.go`), which
+  drops them from the state and leaves the half-created resource where it is; the rest of
+  a refresh (reading every resource back) is not modelled.
 - The mocks' placeholders in an input (an image id, a 198.18.x.y address) are replaced by
   the real values the provider gave; an input still holding one depends on an output not
   known yet, and Pulumi would not run that step.
@@ -28,6 +35,7 @@ command_provider.py), then deletes what is pending deletion or no longer declare
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -40,7 +48,7 @@ from tests.harness.program import ProgramRun, RecordedResource
 from tests.harness.replay import command_provider, docker_provider
 from tests.harness.replay.command_provider import COMMANDS
 from tests.harness.replay.docker_provider import CONTAINER, DOCKER_PROVIDER, read_back
-from tests.harness.replay.errors import InitError, ReplayError
+from tests.harness.replay.errors import InitError, Interrupted, ReplayError
 from tests.harness.replay.schedule import (
     DEFAULT_PARALLEL,
     REPLACED,
@@ -102,6 +110,10 @@ class Replay:
         self.events: list[tuple[str, str, float, float]] = []
         self._lock = threading.RLock()
         self._replacements = 0
+        # Names of resources whose create the CLI is killed during (tests set it), and the
+        # operations an interrupted update left pending: URN → (operation, resource name).
+        self.interrupt: set[str] = set()
+        self.pending_operations: dict[str, tuple[str, str]] = {}
 
     def _say(self, line: str) -> None:
         # Steps run in threads: print() writes a line and its newline separately.
@@ -116,6 +128,13 @@ class Replay:
             r.type == DOCKER_PROVIDER or not r.type.startswith(SKIPPED_TYPES))]
         graph = dependency_graph(resources, run.resources)
         by_urn = {resource.urn: resource for resource in resources}
+        if self.pending_operations:
+            # printPendingOperationsWarning: a warning, and the update goes on without them.
+            self._say("warning: Attempting to deploy or update resources with "
+                      f"{len(self.pending_operations)} pending operations from previous "
+                      "deployment: " + ", ".join(f"{name}, interrupted while {operation}"
+                                                 for operation, name in
+                                                 self.pending_operations.values()))
         run_graph(graph, lambda urn: self._step(by_urn[urn]), self.parallel)
         self._delete_at_end({resource.urn for resource in resources})
 
@@ -231,6 +250,8 @@ class Replay:
                           protect=resource.protect,
                           dependencies=list(resource.dependencies),
                           provider=resource.provider)
+        if resource.name in self.interrupt:
+            self._interrupted_create(resource, inputs)
         try:
             applied.real = self._timed("create", resource.name,
                                        lambda: self._provider_create(resource, inputs))
@@ -243,6 +264,27 @@ class Replay:
         with self._lock:
             self.state[resource.urn] = applied
             self._learn(resource, applied.real)
+
+    def _interrupted_create(self, resource: RecordedResource, inputs: dict) -> None:
+        """The CLI killed while the provider creates `resource`: the provider's create goes
+        on (the container is made), the engine records only the pending CREATE."""
+        with self._lock:
+            self.interrupt.discard(resource.name)
+            self.pending_operations[resource.urn] = ("creating", resource.name)
+        with contextlib.suppress(InitError):  # made all the same
+            self._provider_create(resource, inputs)
+        raise Interrupted(f"pulumi up interrupted while creating {resource.name}")
+
+    def clear_pending_creates(self) -> list[str]:
+        """`pulumi refresh --clear-pending-creates`: the pending CREATEs dropped from the
+        state (what they made stays); their resource names."""
+        with self._lock:
+            names = [name for operation, name in self.pending_operations.values()
+                     if operation == "creating"]
+            self.pending_operations = {urn: operation for urn, operation
+                                       in self.pending_operations.items()
+                                       if operation[0] != "creating"}
+        return names
 
     def _update(self, resource: RecordedResource, current: Applied,
                 changed: frozenset[str], plain: dict) -> None:

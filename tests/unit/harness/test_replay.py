@@ -11,7 +11,14 @@ import pytest
 
 from tests.harness.engine import DialStdioEngine, EngineError, dial_stdio_command
 from tests.harness.program import ProgramRun, RecordedResource, mock_ip_address
-from tests.harness.replay import Replay, ReplayError, duration_ns, go_duration, read_back
+from tests.harness.replay import (
+    Interrupted,
+    Replay,
+    ReplayError,
+    duration_ns,
+    go_duration,
+    read_back,
+)
 from tests.harness.replay.docker_provider import container_config
 
 CONTAINER = "docker:index/container:Container"
@@ -425,6 +432,30 @@ def test_a_protected_resource_no_longer_declared_is_kept_and_the_rest_deleted_fi
         replay.apply(run())
     assert {call[1] for call in engine.calls if call[0] == "remove"} == {"app", "other"}
     assert set(replay.state) == {"urn:data", "urn:base"}
+
+
+def test_an_interrupted_create_is_created_again_and_clashes_until_cleared_and_removed():
+    # An interrupted update leaves a pending CREATE, not a resource in the state: the next up
+    # warns (deployment_executor.go printPendingOperationsWarning) and creates it again; the
+    # fixed name clashes. `pulumi refresh --clear-pending-creates` (operations/refresh.go)
+    # drops the operation, `docker rm -f` the half-created container, and the up goes on.
+    engine = FakeEngine()
+    logged = []
+    replay = Replay(engine, {}, log=logged.append)
+    replay.apply(run(container("redis", image="redis-7")))
+    replay.interrupt.add("redis")
+    with pytest.raises(Interrupted, match="interrupted while creating redis"):
+        replay.apply(run(container("redis", image="redis-8")))  # delete-before-create
+    assert "urn:redis" not in replay.state and "redis" in engine.containers
+    assert replay.pending_operations == {"urn:redis": ("creating", "redis")}
+    with pytest.raises(ReplayError, match="a container named redis already exists"):
+        replay.apply(run(container("redis", image="redis-8")))
+    assert any("redis, interrupted while creating" in line for line in logged)
+    assert replay.clear_pending_creates() == ["redis"]
+    engine.remove_container("redis")  # docker rm -f, the runbook's step
+    replay.apply(run(container("redis", image="redis-8")))
+    assert replay.state["urn:redis"].inputs["image"] == "redis-8"
+    assert not replay.pending_operations
 
 
 # ------------------------------------------------------------ Docker providers and ssh://
