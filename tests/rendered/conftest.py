@@ -86,9 +86,9 @@ def local_run_rooted_at(root: Path) -> ProgramRun:
 
 # Around the command a host script runs once its stack holds the host
 # (templates/host/host-lease.sh.j2; the lease itself is tested in test_host_lease.py).
-LEASE_OPENING = ("# Without the lease's descriptors: what it leaves running must not hold the "
-                 "host after it.\n(\n")
-LEASE_CLOSING = "\n) 7>&- 8>&-\n"
+LEASE_OPENING = "# (bash keeps its own copy of them for the group, closed on exec, so the lease " \
+    "stays held).\n{\n"
+LEASE_CLOSING = "\n} 7>&- 8>&-\n"
 
 
 def without_lease(script: str) -> str:
