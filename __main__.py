@@ -6,13 +6,15 @@ import pulumi_docker as docker
 from components.host.connection import HostConnection
 from components.host.provision import Host, HostArgs, docker_ssh_options
 from components.platform.outputs import PlatformHandle
+from components.platform.ownership import refuse_dropping_the_platform
 from components.platform.platform import Platform, PlatformArgs
 from components.release.app_release import AppRelease, AppReleaseArgs
 from components.settings import load_settings
 
 config = pulumi.Config("aiia")
 settings = load_settings(pulumi.get_stack(), config)
-connection = HostConnection.for_host(settings.host, config.get_secret("ssh_private_key"))
+connection = HostConnection.for_host(settings.host, config.get_secret("ssh_private_key"),
+                                     settings.stack)
 provider_opts = None
 if settings.platform and settings.host.provision:
     # The host is provisioned first: every other host command and every Docker resource
@@ -35,6 +37,7 @@ if settings.platform:
         pulumi.export(key, value)
     pulumi.export("memory_budget", settings.budget.table())
 else:
+    refuse_dropping_the_platform(settings.stack)  # one whose last update owned it must keep it
     handle = PlatformHandle.from_stack(settings.platform_stack)
 
 for release in settings.releases:

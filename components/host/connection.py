@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_command import local, remote
 
+from components.host.lease import HostLease, host_lease_directory, under_lease
 from components.host.templates import render
 from components.settings.host import HostSettings
 
@@ -31,6 +33,7 @@ class HostConnection:
     sudo: bool = False
     # What every command on this connection waits for (the host's provisioning).
     ready: tuple[pulumi.Resource, ...] = ()
+    lease: HostLease | None = None
 
     @property
     def unprivileged_local(self) -> bool:
@@ -43,9 +46,11 @@ class HostConnection:
         return dataclasses.replace(self, ready=(*self.ready, *resources))
 
     @staticmethod
-    def for_host(host: HostSettings, private_key: pulumi.Input[str] | None) -> HostConnection:
+    def for_host(host: HostSettings, private_key: pulumi.Input[str] | None,
+                 stack: str) -> HostConnection:
+        lease = HostLease(host_lease_directory(host.root_dir), stack)
         if host.kind == "local" or host.ssh is None:
-            return HostConnection(kind="local")
+            return HostConnection(kind="local", lease=lease)
         # host_key pinned (pulumi-command ignores host keys without it); no private key:
         # the ssh-agent's (SSH_AUTH_SOCK, remote/connection.go), as the Docker provider's
         # system ssh uses.
@@ -53,7 +58,8 @@ class HostConnection:
             host=host.ssh.host, user=host.ssh.user, port=host.ssh.port,
             host_key=host.ssh.host_key, private_key=private_key, dial_error_limit=5,
         )
-        return HostConnection(kind="ssh", ssh=connection, sudo=host.ssh.user != "root")
+        return HostConnection(kind="ssh", ssh=connection, sudo=host.ssh.user != "root",
+                              lease=lease)
 
 
 def _as_root(script: str, connection: HostConnection) -> str:
@@ -77,12 +83,14 @@ def host_command(
     if connection.ready:
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(depends_on=list(connection.ready)))
+    create = pulumi.Output.from_input(create).apply(
+        lambda script: under_lease(name, script, connection.lease))
     if connection.kind == "local":
         return local.Command(
             name, create=create, update=create, delete=delete, stdin=stdin,
             triggers=triggers, interpreter=["/bin/bash", "-c"], opts=opts,
         )
-    wrapped = pulumi.Output.from_input(create).apply(lambda script: _as_root(script, connection))
+    wrapped = create.apply(lambda script: _as_root(script, connection))
     return remote.Command(
         name, connection=connection.ssh, create=wrapped, update=wrapped,
         delete=_as_root(delete, connection) if delete else None, stdin=stdin,
@@ -102,6 +110,9 @@ class HostFileArgs:
     # Run first; when it fails nothing is installed (e.g. the switch's health check).
     precondition: pulumi.Input[str] | None = None
     lock_file: str | None = None  # files that share a lock are installed one at a time
+    # Markers in `content` → the shell variable the precondition set, put in their place on
+    # the host: what only the host knows when the file is installed (the switch's address).
+    fill_in: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class HostFile(pulumi.ComponentResource):
@@ -109,11 +120,16 @@ class HostFile(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HostFileArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("aiia:host:File", name, None, opts)
+        for marker, variable in args.fill_in.items():
+            # Put in a sed expression on the host: nothing there may need quoting.
+            if not re.fullmatch(r"@[A-Z_]+@", marker) or not re.fullmatch(r"[a-z_]+", variable):
+                raise ValueError(f"{name}: fill_in {marker!r} → {variable!r}: a marker is "
+                                 "@UPPER_CASE@, a variable lower_case")
         script = pulumi.Output.from_input(args.precondition).apply(
             lambda precondition: render(
                 "host/install-file.sh.j2", path=args.path, mode=args.mode, owner=args.owner,
                 on_change=args.on_change, only_if_absent=args.only_if_absent,
-                precondition=precondition, lock_file=args.lock_file))
+                precondition=precondition, lock_file=args.lock_file, fill_in=args.fill_in))
         self.install = host_command(
             f"{name}-install", args.connection, script, stdin=args.content,
             opts=pulumi.ResourceOptions(parent=self),

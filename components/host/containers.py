@@ -131,18 +131,3 @@ def with_start_interval(check: docker.ContainerHealthcheckArgs,
     return docker.ContainerHealthcheckArgs(
         tests=check.tests, interval=check.interval, timeout=check.timeout,
         retries=check.retries, start_period=check.start_period, start_interval=start_interval)
-
-
-def container_address(container: docker.Container, port: pulumi.Input[int]) -> pulumi.Output[str]:
-    """ip:port of a container on its (first) network.
-
-    nginx is given addresses, not names: it resolves names only when it loads its config,
-    and an upstream whose name no longer resolves would stop nginx for every environment.
-    """
-
-    def address(values: list) -> str:
-        first = values[0][0]
-        ip = first["ip_address"] if isinstance(first, dict) else first.ip_address
-        return f"{ip}:{int(values[1])}"
-
-    return pulumi.Output.all(container.network_datas, port).apply(address)

@@ -19,7 +19,6 @@ import pulumi_docker as docker
 from components.host.connection import HostConnection, HostFile, HostFileArgs, host_command
 from components.host.containers import (
     ServiceContainerArgs,
-    container_address,
     healthcheck,
     house_rules,
     service_container,
@@ -47,6 +46,9 @@ from components.settings.releases import RELEASE_DRAIN_SECONDS, ReleaseSettings
 # The app's only writable path besides its log directory: Django's temp files for large
 # uploads. Counted in the container's memory when used.
 APP_TMPFS = {"/tmp": "size=8m,mode=1777"}
+# In the upstream's content, the new container's address: the switch's precondition reads it
+# from the engine on the host (templates/app/switch-precondition.sh.j2).
+ADDRESS_MARKER = "@ADDRESS@"
 
 
 def keep_idle_seconds(value: float | None) -> int:
@@ -257,18 +259,22 @@ class AppRelease(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(
                 depends_on=[self.migrate], delete_before_replace=False)),
         )
-        address = container_address(self.container, port)
         # The switch: only once the new container is healthy (wait=True above) is the
         # upstream rewritten, validated with nginx -t and reloaded gracefully. One resource
-        # for every release, updated in place.
+        # for every release, updated in place. Its address is the engine's, read by the
+        # precondition on the host: Pulumi's state has none for a container whose health
+        # gate failed in an earlier `up` (the provider's update never reads it back), and
+        # re-running that release once it is healthy must still switch (issue #28 item 2).
         self.switch = HostFile(
             f"{name}-upstream",
             HostFileArgs(
                 connection=args.connection,
                 path=upstream_file,
-                content=pulumi.Output.all(address, self.container_name).apply(
+                content=pulumi.Output.all(port, self.container_name).apply(
                     lambda values: render_upstream(
-                        env_name, values[0], f"release {release.release}: {values[1]}")),
+                        env_name, f"{ADDRESS_MARKER}:{int(values[0])}",
+                        f"release {release.release}: {values[1]}")),
+                fill_in={ADDRESS_MARKER: "address"},
                 on_change=reload_command(nginx_container, workers_file=old_workers_file),
                 precondition=script("app/switch-precondition.sh.j2", timeout_seconds=60),
                 lock_file=nginx_lock_file(state_dir),
@@ -290,8 +296,7 @@ class AppRelease(pulumi.ComponentResource):
                    health_status=release.contract.health_status,
                    # No release header: the watch recognises the release by the address
                    # nginx logs for its requests (templates/app/release-watch.sh.j2).
-                   upstream_address=address if release.contract.release_header is None
-                   else "",
+                   check_upstream=release.contract.release_header is None, port=port,
                    nginx_reload=reload_command(nginx_container),
                    lock_file=nginx_lock_file(state_dir)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),

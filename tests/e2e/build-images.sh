@@ -40,7 +40,7 @@ fi
 
 # Variants of the reference app for the release tests (tests/e2e/images/README.md), each
 # FROM aiia-e2e-app:build: rebuilt when their own files or that base image change.
-for variant in unhealthy broken schema-b bad-migration lock-migration ordinary; do
+for variant in unhealthy broken schema-b bad-migration lock-migration ordinary slow-start; do
   variant_hash=$( { inputs_hash "tests/e2e/images/$variant"
                     docker image inspect --format '{{ .Id }}' aiia-e2e-app:build; } \
     | sha256sum | cut -c1-16)

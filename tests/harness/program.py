@@ -280,7 +280,9 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
     secrets = made_up_secrets(config) if secrets is None else secrets
     mocks = _Mocks(stack_outputs)
     monitor = _RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="aiia", stack=stack, preview=False, monitor=monitor)
+    # The organization as the engine names it (a file backend's is "organization").
+    pulumi.runtime.set_mocks(mocks, project="aiia", stack=stack, preview=False, monitor=monitor,
+                             organization="organization")
     values = {key: value if isinstance(value, str) else json.dumps(value)
               for key, value in {**config, **secrets}.items()}
     pulumi.runtime.set_all_config(values, secret_keys=list(secrets))

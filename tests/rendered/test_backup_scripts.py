@@ -15,7 +15,7 @@ from components.host.templates import render
 from components.platform.backup import RECEIVER_PATH
 from components.settings.backup import OffHostSettings
 from tests.harness.program import host_files, host_scripts, run_program, stack_config
-from tests.rendered.conftest import unwrap_sudo
+from tests.rendered.conftest import unwrap_sudo, without_lease
 from tests.rendered.test_shellcheck import shellcheck
 
 pytestmark = pytest.mark.rendered
@@ -83,7 +83,7 @@ def test_hostile_off_host_values_are_data_in_the_rendered_scripts(tmp_path):
 
 
 def test_the_printed_line_restricts_the_copy_key_to_the_receiver(with_off_host, tmp_path):
-    script = unwrap_sudo(host_scripts(with_off_host)["platform-backup-off-host-key"])
+    script = without_lease(unwrap_sudo(host_scripts(with_off_host)["platform-backup-off-host-key"]))
     assert shellcheck(script, "bash") == ""
     directory = tmp_path / "off-host"
     result = subprocess.run(["bash", "-c", script.replace("/srv/aiia/backup/off-host",

@@ -17,9 +17,16 @@ from tests.rendered.test_shellcheck import shellcheck
 pytestmark = pytest.mark.rendered
 
 # `docker exec <nginx> curl … -w '%{http_code}' … URL`: answers $FAKE_STATUS and logs the
-# request as nginx's access log would, sent to $FAKE_UPSTREAM; every other call succeeds
-# quietly (no nginx running: `docker ps` prints nothing, so no reload happens).
+# request as nginx's access log would, sent to $FAKE_UPSTREAM; `docker inspect` of the new
+# container's address on its network answers ADDRESS (the engine's, not Pulumi's state's);
+# every other call succeeds quietly (no nginx running: `docker ps` prints nothing, so no
+# reload happens).
+ADDRESS = "172.18.0.7"
 FAKE_DOCKER = """#!/bin/bash
+if [ "$1" = inspect ] && [[ "$3" == *'Networks "aiia-local-prod"'* ]]; then
+  echo 172.18.0.7
+  exit 0
+fi
 if [ "$1" = exec ] && [ "$3" = curl ]; then
   url=${*: -1}
   path=/${url#https://*/}
@@ -43,8 +50,8 @@ def watch(tmp_path_factory) -> tuple[str, str, Path]:
     run = run_program("local", config=config)
     script = run.named("app-prod-watch").plain["create"]
     upstream = run.named("app-prod-upstream-install").plain["stdin"]
-    address = re.search(r"server (\S+) max_fails", upstream).group(1)
-    return script, address, root
+    port = re.search(r"server @ADDRESS@:(\d+) max_fails", upstream).group(1)
+    return script, f"{ADDRESS}:{port}", root
 
 
 def run_watch(watch, tmp_path, status: int, upstream: str) -> subprocess.CompletedProcess:

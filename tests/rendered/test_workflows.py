@@ -349,6 +349,13 @@ def test_deploys_of_a_stack_never_overlap_and_each_waits_for_its_reviewers():
     deploy = jobs["deploy"]
     assert deploy["concurrency"]["cancel-in-progress"] is False
     assert possible_values(deploy["concurrency"]["group"]) == ["deploy-prod", "deploy-staging"]
+    # Across stacks, the host's lease (not one group: GitHub cancels the pending run a newer
+    # one of the group replaces), held from before `pulumi up` to the end of the job.
+    names = [step.get("name") for step in deploy["steps"]]
+    lease = next(index for index, name in enumerate(names)
+                 if name and name.startswith("Hold the host"))
+    assert "bash scripts/host-lease.sh" in deploy["steps"][lease]["run"]
+    assert lease < names.index("pulumi up")
     assert environment_names(deploy) == ["prod", "staging"]
     for environment in ("prod", "staging"):
         assert MANIFEST["environments"][environment]["reviewers"] == "required"

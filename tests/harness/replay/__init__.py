@@ -36,8 +36,8 @@ What it does not model (so the tests cannot see it):
   `registry_auth` (image pulls are not modelled; it fails by name);
 - of remote commands: the provider keeping every SSH connection open until it exits, and
   `environment` (sent with `Setenv`, which sshd drops unless `AcceptEnv` names it); custom
-  timeouts, `retainOnDelete`, aliases, imports, `pulumi cancel`
-  and an interrupted update (its pending operations);
+  timeouts, `retainOnDelete`, aliases, imports and `pulumi cancel` (an interrupted
+  create is: replay.py); `pulumi refresh` beyond `--clear-pending-creates`;
 - the provider's own image pull: stand-ins are on the engine already, or the Replay's
   `pull(engine, image)` (the registry's stand-in) brings one there in the `RemoteImage`
   step (which keeps the pull in a step of its own, before the containers that take its
@@ -55,13 +55,14 @@ from tests.harness.replay.docker_provider import (
     go_duration,
     read_back,
 )
-from tests.harness.replay.errors import ReplayError
+from tests.harness.replay.errors import Interrupted, ReplayError
 from tests.harness.replay.replay import Replay
 from tests.harness.replay.schedule import dependency_graph
 from tests.harness.replay.steps import Applied, Plan, changed_inputs, plan_step, preview
 
 __all__ = [
     "CONTAINER", "DOCKER_PROVIDER", "IMAGE", "LOCAL_COMMAND", "NETWORK", "REMOTE_COMMAND",
+    "Interrupted",
     "VOLUME", "Applied", "Plan", "Replay", "ReplayError", "changed_inputs", "dependency_graph",
     "duration_ns", "go_duration", "plan_step", "preview", "read_back",
 ]

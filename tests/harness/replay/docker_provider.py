@@ -24,8 +24,11 @@ Docker Engine API; an input the replay does not understand fails by name.
 - A container whose health wait fails already has its id (`resourceDockerContainerCreate`:
   `d.SetId` before the `wait` loop), so the engine keeps it with init errors (`InitError`)
   and the update fails. The provider's update does not run the health wait
-  (pulumi/pulumi#21458). Its address becomes known only then (the provider reads
-  `network_data` after a successful create or update, not after a failed create).
+  (pulumi/pulumi#21458), and it never reads the container back: v4.5.0
+  `resourceDockerContainerUpdate` ends in `return nil` (resource_docker_container_funcs.go
+  line 1076), while only Create ends in `resourceDockerContainerRead` (line 673), the one
+  place `network_data` is set (line 807). So the address of a container whose create
+  failed after its id stays unknown on every later `up` until a `pulumi refresh`.
 - Read-back (`read_back`): the state holds what the provider reads back, not what was
   declared. Healthcheck durations are read back in Go's canonical form (`"60s"` →
   `"1m0s"`, `resourceDockerContainerRead` formats `time.Duration`), so a declaration in
@@ -428,9 +431,10 @@ def update_container(engine: DockerEngine, resource: RecordedResource, inputs: d
         "MemorySwap": inputs.get("memory_swap", 0) * 1024 * 1024,
         "RestartPolicy": restart_policy(inputs),
     })
-    # The provider reads the container back after an update: its address is
-    # known from now on (even if it never became healthy).
-    return {**real, **container_facts(engine, resource, name)}
+    # No read-back: v4.5.0 resourceDockerContainerUpdate returns nil after its
+    # ContainerUpdate (resource_docker_container_funcs.go:1076), so what the state held (no
+    # address after a failed create) is what it keeps.
+    return dict(real)
 
 
 def delete(engine: DockerEngine, type_: str, inputs: dict, real: dict) -> None:

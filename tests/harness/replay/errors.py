@@ -1,6 +1,7 @@
 """How a replayed step fails.
 
 - `ReplayError`: the update fails (a step failed, or `pulumi up` would refuse).
+- `Interrupted`: the update was killed mid-step (replay.py, pending operations).
 - `InitError`: a create that made its resource but failed after it (pulumi's `InitError`);
   the engine keeps the resource, with init errors (replay.py).
 - `check_inputs`: an input the replay does not understand fails by name, and the message
@@ -14,6 +15,10 @@ from tests.harness.program import RecordedResource
 
 class ReplayError(Exception):
     pass
+
+
+class Interrupted(ReplayError):
+    """`pulumi up` killed while a step ran (a second Ctrl-C, a cancelled CI job's SIGKILL)."""
 
 
 class InitError(Exception):

@@ -14,8 +14,20 @@ command_provider.py), then deletes what is pending deletion or no longer declare
   the new one.
 - A create that made its resource and failed after (`InitError`: a container whose health
   wait failed) leaves the resource in the state with init errors, and the update fails.
-- A protected resource is never deleted or replaced: the update fails
-  (`step_generator.go`, "refusing to delete protected resource").
+- A protected resource is never replaced: the update fails before any step
+  (`step_generator.go`). One no longer declared is not deleted, but everything else
+  undeclared is, except what it depends on, and only then does the update fail: pulumi/pulumi
+  `pkg/resource/deploy/step.go` `DeleteStep.Apply` returns `deleteProtectedError` (line
+  648 at 1b594989), which `step_executor.go` `cancelDueToError` always continues past
+  (lines 442-449), and `deployment_executor.go` leaves out of the later delete antichains
+  the transitive dependencies of an errored step (lines 514-543).
+- An interrupted update (`interrupt`: the CLI killed while a resource is created) leaves a
+  pending CREATE: the resource exists but is not in the state. The next update only warns
+  (`deployment_executor.go` `printPendingOperationsWarning`) and creates it again, which a
+  fixed container name makes fail ("already exists"). `clear_pending_creates` is
+  `pulumi refresh --clear-pending-creates` (`pkg/cmd/pulumi/operations/refresh.go`), which
+  drops them from the state and leaves the half-created resource where it is; the rest of
+  a refresh (reading every resource back) is not modelled.
 - The mocks' placeholders in an input (an image id, a 198.18.x.y address) are replaced by
   the real values the provider gave; an input still holding one depends on an output not
   known yet, and Pulumi would not run that step.
@@ -23,6 +35,7 @@ command_provider.py), then deletes what is pending deletion or no longer declare
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -35,7 +48,7 @@ from tests.harness.program import ProgramRun, RecordedResource
 from tests.harness.replay import command_provider, docker_provider
 from tests.harness.replay.command_provider import COMMANDS
 from tests.harness.replay.docker_provider import CONTAINER, DOCKER_PROVIDER, read_back
-from tests.harness.replay.errors import InitError, ReplayError
+from tests.harness.replay.errors import InitError, Interrupted, ReplayError
 from tests.harness.replay.schedule import (
     DEFAULT_PARALLEL,
     REPLACED,
@@ -97,6 +110,10 @@ class Replay:
         self.events: list[tuple[str, str, float, float]] = []
         self._lock = threading.RLock()
         self._replacements = 0
+        # Names of resources whose create the CLI is killed during (tests set it), and the
+        # operations an interrupted update left pending: URN → (operation, resource name).
+        self.interrupt: set[str] = set()
+        self.pending_operations: dict[str, tuple[str, str]] = {}
 
     def _say(self, line: str) -> None:
         # Steps run in threads: print() writes a line and its newline separately.
@@ -111,6 +128,13 @@ class Replay:
             r.type == DOCKER_PROVIDER or not r.type.startswith(SKIPPED_TYPES))]
         graph = dependency_graph(resources, run.resources)
         by_urn = {resource.urn: resource for resource in resources}
+        if self.pending_operations:
+            # printPendingOperationsWarning: a warning, and the update goes on without them.
+            self._say("warning: Attempting to deploy or update resources with "
+                      f"{len(self.pending_operations)} pending operations from previous "
+                      "deployment: " + ", ".join(f"{name}, interrupted while {operation}"
+                                                 for operation, name in
+                                                 self.pending_operations.values()))
         run_graph(graph, lambda urn: self._step(by_urn[urn]), self.parallel)
         self._delete_at_end({resource.urn for resource in resources})
 
@@ -161,12 +185,30 @@ class Replay:
         """Pending deletions and undeclared resources, dependents first."""
         doomed = {urn: applied for urn, applied in self.state.items()
                   if applied.pending_delete or urn not in declared}
-        for applied in doomed.values():
-            if applied.protect:
-                raise ReplayError(f"{applied.name} is protected and cannot be deleted "
-                                  "(as `pulumi up` would refuse)")
-        graph = deletion_graph({urn: applied.dependencies for urn, applied in doomed.items()})
-        run_graph(graph, lambda urn: self._delete(doomed[urn]), self.parallel)
+        protected = sorted(applied.name for applied in doomed.values() if applied.protect)
+        kept = self._kept_for_protected(doomed)
+        deletable = {urn: applied for urn, applied in doomed.items() if urn not in kept}
+        graph = deletion_graph({urn: applied.dependencies
+                                for urn, applied in deletable.items()})
+        run_graph(graph, lambda urn: self._delete(deletable[urn]), self.parallel)
+        if protected:
+            raise ReplayError(f"{', '.join(protected)}: cannot be deleted because it is "
+                              "protected (as `pulumi up` refuses, after deleting the rest)")
+
+    @staticmethod
+    def _kept_for_protected(doomed: dict[str, Applied]) -> set[str]:
+        """The protected resources among `doomed` and, transitively, what they depend on."""
+        base = {urn.split(REPLACED)[0]: urn for urn in doomed}
+        kept: set[str] = set()
+        pending = [urn for urn, applied in doomed.items() if applied.protect]
+        while pending:
+            urn = pending.pop()
+            if urn in kept:
+                continue
+            kept.add(urn)
+            pending.extend(base[dependency] for dependency in doomed[urn].dependencies
+                           if dependency in base)
+        return kept
 
     # ----------------------------------------------------------------- steps
 
@@ -208,6 +250,8 @@ class Replay:
                           protect=resource.protect,
                           dependencies=list(resource.dependencies),
                           provider=resource.provider)
+        if resource.name in self.interrupt:
+            self._interrupted_create(resource, inputs)
         try:
             applied.real = self._timed("create", resource.name,
                                        lambda: self._provider_create(resource, inputs))
@@ -220,6 +264,27 @@ class Replay:
         with self._lock:
             self.state[resource.urn] = applied
             self._learn(resource, applied.real)
+
+    def _interrupted_create(self, resource: RecordedResource, inputs: dict) -> None:
+        """The CLI killed while the provider creates `resource`: the provider's create goes
+        on (the container is made), the engine records only the pending CREATE."""
+        with self._lock:
+            self.interrupt.discard(resource.name)
+            self.pending_operations[resource.urn] = ("creating", resource.name)
+        with contextlib.suppress(InitError):  # made all the same
+            self._provider_create(resource, inputs)
+        raise Interrupted(f"pulumi up interrupted while creating {resource.name}")
+
+    def clear_pending_creates(self) -> list[str]:
+        """`pulumi refresh --clear-pending-creates`: the pending CREATEs dropped from the
+        state (what they made stays); their resource names."""
+        with self._lock:
+            names = [name for operation, name in self.pending_operations.values()
+                     if operation == "creating"]
+            self.pending_operations = {urn: operation for urn, operation
+                                       in self.pending_operations.items()
+                                       if operation[0] != "creating"}
+        return names
 
     def _update(self, resource: RecordedResource, current: Applied,
                 changed: frozenset[str], plain: dict) -> None:

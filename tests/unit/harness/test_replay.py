@@ -10,8 +10,15 @@ import threading
 import pytest
 
 from tests.harness.engine import DialStdioEngine, EngineError, dial_stdio_command
-from tests.harness.program import ProgramRun, RecordedResource
-from tests.harness.replay import Replay, ReplayError, duration_ns, go_duration, read_back
+from tests.harness.program import ProgramRun, RecordedResource, mock_ip_address
+from tests.harness.replay import (
+    Interrupted,
+    Replay,
+    ReplayError,
+    duration_ns,
+    go_duration,
+    read_back,
+)
 from tests.harness.replay.docker_provider import container_config
 
 CONTAINER = "docker:index/container:Container"
@@ -231,23 +238,31 @@ def test_undeclared_resources_are_deleted_last_and_only_after_success():
     assert ("remove", "app-c") in engine.calls
 
 
-def test_a_failed_health_gate_is_skipped_by_the_next_up():
+def test_a_failed_health_gate_is_skipped_by_the_next_up_which_never_reads_it_back():
     # resourceDockerContainerCreate sets the id before its wait; the engine keeps the
     # container with init errors; with unchanged inputs the next up is an Update, and the
-    # provider's update never waits for health (pulumi/pulumi#21458).
+    # provider's update never waits for health (pulumi/pulumi#21458). Nor does it read the
+    # container back (terraform-provider-docker v4.5.0 resource_docker_container_funcs.go:
+    # Update ends in `return nil`, line 1076; only Create ends in the Read, line 673, which
+    # alone sets network_data, line 807): the address stays unknown.
     engine = FakeEngine(unhealthy={"app-c"})
-    switch = command("switch", "echo {addr}", dependencies=["urn:app-c"])
     replay = quiet_replay(engine)
     with pytest.raises(ReplayError, match="not healthy"):
         replay.apply(run(container("app-c")))
     assert replay.state["urn:app-c"].init_errors
     engine.calls.clear()
     engine.waited.clear()
-    replay.apply(run(container("app-c"), switch))
+    replay.apply(run(container("app-c")))
     assert engine.calls == [("update", "/containers/app-c/update")]
     assert engine.waited == []  # no health gate this time
     assert not replay.state["urn:app-c"].init_errors
-    assert replay.state["urn:app-c"].real["ip_address"]  # its address is known now
+    assert "ip_address" not in replay.state["urn:app-c"].real  # never read back
+    # So a step that takes the container's address (its network_datas) never runs: for real,
+    # the program's apply would get null network_datas.
+    switch = command("switch", f"echo {mock_ip_address('app-c')}", dependencies=["urn:app-c"])
+    with pytest.raises(ReplayError, match="unknown output"):
+        replay.apply(run(container("app-c"), switch))
+    assert engine.calls == [("update", "/containers/app-c/update")]
 
 
 def test_a_container_that_fails_to_start_is_kept_and_the_next_up_never_starts_it():
@@ -401,13 +416,46 @@ def test_stdin_is_attached_only_when_not_empty(tmp_path):
     assert marker.read_text() == ""
 
 
-def test_a_protected_resource_is_never_deleted():
-    replay = quiet_replay(FakeEngine())
-    protected = container("data")
+def test_a_protected_resource_no_longer_declared_is_kept_and_the_rest_deleted_first():
+    # pulumi/pulumi pkg/resource/deploy: DeleteStep.Apply returns deleteProtectedError
+    # (step.go:648), which cancelDueToError always continues past (step_executor.go:442-449);
+    # the later delete antichains leave out what an errored step depends on
+    # (deployment_executor.go:514-543); the update fails at the end.
+    engine = FakeEngine()
+    replay = quiet_replay(engine)
+    protected = container("data", dependencies=["urn:base"])
     protected.protect = True
-    replay.apply(run(protected))
-    with pytest.raises(ReplayError, match="protected"):
+    replay.apply(run(container("base"), protected, container("other"),
+                     container("app", dependencies=["urn:data"])))
+    engine.calls.clear()
+    with pytest.raises(ReplayError, match="data: cannot be deleted because it is protected"):
         replay.apply(run())
+    assert {call[1] for call in engine.calls if call[0] == "remove"} == {"app", "other"}
+    assert set(replay.state) == {"urn:data", "urn:base"}
+
+
+def test_an_interrupted_create_is_created_again_and_clashes_until_cleared_and_removed():
+    # An interrupted update leaves a pending CREATE, not a resource in the state: the next up
+    # warns (deployment_executor.go printPendingOperationsWarning) and creates it again; the
+    # fixed name clashes. `pulumi refresh --clear-pending-creates` (operations/refresh.go)
+    # drops the operation, `docker rm -f` the half-created container, and the up goes on.
+    engine = FakeEngine()
+    logged = []
+    replay = Replay(engine, {}, log=logged.append)
+    replay.apply(run(container("redis", image="redis-7")))
+    replay.interrupt.add("redis")
+    with pytest.raises(Interrupted, match="interrupted while creating redis"):
+        replay.apply(run(container("redis", image="redis-8")))  # delete-before-create
+    assert "urn:redis" not in replay.state and "redis" in engine.containers
+    assert replay.pending_operations == {"urn:redis": ("creating", "redis")}
+    with pytest.raises(ReplayError, match="a container named redis already exists"):
+        replay.apply(run(container("redis", image="redis-8")))
+    assert any("redis, interrupted while creating" in line for line in logged)
+    assert replay.clear_pending_creates() == ["redis"]
+    engine.remove_container("redis")  # docker rm -f, the runbook's step
+    replay.apply(run(container("redis", image="redis-8")))
+    assert replay.state["urn:redis"].inputs["image"] == "redis-8"
+    assert not replay.pending_operations
 
 
 # ------------------------------------------------------------ Docker providers and ssh://

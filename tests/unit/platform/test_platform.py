@@ -1,7 +1,16 @@
 """components/platform/platform.py and context.py: what the platform declares across its
 services (memory limits, private secret files, protected volumes, root's file access)."""
 
-from tests.harness.program import run_program, service_of, stack_config
+import copy
+
+import pytest
+
+from tests.harness.program import (
+    prod_outputs_for_staging,
+    run_program,
+    service_of,
+    stack_config,
+)
 
 
 def test_memory_limits_are_the_configured_ones(prod):
@@ -52,3 +61,21 @@ def test_the_platform_checks_its_containers_run_whenever_one_is_new(prod):
     assert {c.urn for c in containers.values()} <= set(check.dependencies)
     script = check.plain["create"]
     assert "aiia-nginx aiia-pgbouncer aiia-postgres aiia-redis" in script
+
+
+def test_a_stack_whose_last_update_owned_the_platform_is_refused_owner_false():
+    # Issue #28 item 3: `pulumi up` would delete every platform resource but the protected
+    # ones, then fail (tests/unit/harness/test_replay.py pins how upstream does it).
+    prod = run_program("prod")
+    config = copy.deepcopy(stack_config("staging"))
+    references = {"eduaiia/aiia/prod": prod_outputs_for_staging(),
+                  # its own last update: the platform's outputs (as prod's stack exports them)
+                  "organization/aiia/staging": prod.stack_outputs}
+    with pytest.raises(ValueError, match=r"aiia:platform\.owner=false, but the last update "
+                       r"of stack staging owns the platform.*pulumi config rm -s staging "
+                       r"--path aiia:platform\.owner"):
+        run_program("staging", config=config, stack_outputs=references)
+    # A stack that never owned it (its last outputs: a release's) goes on.
+    references["organization/aiia/staging"] = {"staging_release": "r1"}
+    run = run_program("staging", config=config, stack_outputs=references)
+    assert run.named("previous-staging").type == "pulumi:pulumi:StackReference"

@@ -13,6 +13,7 @@ from tests.harness.program import (
     run_program,
     stack_config,
 )
+from tests.harness.replay import dependency_graph
 
 
 def test_app_container_contract(prod):
@@ -30,8 +31,14 @@ def test_release_waits_for_migration_and_switch_waits_for_healthy_container(prod
     by_urn = {r.urn: r for r in prod.resources}
     app = prod.named("app-prod-app-2026-11-26-1")
     assert "app-prod-migrate-2026-11-26-1" in {by_urn[d].name for d in app.dependencies}
+    # The switch (a HostFile) depends on the container; its install command is registered
+    # only once its parent is, which waits for that (tests/harness/replay/schedule.py).
+    component = prod.named("app-prod-upstream")
+    assert "app-prod-app-2026-11-26-1" in {by_urn[d].name for d in component.dependencies}
     switch = prod.named("app-prod-upstream-install")
-    assert "app-prod-app-2026-11-26-1" in {by_urn[d].name for d in switch.dependencies}
+    assert switch.parent == component.urn
+    graph = dependency_graph([r for r in prod.resources if r.custom], prod.resources)
+    assert app.urn in graph[switch.urn]
     create = switch.plain["create"]
     assert "nginx -c /etc/aiia-nginx/nginx.conf -t" in create
     assert "-s reload" in create
