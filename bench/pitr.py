@@ -160,6 +160,8 @@ def run(engine: DockerEngine, size: int, write_seconds: int) -> None:
         archive = stack.root / "pitr" / "wal"
         at_death = stack.root / "pitr" / "wal-at-death"
         shutil.copytree(archive, at_death, symlinks=True)
+        # The archive is the server's uid's (it writes it; the scratch server reads it).
+        subprocess.run(["chown", "-R", "999:999", str(at_death)], check=True)
         archived = len(list(at_death.glob("pg*/wal/0*.gpg")))
         subprocess.run(["docker", "start", pg], check=True, capture_output=True)
         wait_ready(stack)
