@@ -240,7 +240,8 @@ def build_images() -> None:
     subprocess.run(["bash", str(ROOT / "tests/e2e/build-images.sh")], check=True)
 
 
-VARIANTS = ("unhealthy", "broken", "schema-b", "bad-migration", "lock-migration", "ordinary")
+VARIANTS = ("unhealthy", "broken", "schema-b", "bad-migration", "lock-migration", "ordinary",
+            "stock")
 
 
 def release_tags(engine: DockerEngine) -> dict[str, str]:
