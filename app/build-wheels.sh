@@ -9,7 +9,8 @@ set -euo pipefail
 app_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 dest="${1:-$app_dir/wheels}"
 python="${PYTHON:-python3}"
-requirements="$app_dir/requirements.txt"
+# REQUIREMENTS: another pinned list (the e2e stock project's: tests/e2e/images/stock).
+requirements="${REQUIREMENTS:-$app_dir/requirements.txt}"
 
 # Every pin of requirements.txt, its environment marker dropped: pip evaluates markers for
 # the interpreter running it, not for the target (async-timeout is for Pythons below 3.11.3,

@@ -405,10 +405,13 @@ def _service_view(
         if container and container.started_at and not container.started_at.startswith("0001")
         else None
     )
+    environment = environment or (container.labels.get("aiia.environment") if container else None)
+    process = container.labels.get("aiia.process") if container else None
     return {
-        "name": name,
-        "environment": environment
-        or (container.labels.get("aiia.environment") if container else None),
+        # A release's process (releases.<env>.processes) under its own name: worker-prod,
+        # as its web container is app-prod.
+        "name": f"{process}-{environment}" if process and environment else name,
+        "environment": environment,
         "configured": True,
         "container": container.name if container else None,
         "state": state or (container.state if container else "missing"),

@@ -134,6 +134,12 @@ class Dashboard(pulumi.ComponentResource):
             {"name": f"app-{env.name}", "container_label": "app", "environment": env.name,
              "memory_limit_mb": env.app_memory_mb}
             for env in platform.environments
+        ] + [
+            # Each process container of the environment (releases.<env>.processes), shown
+            # under its own name by the collector (the aiia.process label).
+            {"name": f"processes-{env.name}", "container_label": "process",
+             "environment": env.name, "memory_limit_mb": env.processes_memory_mb}
+            for env in platform.environments if env.processes_memory_mb
         ]
         domains = [env.domain for env in platform.environments] + [platform.status_domain]
         certificates = [{"domain": domain,

@@ -37,8 +37,8 @@ class PlatformOutputs:
     redis_host: Any
     redis_port: Any
     root_dir: Any
-    # Per environment: domain, port, app_memory_mb, database_name, database_user, redis_user,
-    # network (its own: components/platform/networks.py).
+    # Per environment: domain, port, app_memory_mb, processes_memory_mb, database_name,
+    # database_user, redis_user, network (its own: components/platform/networks.py).
     environments: Any
     # How long after a reload nginx's old workers may still pass a request on (its
     # keepalive_min_timeout): a release keeps the previous one running that long.

@@ -232,6 +232,7 @@ class Platform(pulumi.ComponentResource):
                 "domain": env.domain,
                 "port": env.port,
                 "app_memory_mb": env.app_memory_mb,
+                "processes_memory_mb": env.processes_memory_mb,
                 "database_name": database_name(prefix, env.name),
                 "database_user": database_role(prefix, env.name),
                 "redis_user": redis_user(env.name),

@@ -40,6 +40,7 @@ from components.release.app_contract import (
     secret_file_names,
 )
 from components.release.maintenance import maintenance_switch
+from components.release.processes import ProcessesArgs, release_processes
 from components.settings import Settings
 from components.settings.releases import RELEASE_DRAIN_SECONDS, ReleaseSettings
 
@@ -179,13 +180,15 @@ class AppRelease(pulumi.ComponentResource):
         # updated in place (docker update) and is not part of it. The house rules of every
         # container (capabilities, security options, logs) are: a change to them is a new
         # generation too.
-        self.container_name = pulumi.Output.unsecret(pulumi.Output.all(
+        generation_inputs = pulumi.Output.all(
             image=self.image.image_id, variables=variables, secrets=secrets,
             network=network, volume=volumes, health=health_digest, grace=release.stop_grace_seconds,
             house_rules=house_rules(), root={"read_only": True, "tmpfs": APP_TMPFS},
             user=release.run_as,
-        ).apply(lambda values: release_container_name(prefix, env_name, release.release,
-                                                      generation(values))))
+        )
+        self.container_name = pulumi.Output.unsecret(generation_inputs.apply(
+            lambda values: release_container_name(prefix, env_name, release.release,
+                                                  generation(values))))
         state_dir = f"{root}/state"
         upstream_file = f"{root}/nginx/upstreams/{env_name}.conf"
         old_workers_file = f"{state_dir}/release-{env_name}.old-nginx-workers"
@@ -259,10 +262,17 @@ class AppRelease(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(docker_opts, pulumi.ResourceOptions(
                 depends_on=[self.migrate], delete_before_replace=False)),
         )
-        # The switch: only once the new container is healthy (wait=True above) is the
-        # upstream rewritten, validated with nginx -t and reloaded gracefully. One resource
-        # for every release, updated in place. Its address is the engine's, read by the
-        # precondition on the host: Pulumi's state has none for a container whose health
+        envs = variables.apply(lambda pairs: [f"{key}={value}" for key, value in pairs])
+        # The release's processes (workers, beat): beside the web container, gated like it.
+        self.processes = release_processes(name, ProcessesArgs(
+            prefix=prefix, release=release, image_id=self.image.image_id, envs=envs,
+            network=network, volumes=volumes, read_only_tmpfs=APP_TMPFS,
+            generation_inputs=generation_inputs, health_start_interval=start_interval,
+            environment=environment, depends_on=[self.migrate]), docker_opts)
+        # The switch: only once the new container and every process are healthy (wait=True)
+        # is the upstream rewritten, validated with nginx -t and reloaded gracefully. One
+        # resource for every release, updated in place. Its address is the engine's, read by
+        # the precondition on the host: Pulumi's state has none for a container whose health
         # gate failed in an earlier `up` (the provider's update never reads it back), and
         # re-running that release once it is healthy must still switch (issue #28 item 2).
         self.switch = HostFile(
@@ -276,10 +286,12 @@ class AppRelease(pulumi.ComponentResource):
                         f"release {release.release}: {values[1]}")),
                 fill_in={ADDRESS_MARKER: "address"},
                 on_change=reload_command(nginx_container, workers_file=old_workers_file),
-                precondition=script("app/switch-precondition.sh.j2", timeout_seconds=60),
+                precondition=script("app/switch-precondition.sh.j2", timeout_seconds=60,
+                                    processes=[process.name for process in self.processes]),
                 lock_file=nginx_lock_file(state_dir),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
+            opts=pulumi.ResourceOptions(parent=self,
+                                        depends_on=[self.container, *self.processes]),
         )
         self.watch = host_command(
             f"{name}-watch", args.connection,

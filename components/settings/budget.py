@@ -2,9 +2,9 @@
 
 steady = OS reserve + every long-running container's limit (+ the dashboard service)
 peak   = steady + one extra app container per environment (old and new side by side
-         during a release) + the largest transient job (a certbot renewal, the backup,
-         the restore drill's migrate check, the nightly integrity check); cron and
-         systemd timers start them at different times
+         during a release) and its processes' reservation a second time + the largest
+         transient job (a certbot renewal, the backup, the restore drill's migrate check,
+         the nightly integrity check); cron and systemd timers start them at different times
 
 steady must fit the host's RAM; peak must fit RAM + swap. Both are computed from the
 same limits the containers are given, so the check cannot drift from what runs.
@@ -91,6 +91,11 @@ def memory_budget(host: HostSettings, platform: PlatformSettings) -> MemoryBudge
     apps = [MemoryShare(f"app {env.name}", env.app_memory_mb,
                         f"{key}.environments.{env.name}.app_memory_mb")
             for env in platform.environments]
+    # An environment's processes (workers, beat) run beside its web container, and a
+    # release starts its new ones beside the old ones too.
+    apps += [MemoryShare(f"processes {env.name}", env.processes_memory_mb,
+                         f"{key}.environments.{env.name}.processes_memory_mb")
+             for env in platform.environments if env.processes_memory_mb]
     release_extra = [MemoryShare(f"new release of {share.service}", share.memory_mb,
                                  share.config_key) for share in apps]
     transient = [MemoryShare("certbot renewal", platform.certbot.memory_mb,

@@ -33,6 +33,7 @@ from components.settings.platform import (
     check_secret_values,
     parse_platform,
 )
+from components.settings.processes import processes_over_reservation
 from components.settings.releases import (
     RELEASE_DRAIN_SECONDS,
     RegistrySettings,
@@ -112,6 +113,7 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     if platform:
         _check_release_drain(releases, platform, problems)
         _check_dashboard_uid_apart(releases, platform, problems)
+        _check_processes_reserved(releases, platform, problems)
         _check_backup_on_host(platform.backup, host, problems)
         _check_reboot_apart_from_backups(platform.backup, host, problems)
         _check_integrity_apart_from_backups(platform.backup, host, problems)
@@ -216,6 +218,18 @@ def _check_dashboard_uid_apart(releases: tuple[ReleaseSettings, ...],
                          f" shares {uid} with the dashboard's account "
                          f"({NAMESPACE}:platform.dashboard.uid): the dashboard's server could "
                          "read the app's secret files; give one of them another uid")
+
+
+def _check_processes_reserved(releases: tuple[ReleaseSettings, ...],
+                              platform: PlatformSettings, problems: Problems) -> None:
+    """A release's processes fit what the platform reserved for them (its budget counts
+    the reservation). An environment released from another stack is checked by its
+    release against the platform's outputs (components/release/processes.py)."""
+    reserved = {env.name: env.processes_memory_mb for env in platform.environments}
+    for release in releases:
+        problem = processes_over_reservation(release, reserved.get(release.environment))
+        if problem:
+            problems.add(problem)
 
 
 def _check_memory_budget(host: HostSettings, platform: PlatformSettings,

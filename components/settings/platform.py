@@ -53,6 +53,10 @@ class EnvironmentSettings:
     domain: str
     port: int
     app_memory_mb: int = 80
+    # What the environment's processes (releases.<env>.processes: workers, beat) may use
+    # together: the platform's budget counts it, and a release whose processes' limits add
+    # up to more is refused. 0: the environment runs no process beside its web container.
+    processes_memory_mb: int = 0
     # Lua in Redis (EVAL, FUNCTION, SCRIPT) for this environment's user. Off: scripting is
     # the path of CVE-2025-49844 and its kind, and the reference app (Django's Redis cache)
     # sends no script. Turn it on for an app whose libraries do (e.g. channels_redis).
@@ -209,6 +213,9 @@ def _parse_environments(
         if not 1024 <= environment.port <= 65535:
             problems.add(f"{key}.port={environment.port} must be between 1024 and 65535")
         check_positive(environment.app_memory_mb, f"{key}.app_memory_mb", problems)
+        if environment.processes_memory_mb < 0:
+            problems.add(f"{key}.processes_memory_mb={environment.processes_memory_mb} must be "
+                         "0 or more")
         environments.append(environment)
     return tuple(environments)
 

@@ -20,6 +20,7 @@ from components.settings.checks import (
 )
 from components.settings.contract import AppContract, ContractKeys, parse_contract
 from components.settings.maintenance import check_maintenance
+from components.settings.processes import ProcessSettings, parse_processes
 
 # After a release's watch, how long to wait for nginx's old workers to finish their HTTP
 # requests before Pulumi may stop the previous release.
@@ -82,6 +83,9 @@ class ReleaseSettings:
     # The image contract (health, port, release header, variables, extra env and secrets,
     # smoke paths): components/settings/contract.py; unset, today's (app/README.md).
     contract: AppContract = field(default_factory=AppContract)
+    # The release's other processes (workers, beat), run from its image beside the web
+    # container and switched with it: components/settings/processes.py.
+    processes: tuple[ProcessSettings, ...] = ()
 
     @property
     def image_reference(self) -> str:
@@ -122,8 +126,9 @@ def _parse_release(environment: Any, values: Any, secrets: Callable[[str], Any],
     contract_keys = ContractKeys.__dataclass_fields__
     contract = parse_contract({name: value for name, value in values.items()
                                if name in contract_keys}, key, secrets, problems)
+    processes = parse_processes(values.get("processes"), key, problems)
     values = typed_fields(ReleaseSettings, values, f"releases.{environment}", problems,
-                          also_known=contract_keys)
+                          also_known=[*contract_keys, "processes"])
     for internal in ("environment", "contract"):
         if values.pop(internal, None) is not None:
             problems.add(f"{key}.{internal} is not a setting")
@@ -138,7 +143,7 @@ def _parse_release(environment: Any, values: Any, secrets: Callable[[str], Any],
         environment=str(environment), secret_key=secrets(f"{environment}_secret_key"),
         database_password=secrets(f"{environment}_db_password"),
         redis_password=secrets(f"{environment}_redis_password"), contract=contract,
-        **values)
+        processes=processes, **values)
     _check_release(release, key, problems)
     return release
 

@@ -3,11 +3,12 @@
 # stand-in bases; skips a build whose inputs have not changed (hash label).
 #   aiia-e2e-app:build        app/Dockerfile (wheels downloaded on the host)
 #   aiia-e2e-dashboard:test   dashboard/Dockerfile
+#   aiia-e2e-app:stock        tests/e2e/images/stock (a stock Django project, its own wheels)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 inputs_hash() {
-  find "$@" -type f ! -path '*/__pycache__/*' ! -path 'app/wheels/*' -print0 | sort -z \
+  find "$@" -type f ! -path '*/__pycache__/*' ! -path '*/wheels/*' -print0 | sort -z \
     | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 current_hash() {
@@ -52,3 +53,17 @@ for variant in unhealthy broken schema-b bad-migration lock-migration ordinary s
       -t "aiia-e2e-app:$variant" "tests/e2e/images/$variant"
   fi
 done
+
+# A stock Django project, not the reference app (tests/e2e/images/stock/Dockerfile): FROM the
+# python stand-in, its own pinned wheels downloaded on the host.
+stock=tests/e2e/images/stock
+stock_hash=$( { inputs_hash "$stock"
+                docker image inspect --format '{{ .Id }}' aiia-standin/python:3.13; } \
+  | sha256sum | cut -c1-16)
+if [ "$(current_hash aiia-e2e-app:stock)" = "$stock_hash" ]; then
+  echo "aiia-e2e-app:stock up to date"
+else
+  echo "building aiia-e2e-app:stock"
+  REQUIREMENTS="$stock/requirements.txt" bash app/build-wheels.sh "$stock/wheels"
+  docker build -q --label "aiia.e2e.inputs-sha256=$stock_hash" -t aiia-e2e-app:stock "$stock"
+fi

@@ -67,6 +67,7 @@ class FakeContainer:
     oom_killed: bool = False
     log_lines: list[str] = field(default_factory=list)
     stack: str | None = None
+    process: str | None = None  # a release's process (releases.<env>.processes)
 
     @property
     def id(self) -> str:
@@ -77,6 +78,8 @@ class FakeContainer:
         labels = {"aiia.service": self.service, "aiia.environment": self.environment}
         if self.release:
             labels["aiia.release"] = self.release
+        if self.process:
+            labels["aiia.process"] = self.process
         if self.stack:
             labels["aiia.stack"] = self.stack
         return labels
@@ -369,6 +372,18 @@ def realistic_containers(now: float) -> list[FakeContainer]:
             release="2026.11.25-1",
             image="ghcr.io/acme/aiia-backend:2026.11.25-1",
             log_lines=django_lines("prod", "2026.11.25-1"),
+        ),
+        # components/release/processes.py: a Celery worker of the same release.
+        FakeContainer(
+            "aiia-worker-prod-2026-11-25-1-0a1b2c3d",
+            "process",
+            "prod",
+            64,
+            48.0,
+            started_at=now - 1 * day,
+            release="2026.11.25-1",
+            image="ghcr.io/acme/aiia-backend:2026.11.25-1",
+            process="worker",
         ),
         FakeContainer(
             "aiia-app-staging-2026-11-25-3",
@@ -820,6 +835,12 @@ def build_state(
                 "container_label": "app",
                 "environment": "staging",
                 "memory_limit_mb": 96,
+            },
+            {
+                "name": "processes-prod",
+                "container_label": "process",
+                "environment": "prod",
+                "memory_limit_mb": 64,
             },
         ],
         "certificates": certificates,

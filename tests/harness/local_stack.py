@@ -241,7 +241,7 @@ def build_images() -> None:
 
 
 VARIANTS = ("unhealthy", "broken", "schema-b", "bad-migration", "lock-migration", "ordinary",
-            "slow-start")
+            "slow-start", "stock")
 
 
 def release_tags(engine: DockerEngine) -> dict[str, str]:

@@ -1,12 +1,14 @@
 """The release switch's install script, run for real against a stand-in `docker` command:
 it installs the upstream only for a container that is healthy now."""
 
+import copy
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.harness.program import run_program, stack_config
 from tests.rendered.conftest import local_run_rooted_at
 
 FAKE_DOCKER = """#!/bin/sh
@@ -76,3 +78,55 @@ def test_a_healthy_container_without_an_address_on_its_network_is_refused(switch
     assert result.returncode == 1
     assert "it has no address on aiia-local-prod" in result.stderr
     assert not (root / "nginx/upstreams/prod.conf").exists()
+
+
+# inspect answers by container: the worker's health is the test's, every other healthy.
+FAKE_DOCKER_BY_NAME = """#!/bin/sh
+case "$1" in
+  inspect) case "$*" in
+    *NetworkSettings*) echo 172.18.0.7 ;;
+    *-worker-*) echo "$FAKE_WORKER_HEALTH" ;;
+    *) echo healthy ;;
+  esac ;;
+  ps) ;;
+  *) echo "unexpected docker $*" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture(scope="module")
+def switch_with_a_worker(tmp_path_factory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("host")
+    config = copy.deepcopy(stack_config("local"))
+    config["aiia:host"]["root_dir"] = str(root)
+    config["aiia:host"]["memory_mb"] += 64
+    config["aiia:platform"]["environments"]["prod"]["processes_memory_mb"] = 64
+    config["aiia:releases"]["prod"]["processes"] = {
+        "worker": {"command": "celery -A shop worker", "memory_mb": 64}}
+    return run_program("local", config=config).named("app-prod-upstream-install").plain, root
+
+
+@pytest.mark.parametrize("health,installed", [("unhealthy", False), ("starting", False),
+                                              ("healthy", True)])
+def test_the_switch_waits_for_every_process_of_the_release(
+        switch_with_a_worker, tmp_path, health, installed):
+    inputs, root = switch_with_a_worker
+    (tmp_path / "docker").write_text(FAKE_DOCKER_BY_NAME)
+    (tmp_path / "docker").chmod(0o755)
+    # The precondition's own deadline (60 s) shortened for "starting".
+    script = inputs["create"].replace("deadline=$((SECONDS + 60))", "deadline=$((SECONDS + 2))")
+    result = subprocess.run(
+        ["bash", "-c", script], input=inputs["stdin"], text=True, capture_output=True,
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}",
+             "FAKE_WORKER_HEALTH": health},
+        cwd=tmp_path, timeout=30, check=False)
+    upstream = root / "nginx/upstreams/prod.conf"
+    if installed:
+        assert result.returncode == 0, result.stderr
+        assert upstream.read_text() == inputs["stdin"].replace("@ADDRESS@", "172.18.0.7")
+    else:
+        assert result.returncode == 1
+        assert "refusing to switch prod to " in result.stderr
+        assert "-worker-prod-local-1-" in result.stderr and f"is {health}, not healthy" \
+            in result.stderr
+        assert not upstream.exists()

@@ -51,6 +51,7 @@ def test_services_are_matched_by_label_and_environment(realistic_host):
         "certbot",
         "app-prod",
         "app-staging",
+        "worker-prod",
     ]
     prod = service(status, "app-prod")
     assert prod["container"] == "aiia-app-prod-2026-11-25-1"
@@ -63,6 +64,11 @@ def test_services_are_matched_by_label_and_environment(realistic_host):
     staging = service(status, "app-staging")
     assert staging["restarts"] == 2 and staging["environment"] == "staging"
     assert service(status, "certbot")["health"] is None
+    # A release's process, under its own name, with its release and its own limit.
+    worker = service(status, "worker-prod")
+    assert worker["container"] == "aiia-worker-prod-2026-11-25-1-0a1b2c3d"
+    assert worker["release"] == "2026.11.25-1" and worker["environment"] == "prod"
+    assert worker["memory_limit_bytes"] == 64 * MiB and worker["configured"] is True
 
 
 def test_probes_reach_each_environment_through_its_host_header_and_sni(realistic_host):

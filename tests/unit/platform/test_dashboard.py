@@ -170,3 +170,27 @@ def test_a_short_dashboard_password_stops_the_preview():
     secrets = {**made_up_secrets(config), "aiia:dashboard_password": "short"}
     with pytest.raises(pulumi.RunError, match="aiia:dashboard_password has 5 characters"):
         run_program("prod", config=config, secrets=secrets)
+
+
+def test_the_dashboard_expects_an_environment_s_processes_where_the_platform_reserves_them():
+    import json
+
+    from dashboard.config import parse_config
+    from tests.harness.program import host_files
+
+    def services(run) -> dict:
+        content = next(content for path, content in host_files(run).items()
+                       if path.endswith("/dashboard/config.json"))
+        return {service.name: service for service in parse_config(json.loads(content)).services}
+
+    assert "processes-prod" not in services(run_program("prod"))
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:host"]["memory_mb"] += 96
+    config["aiia:platform"]["environments"]["prod"]["processes_memory_mb"] = 96
+    worker = services(run_program("prod", config=config))["processes-prod"]
+    # Matched by the label every process container carries (components/release/processes.py).
+    assert worker.matches("aiia-worker-prod-2026-11-26-1-0a1b2c3d",
+                          {"aiia.service": "process", "aiia.environment": "prod"})
+    assert not worker.matches("aiia-app-prod-2026-11-26-1-0a1b2c3d",
+                              {"aiia.service": "app", "aiia.environment": "prod"})
+    assert worker.memory_limit_mb == 96
