@@ -134,11 +134,12 @@ class HostArgs:
     settings: Settings
     connection: HostConnection
     # How many SSH connections one `pulumi up` opens at once at most: prod's first run, whose
-    # widest set of remote commands that can run together is 32 since the audit trail's and
-    # needrestart's files (a command per connection; tests/rendered/test_host.py computes it
+    # widest set of remote commands that can run together is 41 since point-in-time
+    # recovery's files (a command per connection; tests/rendered/test_host.py computes it
     # from the program), plus the Docker provider's shared connection and headroom for a
-    # few more commands. Each pending connection costs sshd ~2.6 MB: ~94 MB for one address.
-    ssh_connections_at_once: int = 36
+    # few more commands. Each pending connection costs sshd ~2.6 MB: ~114 MB for one address,
+    # during a first `up` only.
+    ssh_connections_at_once: int = 44
 
 
 class Host(pulumi.ComponentResource):

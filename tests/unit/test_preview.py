@@ -45,10 +45,12 @@ def test_an_image_bump_restarts_that_container_alone(before, service):
     # The pull (RemoteImage) is a step of its own, before the container's: the container is
     # stopped only once the new image is on the host.
     # The backup job runs pg_dump from PostgreSQL's own image, so its script follows a bump
-    # (and the drill key's idempotent step, which names the image, runs again); the check
-    # that the data volume holds no other major's cluster runs again with the new image.
+    # (and the drill key's idempotent step, which names the image, runs again), as does PITR's
+    # (pg_basebackup and the scratch server); the check that the data volume holds no other
+    # major's cluster runs again with the new image.
     # A command's new script is an update locally and a replacement over SSH (pulumi-command).
     follows = {"platform-backup-script-install", "platform-backup-drill-key",
+               "platform-pitr-script-install",
                "platform-postgres-data-major"} if service == "postgres" else set()
     steps = changed(plans)
     assert {name for name in list(steps) if name in follows and steps.pop(name)} == follows
