@@ -14,6 +14,7 @@ as cron would), the off-host copy of WAL (tests/unit and the receiver's own test
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from datetime import datetime
@@ -164,3 +165,32 @@ def test_a_gap_refuses_restores_past_it_until_the_tick_starts_a_new_chain(stack)
     time.sleep(1.5)
     allowed = run(stack, "restore", "prod", "now", "--dry-run")
     assert allowed.returncode == 0, said(allowed)
+
+
+def test_verify_finds_a_corrupt_and_a_missing_segment(stack):
+    good = run(stack, "verify")
+    assert good.returncode == 0, said(good)
+    assert "every segment from the oldest base backup on is there" in good.stdout
+    archive = next((stack.root / "pitr" / "wal").glob("pg*")) / "wal"
+    for _ in range(3):  # three more segments, each with something in it
+        before = len(list(archive.glob("0*.gpg")))
+        psql(stack, "INSERT INTO aiia_pitr_marker DEFAULT VALUES")
+        psql(stack, "SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 60
+        while len(list(archive.glob("0*.gpg"))) <= before:
+            assert time.monotonic() < deadline, "the switched segment was not archived"
+            time.sleep(0.5)
+    missing, corrupt = sorted(archive.glob("0*.gpg"))[-3:-1]
+    saved = {path: path.read_bytes() for path in (missing, corrupt)}
+    try:
+        missing.unlink()
+        corrupt.write_bytes(saved[corrupt][:200] + bytes(64) + saved[corrupt][264:])
+        bad = run(stack, "verify")
+        assert bad.returncode == 1, said(bad)
+        assert f"{missing.stem}: missing from the archive" in bad.stdout
+        assert f"{corrupt.name}: does not decrypt" in bad.stdout
+    finally:
+        for path, content in saved.items():
+            path.write_bytes(content)
+            shutil.chown(path, 999, 999)
+    assert run(stack, "verify").returncode == 0
