@@ -813,6 +813,12 @@ def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_back
 def test_pitr_ships_its_archive_and_base_backups_through_the_same_receiver(stack, off_host):
     """The WAL archive and a PITR base backup reach the target with the copy key (`wal`,
     then `put`/`commit`), each once; pitr.json says nothing is pending."""
+    # The target as the fixture set it up (the test before stopped it).
+    docker("start", off_host["container"])
+    deadline = time.monotonic() + 30
+    while with_copy_key(stack, off_host["port"], "wal", "probe").returncode == 255:
+        assert time.monotonic() < deadline, "the target's sshd did not come back"
+        time.sleep(0.5)
     pitr = str(stack.root / "bin" / "pitr.sh")
     base = subprocess.run([pitr, "base"], capture_output=True, text=True, timeout=600,
                           check=False)
