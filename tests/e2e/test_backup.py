@@ -765,6 +765,42 @@ def test_a_copy_tampered_on_the_target_fails_the_runbooks_signature_check(
     assert ": OK" not in bad.stdout, "the files are not even read before the signature passes"
 
 
+def test_pitr_ships_its_archive_and_base_backups_through_the_same_receiver(stack, off_host):
+    """The WAL archive and a PITR base backup reach the target with the copy key (`wal`,
+    then `put`/`commit`), each once; pitr.json says nothing is pending."""
+    # (Before the test that stops the target to show an unreachable one.)
+    pitr = str(stack.root / "bin" / "pitr.sh")
+    base = subprocess.run([pitr, "base"], capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert base.returncode == 0, base.stdout + base.stderr
+    archive = next((stack.root / "pitr" / "wal").glob("pg*")) / "wal"
+    before = len(list(archive.glob("*.gpg")))
+    psql(stack, "prod", "CREATE TABLE shipped (n int); INSERT INTO shipped VALUES (1);")
+    stack.exec(stack.container("postgres"), "psql", "-U", "postgres", "-qAtc",
+               "SELECT pg_switch_wal()")
+    deadline = time.monotonic() + 60
+    while len(list(archive.glob("*.gpg"))) <= before:
+        assert time.monotonic() < deadline, "the switched segment was not archived"
+        time.sleep(0.5)
+    tick = subprocess.run([pitr, "tick", "1"], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert tick.returncode == 0 and "not sent" not in tick.stdout, tick.stdout + tick.stderr
+    local = sorted(path.name for path in archive.glob("*.gpg"))
+    stored = docker("exec", off_host["container"], "sh", "-c",
+                    "ls /backups/wal; ls /backups/*/base.tar.gpg").stdout.split()
+    assert set(local) <= set(stored)
+    base_id = sorted((stack.root / "pitr" / "base").glob("pg*/2*"))[-1].name
+    assert f"/backups/{base_id}/base.tar.gpg" in stored
+    status = json.loads((stack.root / "state" / "pitr.json").read_text())
+    assert status["off_host"] == {"configured": True, "pending": 0,
+                                  "last_shipped_at": status["off_host"]["last_shipped_at"]}
+    assert status["off_host"]["last_shipped_at"]
+    # Once: a second tick sends nothing again (the receiver would refuse a second copy).
+    again = subprocess.run([pitr, "tick", "1"], capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert again.returncode == 0 and "not sent" not in again.stdout, again.stdout
+
+
 def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
         stack, off_host, tmp_path):
     name, port, host_key = off_host["container"], off_host["port"], off_host["host_key"]
@@ -809,43 +845,3 @@ def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_back
     assert last["outcome"] == "failed" and last["verified"] is True
     assert last["archive"] == str(newest(stack))
 
-
-def test_pitr_ships_its_archive_and_base_backups_through_the_same_receiver(stack, off_host):
-    """The WAL archive and a PITR base backup reach the target with the copy key (`wal`,
-    then `put`/`commit`), each once; pitr.json says nothing is pending."""
-    # The target as the fixture set it up (the test before stopped it).
-    docker("start", off_host["container"])
-    deadline = time.monotonic() + 30
-    while with_copy_key(stack, off_host["port"], "wal", "probe").returncode == 255:
-        assert time.monotonic() < deadline, "the target's sshd did not come back"
-        time.sleep(0.5)
-    pitr = str(stack.root / "bin" / "pitr.sh")
-    base = subprocess.run([pitr, "base"], capture_output=True, text=True, timeout=600,
-                          check=False)
-    assert base.returncode == 0, base.stdout + base.stderr
-    archive = next((stack.root / "pitr" / "wal").glob("pg*")) / "wal"
-    before = len(list(archive.glob("*.gpg")))
-    psql(stack, "prod", "CREATE TABLE shipped (n int); INSERT INTO shipped VALUES (1);")
-    stack.exec(stack.container("postgres"), "psql", "-U", "postgres", "-qAtc",
-               "SELECT pg_switch_wal()")
-    deadline = time.monotonic() + 60
-    while len(list(archive.glob("*.gpg"))) <= before:
-        assert time.monotonic() < deadline, "the switched segment was not archived"
-        time.sleep(0.5)
-    tick = subprocess.run([pitr, "tick", "1"], capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert tick.returncode == 0 and "not sent" not in tick.stdout, tick.stdout + tick.stderr
-    local = sorted(path.name for path in archive.glob("*.gpg"))
-    stored = docker("exec", off_host["container"], "sh", "-c",
-                    "ls /backups/wal; ls /backups/*/base.tar.gpg").stdout.split()
-    assert set(local) <= set(stored)
-    base_id = sorted((stack.root / "pitr" / "base").glob("pg*/2*"))[-1].name
-    assert f"/backups/{base_id}/base.tar.gpg" in stored
-    status = json.loads((stack.root / "state" / "pitr.json").read_text())
-    assert status["off_host"] == {"configured": True, "pending": 0,
-                                  "last_shipped_at": status["off_host"]["last_shipped_at"]}
-    assert status["off_host"]["last_shipped_at"]
-    # Once: a second tick sends nothing again (the receiver would refuse a second copy).
-    again = subprocess.run([pitr, "tick", "1"], capture_output=True, text=True, timeout=300,
-                           check=False)
-    assert again.returncode == 0 and "not sent" not in again.stdout, again.stdout
