@@ -94,7 +94,7 @@ class Backup(pulumi.ComponentResource):
                 "host's drill key alone, so they are lost with the host; add your GPG public "
                 "key (gpg --armor --export <fingerprint>)", resource=self)
         keys_dir = context.host_path("backup", "keys")
-        operator_keys = [
+        self.operator_keys = operator_keys = [
             HostFile(f"{name}-key-{key.fingerprint[-16:].lower()}",
                      HostFileArgs(connection=context.connection,
                                   path=f"{keys_dir}/{operator_key_file(key.fingerprint)}",

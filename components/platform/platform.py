@@ -205,7 +205,8 @@ class Platform(pulumi.ComponentResource):
                          network_name=self.network.name,
                          nginx_container=self.nginx.container_name,
                          major=platform.postgres.data_major or LEGACY_DATA_MAJOR,
-                         depends_on=[self.backup.drill_key, self.backup.signing_key]),
+                         depends_on=[self.backup.drill_key, self.backup.signing_key,
+                                     *self.backup.operator_keys]),
                 opts=pulumi.ResourceOptions(parent=self))
 
         # nginx, PgBouncer and Redis join the networks they do not start on while they run.
