@@ -274,13 +274,14 @@ def test_the_swap_file_is_active_with_the_configured_size(provisioned):
 
 def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
     """Each job of /etc/cron.d/aiia-* run once as cron would (root, its SHELL and PATH): the
-    daily backup, then the monthly restore drill of that backup."""
+    daily backup, then the monthly restore drill of that backup; PITR's tick, base backup and
+    monthly drill (docs/pitr.md)."""
     vps = provisioned.vps
     prefix = provisioned.config["aiia:prefix"]
     entries = vps.sh(f"ls /etc/cron.d/{prefix}-*").stdout.split()
     # No renewal with self-signed certificates (tests/e2e/test_tls.py runs it against a CA).
     assert provisioned.settings().platform.tls.mode == "self_signed"
-    assert entries == [f"/etc/cron.d/{prefix}-backup"]
+    assert entries == [f"/etc/cron.d/{prefix}-backup", f"/etc/cron.d/{prefix}-pitr"]
     commands = []
     for entry in entries:
         for line in vps.sh(f"cat {entry}").stdout.splitlines():
@@ -289,7 +290,8 @@ def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
                 continue
             assert fields[5] == "root", line
             commands.append(fields[6])
-    assert len(commands) == 2, commands  # the backup, then the drill
+    # The backup, then its drill; PITR's tick, base backup, then its drill.
+    assert len(commands) == 5, commands
     for command in commands:
         log = command.split(">>")[1].split()[0]
         before = int(vps.sh(f"stat -c %s {log} 2>/dev/null || echo 0").stdout)
@@ -299,9 +301,11 @@ def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
         tail = vps.sh(f"tail -c 1500 {log}").stdout
         assert ran.returncode == 0, f"{command}\n{tail}"
         assert int(vps.sh(f"stat -c %s {log}").stdout) > before, f"{command} logged nothing"
-    records = vps.sh(f"cat {provisioned.config['aiia:host']['root_dir']}/state/"
-                     "restore-tests.jsonl").stdout.splitlines()
+    state = f"{provisioned.config['aiia:host']['root_dir']}/state"
+    records = vps.sh(f"cat {state}/restore-tests.jsonl").stdout.splitlines()
     assert json.loads(records[-1])["outcome"] == "succeeded", records[-1]
+    drills = vps.sh(f"cat {state}/pitr-drills.jsonl").stdout.splitlines()
+    assert json.loads(drills[-1])["outcome"] == "succeeded", drills[-1]
 
 
 def test_sysctls_a_container_cannot_write_are_reported_not_fatal(provisioned):
