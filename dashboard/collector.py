@@ -13,10 +13,12 @@ from being reported; the failure itself is listed in ``collector.errors``.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +28,7 @@ import psutil
 
 from . import __version__, access_log, host, host_access, pitr, records, store, uptime
 from .certificates import certificate_status, renewal_state
-from .config import Config, LogSource
+from .config import Config, Environment, LogSource
 from .docker_api import ContainerState, DockerClient, DockerError
 from .files import write_json_atomic
 from .log_tail import tail_lines
@@ -41,6 +43,25 @@ TIMELINE_STEP_SECONDS = 900  # 24 h availability strip: 96 cells of 15 minutes
 UPTIME_WINDOWS = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 ACCESS_LOG_CURSOR_KEY = "access_log_cursor"
 MiB = 1024 * 1024
+HEALTH_PATH_LABEL = "aiia.health.path"
+
+
+def probe_target(environment: Environment, containers: list[ContainerState]) -> Environment:
+    """The environment with the health path its app says (the `aiia.health.path` label a
+    release's contract sets, components/release/health_route.py) in place of the config's:
+    the newest running app container's, since the release that started last is the one
+    nginx serves once it is healthy. Without one (no label, Docker down), the config's."""
+    apps = [c for c in containers
+            if c.state == "running" and c.labels.get("aiia.service") == "app"
+            and c.labels.get("aiia.environment") == environment.name
+            and c.labels.get(HEALTH_PATH_LABEL, "").startswith("/")]
+    if not apps:
+        return environment
+    path = max(apps, key=lambda c: c.started_at or "").labels[HEALTH_PATH_LABEL]
+    url = urllib.parse.urlsplit(environment.health_url)
+    path, _, query = path.partition("?")
+    return dataclasses.replace(environment, health_url=urllib.parse.urlunsplit(
+        (url.scheme, url.netloc, path, query, "")))
 
 
 class CollectorBusy(RuntimeError):
@@ -230,12 +251,14 @@ class Collection:
         if not environments:
             return
         timeout = self.config.probe_timeout_seconds
+        targets = [probe_target(env, self.containers or []) for env in environments]
         with ThreadPoolExecutor(max_workers=len(environments)) as pool:
-            rows = list(pool.map(lambda env: probe(env, timeout, now=self.now), environments))
+            rows = list(pool.map(lambda env: probe(env, timeout, now=self.now), targets))
         store.insert_probes(db, rows)
 
     def _environment_view(self, db: sqlite3.Connection, name: str) -> dict[str, Any]:
-        environment = next(e for e in self.config.environments if e.name == name)
+        environment = probe_target(next(e for e in self.config.environments if e.name == name),
+                                   self.containers or [])
         longest = max(UPTIME_WINDOWS.values())
         points = store.probe_points_since(
             db, name, self.now - longest - uptime.DEFAULT_MAX_GAP_SECONDS

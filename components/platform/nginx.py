@@ -3,8 +3,8 @@
 nginx is never replaced by a config change: its files live on the host (bind-mounted
 read-only) and a change is validated with `nginx -t` and applied with a graceful reload,
 so no connection is cut. The container's own inputs are kept free of anything that
-changes with a release; a release only rewrites its upstream file and its maintenance
-switch.
+changes with a release; a release only rewrites its upstream file, its maintenance
+switch and its health path's location.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.settings.contract import DEFAULT_HEALTH_PATH, health_uri
 from components.settings.nginx import NginxSettings
 from components.settings.platform import PlatformSettings
 
@@ -57,10 +58,23 @@ def maintenance_path(environment: str) -> str:
     return f"maintenance/{environment}.conf"
 
 
+def health_route_path(environment: str) -> str:
+    """Where an environment's health location lives, under the host's nginx directory."""
+    return f"health/{environment}.conf"
+
+
+def render_health_route(environment: str, path: str = DEFAULT_HEALTH_PATH) -> str:
+    """The health path's location and maintenance exception (templates/nginx/health.conf.j2):
+    `path` is releases.<env>.health.path, matched without its query, as nginx's $uri."""
+    return render("nginx/health.conf.j2", environment=environment, path=path,
+                  uri=health_uri(path))
+
+
 def render_site(environment: str, domain: str, nginx: NginxSettings, ocsp_stapling: bool) -> str:
     # /api/ is a location of its own already: an upload path there raises its body limit;
     # any other upload path gets a location of its own.
     return render("nginx/site.conf.j2", environment=environment, domain=domain, nginx=nginx,
+                  health_file=health_route_path(environment),
                   api_max_body_mb=nginx.upload_max_body_mb if "/api/" in nginx.upload_paths
                   else nginx.max_body_mb,
                   other_upload_paths=[path for path in nginx.upload_paths if path != "/api/"],
@@ -137,10 +151,14 @@ class Nginx(pulumi.ComponentResource):
             maintenance = config_file(
                 f"maintenance-{env.name}", maintenance_path(env.name),
                 render_maintenance(env.name, enabled=False), True)
-            files += [maintenance, config_file(
+            # The health path the default contract answers, until a release says its own.
+            health = config_file(
+                f"health-{env.name}", health_route_path(env.name),
+                render_health_route(env.name), True)
+            files += [maintenance, health, config_file(
                 f"site-{env.name}", f"conf.d/{env.name}.conf",
                 render_site(env.name, env.domain, settings, ocsp), False, files[0],
-                maintenance)]
+                maintenance, health)]
         domains = [env.domain for env in platform.environments] + [platform.status_domain]
         self.tls_bootstrap = host_command(
             f"{name}-tls-bootstrap",

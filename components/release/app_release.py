@@ -39,6 +39,7 @@ from components.release.app_contract import (
     migrate_environment_variables,
     secret_file_names,
 )
+from components.release.health_route import HEALTH_PATH_LABEL, health_route
 from components.release.maintenance import maintenance_switch
 from components.release.processes import ProcessesArgs, release_processes
 from components.settings import Settings
@@ -249,7 +250,11 @@ class AppRelease(pulumi.ComponentResource):
                 tmpfs=APP_TMPFS,
                 # Set here, not left to the image: an image without USER would run as root.
                 user=release.run_as,
-                extra_labels={"aiia.release": release.release},
+                # The health path the dashboard's probe asks when the contract sets its own
+                # (dashboard/collector.py); a default contract adds nothing, so no diff.
+                extra_labels={"aiia.release": release.release,
+                              **({HEALTH_PATH_LABEL: release.contract.health_path}
+                                 if release.contract.health else {})},
                 # Long enough for requests and WebSockets to drain after the switch (nginx's
                 # worker_shutdown_timeout holds the client side for the same time).
                 stop_grace_seconds=release.stop_grace_seconds,
@@ -293,6 +298,9 @@ class AppRelease(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[self.container, *self.processes]),
         )
+        # The contract's health path in nginx, before the watch asks it there.
+        self.health_route = health_route(name, release, args.platform.output("ready"),
+                                         args.connection, root, nginx_container, self)
         self.watch = host_command(
             f"{name}-watch", args.connection,
             script("app/release-watch.sh.j2", watch_seconds=release.watch_seconds,
@@ -311,7 +319,8 @@ class AppRelease(pulumi.ComponentResource):
                    check_upstream=release.contract.release_header is None, port=port,
                    nginx_reload=reload_command(nginx_container),
                    lock_file=nginx_lock_file(state_dir)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch]),
+            opts=pulumi.ResourceOptions(parent=self,
+                                        depends_on=[self.switch, self.health_route]),
         )
         self.maintenance = maintenance_switch(
             name, release, environment.apply(lambda env: env["domain"]),

@@ -8,6 +8,7 @@ scripts/smoke.py reads the same settings from a stack file."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ HTTP_HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # A path nginx and a shell line carry as they are: no space, quote, `$` or `..`.
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%+=&?:@!,;*-]*$")
 DEFAULT_HEALTH_PATH = "/healthz/"
+# What nginx's health location may name (templates/nginx/health.conf.j2, in quotes).
+HEALTH_URI_RE = re.compile(r"^/[A-Za-z0-9._~/+=&:@!,;*-]*$")
 DEFAULT_RELEASE_HEADER = "X-Release"
 
 # What the program hands the app, by role, under today's names. A role set to null (or "")
@@ -146,6 +149,11 @@ def _check_path(path: Any, key: str, problems: Problems) -> bool:
     return True
 
 
+def health_uri(path: str) -> str:
+    """The health path as nginx matches it ($uri, locations): without its query, decoded."""
+    return urllib.parse.unquote(path.split("?", 1)[0])
+
+
 def _check_status(status: int, key: str, problems: Problems) -> None:
     if not 200 <= status <= 299:
         problems.add(f"{key}={status} must be a 2xx status (200 to 299): a health check or a "
@@ -159,7 +167,11 @@ def _parse_health(raw: Any, key: str, problems: Problems) -> HealthSettings | No
                                             problems), f"{key.split(':', 1)[1]}.health",
                           problems)
     health = HealthSettings(**values)
-    _check_path(health.path, f"{key}.health.path", problems)
+    if (_check_path(health.path, f"{key}.health.path", problems)
+            and not HEALTH_URI_RE.match(health_uri(health.path))):
+        problems.add(f"{key}.health.path={health.path!r} decodes to "
+                     f"{health_uri(health.path)!r}, which nginx cannot name safely in its "
+                     "health location; write the path without percent-encoding, e.g. /health/")
     _check_status(health.status, f"{key}.health.status", problems)
     if not 1 <= health.timeout_seconds <= 30:
         problems.add(f"{key}.health.timeout_seconds={health.timeout_seconds} must be between "

@@ -68,6 +68,7 @@ class FakeContainer:
     log_lines: list[str] = field(default_factory=list)
     stack: str | None = None
     process: str | None = None  # a release's process (releases.<env>.processes)
+    extra_labels: dict[str, str] = field(default_factory=dict)  # e.g. aiia.health.path
 
     @property
     def id(self) -> str:
@@ -82,7 +83,7 @@ class FakeContainer:
             labels["aiia.process"] = self.process
         if self.stack:
             labels["aiia.stack"] = self.stack
-        return labels
+        return {**labels, **self.extra_labels}
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -208,12 +209,13 @@ class FakeHealthEndpoint:
     """HTTPS on 127.0.0.1 that answers /health/ per Host header, like nginx + the apps.
 
     ``statuses`` maps a Host header to the status to answer; every request's Host header
-    and TLS SNI name are recorded in ``seen``.
+    and TLS SNI name are recorded in ``seen``, its Host header and path in ``paths``.
     """
 
     def __init__(self, certificate: Path, key: Path, statuses: dict[str, int]) -> None:
         self.statuses = statuses
         self.seen: list[tuple[str | None, str | None]] = []
+        self.paths: list[tuple[str | None, str]] = []
         endpoint = self
         sni_names: dict[int, str | None] = {}
 
@@ -224,6 +226,7 @@ class FakeHealthEndpoint:
             def do_GET(self):  # noqa: N802
                 host = self.headers.get("Host")
                 endpoint.seen.append((host, sni_names.get(id(self.connection))))
+                endpoint.paths.append((host, self.path))
                 status = endpoint.statuses.get(host or "", 421)
                 ok = status == 200
                 body = json.dumps(

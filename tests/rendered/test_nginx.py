@@ -1421,6 +1421,46 @@ def test_maintenance_answers_503_with_retry_after_but_the_health_path_and_allowe
             assert https_get(site, prod, "/").header("X-Release") == ["test"]
 
 
+def test_a_contracts_own_health_path_is_the_one_cached_and_kept_out_of_maintenance(
+        rendered, standin_nginx):
+    """releases.prod.health.path: /ht/?format=json, as the release writes it
+    (components/release/health_route.py), with maintenance on: /ht/ still reaches the app —
+    from outside about once a second whatever the query, from the platform's own address
+    every time — while /healthz/, no longer prod's health path, gets the maintenance page.
+    Before, the exception and the cached location named /healthz/ alone, so a stock app's
+    health check answered 503 during maintenance and its release's watch failed."""
+    from components.platform.nginx import (
+        health_route_path,
+        render_health_route,
+        render_maintenance,
+    )
+    from components.release.maintenance import PAGE_FILE
+
+    def prepare(tree: NginxTree) -> None:
+        (tree.directory / "conf" / health_route_path("prod")).write_text(
+            render_health_route("prod", "/ht/?format=json"))
+        (tree.directory / "conf" / "maintenance" / "prod.conf").write_text(
+            render_maintenance("prod", True))
+        page = tree.www / "prod" / "maintenance" / PAGE_FILE
+        page.parent.mkdir(parents=True)
+        page.write_text("<h1>Down for maintenance</h1>")
+
+    with running_site(rendered["prod"], prepare) as site:
+        prod = site.domains["prod"]
+        assert https_status(site, prod, "/healthz/", "127.0.1.60")[0] == 503
+        assert https_status(site, prod, "/", "127.0.1.60")[0] == 503
+        started = time.monotonic()
+        statuses = [https_status(site, prod, f"/ht/?format=json&n={index}", "127.0.1.60")[0]
+                    for index in range(30)]
+        elapsed = time.monotonic() - started
+        from_outside = site.app.reached("/ht/")
+        assert set(statuses) == {200}, statuses
+        assert 1 <= from_outside <= elapsed + 2, (from_outside, elapsed)
+        for _ in range(3):
+            assert https_status(site, prod, "/ht/?format=json", "127.0.0.1")[0] == 200
+        assert site.app.reached("/ht/") == from_outside + 3
+
+
 def wait_for_status(site: Site, domain: str, path: str, status: int,
                     seconds: float = 10) -> bool:
     """Until a new worker answers `status` (a reload starts new workers in a moment)."""

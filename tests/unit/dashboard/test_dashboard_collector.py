@@ -81,6 +81,30 @@ def test_probes_reach_each_environment_through_its_host_header_and_sni(realistic
         assert environment["uptime"]["30d"]["percent"] < 100  # the seeded outages count
 
 
+def test_the_probe_asks_the_health_path_of_the_app_that_started_last(fresh_host):
+    """releases.staging.health.path: /ht/?format=json, on the app's container as its label
+    (components/release/health_route.py): staging's probe asks that path, prod's (no label)
+    the config's; during a release the newer container's path wins, an exited one's never."""
+    label = {"aiia.health.path": "/ht/?format=json"}
+    now = time.time()
+    staging_app = next(c for c in fresh_host.docker.containers
+                       if c.service == "app" and c.environment == "staging")
+    staging_app.extra_labels = {"aiia.health.path": "/old-health/"}
+    fresh_host.docker.containers += [
+        fixtures.FakeContainer("aiia-app-staging-2026-12-07-1", "app", "staging", 96, 10,
+                               started_at=now - 5, extra_labels=label),
+        fixtures.FakeContainer("aiia-app-prod-2026-12-07-9", "app", "prod", 96, 0,
+                               state="exited", started_at=now, extra_labels=label),
+    ]
+    fresh_host.collect()
+    assert ("staging.example.com", "/ht/?format=json") in fresh_host.health.paths
+    assert ("prod.example.com", "/health/") in fresh_host.health.paths
+    assert {path for host, path in fresh_host.health.paths
+            if host == "staging.example.com"} == {"/ht/?format=json"}
+    staging = next(e for e in status_of(fresh_host)["environments"] if e["name"] == "staging")
+    assert staging["health_url"].endswith("/ht/?format=json") and staging["probe"]["ok"]
+
+
 def test_log_tails_from_docker_and_from_files(realistic_host):
     logs_dir = load_config(realistic_host.state.config_path).logs_dir
     app = json.loads((logs_dir / "app-prod.json").read_text())

@@ -135,6 +135,42 @@ def test_a_configured_health_check_is_a_new_generation(as_variables, prod):
     assert ours.plain["name"] != default.plain["name"]
 
 
+def test_nginx_and_the_dashboard_learn_the_contract_s_health_path(as_variables, prod):
+    """The release writes its health path's location (and its maintenance exception) into
+    nginx before the watch asks it there, and labels the app for the dashboard's probe; a
+    default contract writes the /healthz/ the platform seeds and adds no label."""
+    route = as_variables.named("app-prod-health-route-install")
+    assert "/srv/aiia/nginx/health/prod.conf" in route.plain["create"]
+    assert 'location = "/ht/" {' in route.plain["stdin"]
+    assert 'if ($uri = "/ht/") {' in route.plain["stdin"]
+    assert "-s reload" in route.plain["create"]
+    by_urn = {r.urn: r.name for r in as_variables.resources}
+    assert "app-prod-health-route-install" in {
+        by_urn[d] for d in as_variables.named("app-prod-watch").dependencies}
+
+    def labels(run) -> dict[str, str]:
+        app = release_container(run, "aiia-app-prod-2026-11-26-1-")
+        return {item["label"]: item["value"] for item in app.plain["labels"]}
+
+    assert labels(as_variables)["aiia.health.path"] == "/ht/"
+    assert "aiia.health.path" not in labels(prod)
+    assert 'location = "/healthz/" {' in prod.named("app-prod-health-route-install") \
+        .plain["stdin"]
+    seed = prod.named("platform-nginx-health-prod-install")
+    assert 'location = "/healthz/" {' in seed.plain["stdin"]
+    assert "-s reload" not in seed.plain["create"]  # only if absent: the release owns it
+
+
+def test_a_health_path_nginx_cannot_name_is_refused():
+    from tests.harness.settings import problems_of
+
+    def bad(raw):
+        raw["releases"]["prod"]["health"] = {"path": "/a%22b/"}
+    problems = problems_of(bad)
+    assert "health.path='/a%22b/' decodes to '/a\"b/'" in problems
+    assert "without percent-encoding" in problems
+
+
 class _App(http.server.BaseHTTPRequestHandler):
     """Answers the health path with 204 only for its own domain (ALLOWED_HOSTS)."""
 
