@@ -15,6 +15,7 @@ import json
 import re
 import runpy
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -92,36 +96,46 @@ class RecordedResource:
         return snake_case(reveal(self.inputs))
 
 
+# What the engine answers a registration in a preview: (the resource as registered, the
+# id and outputs the mocks gave it) → (id, outputs). An empty id and an output left out are
+# unknown to the program (the Python SDK's `_resolve_outputs` in a dry run);
+# tests/harness/replay/preview.py answers as the engine and the providers do.
+PreviewAnswer = Callable[[RecordedResource, str, dict], tuple[str, dict]]
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: _Mocks):
+    def __init__(self, mocks: _Mocks, preview: PreviewAnswer | None = None):
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
         self._mocks = mocks
+        self._preview = preview
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            from pulumi.runtime import rpc
-
-            self.recorded.append(RecordedResource(
-                type=request.type, name=request.name, urn=response.urn,
-                inputs=rpc.deserialize_properties(request.object),
-                parent=request.parent, dependencies=list(request.dependencies),
-                protect=bool(request.protect), delete_before_replace=request.deleteBeforeReplace,
-                delete_before_replace_defined=request.deleteBeforeReplaceDefined,
-                custom=request.custom, provider=request.provider.rsplit("::", 1)[0],
-                ignore_changes=[snake_case({name: None}).popitem()[0]
-                                for name in request.ignoreChanges],
-                outputs=self.resources[response.urn].state if response.urn in self.resources
-                else {},
-            ))
-        return response
-
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        recorded = RecordedResource(
+            type=request.type, name=request.name, urn=response.urn,
+            inputs=rpc.deserialize_properties(request.object),
+            parent=request.parent, dependencies=list(request.dependencies),
+            protect=bool(request.protect), delete_before_replace=request.deleteBeforeReplace,
+            delete_before_replace_defined=request.deleteBeforeReplaceDefined,
+            custom=request.custom, provider=request.provider.rsplit("::", 1)[0],
+            ignore_changes=[snake_case({name: None}).popitem()[0]
+                            for name in request.ignoreChanges],
+            outputs=self.resources[response.urn].state if response.urn in self.resources
+            else {},
+        )
+        self.recorded.append(recorded)
+        if self._preview is None or not request.custom:
+            return response
+        id_, outputs = self._preview(recorded, response.id, recorded.outputs)
+        # Serialized as MockMonitor.RegisterResource serializes the mocks' state.
+        return resource_pb2.RegisterResourceResponse(
+            urn=response.urn, id=id_, object=_sync_await(rpc.serialize_properties(outputs, {})))
 
     def ReadResource(self, request):  # noqa: N802 - gRPC method name (StackReference reads)
         response = super().ReadResource(request)
-        from pulumi.runtime import rpc
-
         self.recorded.append(RecordedResource(
             type=request.type, name=request.name, urn=response.urn,
             inputs=rpc.deserialize_properties(request.properties), parent=request.parent,
@@ -274,15 +288,19 @@ class ProgramRun:
 
 def run_program(stack: str, config: dict[str, Any] | None = None,
                 secrets: dict[str, str] | None = None,
-                stack_outputs: dict[str, dict] | None = None) -> ProgramRun:
-    """Run __main__.py for `stack` under mocks (preview=False) and record what it declares."""
+                stack_outputs: dict[str, dict] | None = None,
+                program: Callable[[], None] | None = None,
+                preview: PreviewAnswer | None = None) -> ProgramRun:
+    """Run __main__.py (or `program`) for `stack` under mocks and record what it declares: as
+    `pulumi up` runs it (every output known), or, given `preview`, as `pulumi preview` does
+    (a dry run, each registration answered by `preview`)."""
     config = stack_config(stack) if config is None else config
     secrets = made_up_secrets(config) if secrets is None else secrets
     mocks = _Mocks(stack_outputs)
-    monitor = _RecordingMonitor(mocks)
+    monitor = _RecordingMonitor(mocks, preview)
     # The organization as the engine names it (a file backend's is "organization").
-    pulumi.runtime.set_mocks(mocks, project="aiia", stack=stack, preview=False, monitor=monitor,
-                             organization="organization")
+    pulumi.runtime.set_mocks(mocks, project="aiia", stack=stack, preview=preview is not None,
+                             monitor=monitor, organization="organization")
     values = {key: value if isinstance(value, str) else json.dumps(value)
               for key, value in {**config, **secrets}.items()}
     pulumi.runtime.set_all_config(values, secret_keys=list(secrets))
@@ -290,7 +308,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
     stack_outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test
-    def program():
+    def run():
         original_export = pulumi.export
 
         def record_export(name: str, value: Any) -> None:
@@ -308,11 +326,14 @@ def run_program(stack: str, config: dict[str, Any] | None = None,
 
         pulumi.export = record_export
         try:
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            if program is None:
+                runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            else:
+                program()
         finally:
             pulumi.export = original_export
 
-    program()
+    run()
     return ProgramRun(resources=monitor.recorded, exports=exports, stack_outputs=stack_outputs)
 
 
