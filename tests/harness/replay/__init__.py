@@ -16,7 +16,10 @@ in the docstring of the module that imitates it;
 - replay.py: the engine's update (`Replay`): steps carried out, create-before-delete
   replacements and pending deletions, init errors, protected resources.
 - steps.py: the step each resource gets (pulumi/pulumi `step_generator.go`): `plan_step`,
-  `changed_inputs`, `declared_inputs` (`ignore_changes`), `preview`.
+  `changed_inputs`, `declared_inputs` (`ignore_changes`).
+- preview.py: `pulumi preview` (`preview`: the program run as a dry run, the outputs of what
+  it creates or replaces unknown to what derives from them) and the steps of the `up` after
+  it (`update_steps`).
 - schedule.py: the dependency graph and the parallel run (`step_executor.go`).
 - docker_provider.py: pulumi-docker / terraform-provider-docker: the provider's client
   (`ssh://`), containers, images, networks, volumes, what is updated in place, read-back.
@@ -56,13 +59,14 @@ from tests.harness.replay.docker_provider import (
     read_back,
 )
 from tests.harness.replay.errors import Interrupted, ReplayError
+from tests.harness.replay.preview import preview, update_steps
 from tests.harness.replay.replay import Replay
 from tests.harness.replay.schedule import dependency_graph
-from tests.harness.replay.steps import Applied, Plan, changed_inputs, plan_step, preview
+from tests.harness.replay.steps import Applied, Plan, changed_inputs, plan_step
 
 __all__ = [
     "CONTAINER", "DOCKER_PROVIDER", "IMAGE", "LOCAL_COMMAND", "NETWORK", "REMOTE_COMMAND",
     "Interrupted",
     "VOLUME", "Applied", "Plan", "Replay", "ReplayError", "changed_inputs", "dependency_graph",
-    "duration_ns", "go_duration", "plan_step", "preview", "read_back",
+    "duration_ns", "go_duration", "plan_step", "preview", "read_back", "update_steps",
 ]

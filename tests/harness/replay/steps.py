@@ -21,10 +21,13 @@ last update left (pulumi/pulumi `pkg/resource/deploy/step_generator.go`, `genera
   (`step_generator.go`, `processIgnoreChanges`: `path.Reset(oldInputs, ignoredInputs)`);
   the step then goes on with those inputs, a replacement's create included. A resource not
   in the state is created with what the program declares.
-- `preview(previous, current)`: `pulumi preview` plans with the same step generation as
-  an update and executes nothing (a dry run of the same deployment,
-  `pkg/resource/deploy/deployment_executor.go`), so it is `plan_step` for every resource
-  against the state the previous update left, and a delete for what is no longer declared.
+- An input that is unknown (in a preview: derived from an output not known yet, preview.py)
+  differs from any value in the state: the engine asks the provider's diff whenever the
+  inputs are not equal (`step_generator.go`, `diff` and `diffResource`), and an unknown
+  equals only an unknown (`sdk/go/common/resource/properties.go`,
+  `PropertyValue.DeepEquals`); pulumi-command's diff (pulumi-go-provider
+  `infer/resource.go`, `diff`) and the bridge's (`pkg/tfbridge/provider.go`, `Diff`) report
+  it as a change, so the resource is updated or replaced as for a changed value.
 """
 
 from __future__ import annotations
@@ -32,14 +35,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.harness.program import ProgramRun, RecordedResource
+from pulumi.runtime.rpc import contains_unknowns
+
+from tests.harness.program import RecordedResource
 from tests.harness.replay.command_provider import COMMANDS, REPLACE_ON_CHANGES
 from tests.harness.replay.docker_provider import (
     CONTAINER,
     CONTAINER_SETS,
     CONTAINER_UPDATABLE,
     PROVIDER_DELETE_BEFORE_REPLACE,
-    read_back,
 )
 
 
@@ -72,7 +76,9 @@ def changed_inputs(type_: str, declared: dict, state: dict) -> set[str]:
     changed = set()
     for key in set(declared) | set(state):
         new, old = declared.get(key), state.get(key)
-        if key in sets and isinstance(new, dict) and isinstance(old, dict):
+        if contains_unknowns(new):
+            same = False
+        elif key in sets and isinstance(new, dict) and isinstance(old, dict):
             same = new == old  # tmpfs: a map
         elif key in sets:
             same = _canonical_set(new or []) == _canonical_set(old or [])
@@ -124,15 +130,3 @@ def plan_step(resource: RecordedResource, current: Applied | None) -> Plan:
         delete_first = resource.type in PROVIDER_DELETE_BEFORE_REPLACE
     return Plan("replace", changed, delete_first)
 
-
-def preview(previous: ProgramRun, current: ProgramRun) -> dict[str, Plan]:
-    """`pulumi preview` of `current` against the state `previous` left (an update that
-    succeeded): the step each resource gets, by name; a resource the program no longer
-    declares is deleted."""
-    state = {resource.urn: Applied(resource.urn, resource.type, resource.name,
-                                   read_back(resource.type, resource.plain))
-             for resource in previous.resources if resource.custom}
-    plans = {resource.name: plan_step(resource, state.pop(resource.urn, None))
-             for resource in current.resources if resource.custom}
-    plans.update({applied.name: Plan("delete") for applied in state.values()})
-    return plans

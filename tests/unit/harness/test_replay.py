@@ -7,17 +7,26 @@ at the top of its __init__.py)."""
 import sys
 import threading
 
+import pulumi
+import pulumi_docker as docker
 import pytest
+from pulumi.output import Unknown
+from pulumi_command import local
 
 from tests.harness.engine import DialStdioEngine, EngineError, dial_stdio_command
-from tests.harness.program import ProgramRun, RecordedResource, mock_ip_address
+from tests.harness.program import ProgramRun, RecordedResource, mock_ip_address, run_program
 from tests.harness.replay import (
+    Applied,
     Interrupted,
+    Plan,
     Replay,
     ReplayError,
     duration_ns,
     go_duration,
+    plan_step,
+    preview,
     read_back,
+    update_steps,
 )
 from tests.harness.replay.docker_provider import container_config
 
@@ -531,3 +540,109 @@ def test_a_provider_whose_ssh_fails_fails_the_update_before_any_docker_step():
 def test_a_provider_input_the_replay_does_not_model_fails_by_name():
     with pytest.raises(ReplayError, match="registry_auth"):
         quiet_replay(FakeEngine()).apply(run(provider(registry_auth=[{"address": "r"}])))
+
+
+# ----------------------------------------------------------------- preview
+# tests/harness/replay/preview.py: the program runs as a dry run; what a create or replace
+# makes is unknown to what derives from it until the up.
+
+def server_and_dependents(image: str, memory: int = 64, check_script: str = "echo check"):
+    """A program: a container, and what derives from its outputs."""
+    def program():
+        server = docker.Container("server", name="server", image=image, memory=memory,
+                                  memory_swap=memory)
+        # Like the platform's `ready`: true once the container exists, whatever its id.
+        ready = pulumi.Output.all(server.id).apply(lambda _: True)
+        local.Command("migrate", create=ready.apply(lambda _: "echo migrate"))
+        check = local.Command("check", create=check_script, triggers=[server.id])
+        local.Command("by-name", create=server.name.apply(lambda name: f"echo {name}"))
+        local.Command("after-check", create=check.id.apply(lambda _: "echo after"))
+        local.Command("reads-check", create=check.stdout.apply(lambda out: f"echo {out}"))
+        docker.Container("client", name="client", image="client", memory=64, memory_swap=64,
+                         envs=server.network_datas.apply(
+                             lambda networks: ["SERVER=" + networks[0]["ip_address"]]))
+        docker.Container("sized", name="sized", image="sized", memory_swap=64,
+                         memory=server.id.apply(lambda _: 64))
+    return program
+
+
+def record(program):
+    return run_program("test", config={}, program=program)
+
+
+def previewed(before, program) -> dict[str, str]:
+    return {name: plan.action for name, plan in
+            preview(before, "test", config={}, program=program).items()}
+
+
+def test_a_preview_leaves_a_replaced_containers_id_and_addresses_unknown_to_its_dependents():
+    # pulumi-terraform-bridge provider.go `Provider.Create`: a preview returns the plan's
+    # state, whose id (provider2.go `v2InstanceState2.ID`: "" while unknown) and computed
+    # attributes are unknown; the Python SDK resolves them unknown, and every apply over them.
+    # pulumi-go-provider `diff` and the bridge's `Provider.Diff` see the unknown as a change.
+    before = record(server_and_dependents("server:1"))
+    steps = previewed(before, server_and_dependents("server:2"))
+    assert steps["server"] == "replace"
+    assert steps["migrate"] == "update"  # its script derives from the unknown id
+    assert steps["check"] == "replace"   # triggers: replaceOnChanges ["triggers[*]"]
+    assert steps["by-name"] == "same"    # the name mirrors an input: known
+    assert steps["client"] == "replace"  # envs: the provider cannot change them in place
+    assert steps["sized"] == "update"    # memory: updated in place (`docker update`)
+
+
+def test_a_replaced_command_has_a_known_id_and_unknown_output_in_a_preview():
+    # pulumi-command commandController.go `Command.Create`: in a preview an id from
+    # `resource.NewUniqueHex` and no run; pulumi-go-provider `markComputed`: its stdout,
+    # which mirrors no input, is computed.
+    before = record(server_and_dependents("server:1"))
+    steps = previewed(before, server_and_dependents("server:2"))
+    assert steps["after-check"] == "same"
+    assert steps["reads-check"] == "update"
+
+
+def test_an_update_previews_a_commands_output_unknown_and_a_containers_outputs_known():
+    # pulumi-command `Command.Update` in a preview returns the prior outputs, which
+    # `markComputed` makes computed once an input changed; the bridge's `Provider.Update`
+    # returns the plan over the prior state, its computed attributes as they were.
+    before = record(server_and_dependents("server:1"))
+    steps = previewed(before, server_and_dependents("server:1", memory=80,
+                                                    check_script="echo checked"))
+    assert steps["server"] == "update"
+    assert steps["check"] == "update"
+    assert steps["reads-check"] == "update"
+    assert {name: steps[name] for name in ("migrate", "client", "sized", "after-check")} == \
+        dict.fromkeys(("migrate", "client", "sized", "after-check"), "same")
+
+
+def test_an_unknown_input_is_a_change_whatever_the_state_holds():
+    # sdk/go/common/resource/properties.go `PropertyValue.DeepEquals`: an unknown equals
+    # only an unknown; the triggers of a command are replaceOnChanges.
+    state = Applied("urn:c", COMMAND, "c", command("c", "echo", triggers=["a"]).plain)
+    unknown_script = command("c", Unknown(), triggers=["a"])
+    unknown_trigger = command("c", "echo", triggers=[Unknown()])
+    assert plan_step(unknown_script, state) == Plan("update", frozenset({"create"}))
+    assert plan_step(unknown_trigger, state) == Plan("replace", frozenset({"triggers"}))
+
+
+def test_the_up_after_the_preview_leaves_what_came_out_equal_unchanged(tmp_path):
+    # The up registers each resource once the outputs it reads are known: `migrate`'s
+    # script is what it was, so the up does not run it, although the preview showed it.
+    marker = tmp_path / "migrated"
+
+    def program(image):
+        def declare():
+            server = docker.Container("server", name="server", image=image, memory=64,
+                                      memory_swap=64)
+            ready = pulumi.Output.all(server.id).apply(lambda _: True)
+            local.Command("migrate", create=ready.apply(lambda _: f"echo >> {marker}"))
+        return declare
+
+    before, after = record(program("server:1")), record(program("server:2"))
+    assert previewed(before, program("server:2"))["migrate"] == "update"
+    assert update_steps(before, after)["migrate"] == Plan("same")
+    replay = quiet_replay(FakeEngine())
+    replay.apply(before)
+    replay.apply(after)
+    assert marker.read_text().count("\n") == 1
+    assert [(action, name) for action, name, *_ in replay.events][-2:] == [
+        ("delete", "server"), ("create", "server")]

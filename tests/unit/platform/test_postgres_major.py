@@ -37,7 +37,7 @@ def test_the_switch_replaces_the_server_alone_on_the_new_folder():
     server = before.named("platform-postgres-container")
     assert "PGDATA=/var/lib/postgresql/data/pgdata" in server.inputs["envs"]
     switched = copy.deepcopy(stack_config("prod"))  # what make pg-upgrade commits: 17 and 17
-    plans = preview(before, run_program("prod", config=switched))
+    plans = preview(before, "prod", config=switched)
     steps = {name: plan.action for name, plan in plans.items() if plan.action != "same"}
     containers = {name for name in steps if name.endswith("-container")}
     assert containers == {"platform-postgres-container"}
