@@ -27,6 +27,11 @@ in the docstring of the module that imitates it;
 - errors.py: `ReplayError`, `InitError`, an input not understood failing by name.
 
 What it does not model (so the tests cannot see it):
+- the new id a create or replacement gives a resource in an `up`: the mocks give it the
+  same id in every run (`<name>-id`) and the replay does not put the real one in its place,
+  so a command whose `triggers` hold a container's id (`platform-running`,
+  `platform-<service>-networks`) is `same` in an `up` that replaces the container, where
+  Pulumi replaces it (a preview, preview.py, shows it replaced: the id is unknown there);
 - read-back drift other than the healthcheck durations and set ordering above: default
   values the provider fills in, environment variables that come from the image, a
   container changed by hand, `pulumi refresh`;
