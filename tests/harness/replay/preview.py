@@ -72,7 +72,9 @@ def previewed_outputs(resource: RecordedResource, plan: Plan, id_: str,
                       outputs: dict) -> tuple[str, dict]:
     """What the engine hands the program back for `resource` in a preview of `plan`: its id
     ("" when unknown) and the outputs known (one left out is unknown)."""
-    if resource.type.startswith(PROVIDER_TYPES) or plan.action in ("same", "delete"):
+    # A SameStep keeps the state's outputs. A provider's own preview (a changed
+    # configuration) is not modelled (__init__.py): its outputs stay as the mocks gave them.
+    if resource.type.startswith(PROVIDER_TYPES) or plan.action == "same":
         return id_, outputs
     if resource.type in COMMANDS:
         if plan.action == "update":
