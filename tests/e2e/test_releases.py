@@ -16,6 +16,8 @@ from tests.harness.traffic import (
     RATE,
     REQUESTS,
     assert_no_client_noticed,
+    assert_paced,
+    finish,
     strict_clients,
     under_load,
 )
@@ -75,7 +77,7 @@ def test_release_a_to_b_drops_no_request_and_keeps_websockets(local_stack):
     assert error is None, error
     summary = load.summary()
     print("A → B:", summary.line())
-    assert summary.requests >= REQUESTS
+    assert_paced(summary, RATE)
     assert summary.failures == 0, summary.failure_kinds
     # nginx's reload kept every kept-alive connection: not even the browser-like client had
     # to send a request again.
@@ -316,17 +318,13 @@ def test_rotating_secrets_starts_a_new_generation_beside_the_serving_one(local_s
     stack = local_stack
     old = running_generations(stack, "schema-b", all_states=False)
     assert len(old) == 1, old
-    load = Load(stack.https_port, stack.domain("prod"), rate=RATE, total=REQUESTS,
-                connections=8).start()
-    time.sleep(3)
     stack.secrets = {**stack.secrets, "aiia:prod_secret_key": "rotated-django-secret-key",
                      "aiia:prod_db_password": "rotated-prod-db-password"}
-    stack.up()
-    load.wait(timeout=REQUESTS / RATE * 2 + 30)
-    load.stop()
+    load, error = under_load(stack, stack.up)
+    assert error is None, error
     summary = load.summary()
     print("secret rotation:", summary.line())
-    assert summary.requests >= REQUESTS
+    assert_paced(summary, RATE)
     assert summary.failures == 0, summary.failure_kinds
     new = running_generations(stack, "schema-b", all_states=True)
     assert len(new) == 1 and new != old, (old, new)
@@ -343,9 +341,7 @@ def test_both_environments_released_in_one_up_with_concurrent_steps(local_stack)
                        connections=4).start() for env in ("prod", "staging")}
     time.sleep(3)
     stack.up(config)
-    for load in loads.values():
-        load.wait(timeout=60 * 2 + 30)
-        load.stop()
+    finish(loads.values(), time.monotonic())
     for env, load in loads.items():
         summary = load.summary()
         print(f"{env}, released together:", summary.line())
