@@ -8,6 +8,9 @@ level above the highest it imports), the way the closing notes count them."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,9 +42,22 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
+def parsed_import_graph() -> dict[str, set[str]]:
     found = modules()
     return {name: imports_of(path, set(found)) - {name} for name, path in found.items()}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """The graph, parsed in a child interpreter of its own. CPython 3.11 counts the AST
+    constructor's recursion per interpreter, not per thread: a parse while a thread the suite
+    left running builds an AST too (Jinja compiling a template) fails with "AST constructor
+    recursion depth mismatch" (python/cpython#106905, pytest-dev/pytest#10763). It did, in
+    two full runs, and never alone."""
+    code = ("import json; from tests.unit.test_layout import parsed_import_graph as graph; "
+            "print(json.dumps({name: sorted(found) for name, found in graph().items()}))")
+    child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60, check=True)
+    return {name: set(found) for name, found in json.loads(child.stdout).items()}
 
 
 def wing(module: str) -> str:
