@@ -73,7 +73,8 @@ fi
 
 log "pytest"
 set +e
-pytest -p no:cacheprovider -ra "$@"
+# The slowest steps at the end of the report: where the suite's time goes (CI is cut at 90 min).
+pytest -p no:cacheprovider -ra --durations=30 --durations-min=10 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
