@@ -230,3 +230,14 @@ def test_a_stock_django_project_and_its_worker_are_deployed_released_and_rolled_
     workers = processes(stack)
     assert [p["release"] for p in workers.values()] == ["stock"], workers
     assert fulfilled_by_the_worker(stack, "order-4")
+    # Maintenance with the stock app's own health path (#27 item 4): the release's watch asks
+    # /ht/ through nginx and passes, visitors get the page, the health path reaches the app,
+    # and the app's container tells the dashboard's probe which path to ask.
+    stack.up(stock(stack, "stock-2", maintenance=True))
+    assert stack.get("prod", "/").status == 503
+    assert stack.get("prod", "/ht/").status == 200
+    assert 'location = "/ht/" {' in (stack.root / "nginx/health/prod.conf").read_text()
+    container = stack.run.stack_outputs["prod_container"]
+    labels = json.loads(subprocess.run(["docker", "inspect", container], check=True,
+                                       capture_output=True, text=True).stdout)[0]
+    assert labels["Config"]["Labels"]["aiia.health.path"] == "/ht/"
