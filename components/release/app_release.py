@@ -258,8 +258,9 @@ class AppRelease(pulumi.ComponentResource):
                 # Long enough for requests and WebSockets to drain after the switch (nginx's
                 # worker_shutdown_timeout holds the client side for the same time).
                 stop_grace_seconds=release.stop_grace_seconds,
-                # Past its start period (20 s) and three failed checks it is unhealthy.
-                wait_timeout_seconds=60,
+                # Past its start period (20 s) and three failed checks it is unhealthy; the
+                # gate waits releases.<env>.health_gate_seconds (60) for it to be healthy.
+                wait_timeout_seconds=release.health_gate_seconds,
             ),
             # Create-before-delete, explicitly: the new generation runs beside the old one
             # (the engine takes the program's choice over the provider's

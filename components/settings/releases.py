@@ -52,6 +52,10 @@ class ReleaseSettings:
     redis_password: Any = None
     stop_grace_seconds: int = 30  # the old container's SIGTERM→SIGKILL (uvicorn drains 20 s)
     watch_seconds: int = 30  # how long the new release is watched after the switch
+    # How long the new container has to become healthy before the release fails and the
+    # previous one serves on (the gate, Pulumi's wait_timeout): raise it for an app that
+    # starts slowly (its checks fail meanwhile; the first success makes it healthy).
+    health_gate_seconds: int = 60
     watch_max_error_percent: int = 5  # 5xx share that sends traffic back to the previous one
     watch_min_requests: int = 20  # below this many requests only the health probes count
     keep_images: int = 5  # release images kept on the host per environment, for rollbacks
@@ -170,6 +174,7 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
         problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
                      "<NAME>_FILE, app/README.md) or variables (the values themselves)")
     for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
+                            ("health_gate_seconds", 10, 900),
                             ("watch_max_error_percent", 0, 100),
                             ("watch_min_requests", 1, 100000), ("keep_images", 1, 50),
                             ("migrate_lock_timeout_seconds", 1, 60),

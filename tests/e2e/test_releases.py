@@ -1,8 +1,11 @@
 """Releases on the real engine: zero dropped requests, health-gated, watched, rolled back by
-config, migrations first. The tests run in order on one stack, like an operator's day."""
+config, migrations first; then the failure paths of a real `pulumi up` (issue #28): a release
+that missed its gate deployed again, an update interrupted between a delete and a create.
+The tests run in order on one stack, like an operator's day."""
 
 import copy
 import json
+import re
 import subprocess
 import threading
 import time
@@ -11,7 +14,8 @@ import pytest
 
 from tests.harness.client import WebSocket
 from tests.harness.load import Load
-from tests.harness.replay import ReplayError
+from tests.harness.local_stack import NEWER_PATCH_RELEASES, image_map
+from tests.harness.replay import Interrupted, ReplayError
 from tests.harness.traffic import (
     RATE,
     REQUESTS,
@@ -138,8 +142,11 @@ def test_a_certificate_renewal_and_a_config_change_reload_nginx_unnoticed(local_
 
 def test_an_unhealthy_release_never_takes_traffic(local_stack):
     stack = local_stack
+    # A shorter gate than the default 60 s (releases.<env>.health_gate_seconds): it fails
+    # alike, sooner; the stack keeps it from here on.
+    stack.config["aiia:releases"]["prod"]["health_gate_seconds"] = 30
     load, error = release_under_load(stack, "unhealthy", rate=40, total=40 * 90)
-    assert error is not None and "not healthy" in str(error)
+    assert error is not None and "not healthy after 30s" in str(error), error
     summary = load.summary()
     assert summary.failures == 0, summary.failure_kinds
     assert [seen.release for seen in summary.releases] == ["release-a"]
@@ -355,3 +362,75 @@ def test_both_environments_released_in_one_up_with_concurrent_steps(local_stack)
              if name in ("app-prod-migrate-release-b", "app-staging-migrate-schema-b")}
     (prod_start, prod_end), (staging_start, staging_end) = spans.values()
     assert prod_start < staging_end and staging_start < prod_end, spans
+
+
+def test_a_release_that_missed_its_gate_switches_when_deployed_again(local_stack):
+    """Issue #28 item 2. The first `up` of a slow starter (healthy after 35 s) fails its
+    health gate (health_gate_seconds: 20): Pulumi
+    keeps the container with init errors and never reads it back, so its address is unknown
+    to Pulumi from then on (tests/unit/harness/test_replay.py pins that the replay follows
+    terraform-provider-docker here). The same release deployed again is an update of that
+    container without a gate; the switch reads the container's health and address from the
+    engine, and points nginx at it."""
+    stack = local_stack
+    serving = stack.get("prod", "/").headers["x-release"]
+    slow = stack.with_release("prod", "slow-start")
+    slow["aiia:releases"]["prod"]["health_gate_seconds"] = 20
+    with pytest.raises(ReplayError, match="not healthy"):
+        stack.up(slow)
+    # The gate failed: the previous release serves, and Pulumi knows no address for the new
+    # container (the create never reached its read-back).
+    assert stack.get("prod", "/").headers["x-release"] == serving
+    (applied,) = [a for a in stack.replay.state.values()
+                  if a.name.startswith("app-prod-app-slow-start")]
+    assert applied.init_errors and "ip_address" not in applied.real
+    container = applied.real["name"]
+    stack.wait_healthy(container, timeout=90)  # it was only slow
+
+    stack.up(slow)  # the same release again: an update of the container, no gate
+
+    assert stack.get("prod", "/").headers["x-release"] == "slow-start"
+    assert "ip_address" not in stack.replay.state[applied.urn].real  # still never read back
+    networks = stack.engine.container(container)["NetworkSettings"]["Networks"]
+    address = networks[f"{stack.prefix}-prod"]["IPAddress"]
+    upstream = (stack.root / "nginx/upstreams/prod.conf").read_text()
+    assert re.search(rf"server {re.escape(address)}:\d+ max_fails=0;", upstream), upstream
+    assert not any(a.name.startswith(f"app-prod-app-{serving}")
+                   for a in stack.replay.state.values())  # the previous one deleted at the end
+
+
+def test_an_interrupted_replacement_is_repaired_by_the_runbook(local_stack):
+    """Issue #28 item 4 (docs/runbooks.md, "An interrupted or cancelled pulumi up"). Redis is
+    replaced delete-before-create (an image bump); the CLI is killed while the new container
+    is created: the old one is gone, the new one exists but Pulumi's state holds only a
+    pending CREATE. The next `up` creates it again and clashes on its fixed name, so the
+    outage lasts until someone repairs it: `pulumi refresh --clear-pending-creates`,
+    `docker rm -f` of the half-created container, `pulumi up`. Last in this module: the
+    stack keeps the newer Redis."""
+    stack = local_stack
+    config = copy.deepcopy(stack.config)
+    config["aiia:platform"].setdefault("images", {})["redis"] = NEWER_PATCH_RELEASES["redis"]
+    stack.replay.image_map = image_map(config)
+    redis = stack.container("redis")
+    resource = stack.run.containers()[redis].name
+    assert stack.get("prod", "/healthz/").status == 200
+
+    stack.replay.interrupt.add(resource)
+    with pytest.raises(Interrupted, match=f"interrupted while creating {resource}"):
+        stack.up(config)
+    # Half-created: the container exists, Pulumi's state does not have it.
+    assert stack.engine.container(redis) is not None
+    assert resource not in {applied.name for applied in stack.replay.state.values()}
+
+    # Running `pulumi up` again does not repair it: the same name clashes.
+    with pytest.raises(ReplayError, match=f"a container named {redis} already exists"):
+        stack.up(config)
+
+    # The runbook: clear the pending create, remove what it half-made, up again.
+    assert stack.replay.clear_pending_creates() == [resource]
+    stack.engine.remove_container(redis)
+    stack.up(config)
+
+    assert resource in {applied.name for applied in stack.replay.state.values()}
+    stack.wait_healthy(redis, timeout=60)
+    assert stack.get("prod", "/healthz/").status == 200

@@ -6,7 +6,7 @@ import os
 import runpy
 import sys
 
-SLOW_START_SECONDS = 75
+SLOW_START_SECONDS = 35
 
 
 def container_age_seconds() -> float:
