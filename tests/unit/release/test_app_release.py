@@ -181,6 +181,22 @@ def test_a_config_change_to_a_release_makes_a_new_generation_beside_the_old():
     assert generation_after(memory) == base
 
 
+def test_the_health_gate_waits_as_long_as_the_stack_says(prod):
+    """releases.<env>.health_gate_seconds is the container's wait_timeout: 60 s by default,
+    longer for an app that starts slowly, and the same container name either way."""
+    import copy
+
+    from tests.harness.program import release_container, run_program, stack_config
+
+    default = release_container(prod, "aiia-app-prod-2026-11-26-1-")
+    assert default.plain["wait"] is True and default.plain["wait_timeout"] == 60
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:releases"]["prod"]["health_gate_seconds"] = 180
+    slow = release_container(run_program("prod", config=config), "aiia-app-prod-2026-11-26-1-")
+    assert slow.plain["wait_timeout"] == 180
+    assert slow.plain["name"] == default.plain["name"]
+
+
 def test_the_release_container_is_created_before_the_old_one_is_deleted(prod):
     app = prod.named("app-prod-app-2026-11-26-1")
     assert app.delete_before_replace_defined and not app.delete_before_replace
