@@ -23,8 +23,10 @@ HTTP_HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # A path nginx and a shell line carry as they are: no space, quote, `$` or `..`.
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%+=&?:@!,;*-]*$")
 DEFAULT_HEALTH_PATH = "/healthz/"
-# What nginx's health location may name (templates/nginx/health.conf.j2, in quotes).
+# What nginx's health location may name (templates/nginx/health.conf.j2, in quotes), and the
+# names the site's maintenance locations hold already (templates/nginx/site.conf.j2).
 HEALTH_URI_RE = re.compile(r"^/[A-Za-z0-9._~/+=&:@!,;*-]*$")
+NGINX_OWN_PATHS = ("/aiia-maintenance", "/aiia-maintenance.html")
 DEFAULT_RELEASE_HEADER = "X-Release"
 
 # What the program hands the app, by role, under today's names. A role set to null (or "")
@@ -172,6 +174,9 @@ def _parse_health(raw: Any, key: str, problems: Problems) -> HealthSettings | No
         problems.add(f"{key}.health.path={health.path!r} decodes to "
                      f"{health_uri(health.path)!r}, which nginx cannot name safely in its "
                      "health location; write the path without percent-encoding, e.g. /health/")
+    elif health_uri(health.path) in NGINX_OWN_PATHS:
+        problems.add(f"{key}.health.path={health.path!r} is a path nginx answers itself (the "
+                     "maintenance page); choose another, e.g. /health/")
     _check_status(health.status, f"{key}.health.status", problems)
     if not 1 <= health.timeout_seconds <= 30:
         problems.add(f"{key}.health.timeout_seconds={health.timeout_seconds} must be between "

@@ -170,6 +170,11 @@ def test_a_health_path_nginx_cannot_name_is_refused():
     assert "health.path='/a%22b/' decodes to '/a\"b/'" in problems
     assert "without percent-encoding" in problems
 
+    def maintenance_page(raw):
+        raw["releases"]["prod"]["health"] = {"path": "/aiia-maintenance.html?x=1"}
+    assert "is a path nginx answers itself (the maintenance page)" in problems_of(
+        maintenance_page)
+
 
 class _App(http.server.BaseHTTPRequestHandler):
     """Answers the health path with 204 only for its own domain (ALLOWED_HOSTS)."""
