@@ -43,6 +43,7 @@ from components.release.health_route import HEALTH_PATH_LABEL, health_route
 from components.release.maintenance import maintenance_switch
 from components.release.processes import ProcessesArgs, release_processes
 from components.settings import Settings
+from components.settings.contract import health_uri
 from components.settings.releases import RELEASE_DRAIN_SECONDS, ReleaseSettings
 
 # The app's only writable path besides its log directory: Django's temp files for large
@@ -313,7 +314,7 @@ class AppRelease(pulumi.ComponentResource):
                        keep_idle_seconds),
                    image_repository=release.image,
                    health_path=release.contract.health_path,
-                   health_uri=release.contract.health_path.split("?", 1)[0],
+                   health_uri=health_uri(release.contract.health_path),
                    health_status=release.contract.health_status,
                    # No release header: the watch recognises the release by the address
                    # nginx logs for its requests (templates/app/release-watch.sh.j2).
