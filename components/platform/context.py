@@ -15,6 +15,11 @@ from components.platform.networks import ServiceNetworks
 from components.settings import Settings
 from components.settings.platform import PlatformSettings
 
+# 16 random bytes in hex, printed once on the machine that runs `pulumi up` (od is in
+# POSIX, so on a laptop and a CI runner alike); a local Command's output stays in the state,
+# so a salt drawn with it is the same on every later run.
+RANDOM_SALT_COMMAND = "od -An -N16 -tx1 /dev/urandom | tr -d ' \\n'"
+
 
 @dataclass
 class PlatformContext:

@@ -25,7 +25,7 @@ from components.host.audit import known_keys
 from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
-from components.platform.context import PlatformContext
+from components.platform.context import RANDOM_SALT_COMMAND, PlatformContext
 from components.settings.alerts import secrets_document
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dashboard"
@@ -52,11 +52,6 @@ def collector_healthcheck(status_path: str, every_s: int) -> docker.ContainerHea
     script = render("dashboard/collector-health.sh.j2", status_path=status_path,
                     every_s=every_s, stale_after_s=2 * every_s + 15)
     return healthcheck(["CMD-SHELL", script])
-
-
-# 16 random bytes in hex, printed once on the machine that runs `pulumi up` (od is in
-# POSIX, so on a laptop and a CI runner alike).
-RANDOM_SALT_COMMAND = "od -An -N16 -tx1 /dev/urandom | tr -d ' \\n'"
 
 
 def hash_password(password: str, salt_hex: str) -> str:

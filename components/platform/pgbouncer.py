@@ -18,7 +18,7 @@ PGBOUNCER_UID = data_owner("pgbouncer")  # the image's postgres user (Alpine)
 PORT = 6432
 
 
-def userlist_secret(role: str, password: str) -> str:
+def userlist_secret(role: str, password: str, stack_salt_hex: str) -> str:
     """What userlist.txt holds for `role`: the SCRAM verifier PostgreSQL stores for it, never
     the password (review L8). PgBouncer checks a client's SCRAM proof against it, and then
     logs in to PostgreSQL with the keys that proof gave it (SCRAM pass-through), which
@@ -26,7 +26,7 @@ def userlist_secret(role: str, password: str) -> str:
     the very verifier init-databases.sql sets with ALTER ROLE (postgres.scram_verifier).
     A password it cannot compute a verifier for is refused at preview
     (settings/platform.py), so this never falls back to the plain text."""
-    verifier = scram_verifier(role, password)
+    verifier = scram_verifier(role, password, stack_salt_hex)
     if not verifier.startswith("SCRAM-SHA-256$"):
         raise ValueError(f"no SCRAM verifier for {role}'s password: it must be printable ASCII")
     return verifier
@@ -38,6 +38,9 @@ class PgBouncerArgs:
     image_id: pulumi.Input[str]
     postgres_host: str
     databases: list[dict]
+    # The stack's SCRAM salt (Postgres.password_salt): the userlist's verifiers are
+    # PostgreSQL's own, salt and all, or SCRAM pass-through fails.
+    password_salt: pulumi.Input[str]
     depends_on: list[pulumi.Resource]
     # Each environment's network: {"name": …, "subnet": …} (Docker's choice unless set).
     environment_networks: dict[str, dict[str, pulumi.Input[str]]]
@@ -91,11 +94,11 @@ class PgBouncer(pulumi.ComponentResource):
         )
         passwords = context.platform.database_passwords
         userlist_content = pulumi.Output.all(
-            *[passwords[db["environment"]] for db in args.databases]
+            args.password_salt, *[passwords[db["environment"]] for db in args.databases]
         ).apply(lambda values: render(
             "pgbouncer/userlist.txt.j2",
-            databases=[{**db, "secret": userlist_secret(db["role"], value)}
-                       for db, value in zip(args.databases, values, strict=True)],
+            databases=[{**db, "secret": userlist_secret(db["role"], value, values[0])}
+                       for db, value in zip(args.databases, values[1:], strict=True)],
         ))
         userlist = HostFile(
             f"{name}-userlist",
@@ -105,7 +108,9 @@ class PgBouncer(pulumi.ComponentResource):
                 content=pulumi.Output.secret(userlist_content),
                 mode="0600", owner=user, on_change=reload,
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            # After PostgreSQL has the roles' new verifiers: SCRAM pass-through needs the
+            # same ones on both sides, so a rotation's window is the reload's alone.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
         self.container = service_container(
             f"{name}-container",

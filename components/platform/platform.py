@@ -156,6 +156,7 @@ class Platform(pulumi.ComponentResource):
             PgBouncerArgs(context=context, image_id=images["pgbouncer"].image_id,
                           postgres_host=self.postgres.container_name,
                           databases=self.postgres.databases,
+                          password_salt=self.postgres.password_salt,
                           depends_on=[self.postgres.init_databases],
                           environment_networks={
                               env: {"name": network.name, "subnet": network_subnet(network)}

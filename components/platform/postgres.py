@@ -8,6 +8,7 @@ import hmac
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command
 import pulumi_docker as docker
 
 from components.host.connection import HostFile, HostFileArgs, host_command
@@ -15,7 +16,7 @@ from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.names import database_name, database_role
 from components.platform.backup import restore_role, scratch_database_prefix
-from components.platform.context import PlatformContext
+from components.platform.context import RANDOM_SALT_COMMAND, PlatformContext
 from components.platform.pitr import ARCHIVE_MOUNT, archive_command, archive_script
 from components.settings.accounts import data_owner
 from components.settings.postgres import LEGACY_DATA_MAJOR, data_directory
@@ -27,19 +28,30 @@ DATA_VOLUME_PATH = "/var/lib/postgresql/data"  # the image's VOLUME; PGDATA is a
 SCRAM_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 
 
-def scram_verifier(role: str, password: str) -> str:
+def role_salt(stack_salt_hex: str, role: str) -> bytes:
+    """A role's SCRAM salt: the stack's random salt keyed with the role's name, so two roles
+    and two installations never share one (a salt known in advance, as one derived from the
+    role's name alone was, lets guesses be computed before a verifier leaks)."""
+    stack_salt = bytes.fromhex(stack_salt_hex.strip())
+    if len(stack_salt) < 16:
+        raise ValueError(f"the roles' password salt is {len(stack_salt)} bytes, not 16")
+    return hmac.new(stack_salt, f"aiia-scram:{role}".encode(), hashlib.sha256).digest()[:16]
+
+
+def scram_verifier(role: str, password: str, stack_salt_hex: str) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, RFC 7677).
 
     `ALTER ROLE … PASSWORD '<verifier>'` then never carries the password itself, so a
-    failing statement that PostgreSQL logs does not reveal it. The salt is derived from the
-    role so that the same password renders the same script (and the preview shows no change).
+    failing statement that PostgreSQL logs does not reveal it. The salt (role_salt) is
+    random per stack and kept in its state, so the same password renders the same script
+    (and the preview shows no change).
     PostgreSQL SASLprep-normalises a password before hashing it; for printable ASCII
     (generated passwords) that is the identity, so anything else is sent as it is and
     PostgreSQL hashes it itself.
     """
     if not (password.isascii() and password.isprintable()):
         return password
-    salt = hashlib.sha256(f"aiia-scram:{role}".encode()).digest()[:16]
+    salt = role_salt(stack_salt_hex, role)
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
@@ -157,12 +169,19 @@ class Postgres(pulumi.ComponentResource):
             context.child(self, depends_on=[config, hba, password_file, data_major_checked,
                                              *archiving]),
         )
+        # The stack's salt for every role's verifier (role_salt). Kept in the state from
+        # the first run on: a change of the command draws a new one,
+        # and every role's verifier is set again with it, as a password rotation does.
+        self.password_salt = pulumi_command.local.Command(
+            f"{name}-password-salt", create=RANDOM_SALT_COMMAND,
+            opts=pulumi.ResourceOptions(parent=self)).stdout
         passwords = context.platform.database_passwords
-        init_sql = pulumi.Output.all(*[passwords[db["environment"]] for db in databases]).apply(
+        init_sql = pulumi.Output.all(self.password_salt,
+                                     *[passwords[db["environment"]] for db in databases]).apply(
             lambda values: render(
                 "postgres/init-databases.sql.j2",
-                databases=[{**db, "password": scram_verifier(db["role"], value)}
-                           for db, value in zip(databases, values, strict=True)],
+                databases=[{**db, "password": scram_verifier(db["role"], value, values[0])}
+                           for db, value in zip(databases, values[1:], strict=True)],
             )
         )
         # Idempotent, so it runs again on any change (a new environment, a new password).

@@ -146,7 +146,7 @@ def test_the_password_hash_takes_the_stacks_random_salt_not_one_from_its_name(pr
     import json
     import subprocess
 
-    from components.platform.dashboard import RANDOM_SALT_COMMAND
+    from components.platform.context import RANDOM_SALT_COMMAND
     from tests.harness.program import host_files
 
     salt = prod.named("platform-dashboard-password-salt")

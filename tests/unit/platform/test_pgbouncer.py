@@ -30,6 +30,7 @@ def test_the_userlist_holds_the_verifier_postgres_stores_never_the_password(prod
 def test_a_password_with_no_verifier_never_reaches_the_userlist_in_plain_text():
     from components.platform.pgbouncer import userlist_secret
 
-    assert userlist_secret("aiia_prod", "s3cret-password").startswith("SCRAM-SHA-256$")
+    salt = "00112233445566778899aabbccddeeff"
+    assert userlist_secret("aiia_prod", "s3cret-password", salt).startswith("SCRAM-SHA-256$")
     with pytest.raises(ValueError, match="printable ASCII"):
-        userlist_secret("aiia_prod", "pässwörd")
+        userlist_secret("aiia_prod", "pässwörd", salt)
