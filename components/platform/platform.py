@@ -33,7 +33,7 @@ from components.platform.pgbouncer import PgBouncer, PgBouncerArgs
 from components.platform.pitr import Pitr, PitrArgs
 from components.platform.postgres import POSTGRES_PORT, POSTGRES_UID, Postgres, PostgresArgs
 from components.platform.redis import Redis, RedisArgs
-from components.platform.running import check_running
+from components.platform.running import check_running, pids_limit
 from components.settings import Settings
 from components.settings.postgres import LEGACY_DATA_MAJOR
 
@@ -223,8 +223,11 @@ class Platform(pulumi.ComponentResource):
         # Every container of the platform running before anything relies on it (running.py).
         self.running = check_running(
             f"{name}-running", args.connection,
-            {component.container_name: component.container
-             for component in (self.postgres, self.pgbouncer, self.redis, self.nginx)},
+            {component.container_name: (component.container, pids_limit(
+                service, settings.platform.postgres.max_connections))
+             for service, component in (("postgres", self.postgres),
+                                        ("pgbouncer", self.pgbouncer),
+                                        ("redis", self.redis), ("nginx", self.nginx))},
             pulumi.ResourceOptions(parent=self, depends_on=self.joins))
 
         # What an environment's release needs from the platform; staging reads these

@@ -56,6 +56,10 @@ class ReleaseSettings:
     # previous one serves on (the gate, Pulumi's wait_timeout): raise it for an app that
     # starts slowly (its checks fail meanwhile; the first success makes it healthy).
     health_gate_seconds: int = 60
+    # Tasks (processes and threads) the web container and each process may hold (review
+    # L7): a fork bomb or a thread leak fails there, not in PostgreSQL or sshd. Set on the
+    # running container before traffic reaches it (templates/app/switch-precondition.sh.j2).
+    pids_limit: int = 256
     watch_max_error_percent: int = 5  # 5xx share that sends traffic back to the previous one
     watch_min_requests: int = 20  # below this many requests only the health probes count
     keep_images: int = 5  # release images kept on the host per environment, for rollbacks
@@ -174,7 +178,7 @@ def _check_release(release: ReleaseSettings, key: str, problems: Problems) -> No
         problems.add(f"{key}.secrets_as={release.secrets_as!r} must be files (the app reads "
                      "<NAME>_FILE, app/README.md) or variables (the values themselves)")
     for name, low, high in (("stop_grace_seconds", 1, 300), ("watch_seconds", 0, 600),
-                            ("health_gate_seconds", 10, 900),
+                            ("health_gate_seconds", 10, 900), ("pids_limit", 32, 32768),
                             ("watch_max_error_percent", 0, 100),
                             ("watch_min_requests", 1, 100000), ("keep_images", 1, 50),
                             ("migrate_lock_timeout_seconds", 1, 60),

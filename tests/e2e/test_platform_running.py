@@ -1,7 +1,7 @@
 """templates/docker/check-running.sh.j2 on a real engine: the platform's precondition that
 fails an `up` whose container was made but never started (issue #28 item 1; why it can
 happen: the script's header and tests/unit/harness/test_replay.py), and passes a running,
-healthy one."""
+healthy one, held to its task limit (review L7)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ def names() -> Iterator[dict[str, str]]:
         docker("rm", "-f", *made.values(), check=False)
 
 
-def check(*containers: str, wait: int = 20) -> subprocess.CompletedProcess:
-    script = render("docker/check-running.sh.j2", containers=list(containers),
+def check(*containers: str, wait: int = 20, pids_limit: int = 128) -> subprocess.CompletedProcess:
+    script = render("docker/check-running.sh.j2",
+                    containers={name: pids_limit for name in containers},
                     health_wait_seconds=wait)
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
                           check=False)
@@ -66,3 +67,20 @@ def test_an_unhealthy_or_missing_container_fails(names):
     assert result.returncode == 1
     assert f"platform: {names['unhealthy']} is running but unhealthy" in result.stderr
     assert "platform: aiia-e2e-running-no-such-container does not exist" in result.stderr
+
+
+def test_a_checked_container_is_held_to_its_task_limit(names):
+    """A fork loop in it stops at the limit (bash: "fork: retry: Resource temporarily
+    unavailable") instead of taking the host's pids; the limit survives a restart."""
+    result = check(names["healthy"], pids_limit=40)
+    assert result.returncode == 0, result.stderr
+    assert docker("inspect", "-f", "{{.HostConfig.PidsLimit}}", names["healthy"]) == "40"
+    # 60 sleeps asked for, each counted once forked: bash gives up at the limit (after its
+    # own retries, ~15 s) and the shell ends there; the restart below ends the sleeps.
+    loop = "for i in $(seq 60); do sleep 30 & echo $i; done"
+    forked = subprocess.run(["docker", "exec", names["healthy"], "bash", "-c", loop],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert "fork: Resource temporarily unavailable" in forked.stderr
+    assert 30 <= len(forked.stdout.split()) < 40, forked.stdout
+    docker("restart", "-t", "1", names["healthy"])
+    assert docker("inspect", "-f", "{{.HostConfig.PidsLimit}}", names["healthy"]) == "40"

@@ -312,6 +312,65 @@ def test_staging_releases_never_touch_prod_and_old_images_are_pruned(local_stack
     assert stack.engine.image(f"{repository}:schema-b") is not None
 
 
+# Threads are tasks as processes are, and cost the app's memory limit far less: 400 forked
+# processes were the container's OOM kill before its task limit.
+TASK_LOOP = """
+import threading, time
+threading.stack_size(256 * 1024)
+release, started, error = threading.Event(), [], "none"
+for _ in range(400):
+    thread = threading.Thread(target=release.wait, args=(30,))
+    try:
+        thread.start()
+    except RuntimeError as failure:
+        error = str(failure)
+        break
+    started.append(thread)
+print(len(started), error, flush=True)
+time.sleep(6)
+release.set()
+for thread in started:
+    thread.join()
+"""
+
+
+def test_a_task_leak_in_one_app_stops_at_its_task_limit(local_stack):
+    """Review L7: every container of the stack is held to a task limit (the platform's by
+    its running check, each release's by its switch), so a fork bomb or a thread leak in
+    prod's app fails there, while staging, PostgreSQL and nginx serve on, and prod recovers
+    once it ends."""
+    stack = local_stack
+    mine = f"/{stack.prefix}-"
+    limits = {c["Names"][0][1:]: stack.engine.container(c["Id"])["HostConfig"]["PidsLimit"]
+              for c in stack.engine.request("GET", "/containers/json")
+              if c["Names"][0].startswith(mine) and "aiia.environment" in c["Labels"]
+              and "(healthy)" in c["Status"]}  # not a release whose gate failed earlier
+    services = {name: limit for name, limit in limits.items() if "-app-" not in name}
+    apps = {name: limit for name, limit in limits.items() if "-app-" in name}
+    assert {services[stack.container(s)] for s in ("nginx", "pgbouncer", "redis")} == {128}
+    assert services[stack.container("postgres")] == 2 * 50 + 64
+    assert apps and set(apps.values()) == {256}, apps
+    prod_app = next(name for name in apps if "-app-prod-" in name)
+    # 400 threads asked for from the app's own user, until one cannot start; held 6 s.
+    bomb = subprocess.Popen(["docker", "exec", prod_app, "python3", "-c", TASK_LOOP],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert stack.get("staging", "/healthz/").status == 200
+        select = stack.exec(stack.container("postgres"), "psql", "-U", "postgres", "-tAc",
+                            "SELECT 1")
+        assert select.stdout.strip() == "1"
+    finally:
+        out, err = bomb.communicate(timeout=60)
+    assert bomb.returncode == 0, err
+    forked, error = out.split(maxsplit=1)
+    assert 200 < int(forked) < 256 and "can't start new thread" in error, (out, err)
+    deadline = time.monotonic() + 30
+    while stack.get("prod", "/healthz/").status != 200:
+        assert time.monotonic() < deadline, "prod did not recover after the fork loop ended"
+        time.sleep(1)
+
+
 def test_a_second_up_with_nothing_changed_changes_nothing(local_stack):
     stack = local_stack
     before = len(stack.replay.events)

@@ -60,7 +60,10 @@ def test_the_platform_checks_its_containers_run_whenever_one_is_new(prod):
     assert check.plain["triggers"] == [f"{containers[name].name}-id" for name in sorted(containers)]
     assert {c.urn for c in containers.values()} <= set(check.dependencies)
     script = check.plain["create"]
-    assert "aiia-nginx aiia-pgbouncer aiia-postgres aiia-redis" in script
+    # Each held to its task limit (review L7): PostgreSQL's from its connections (50).
+    assert [line for line in script.splitlines() if line.startswith("check ")] == [
+        "check aiia-nginx 128", "check aiia-pgbouncer 128", "check aiia-postgres 164",
+        "check aiia-redis 128"]
 
 
 def test_a_stack_whose_last_update_owned_the_platform_is_refused_owner_false():

@@ -197,6 +197,26 @@ def test_the_health_gate_waits_as_long_as_the_stack_says(prod):
     assert slow.plain["name"] == default.plain["name"]
 
 
+def test_the_task_limit_is_set_before_the_switch_and_changes_no_container(prod):
+    """releases.<env>.pids_limit (review L7): the switch's precondition holds the web
+    container and each process to it; a new value re-runs that step alone, with the same
+    containers (it is not one of their inputs)."""
+    import copy
+
+    from tests.harness.program import release_container, run_program, stack_config
+
+    switch = prod.named("app-prod-upstream-install").plain["create"]
+    assert 'docker update --pids-limit 256 "$candidate"' in switch
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:releases"]["prod"]["pids_limit"] = 1024
+    raised = run_program("prod", config=config)
+    assert 'docker update --pids-limit 1024 "$candidate"' in \
+        raised.named("app-prod-upstream-install").plain["create"]
+    name = "aiia-app-prod-2026-11-26-1-"
+    assert release_container(raised, name).plain["name"] == \
+        release_container(prod, name).plain["name"]
+
+
 def test_the_release_container_is_created_before_the_old_one_is_deleted(prod):
     app = prod.named("app-prod-app-2026-11-26-1")
     assert app.delete_before_replace_defined and not app.delete_before_replace

@@ -37,7 +37,8 @@ def test_valid_release_tags(tag):
 @pytest.mark.parametrize("key,value", [("watch_seconds", 601), ("watch_max_error_percent", 101),
                                        ("keep_images", 0), ("stop_grace_seconds", 0),
                                        ("health_gate_seconds", 5),
-                                       ("health_gate_seconds", 901)])
+                                       ("health_gate_seconds", 901),
+                                       ("pids_limit", 31), ("pids_limit", 32769)])
 def test_release_tuning_out_of_range(key, value):
     def tune(raw):
         raw["releases"]["prod"][key] = value
