@@ -74,9 +74,10 @@ def test_diagram_renders_the_committed_svg(venv, tmp_path):
     assert out.read_text() == (ROOT / "docs/host.svg").read_text()
 
 
-# Where `make local` puts the local stack's host files (host.root_dir): absent here unless
-# this checkout runs one.
+# Where `make local` puts the local stack's host files (host.root_dir): no stack is set up
+# here unless this checkout runs one (its nginx.conf is there; a lease alone is not a stack).
 LOCAL_ROOT = ROOT / ".local-host"
+LOCAL_STACK_MARK = LOCAL_ROOT / "nginx" / "nginx.conf"
 
 
 @pytest.mark.parametrize(("target", "message"), [
@@ -100,11 +101,28 @@ LOCAL_ROOT = ROOT / ".local-host"
     (["init", "STACK=staging"], "`make init STACK=prod` sets up that stack and staging"),
 ])
 def test_what_cannot_run_fails_with_a_message(venv, cli, target, message):
-    if "STACK=local" in target and LOCAL_ROOT.exists():
-        pytest.skip(f"{LOCAL_ROOT} exists (a local stack is up here): the target would run it")
+    if "STACK=local" in target and LOCAL_STACK_MARK.exists():
+        pytest.skip(f"{LOCAL_STACK_MARK} exists (a local stack is up here): the target would "
+                    "run it")
     result = make(venv, *target, cli=cli)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def test_a_lease_alone_is_not_a_local_stack(venv, cli):
+    """A host script takes the stack's lease under .local-host/state before anything else:
+    that directory is no stack, and the targets still say how to set one up."""
+    if LOCAL_STACK_MARK.exists():
+        pytest.skip(f"{LOCAL_STACK_MARK} exists (a local stack is up here)")
+    made = not LOCAL_ROOT.exists()
+    (LOCAL_ROOT / "state" / "host-lease").mkdir(parents=True, exist_ok=True)
+    try:
+        result = make(venv, "backup-now", "STACK=local", cli=cli)
+    finally:
+        if made:
+            shutil.rmtree(LOCAL_ROOT)
+    assert result.returncode != 0
+    assert "the local stack is not set up in this checkout" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("target", [["release", "STACK=prod", "RELEASE=2026.12.01-1"],
