@@ -69,6 +69,25 @@ def test_prod_serves_the_reference_app_through_nginx(provisioned):
     assert any(name.startswith(f"aiia-app-prod-{RELEASES[0]}-") for name in names), names
 
 
+def test_every_container_is_held_to_its_task_limit_on_the_vps(provisioned):
+    """Review L7 on the VPS's own engine: the platform's running check and the release's
+    switch set each container's pids.max."""
+    listed = provisioned.vps.sh(
+        "docker ps --format '{{.Names}}' | xargs docker inspect -f "
+        "'{{.Name}} {{.HostConfig.PidsLimit}}'").stdout.split("\n")
+    limits = dict(line.strip().lstrip("/").split() for line in listed if line.strip())
+    assert {name: limits[name] for name in ("aiia-nginx", "aiia-pgbouncer", "aiia-redis")} \
+        == dict.fromkeys(("aiia-nginx", "aiia-pgbouncer", "aiia-redis"), "128")
+    assert limits["aiia-postgres"] == "164"
+    apps = {name: limit for name, limit in limits.items() if name.startswith("aiia-app-prod-")}
+    assert apps and set(apps.values()) == {"256"}, limits
+    # The kernel holds it: the cgroup's own pids.max, read from inside the container
+    # (cgroup v2's file, or v1's pids controller where the machine under the stand-in has v1).
+    assert provisioned.vps.sh(
+        "docker exec aiia-redis cat /sys/fs/cgroup/pids.max 2>/dev/null "
+        "|| docker exec aiia-redis cat /sys/fs/cgroup/pids/pids.max").stdout.strip() == "128"
+
+
 def test_the_app_logs_in_through_pgbouncer_whose_userlist_holds_no_password(provisioned):
     """Review L8: PgBouncer's userlist on the host holds the SCRAM verifier PostgreSQL stores
     for each role, no password; the app still logs in through it, PgBouncer making a new

@@ -4,7 +4,7 @@ Debian 12 is supported while it has LTS (components/host/systems.py); Debian 13,
 recommended system, runs the whole suite (tests/e2e/test_vps.py). Here one stack of its own
 runs the subset that shows a Debian 12 host still works end to end, in a few minutes of CI:
 - what provisioning leaves (test_vps.py's own checks, called on this module's stand-in):
-  prod served through nginx, sshd's policy as sshd applies it, ufw's policy and an unlisted
+  prod served through nginx, every container held to its task limit, sshd's policy as sshd applies it, ufw's policy and an unlisted
   port unreachable, every host service running with its settings (journald's cap, fail2ban's
   ban actions, the Go collectors' settings, Docker's live-restore);
 - the CIS-style baseline (issue #25 item 2): sshd's per-address limit, rare protocols not
@@ -49,6 +49,10 @@ def provisioned(engine: DockerEngine, app_images: dict[str, str],
 
 def test_prod_serves_the_reference_app_through_nginx(provisioned):
     whole_suite.test_prod_serves_the_reference_app_through_nginx(provisioned)
+
+
+def test_every_container_is_held_to_its_task_limit_on_the_vps(provisioned):
+    whole_suite.test_every_container_is_held_to_its_task_limit_on_the_vps(provisioned)
 
 
 def test_sshd_enforces_the_policy_keys_only_no_root_no_password(provisioned):
