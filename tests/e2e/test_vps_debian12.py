@@ -4,9 +4,10 @@ Debian 12 is supported while it has LTS (components/host/systems.py); Debian 13,
 recommended system, runs the whole suite (tests/e2e/test_vps.py). Here one stack of its own
 runs the subset that shows a Debian 12 host still works end to end, in a few minutes of CI:
 - what provisioning leaves (test_vps.py's own checks, called on this module's stand-in):
-  prod served through nginx, every container held to its task limit, sshd's policy as sshd applies it, ufw's policy and an unlisted
-  port unreachable, every host service running with its settings (journald's cap, fail2ban's
-  ban actions, the Go collectors' settings, Docker's live-restore);
+  prod served through nginx, every container held to its task limit, sshd's policy as sshd
+  applies it, ufw's policy and an unlisted port unreachable, every host service running with
+  its settings (journald's cap, fail2ban's ban actions, the Go collectors' settings, Docker's
+  live-restore);
 - the CIS-style baseline (issue #25 item 2): sshd's per-address limit, rare protocols not
   loadable, no core dumps, the first run's security updates;
 - one release under the strict clients' load, dropping no request;
