@@ -89,7 +89,8 @@ class Host:
     stand-in ssh and journalctl; `tick()` runs ship-logs.sh as cron does."""
 
     def __init__(self, tmp_path: Path, public_key: bytes, off_host=TARGET,
-                 pending_cap_mb: int = PENDING_CAP_MB, host_logs: bool = True):
+                 pending_cap_mb: int = PENDING_CAP_MB, host_logs: bool = True,
+                 max_chunk_bytes: int = MAX_CHUNK_BYTES):
         self.dir = tmp_path
         self.root = tmp_path / "root"
         (self.root / "backup" / "keys").mkdir(parents=True)
@@ -109,7 +110,7 @@ class Host:
         self.script = tmp_path / "ship-logs.sh"
         self.script.write_text(render(
             "logs/ship-logs.sh.j2", root_dir=str(self.root), off_host=off_host,
-            host_logs=host_logs, audit_dir=str(self.audit), max_chunk_bytes=MAX_CHUNK_BYTES,
+            host_logs=host_logs, audit_dir=str(self.audit), max_chunk_bytes=max_chunk_bytes,
             pending_cap_mb=pending_cap_mb, note=shipping_note(off_host is not None, host_logs)))
         self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
                     "FAKE_DIR": str(tmp_path)}
@@ -270,12 +271,42 @@ def test_a_half_written_audit_record_and_a_rotation_lose_and_repeat_nothing(tmp_
         (host.audit / "audit.log").read_text()
 
 
+def test_an_audit_file_rotated_away_before_its_rest_was_read_is_recorded(tmp_path, operator):
+    home, public = operator
+    host = Host(tmp_path, public)
+    host.write_audit("shipped")
+    host.tick()
+    host.write_audit("lost with the file")
+    (host.audit / "audit.log").rename(host.audit / "audit.log.1")
+    (host.audit / "audit.log.1").unlink()  # rotated past auditd's num_logs, or erased
+    # (the new file may get the removed one's inode: its first bytes tell them apart)
+    host.write_audit("in the new file")
+    host.tick()
+    status = host.status()
+    assert status["skipped"] == 1 and "rotated away" in status["last_skipped"]
+    assert plain(home, host.stored("audit")[-1]) == (host.audit / "audit.log").read_text()
+    host.tick()
+    assert host.status()["skipped"] == 1, "recorded once"
+
+
 def test_past_the_cap_nothing_new_is_exported_and_the_status_says_so(tmp_path, operator):
     host = Host(tmp_path, operator[1], pending_cap_mb=0)
     host.write_journal("entry")
     host.tick()
     assert host.waiting() == [] and host.stored("journal") == []
     assert "nothing new is exported" in host.status()["held"]
+
+
+def test_a_chunk_over_the_receivers_bound_is_recorded_once_and_passed(tmp_path, operator):
+    host = Host(tmp_path, operator[1], max_chunk_bytes=100)  # any encrypted chunk is larger
+    host.write_journal("a flood")
+    host.tick()
+    host.tick()  # the same entries are not exported again
+    assert host.waiting() == [] and host.stored("journal") == []
+    status = host.status()
+    assert status["skipped"] == 1 and "over the receiver's 100" in status["last_skipped"]
+    position = host.root / "state" / "log-shipping" / "journal.position"
+    assert position.read_text().strip() == "1"
 
 
 def test_without_an_off_host_target_nothing_is_exported_or_sent_and_the_status_says_so(
