@@ -45,9 +45,11 @@ from components.settings import Settings
 from components.settings.host import START_INTERVAL_API, HostSettings
 
 # On every supported release; what differs is in components/host/systems.py. procps: the
-# sysctl step's `sysctl`; kmod: modprobe, which reads components/host/baseline.py's file.
+# sysctl step's `sysctl`; kmod: modprobe, which reads components/host/baseline.py's file; gpg:
+# the log shipping encrypts each minute's chunk on the host (components/platform/
+# log_shipping.py), where a container a minute would cost more than the program.
 PACKAGES = ("ufw", "fail2ban", "python3-systemd", "cron", "logrotate", "unattended-upgrades",
-            "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps", "kmod")
+            "sudo", "iptables", "openssh-server", "systemd-timesyncd", "procps", "kmod", "gpg")
 # Updates that take effect (review M9): needrestart restarts what holds an old library.
 UPDATE_PACKAGES = ("needrestart",)
 # sshd: UnusedConnectionTimeout (OpenSSH 9.2 and later) closes what pulumi-command leaves open.

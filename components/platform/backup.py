@@ -153,8 +153,9 @@ class Backup(pulumi.ComponentResource):
                                                     mode="0750"),
                      opts=child),
         ]
-        if backup.off_host:
-            files += self._off_host(name, context)
+        # The copy key and the target's host key, which the log shipping sends with too.
+        self.off_host_files = self._off_host(name, context) if backup.off_host else []
+        files += self.off_host_files
         self.cron = HostFile(
             f"{name}-cron",
             HostFileArgs(connection=context.connection, path=context.cron_file("backup"),

@@ -21,6 +21,7 @@ from components.platform.backup import Backup, BackupArgs
 from components.platform.certbot import Certbot, CertbotArgs
 from components.platform.context import PlatformContext
 from components.platform.dashboard import Dashboard, DashboardArgs
+from components.platform.log_shipping import LogShipping, LogShippingArgs
 from components.platform.networks import (
     Attachment,
     ServiceNetworks,
@@ -195,6 +196,13 @@ class Platform(pulumi.ComponentResource):
                        postgres_host=self.postgres.container_name,
                        network_name=self.network.name,
                        depends_on=[self.directories, self.postgres.init_databases]),
+            opts=pulumi.ResourceOptions(parent=self))
+
+        self.log_shipping = LogShipping(
+            f"{name}-log-shipping",
+            LogShippingArgs(context=context,
+                            depends_on=[self.backup.drill_key, *self.backup.operator_keys,
+                                        *self.backup.off_host_files]),
             opts=pulumi.ResourceOptions(parent=self))
 
         if platform.backup.pitr.enabled:

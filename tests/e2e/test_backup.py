@@ -15,6 +15,7 @@ entry is run as cron would), the target's own retention cron.
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import io
 import json
@@ -28,8 +29,11 @@ from pathlib import Path
 
 import pytest
 
+from components.host.templates import render
 from components.names import database_name
 from components.platform.backup import RECEIVER_PATH
+from components.platform.log_shipping import MAX_CHUNK_BYTES, PENDING_CAP_MB
+from components.settings.backup import OffHostSettings
 from dashboard.alerts import evaluate
 from dashboard.records import read_records, summarize_jobs
 from tests.harness.local_stack import ROOT, LocalStack, free_port
@@ -799,6 +803,72 @@ def test_pitr_ships_its_archive_and_base_backups_through_the_same_receiver(stack
     again = subprocess.run([pitr, "tick", "1"], capture_output=True, text=True, timeout=300,
                            check=False)
     assert again.returncode == 0 and "not sent" not in again.stdout, again.stdout
+
+
+def test_the_hosts_trail_reaches_the_target_within_the_tick_through_the_receiver(
+        stack, off_host, operator, tmp_path):
+    """ship-logs.sh with the stack's copy key, known_hosts and backup keys, through the real
+    sshd and receiver. The local stack's own script exports nothing (the test machine's
+    journal and audit trail are not the stack's, and it has no journald): that is checked
+    first. Then the VPS's variant of the same template, rendered for this stack's root, ships
+    a journal and an audit trail that are stand-ins (a journalctl on PATH serving a file, as
+    in tests/rendered/test_log_shipping.py; an audit directory here): what is real is the
+    transport, the key the receiver is forced to, the encryption and the store."""
+    # (Before the test that stops the target to show an unreachable one.)
+    own = subprocess.run([str(stack.root / "bin" / "ship-logs.sh"), "tick"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert own.returncode == 0, own.stdout + own.stderr
+    status = json.loads((stack.root / "state" / "log-shipping.json").read_text())
+    assert status["configured"] is True and status["host_logs"] is False
+    assert status["pending"] == 0 and "not the stack's" in status["note"]
+
+    target = OffHostSettings(host="127.0.0.1", port=off_host["port"], user="aiia-backup",
+                             path="/backups", host_key=off_host["host_key"])
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    script = tmp_path / "ship-logs.sh"
+    script.write_text(render("logs/ship-logs.sh.j2", root_dir=str(stack.root), off_host=target,
+                             host_logs=True, audit_dir=str(audit),
+                             max_chunk_bytes=MAX_CHUNK_BYTES, pending_cap_mb=PENDING_CAP_MB,
+                             note="the VPS's variant"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "journalctl").write_text(
+        '#!/bin/bash\nfor a; do case $a in --cursor-file=*) c=${a#*=} ;; esac; done\n'
+        'after=$(cat "$c" 2>/dev/null || echo 0); total=$(wc -l < "$JOURNAL")\n'
+        'tail -n +$((after + 1)) "$JOURNAL"; [ "$total" -le "$after" ] || echo "$total" > "$c"\n')
+    (bin_dir / "journalctl").chmod(0o755)
+    journal = tmp_path / "journal"
+    marker = f"MESSAGE=sshd[1]: Accepted publickey for intruder {time.time()}"
+    journal.write_text(marker + "\n")
+    (audit / "audit.log").write_text("type=USER_CMD msg=audit(1.0:7): cmd=crontab -e\n")
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                   "JOURNAL": str(journal)}
+    try:
+        started = time.monotonic()
+        tick = subprocess.run(["bash", str(script), "tick"], env=environment,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert tick.returncode == 0 and "shipped" in tick.stdout, tick.stdout + tick.stderr
+        assert time.monotonic() - started < 60
+        status = json.loads((stack.root / "state" / "log-shipping.json").read_text())
+        assert status["pending"] == 0 and status["last_shipped_at"], status
+        fetched = tmp_path / "fetched"
+        docker("cp", f"{off_host['container']}:/backups/logs", str(fetched))
+        received = (fetched / "received.log").read_text().split()
+        chunks = {path.name.split("-")[0]: path for path in fetched.glob("*.gpg")}
+        assert set(chunks) == {"journal", "audit"} and chunks["journal"].name in received
+        assert marker.encode() not in chunks["journal"].read_bytes()
+        home = operator[0]
+        for kind, expected in (("journal", journal), ("audit", audit / "audit.log")):
+            decrypted = gpg(home, "--decrypt", str(chunks[kind])).stdout
+            assert gzip.decompress(decrypted) == expected.read_bytes(), kind
+        # Read-only there, and the copy key cannot send it again over itself.
+        again = with_copy_key(stack, off_host["port"], "log", chunks["journal"].name,
+                              stdin=b"forged")
+        assert again.returncode == 2 and b"never overwritten" in again.stderr, again
+    finally:
+        shutil.rmtree(stack.root / "state" / "log-shipping", ignore_errors=True)
+        (stack.root / "state" / "log-shipping.json").unlink(missing_ok=True)
 
 
 def test_an_off_host_copy_arrives_verified_and_a_failed_one_keeps_the_local_backup(
