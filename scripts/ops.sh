@@ -53,9 +53,9 @@ host_root() {  # host.root_dir; a local stack's is relative to the checkout (the
   root=$(get host.root_dir 2>/dev/null || echo .local-host)
   if [ "$kind" = local ]; then
     [[ "$root" = /* ]] || root="$PWD/$root"
-    # Its nginx.conf, written by the platform's first `up`: the directory alone may hold no
+    # Its nginx directory, made by the platform's first `up`: the root alone may hold no
     # more than the host's lease (state/host-lease), taken by a script before anything ran.
-    if [ ! -f "$root/nginx/nginx.conf" ]; then
+    if [ ! -d "$root/nginx" ]; then
       echo "the local stack is not set up in this checkout: \`make local\` sets it up" >&2
       exit 1
     fi

@@ -75,9 +75,9 @@ def test_diagram_renders_the_committed_svg(venv, tmp_path):
 
 
 # Where `make local` puts the local stack's host files (host.root_dir): no stack is set up
-# here unless this checkout runs one (its nginx.conf is there; a lease alone is not a stack).
+# here unless this checkout runs one (its nginx directory is there; a lease alone is not one).
 LOCAL_ROOT = ROOT / ".local-host"
-LOCAL_STACK_MARK = LOCAL_ROOT / "nginx" / "nginx.conf"
+LOCAL_STACK_MARK = LOCAL_ROOT / "nginx"
 
 
 @pytest.mark.parametrize(("target", "message"), [
