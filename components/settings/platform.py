@@ -24,6 +24,7 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
+from components.settings.dashboard import DashboardSettings, check_dashboard_password
 from components.settings.networks import check_separate_networks, subnet_host, upper_half
 from components.settings.nginx import NginxSettings, check_keepalive, check_nginx_limits
 from components.settings.postgres import check_data_major
@@ -106,25 +107,6 @@ class RedisSettings:
     memory_mb: int = 48
     maxmemory_mb: int = 32
     eviction_policy: str = "allkeys-lru"
-
-
-@dataclass(frozen=True)
-class DashboardSettings:
-    memory_mb: int = 32  # the HTTP server (systemd MemoryMax on a VPS)
-    # The collector: a timer run on a VPS, resident locally. Measured (bench/setup.py): 16–19
-    # MB anonymous at a collection's peak, plus the page cache it reads through and ~2.5 MB
-    # for anything run beside it (a `docker exec`'s runc init and command: its health
-    # check, an operator's look inside). 24 left a second Python started beside a
-    # collection OOM-killed (issue #15).
-    collector_memory_mb: int = 32
-    # The alert notifier (platform.alerts): a one-shot after each collection on a VPS.
-    notifier_memory_mb: int = 32
-    port: int = 9100
-    user: str = "admin"
-    image: str = "aiia-dashboard:local"  # local stack only: the image both containers run
-    # The server's uid and gid: the aiia-dashboard account's on a VPS (made with it, and
-    # moved to it if it has another), the server container's locally.
-    uid: int = 10002
 
 
 @dataclass(frozen=True)
@@ -362,25 +344,13 @@ def _check_secrets(environments: tuple[EnvironmentSettings, ...],
             problems.missing_secret(secret_key)
 
 
-# The dashboard's password alone guards the status site, which the whole internet reaches
-# (review L8): long enough that guessing it online is hopeless (NIST SP 800-63B-4 asks at
-# least 15 characters of a password that is the only factor).
-DASHBOARD_PASSWORD_MIN_LENGTH = 16
-
-
 def check_secret_values(environments: tuple[EnvironmentSettings, ...],
                         secret_text: Callable[[str], str | None], problems: Problems) -> None:
     """What a secret's value must be, read at preview and never kept: the dashboard's
     password long enough; each database password printable ASCII, the passwords a SCRAM
     verifier is computed for in the program (PostgreSQL would SASLprep any other first), so
     that PgBouncer's userlist holds that verifier and never the password (review L8)."""
-    dashboard = secret_text("dashboard_password")
-    if dashboard is not None and len(dashboard) < DASHBOARD_PASSWORD_MIN_LENGTH:
-        problems.add(f"{NAMESPACE}:dashboard_password has {len(dashboard)} characters; it "
-                     f"alone guards the status site from the internet: at least "
-                     f"{DASHBOARD_PASSWORD_MIN_LENGTH}. Set a new one with `openssl rand "
-                     f"-base64 24 | pulumi config set -s {problems.stack} --secret "
-                     f"{NAMESPACE}:dashboard_password`")
+    check_dashboard_password("dashboard_password", secret_text, problems)
     for env in environments:
         key = f"{env.name}_db_password"
         password = secret_text(key)
