@@ -24,7 +24,12 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
-from components.settings.dashboard import DashboardSettings, check_dashboard_password
+from components.settings.dashboard import (
+    DashboardSettings,
+    check_dashboard_password,
+    dashboard_secret_keys,
+    parse_dashboard,
+)
 from components.settings.networks import check_separate_networks, subnet_host, upper_half
 from components.settings.nginx import NginxSettings, check_keepalive, check_nginx_limits
 from components.settings.postgres import check_data_major
@@ -141,7 +146,8 @@ class PlatformSettings:
     postgres_password: Any = None
     database_passwords: Mapping[str, Any] = field(default_factory=dict)
     redis_passwords: Mapping[str, Any] = field(default_factory=dict)
-    dashboard_password: Any = None
+    dashboard_password: Any = None  # the shared account's (no platform.dashboard.operators)
+    dashboard_passwords: Mapping[str, Any] = field(default_factory=dict)  # by operator
 
     def environment(self, name: str) -> EnvironmentSettings:
         return next(env for env in self.environments if env.name == name)
@@ -226,6 +232,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     platform_raw = config_object(raw, "platform", problems)
     environments = _parse_environments(platform_raw, problems)
     tls = _parse_section(platform_raw, TlsSettings, "tls", problems)
+    dashboard = parse_dashboard(platform_raw, problems)
     platform = PlatformSettings(
         environments=environments,
         status_domain=platform_raw.get("status_domain", ""),
@@ -237,7 +244,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         pgbouncer=_parse_section(platform_raw, PgBouncerSettings, "pgbouncer", problems),
         redis=_parse_section(platform_raw, RedisSettings, "redis", problems),
         nginx=_parse_section(platform_raw, NginxSettings, "nginx", problems),
-        dashboard=_parse_section(platform_raw, DashboardSettings, "dashboard", problems),
+        dashboard=dashboard,
         certbot=_parse_section(platform_raw, CertbotSettings, "certbot", problems),
         backup=parse_backup(platform_raw, problems),
         alerts=parse_alerts(platform_raw, secrets, problems),
@@ -246,7 +253,9 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                             for env in environments},
         redis_passwords={env.name: secrets(f"{env.name}_redis_password")
                          for env in environments},
-        dashboard_password=secrets("dashboard_password"),
+        dashboard_password=None if dashboard.operators else secrets("dashboard_password"),
+        dashboard_passwords={name: secrets(f"dashboard_password_{name}")
+                             for name in dashboard.operators},
     )
     check_domain(platform.status_domain, f"{NAMESPACE}:platform.status_domain", problems)
     _check_network(platform.network_subnet, problems)
@@ -263,7 +272,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     _check_ports(platform, problems)
     check_dashboard_uid(platform.dashboard.uid, problems)
     _check_domains_unique(platform, problems)
-    _check_secrets(environments, secrets, problems)
+    _check_secrets(environments, dashboard, secrets, problems)
     return platform
 
 
@@ -334,10 +343,10 @@ def _check_postgres(platform: PlatformSettings, problems: Problems) -> None:
                      f"{postgres.max_connections}; lower the pool or raise max_connections")
 
 
-def _check_secrets(environments: tuple[EnvironmentSettings, ...],
+def _check_secrets(environments: tuple[EnvironmentSettings, ...], dashboard: DashboardSettings,
                    secrets: Callable[[str], Any], problems: Problems) -> None:
     """Every secret the platform needs is set."""
-    for secret_key in ["postgres_password", "dashboard_password"] + [
+    for secret_key in ["postgres_password", *dashboard_secret_keys(dashboard)] + [
         f"{env.name}_{kind}_password" for env in environments for kind in ("db", "redis")
     ]:
         if secrets(secret_key) is None:
@@ -345,12 +354,15 @@ def _check_secrets(environments: tuple[EnvironmentSettings, ...],
 
 
 def check_secret_values(environments: tuple[EnvironmentSettings, ...],
-                        secret_text: Callable[[str], str | None], problems: Problems) -> None:
+                        secret_text: Callable[[str], str | None], problems: Problems,
+                        dashboard: DashboardSettings | None = None) -> None:
     """What a secret's value must be, read at preview and never kept: the dashboard's
-    password long enough; each database password printable ASCII, the passwords a SCRAM
-    verifier is computed for in the program (PostgreSQL would SASLprep any other first), so
-    that PgBouncer's userlist holds that verifier and never the password (review L8)."""
-    check_dashboard_password("dashboard_password", secret_text, problems)
+    passwords long enough (each operator's, or the shared one); each database password
+    printable ASCII, the passwords a SCRAM verifier is computed for in the program
+    (PostgreSQL would SASLprep any other first), so that PgBouncer's userlist holds that
+    verifier and never the password (review L8)."""
+    for key in dashboard_secret_keys(dashboard or DashboardSettings()):
+        check_dashboard_password(key, secret_text, problems)
     for env in environments:
         key = f"{env.name}_db_password"
         password = secret_text(key)
