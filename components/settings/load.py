@@ -166,6 +166,10 @@ def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | 
             problems.add(f"{NAMESPACE}:{key} belongs to the stack that owns the platform "
                          "(platform_stack), or to the stack of the environment it names; "
                          "remove it here")
+        elif platform and key.startswith("dashboard_password_"):
+            problems.add(f"{NAMESPACE}:{key} is the password of no operator in "
+                         f"{NAMESPACE}:platform.dashboard.operators (one removed?): remove it "
+                         f"with `pulumi config rm -s {problems.stack} {NAMESPACE}:{key}`")
         else:
             problems.add(unknown_key_problem(f"{NAMESPACE}:{key}", key,
                                              settings | expected_secrets))

@@ -140,3 +140,18 @@ def test_an_allowlist_entry_that_is_no_network_is_refused(entry):
 def test_the_allowlist_must_be_a_list():
     message = problems("prod", with_dashboard(allow_from="203.0.113.7"))
     assert "aiia:platform.dashboard.allow_from='203.0.113.7' must be a list" in message
+
+
+def test_a_removed_operator_s_password_left_in_the_stack_is_named_with_its_removal():
+    secrets = operator_secrets(alice="a" * 16)
+    platform_secrets = {"postgres_password", "prod_db_password", "prod_redis_password",
+                        "staging_db_password", "staging_redis_password"}
+    with pytest.raises(ConfigError) as error:
+        parse_with_operators(secrets, given={"dashboard_password_alice",
+                                             "dashboard_password_bob", *platform_secrets},
+                             operators=["alice"])
+    message = str(error.value)
+    assert "aiia:dashboard_password_bob is the password of no operator in " \
+           "aiia:platform.dashboard.operators" in message
+    assert "`pulumi config rm -s prod aiia:dashboard_password_bob`" in message
+    assert "dashboard_password_alice" not in message
