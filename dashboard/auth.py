@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import hmac
 import os
@@ -75,7 +74,6 @@ class Attempt:
     user: str | None  # the operator it signs in, None when refused
     tried: str | None  # the user name it carries (None: no header, or not Basic)
     reason: str = ""  # why it was refused: "unknown user", "wrong password", "malformed"
-    verified: bool = False  # PBKDF2 ran for it now (False: the cache's answer)
 
 
 class BasicAuthenticator:
@@ -125,7 +123,7 @@ class BasicAuthenticator:
         attempt = self._verify(header)
         with self._lock:
             ttl = self._success_ttl if attempt.user else self._failure_ttl
-            self._cache[key] = (dataclasses.replace(attempt, verified=False), now + ttl)
+            self._cache[key] = (attempt, now + ttl)
             self._cache.move_to_end(key)
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
@@ -134,17 +132,17 @@ class BasicAuthenticator:
     def _verify(self, header: str) -> Attempt:
         credentials = parse_basic_header(header)
         if credentials is None:
-            return Attempt(user=None, tried=None, reason="malformed", verified=True)
+            return Attempt(user=None, tried=None, reason="malformed")
         user, password = credentials
         self.verifications += 1
         known = self._known_user(user)
         # Always run the hash, even for a wrong user name, so timing does not reveal it.
         password_ok = verify_password(password, self._users.get(known, self._decoy))
         if known is None:
-            return Attempt(user=None, tried=user, reason="unknown user", verified=True)
+            return Attempt(user=None, tried=user, reason="unknown user")
         if not password_ok:
-            return Attempt(user=None, tried=user, reason="wrong password", verified=True)
-        return Attempt(user=known, tried=user, verified=True)
+            return Attempt(user=None, tried=user, reason="wrong password")
+        return Attempt(user=known, tried=user)
 
     def _known_user(self, user: str) -> str | None:
         """The operator named `user`, compared in constant time with every name."""
