@@ -117,6 +117,24 @@ def _networks(allow_from: Any, problems: Problems) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def check_allow_from_apart(allow_from: tuple[str, ...], subnets: dict[str, str],
+                           problems: Problems) -> None:
+    """No allowlist entry covers one of the platform's own networks (setting → subnet): a
+    container there, or a client Docker's proxy hands to nginx from the network's gateway,
+    would pass as an operator's address."""
+    for entry in allow_from:
+        for key, subnet in subnets.items():
+            try:
+                overlaps = ipaddress.ip_network(entry).overlaps(ipaddress.ip_network(subnet))
+            except (TypeError, ValueError):
+                continue  # a malformed subnet is its own setting's problem
+            if overlaps:
+                problems.add(f"{KEY}.allow_from: {entry} covers {NAMESPACE}:{key}={subnet}, "
+                             "the platform's own network: its containers (and clients "
+                             "Docker's proxy hands to nginx from its gateway) would pass; "
+                             "list your own addresses only")
+
+
 def dashboard_secret_keys(dashboard: DashboardSettings) -> list[str]:
     """The secrets that sign in to the dashboard: one per operator, or the shared one."""
     if dashboard.operators:

@@ -26,6 +26,7 @@ from components.settings.checks import (
 )
 from components.settings.dashboard import (
     DashboardSettings,
+    check_allow_from_apart,
     check_dashboard_password,
     dashboard_secret_keys,
     parse_dashboard,
@@ -261,6 +262,11 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     _check_network(platform.network_subnet, problems)
     check_separate_networks(platform.network_subnet, platform.status_subnet,
                             platform.environments, problems)
+    check_allow_from_apart(dashboard.allow_from, {
+        "platform.network_subnet": platform.network_subnet,
+        "platform.status_subnet": platform.status_subnet,
+        **{f"platform.environments.{env.name}.network_subnet": env.network_subnet
+           for env in environments if env.network_subnet}}, problems)
     check_tls(tls, problems)
     for name, reference in vars(platform.images).items():
         check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)

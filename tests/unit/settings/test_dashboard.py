@@ -155,3 +155,11 @@ def test_a_removed_operator_s_password_left_in_the_stack_is_named_with_its_remov
            "aiia:platform.dashboard.operators" in message
     assert "`pulumi config rm -s prod aiia:dashboard_password_bob`" in message
     assert "dashboard_password_alice" not in message
+
+
+def test_an_allowlist_entry_covering_the_platform_s_own_network_is_refused():
+    message = problems("prod", with_dashboard(allow_from=["203.0.113.7", "172.30.0.0/16"]))
+    assert "aiia:platform.dashboard.allow_from: 172.30.0.0/16 covers " \
+           "aiia:platform.network_subnet=172.30.0.0/24" in message
+    assert "aiia:platform.status_subnet=172.30.1.0/27" in message
+    assert "203.0.113.7" not in message
