@@ -123,8 +123,8 @@ restart:  ## restart SERVICE (nginx, postgres, …) or ENVIRONMENT's serving rel
 releases:  ## the release history of STACK's host (releases.jsonl); ENVIRONMENT's alone if given
 	bash scripts/ops.sh releases $(STACK) $(GIVEN_ENVIRONMENT)
 
-status:  ## the dashboard's JSON (GET /api/status) of STACK's host
-	bash scripts/ops.sh status $(STACK)
+status:  ## the dashboard's JSON (GET /api/status) of STACK's host (OPERATOR=you if it has operators)
+	OPERATOR="$(OPERATOR)" bash scripts/ops.sh status $(STACK)
 
 alerts-test:  ## a test message through every alert channel of STACK's host now (platform.alerts)
 	bash scripts/ops.sh alerts-test $(STACK)

@@ -19,6 +19,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 ALGORITHM = "pbkdf2_sha256"
 DEFAULT_ITERATIONS = 310_000  # OWASP's recommendation for PBKDF2-HMAC-SHA256
@@ -65,35 +67,52 @@ def parse_basic_header(header: str | None) -> tuple[str, str] | None:
     return (user, password) if separator else None
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What one ``Authorization`` header amounted to."""
+
+    user: str | None  # the operator it signs in, None when refused
+    tried: str | None  # the user name it carries (None: no header, or not Basic)
+    reason: str = ""  # why it was refused: "unknown user", "wrong password", "malformed"
+
+
 class BasicAuthenticator:
-    """Checks ``Authorization`` headers against one user, caching outcomes briefly.
+    """Checks ``Authorization`` headers against the operators' hashes (user → hash),
+    caching outcomes briefly.
 
     Failures are cached too (shorter), so a client hammering a wrong password costs one
-    PBKDF2 per distinct header per ``failure_ttl`` rather than one per request.
+    PBKDF2 per distinct header per ``failure_ttl`` rather than one per request. A user name
+    no operator has is checked against a hash of the same cost all the same, so that the
+    time a refusal takes does not tell which names exist.
     """
 
     def __init__(
         self,
-        user: str,
-        password_hash: str,
+        users: Mapping[str, str],
         success_ttl: float = 300.0,
         failure_ttl: float = 30.0,
         max_entries: int = 256,
         clock=time.monotonic,
     ) -> None:
-        self._user = user.encode("utf-8")
-        self._password_hash = password_hash
+        if not users:
+            raise ValueError("no operator: the dashboard would let no one in")
+        self._users = dict(users)
+        self._decoy = _decoy_hash(next(iter(self._users.values())))
         self._success_ttl = success_ttl
         self._failure_ttl = failure_ttl
         self._max_entries = max_entries
         self._clock = clock
-        self._cache: OrderedDict[bytes, tuple[bool, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[Attempt, float]] = OrderedDict()
         self._lock = threading.Lock()
         self.verifications = 0  # PBKDF2 runs, for tests and the benchmark
 
-    def check(self, header: str | None) -> bool:
+    def check(self, header: str | None) -> str | None:
+        """The operator the header signs in, or None."""
+        return self.authenticate(header).user
+
+    def authenticate(self, header: str | None) -> Attempt:
         if not header:
-            return False
+            return Attempt(user=None, tried=None, reason="no credentials")
         key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
         now = self._clock()
         with self._lock:
@@ -101,22 +120,43 @@ class BasicAuthenticator:
             if cached is not None and cached[1] > now:
                 self._cache.move_to_end(key)
                 return cached[0]
-        allowed = self._verify(header)
+        attempt = self._verify(header)
         with self._lock:
-            ttl = self._success_ttl if allowed else self._failure_ttl
-            self._cache[key] = (allowed, now + ttl)
+            ttl = self._success_ttl if attempt.user else self._failure_ttl
+            self._cache[key] = (attempt, now + ttl)
             self._cache.move_to_end(key)
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
-        return allowed
+        return attempt
 
-    def _verify(self, header: str) -> bool:
+    def _verify(self, header: str) -> Attempt:
         credentials = parse_basic_header(header)
         if credentials is None:
-            return False
+            return Attempt(user=None, tried=None, reason="malformed")
         user, password = credentials
         self.verifications += 1
+        known = self._known_user(user)
         # Always run the hash, even for a wrong user name, so timing does not reveal it.
-        password_ok = verify_password(password, self._password_hash)
-        user_ok = hmac.compare_digest(user.encode("utf-8"), self._user)
-        return password_ok and user_ok
+        password_ok = verify_password(password, self._users.get(known, self._decoy))
+        if known is None:
+            return Attempt(user=None, tried=user, reason="unknown user")
+        if not password_ok:
+            return Attempt(user=None, tried=user, reason="wrong password")
+        return Attempt(user=known, tried=user)
+
+    def _known_user(self, user: str) -> str | None:
+        """The operator named `user`, compared in constant time with every name."""
+        found = None
+        for name in self._users:
+            if hmac.compare_digest(user.encode("utf-8", "surrogateescape"), name.encode("utf-8")):
+                found = name
+        return found
+
+
+def _decoy_hash(like: str) -> str:
+    """A hash no password matches, of the same cost as `like` (the operators' iterations)."""
+    try:
+        iterations = int(like.split("$")[1])
+    except (IndexError, ValueError):
+        iterations = DEFAULT_ITERATIONS
+    return f"{ALGORITHM}${iterations}${os.urandom(SALT_BYTES).hex()}${os.urandom(32).hex()}"

@@ -33,6 +33,7 @@ from .docker_api import ContainerState, DockerClient, DockerError
 from .files import write_json_atomic
 from .log_tail import tail_lines
 from .probes import probe
+from .redact import redact_lines
 from .timestamps import format_utc, parse_utc
 
 SCHEMA_VERSION = 1
@@ -363,7 +364,8 @@ class Collection:
             "error": None,
         }
         try:
-            lines = self._log_lines(source)
+            # Before anything is stored: what the server could ever reveal (review L3).
+            lines = redact_lines(self._log_lines(source))
         except (OSError, DockerError, LookupError) as error:
             lines, info["error"] = [], f"{type(error).__name__}: {error}"[:300]
         info["lines"] = len(lines)

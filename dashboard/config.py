@@ -6,6 +6,7 @@ process with a message naming the key, instead of a page that silently shows not
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -110,8 +111,9 @@ class Config:
     backups_file: Path
     restore_tests_file: Path
     log_sources: tuple[LogSource, ...]
-    auth_user: str
-    auth_password_hash: str
+    # Who may sign in: user name → pbkdf2_sha256 hash (one per operator, or the one shared
+    # account of a stack without platform.dashboard.operators).
+    auth_users: dict[str, str]
     docker_socket: Path = Path(DEFAULT_DOCKER_SOCKET)
     poll_seconds: int = 5
     probe_timeout_seconds: float = 5.0
@@ -129,6 +131,8 @@ class Config:
     # collector reads them, from `notify.secrets_file`.
     notify: NotifyConfig | None = None
     notify_raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # Peers whose X-Real-IP names the client (nginx's address): the audit log's address.
+    trusted_proxies: tuple[str, ...] = ()
 
     def notify_with_secrets(self) -> NotifyConfig | None:
         """The notify config with its secrets joined in (the collector's, root's view)."""
@@ -200,12 +204,7 @@ def parse_config(raw: Any, source: str = "config") -> Config:
     if not isinstance(log_sources_raw, dict):
         raise ConfigError(f"{source}: log_sources must be a map service → source")
     log_sources = tuple(_log_source(reader, name, spec) for name, spec in log_sources_raw.items())
-    password_hash = reader.text("auth_password_hash", raw.get("auth_password_hash"))
-    if not password_hash.startswith("pbkdf2_sha256$") or password_hash.count("$") != 3:
-        raise ConfigError(
-            f"{source}: auth_password_hash must look like pbkdf2_sha256$<iterations>$<salt>$<hash>;"
-            " make one with `python3 -m dashboard hash-password`"
-        )
+    auth_users = _auth_users(reader, raw)
     retention_raw = raw.get("retention", {})
     retention = Retention(
         probe_days=reader.positive_int("retention.probe_days", retention_raw.get("probe_days", 35)),
@@ -236,8 +235,7 @@ def parse_config(raw: Any, source: str = "config") -> Config:
             else Path(reader.text("certbot_state_file", raw["certbot_state_file"]))
         ),
         log_sources=log_sources,
-        auth_user=reader.text("auth_user", raw.get("auth_user")),
-        auth_password_hash=password_hash,
+        auth_users=auth_users,
         docker_socket=Path(
             reader.text("docker_socket", raw.get("docker_socket", DEFAULT_DOCKER_SOCKET))
         ),
@@ -257,7 +255,50 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         ),
         notify=_notify(raw.get("notify"), source),
         notify_raw=raw.get("notify"),
+        trusted_proxies=_addresses(reader, "trusted_proxies", raw.get("trusted_proxies", [])),
     )
+
+
+# An operator's name (platform.dashboard.operators, components/settings/dashboard.py).
+_OPERATOR = re.compile(r"^[a-z][a-z0-9]{0,31}$")
+
+
+def _auth_users(reader: _Reader, raw: dict[str, Any]) -> dict[str, str]:
+    """`auth_users` (operator → hash), or the one shared account of `auth_user` and
+    `auth_password_hash`, as every config before operators had."""
+    if "auth_users" in raw:
+        users = raw["auth_users"]
+        if "auth_user" in raw or "auth_password_hash" in raw:
+            raise reader.fail("auth_users", "and auth_user/auth_password_hash: keep one of them")
+        if not isinstance(users, dict) or not users:
+            raise reader.fail("auth_users", "must map each operator's name to its hash")
+        for name in users:
+            if not isinstance(name, str) or not _OPERATOR.match(name):
+                raise reader.fail(f"auth_users.{name}", "is not an operator's name "
+                                  "(lower-case letters and digits, starting with a letter)")
+    else:
+        users = {reader.text("auth_user", raw.get("auth_user")): raw.get("auth_password_hash")}
+    for name, password_hash in users.items():
+        key = "auth_password_hash" if "auth_users" not in raw else f"auth_users.{name}"
+        password_hash = reader.text(key, password_hash)
+        if not password_hash.startswith("pbkdf2_sha256$") or password_hash.count("$") != 3:
+            raise reader.fail(
+                key, "must look like pbkdf2_sha256$<iterations>$<salt>$<hash>; make one "
+                "with `python3 -m dashboard hash-password`")
+    return dict(users)
+
+
+def _addresses(reader: _Reader, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise reader.fail(key, "must be a list of IP addresses")
+    addresses = []
+    for index, address in enumerate(value):
+        try:
+            addresses.append(str(ipaddress.ip_address(str(address))))
+        except ValueError:
+            problem = f"is not an IP address (got {address!r})"
+            raise reader.fail(f"{key}[{index}]", problem) from None
+    return tuple(addresses)
 
 
 def _notify(raw: Any, source: str) -> NotifyConfig | None:

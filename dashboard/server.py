@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, alerts
+from .audit import LoginAudit, client_address
 from .auth import BasicAuthenticator
 from .config import DEFAULT_DOCKER_SOCKET, Config
 from .files import read_json
@@ -97,7 +98,8 @@ class Dashboard:
     def __init__(self, config: Config, clock=time.time) -> None:
         self.config = config
         self.clock = clock
-        self.authenticator = BasicAuthenticator(config.auth_user, config.auth_password_hash)
+        self.authenticator = BasicAuthenticator(config.auth_users)
+        self.audit = LoginAudit()
         self.static = {
             f"/static/{p.name}": _StaticFile(p)
             for p in sorted(STATIC_DIR.iterdir())
@@ -297,7 +299,11 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self._send(status, body, "application/json", {"Cache-Control": "no-store"})
 
     def _authorized(self) -> bool:
-        if self.dashboard.authenticator.check(self.headers.get("Authorization")):
+        attempt = self.dashboard.authenticator.authenticate(self.headers.get("Authorization"))
+        self.dashboard.audit.record(attempt, client_address(
+            self.client_address[0], self.headers.get("X-Real-IP"),
+            self.dashboard.config.trusted_proxies))
+        if attempt.user is not None:
             return True
         self._send(
             401,

@@ -9,7 +9,8 @@
 #   bash scripts/ops.sh restart STACK SERVICE   # a platform service, or app-ENV: the
 #                                               # serving release; waits until it is healthy
 #   bash scripts/ops.sh releases STACK [ENVIRONMENT]  # the release history (releases.jsonl)
-#   bash scripts/ops.sh status STACK            # the dashboard's /api/status JSON
+#   bash scripts/ops.sh status STACK            # the dashboard's /api/status JSON (as
+#                                               # OPERATOR where platform.dashboard.operators)
 #   bash scripts/ops.sh alerts-test STACK       # a test message through every alert
 #                                               # channel (platform.alerts), now
 #   bash scripts/ops.sh ssh STACK               # a shell on the host
@@ -177,8 +178,23 @@ case "$command" in
     if [ "$(get platform.owner)" != True ]; then owner=prod; fi
     domain=$(python3 -m scripts.stack_file get "$owner" platform.status_domain)
     port=$(python3 -m scripts.stack_file get "$owner" platform.nginx.https_port 2>/dev/null || echo 443)
-    user=$(python3 -m scripts.stack_file get "$owner" platform.dashboard.user 2>/dev/null || echo admin)
-    password=$(pulumi config get -s "$owner" aiia:dashboard_password)
+    # One account per operator (platform.dashboard.operators): yours, named by OPERATOR, so
+    # that the dashboard's audit lines name you; else the one shared account.
+    operators=$(python3 -m scripts.stack_file get "$owner" platform.dashboard.operators \
+      2>/dev/null || echo "[]")
+    if [ "$operators" != "[]" ]; then
+      if [[ ! "${OPERATOR:-}" =~ ^[a-z][a-z0-9]{0,31}$ ]]; then
+        echo "stack $owner's dashboard has an account per operator" \
+          "(platform.dashboard.operators: $operators): name yours," \
+          "e.g. make status STACK=$stack OPERATOR=alice" >&2
+        exit 2
+      fi
+      user=$OPERATOR
+      password=$(pulumi config get -s "$owner" "aiia:dashboard_password_$OPERATOR")
+    else
+      user=$(python3 -m scripts.stack_file get "$owner" platform.dashboard.user 2>/dev/null || echo admin)
+      password=$(pulumi config get -s "$owner" aiia:dashboard_password)
+    fi
     insecure=()
     if [ "$kind" = local ]; then insecure=(-k --resolve "$domain:$port:127.0.0.1"); fi
     # The credentials reach curl as a config file on its standard input (-K -), never on

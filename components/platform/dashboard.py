@@ -27,6 +27,7 @@ from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import RANDOM_SALT_COMMAND, PlatformContext
 from components.settings.alerts import secrets_document
+from components.settings.platform import PlatformSettings
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dashboard"
 INSTALL_DIR = "/opt/aiia"
@@ -65,6 +66,14 @@ def hash_password(password: str, salt_hex: str) -> str:
         raise ValueError(f"the dashboard's password salt is {len(salt)} bytes, not 16")
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PASSWORD_ITERATIONS)
     return f"pbkdf2_sha256${PASSWORD_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def auth_settings(operators: tuple[str, ...], user: str, hashes: dict[str, str]) -> dict:
+    """The config's accounts: `auth_users` (operator → hash) for a stack that lists
+    operators, else the one shared account as every config before them had it."""
+    if operators:
+        return {"auth_users": {name: hashes[name] for name in operators}}
+    return {"auth_user": user, "auth_password_hash": hashes[user]}
 
 
 def restart_on_config_change(prefix: str, local: bool) -> str:
@@ -148,15 +157,9 @@ class Dashboard(pulumi.ComponentResource):
         host = context.settings.host
         host_access = None if local or host.ssh is None or host.provision is None else {
             "deploy_user": host.ssh.user, "known_keys": known_keys(host.provision.admin_ssh_keys)}
-        # Its output stays in the state: the same salt on every later run (nothing but a
-        # change of the command draws a new one; the password keeps working then too).
-        salt = pulumi_command.local.Command(f"{name}-password-salt",
-                                            create=RANDOM_SALT_COMMAND,
-                                            opts=pulumi.ResourceOptions(parent=self))
-        config_content = pulumi.Output.all(
-            pulumi.Output.secret(platform.dashboard_password), salt.stdout,
-        ).apply(
-            lambda values: render(
+        password_hashes = self._password_hashes(name, platform)
+        config_content = password_hashes.apply(
+            lambda hashes: render(
                 "dashboard/config.json.j2",
                 listen_host=listen_host, listen_port=settings.port, state_dir=state_dir,
                 root_dir=context.root_dir, environments=environments, services=services,
@@ -167,11 +170,13 @@ class Dashboard(pulumi.ComponentResource):
                 restore_tests_file=context.host_path("state", "restore-tests.jsonl"),
                 certbot_state_file=(None if platform.tls.mode == "self_signed"
                                     else context.host_path("state", "certbot.json")),
-                log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
+                log_sources=log_sources, stack=context.prefix,
                 pulumi_stack=context.settings.stack,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 host_access=host_access, notify=self._notify_block(context, state_dir),
-                auth_password_hash=hash_password(*values)))
+                # nginx alone reaches the server: its X-Real-IP names the client.
+                trusted_proxies=[platform.nginx_status_address],
+                **auth_settings(settings.operators, settings.user, hashes)))
         # The config holds the password hash: readable by root and the server's group alone.
         uid = settings.uid
         if local:
@@ -203,6 +208,25 @@ class Dashboard(pulumi.ComponentResource):
         else:
             self._systemd_units(name, args, config_path, state_dir, prerequisites)
         self.register_outputs({"address": self.address})
+
+    def _password_hashes(self, name: str, platform: PlatformSettings) -> pulumi.Output:
+        """user → PBKDF2 hash, a secret: each operator's (platform.dashboard.operators) with
+        a salt of their own, or the shared account's. A salt is a command's output, kept in
+        the state: the same salt on every later run (nothing but a change of the command
+        draws a new one; the password keeps working then too), a new one for a name that
+        is listed again after it was removed."""
+        settings = platform.dashboard
+        passwords = (dict(platform.dashboard_passwords) if settings.operators
+                     else {settings.user: platform.dashboard_password})
+        hashes = {}
+        for user, password in passwords.items():
+            # The shared account's salt keeps its name (the resource in every stack's state).
+            salt = pulumi_command.local.Command(
+                f"{name}-password-salt" + (f"-{user}" if settings.operators else ""),
+                create=RANDOM_SALT_COMMAND, opts=pulumi.ResourceOptions(parent=self))
+            hashes[user] = pulumi.Output.all(pulumi.Output.secret(password), salt.stdout).apply(
+                lambda values: hash_password(*values))
+        return pulumi.Output.secret(pulumi.Output.all(**hashes))
 
     @staticmethod
     def _notify_block(context: PlatformContext, state_dir: str) -> dict | None:

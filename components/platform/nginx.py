@@ -137,7 +137,8 @@ class Nginx(pulumi.ComponentResource):
             config_file("status-site", "conf.d/status.conf", pulumi.Output.from_input(
                 args.dashboard_address).apply(lambda address: render(
                     "nginx/status.conf.j2", domain=platform.status_domain,
-                    dashboard_address=address, nginx=settings))),
+                    dashboard_address=address, nginx=settings,
+                    allow_from=platform.dashboard.allow_from))),
         ]
         for env in platform.environments:
             # Before an environment's first release its upstream answers 503; the release's

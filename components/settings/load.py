@@ -26,6 +26,7 @@ from components.settings.checks import (
     config_object,
     unknown_key_problem,
 )
+from components.settings.dashboard import dashboard_secret_keys
 from components.settings.host import HostSettings, parse_host
 from components.settings.pitr import check_pitr_disk
 from components.settings.platform import (
@@ -48,7 +49,7 @@ PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 # The platform's own secrets: set on the stack that owns it alone.
 PLATFORM_SECRET_RE = re.compile(
-    r"^(postgres_password|dashboard_password|[a-z0-9]+_(db|redis)_password"
+    r"^(postgres_password|dashboard_password(_[a-z][a-z0-9]*)?|[a-z0-9]+_(db|redis)_password"
     r"|alerts_[a-z0-9]+_(url|token|password))$")
 # Secrets a stack may have whatever its sections say: the key pulumi-command logs in with
 # (else the ssh-agent's) and the private registry's token (checked with aiia:registry).
@@ -99,7 +100,8 @@ def parse_settings(stack: str, raw: Mapping[str, Any], secrets: Callable[[str], 
     if owns_platform:
         platform = parse_platform(raw, secrets, problems)
         if secret_text is not None:
-            check_secret_values(platform.environments, secret_text, problems)
+            check_secret_values(platform.environments, secret_text, problems,
+                                platform.dashboard)
     else:
         platform_stack = _parse_platform_stack(raw, problems)
     releases = parse_releases(raw, secrets, problems)
@@ -147,7 +149,13 @@ def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | 
     expected_secrets |= {key for release in releases for key in extra_secret_keys(release)}
     expected_secrets |= set(OPTIONAL_SECRETS)
     if platform:
-        expected_secrets |= {"postgres_password", "dashboard_password"}
+        expected_secrets |= {"postgres_password", *dashboard_secret_keys(platform.dashboard)}
+        if platform.dashboard.operators and "dashboard_password" in given:
+            problems.add(f"{NAMESPACE}:dashboard_password is the shared account's, which "
+                         "platform.dashboard.operators replace (it no longer signs in): remove "
+                         f"it with `pulumi config rm -s {problems.stack} "
+                         f"{NAMESPACE}:dashboard_password`")
+            given = given - {"dashboard_password"}
         expected_secrets |= {f"{env.name}_{kind}_password" for env in platform.environments
                              for kind in ("db", "redis")}
         if platform.alerts is not None:
@@ -158,6 +166,10 @@ def _check_keys(given: set[str], secret: set[str], platform: PlatformSettings | 
             problems.add(f"{NAMESPACE}:{key} belongs to the stack that owns the platform "
                          "(platform_stack), or to the stack of the environment it names; "
                          "remove it here")
+        elif platform and key.startswith("dashboard_password_"):
+            problems.add(f"{NAMESPACE}:{key} is the password of no operator in "
+                         f"{NAMESPACE}:platform.dashboard.operators (one removed?): remove it "
+                         f"with `pulumi config rm -s {problems.stack} {NAMESPACE}:{key}`")
         else:
             problems.add(unknown_key_problem(f"{NAMESPACE}:{key}", key,
                                              settings | expected_secrets))

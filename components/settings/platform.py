@@ -24,6 +24,13 @@ from components.settings.checks import (
     config_object,
     typed_fields,
 )
+from components.settings.dashboard import (
+    DashboardSettings,
+    check_allow_from_apart,
+    check_dashboard_password,
+    dashboard_secret_keys,
+    parse_dashboard,
+)
 from components.settings.networks import check_separate_networks, subnet_host, upper_half
 from components.settings.nginx import NginxSettings, check_keepalive, check_nginx_limits
 from components.settings.postgres import check_data_major
@@ -109,25 +116,6 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
-class DashboardSettings:
-    memory_mb: int = 32  # the HTTP server (systemd MemoryMax on a VPS)
-    # The collector: a timer run on a VPS, resident locally. Measured (bench/setup.py): 16–19
-    # MB anonymous at a collection's peak, plus the page cache it reads through and ~2.5 MB
-    # for anything run beside it (a `docker exec`'s runc init and command: its health
-    # check, an operator's look inside). 24 left a second Python started beside a
-    # collection OOM-killed (issue #15).
-    collector_memory_mb: int = 32
-    # The alert notifier (platform.alerts): a one-shot after each collection on a VPS.
-    notifier_memory_mb: int = 32
-    port: int = 9100
-    user: str = "admin"
-    image: str = "aiia-dashboard:local"  # local stack only: the image both containers run
-    # The server's uid and gid: the aiia-dashboard account's on a VPS (made with it, and
-    # moved to it if it has another), the server container's locally.
-    uid: int = 10002
-
-
-@dataclass(frozen=True)
 class CertbotSettings:
     memory_mb: int = 64  # a transient renewal container: counted in the peak, not steady
 
@@ -159,7 +147,8 @@ class PlatformSettings:
     postgres_password: Any = None
     database_passwords: Mapping[str, Any] = field(default_factory=dict)
     redis_passwords: Mapping[str, Any] = field(default_factory=dict)
-    dashboard_password: Any = None
+    dashboard_password: Any = None  # the shared account's (no platform.dashboard.operators)
+    dashboard_passwords: Mapping[str, Any] = field(default_factory=dict)  # by operator
 
     def environment(self, name: str) -> EnvironmentSettings:
         return next(env for env in self.environments if env.name == name)
@@ -244,6 +233,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     platform_raw = config_object(raw, "platform", problems)
     environments = _parse_environments(platform_raw, problems)
     tls = _parse_section(platform_raw, TlsSettings, "tls", problems)
+    dashboard = parse_dashboard(platform_raw, problems)
     platform = PlatformSettings(
         environments=environments,
         status_domain=platform_raw.get("status_domain", ""),
@@ -255,7 +245,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
         pgbouncer=_parse_section(platform_raw, PgBouncerSettings, "pgbouncer", problems),
         redis=_parse_section(platform_raw, RedisSettings, "redis", problems),
         nginx=_parse_section(platform_raw, NginxSettings, "nginx", problems),
-        dashboard=_parse_section(platform_raw, DashboardSettings, "dashboard", problems),
+        dashboard=dashboard,
         certbot=_parse_section(platform_raw, CertbotSettings, "certbot", problems),
         backup=parse_backup(platform_raw, problems),
         alerts=parse_alerts(platform_raw, secrets, problems),
@@ -264,12 +254,19 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
                             for env in environments},
         redis_passwords={env.name: secrets(f"{env.name}_redis_password")
                          for env in environments},
-        dashboard_password=secrets("dashboard_password"),
+        dashboard_password=None if dashboard.operators else secrets("dashboard_password"),
+        dashboard_passwords={name: secrets(f"dashboard_password_{name}")
+                             for name in dashboard.operators},
     )
     check_domain(platform.status_domain, f"{NAMESPACE}:platform.status_domain", problems)
     _check_network(platform.network_subnet, problems)
     check_separate_networks(platform.network_subnet, platform.status_subnet,
                             platform.environments, problems)
+    check_allow_from_apart(dashboard.allow_from, {
+        "platform.network_subnet": platform.network_subnet,
+        "platform.status_subnet": platform.status_subnet,
+        **{f"platform.environments.{env.name}.network_subnet": env.network_subnet
+           for env in environments if env.network_subnet}}, problems)
     check_tls(tls, problems)
     for name, reference in vars(platform.images).items():
         check_image(reference, f"{NAMESPACE}:platform.images.{name}", problems)
@@ -281,7 +278,7 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     _check_ports(platform, problems)
     check_dashboard_uid(platform.dashboard.uid, problems)
     _check_domains_unique(platform, problems)
-    _check_secrets(environments, secrets, problems)
+    _check_secrets(environments, dashboard, secrets, problems)
     return platform
 
 
@@ -352,35 +349,26 @@ def _check_postgres(platform: PlatformSettings, problems: Problems) -> None:
                      f"{postgres.max_connections}; lower the pool or raise max_connections")
 
 
-def _check_secrets(environments: tuple[EnvironmentSettings, ...],
+def _check_secrets(environments: tuple[EnvironmentSettings, ...], dashboard: DashboardSettings,
                    secrets: Callable[[str], Any], problems: Problems) -> None:
     """Every secret the platform needs is set."""
-    for secret_key in ["postgres_password", "dashboard_password"] + [
+    for secret_key in ["postgres_password", *dashboard_secret_keys(dashboard)] + [
         f"{env.name}_{kind}_password" for env in environments for kind in ("db", "redis")
     ]:
         if secrets(secret_key) is None:
             problems.missing_secret(secret_key)
 
 
-# The dashboard's password alone guards the status site, which the whole internet reaches
-# (review L8): long enough that guessing it online is hopeless (NIST SP 800-63B-4 asks at
-# least 15 characters of a password that is the only factor).
-DASHBOARD_PASSWORD_MIN_LENGTH = 16
-
-
 def check_secret_values(environments: tuple[EnvironmentSettings, ...],
-                        secret_text: Callable[[str], str | None], problems: Problems) -> None:
+                        secret_text: Callable[[str], str | None], problems: Problems,
+                        dashboard: DashboardSettings | None = None) -> None:
     """What a secret's value must be, read at preview and never kept: the dashboard's
-    password long enough; each database password printable ASCII, the passwords a SCRAM
-    verifier is computed for in the program (PostgreSQL would SASLprep any other first), so
-    that PgBouncer's userlist holds that verifier and never the password (review L8)."""
-    dashboard = secret_text("dashboard_password")
-    if dashboard is not None and len(dashboard) < DASHBOARD_PASSWORD_MIN_LENGTH:
-        problems.add(f"{NAMESPACE}:dashboard_password has {len(dashboard)} characters; it "
-                     f"alone guards the status site from the internet: at least "
-                     f"{DASHBOARD_PASSWORD_MIN_LENGTH}. Set a new one with `openssl rand "
-                     f"-base64 24 | pulumi config set -s {problems.stack} --secret "
-                     f"{NAMESPACE}:dashboard_password`")
+    passwords long enough (each operator's, or the shared one); each database password
+    printable ASCII, the passwords a SCRAM verifier is computed for in the program
+    (PostgreSQL would SASLprep any other first), so that PgBouncer's userlist holds that
+    verifier and never the password (review L8)."""
+    for key in dashboard_secret_keys(dashboard or DashboardSettings()):
+        check_dashboard_password(key, secret_text, problems)
     for env in environments:
         key = f"{env.name}_db_password"
         password = secret_text(key)

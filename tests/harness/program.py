@@ -187,9 +187,10 @@ class _Mocks(pulumi.runtime.Mocks):
         elif args.typ in ("command:local:Command", "command:remote:Command"):
             outputs["stdout"] = ""
             outputs["stderr"] = ""
-            if args.name.endswith("-password-salt"):
-                # What the dashboard's salt command prints (16 random bytes in hex), fixed
-                # per name as a stack's state keeps it after its first run.
+            if "-password-salt" in args.name:
+                # What the dashboard's salt commands print (16 random bytes in hex; the
+                # shared account's, or one per operator: -password-salt-<name>), fixed per
+                # name as a stack's state keeps it after its first run.
                 outputs["stdout"] = hashlib.sha256(f"mock-salt:{args.name}".encode()) \
                     .hexdigest()[:32]
         return [f"{args.name}-id", outputs]
@@ -234,6 +235,10 @@ def made_up_secrets(config: dict[str, Any]) -> dict[str, str]:
     if str(platform.get("owner", True)).lower() == "true":  # the others read them from it
         secrets = {"aiia:postgres_password": "test-postgres-superuser",
                    "aiia:dashboard_password": "test-dashboard-password"}
+        # Each operator's password in place of the shared account's.
+        for name in (platform.get("dashboard") or {}).get("operators") or ():
+            secrets.pop("aiia:dashboard_password", None)
+            secrets[f"aiia:dashboard_password_{name}"] = f"test-dashboard-password-{name}"
     for env in (platform.get("environments") or {}):
         secrets[f"aiia:{env}_db_password"] = f"test-{env}-db"
         secrets[f"aiia:{env}_redis_password"] = f"test-{env}-redis"

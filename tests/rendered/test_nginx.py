@@ -285,6 +285,18 @@ def rendered_with_nginx(stack: str, **nginx: object) -> Rendered:
                     secrets=stack_secrets(stack))
 
 
+def rendered_with_dashboard(stack: str, **dashboard: object) -> Rendered:
+    """`stack`'s program run with these platform.dashboard settings."""
+    config = copy.deepcopy(stack_config(stack))
+    config["aiia:platform"]["dashboard"] = dashboard
+    program = run_program(stack, config=config)
+    raw = {key.split(":", 1)[1]: value for key, value in config.items()}
+    return Rendered(stack=stack, run=program,
+                    settings=parse_settings(stack, raw, stack_secrets(stack).get),
+                    files=host_files(program), scripts=host_scripts(program),
+                    secrets=stack_secrets(stack))
+
+
 def test_each_upload_path_gets_a_location_nginx_accepts(standin_nginx):
     """platform.nginx.upload_paths beyond /api/ (one under it, one beside it) each become a
     location nginx accepts, with the upload limit; everything else keeps the small one."""
@@ -664,6 +676,62 @@ def test_security_headers_stay_on_the_502_when_the_app_is_down(site):
     finally:
         site.app.start()
     assert https_get(site, site.domains["prod"], "/").status == 200
+
+
+class StandInDashboard(BaseHTTPRequestHandler):
+    """The dashboard's server behind nginx: answers 200 and records the X-Real-IP it got."""
+
+    seen: list[str]
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.seen.append(self.headers.get("X-Real-IP", ""))
+        body = b"dashboard\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def https_get_from(site: Site, source: str, domain: str, path: str) -> Response:
+    """`https_get` from the loopback address `source` (all of 127.0.0.0/8 is this host's)."""
+    connection = LoopbackHTTPSConnection(domain, site.https_port, timeout=10,
+                                         context=site.tls_context(domain),
+                                         source_address=(source, 0))
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return Response(response.status, response.getheaders(), response.read())
+    finally:
+        connection.close()
+
+
+def test_the_status_site_s_allowlist_refuses_other_addresses_and_lets_listed_ones_through(
+        standin_nginx):
+    """platform.dashboard.allow_from (review L3): a listed address reaches the dashboard
+    (which gets its address as X-Real-IP, what its audit lines name); any other gets 403 from
+    nginx and never reaches it. Plain HTTP stays open for the redirect and ACME."""
+    prod = rendered_with_dashboard("prod", allow_from=["127.0.0.2"])
+    seen: list[str] = []
+    with running_site(prod) as site:
+        domain = site.domains["status"]
+        dashboard = ThreadingHTTPServer(("127.0.0.1", site.dashboard_port), type(
+            "Handler", (StandInDashboard,), {"seen": seen}))
+        threading.Thread(target=dashboard.serve_forever, daemon=True).start()
+        try:
+            denied = https_get_from(site, "127.0.0.1", domain, "/api/status")
+            allowed = https_get_from(site, "127.0.0.2", domain, "/api/status")
+            redirect = http_get(site, domain, "/")
+        finally:
+            dashboard.shutdown()
+            dashboard.server_close()
+    assert denied.status == 403
+    assert_security_headers(site, denied, "the allowlist's 403")
+    assert (allowed.status, allowed.body) == (200, b"dashboard\n")
+    assert seen == ["127.0.0.2"]
+    assert redirect.status == 301
 
 
 def test_an_unknown_host_gets_no_answer(site):

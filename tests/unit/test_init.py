@@ -407,3 +407,16 @@ def test_on_a_terminal_it_asks_for_each_value_and_enter_keeps_the_files_one(proj
     assert prod.releases[0].image == "ghcr.io/eduaiia/aiia-backend"
     assert prod.platform.status_domain == "status.acme.example"
     assert settings_of(project, "staging").platform_stack == "acme/aiia/prod"
+
+
+def test_init_generates_a_password_per_operator_and_no_shared_one():
+    """platform.dashboard.operators (review L3): `make init` generates what the settings read."""
+    import yaml
+
+    from scripts.init.stack_secrets import secrets_to_generate
+
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    document["config"]["aiia:platform"]["dashboard"] = {"operators": ["alice", "bob"]}
+    generated = secrets_to_generate("prod", yaml.safe_dump(document))
+    assert "dashboard_password_alice" in generated and "dashboard_password_bob" in generated
+    assert "dashboard_password" not in generated

@@ -275,6 +275,34 @@ def test_status_gives_curl_the_dashboard_password_on_stdin_never_on_its_command_
         'user = "admin:p\\"a\\\\ss w0rd$x"\n'
 
 
+def test_status_signs_in_as_the_named_operator_where_the_dashboard_has_operators(project):
+    """Review L3: an account per operator, so that the audit lines name who asked; the
+    shared account is gone, so a nameless `make status` says how to name yourself."""
+    stack_file = project / "Pulumi.prod.yaml"
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["aiia:platform"]["dashboard"] = {"operators": ["alice", "bob"]}
+    stack_file.write_text(yaml.safe_dump(document))
+    bin_dir = project.parent / "bin"
+    stand_in(bin_dir / "pulumi", "#!/bin/bash\n# test stand-in for `pulumi config get`: logs "
+             f"its argv\nprintf '%s\\n' \"$*\" >> {project.parent / 'pulumi-argv'}\n"
+             "echo alice-password-long-enough\n")
+    stand_in(bin_dir / "curl", "#!/bin/bash\n# test stand-in for curl: logs stdin\n"
+             f"cat > {project.parent / 'curl-stdin'}\necho '{{}}'\n")
+    nameless = ops(project, "status", "prod")
+    assert nameless.returncode == 2
+    assert "name yours, e.g. make status STACK=prod OPERATOR=alice" in nameless.stderr
+    assert not (project.parent / "pulumi-argv").exists()
+    named = subprocess.run(["bash", str(ROOT / "scripts/ops.sh"), "status", "prod"],
+                           cwd=project, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "OPERATOR": "bob",
+                                "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert named.returncode == 0, named.stderr
+    assert (project.parent / "pulumi-argv").read_text() == \
+        "config get -s prod aiia:dashboard_password_bob\n"
+    assert (project.parent / "curl-stdin").read_text() == \
+        'user = "bob:alice-password-long-enough"\n'
+
+
 def test_alerts_test_runs_the_notifier_test_as_root_on_a_vps_and_in_the_collector_locally(
         project):
     vps = ops(project, "alerts-test", "prod")

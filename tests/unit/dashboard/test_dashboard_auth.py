@@ -77,7 +77,7 @@ class Clock:
 def test_a_polling_browser_costs_one_pbkdf2_per_cache_lifetime():
     clock = Clock()
     auth = BasicAuthenticator(
-        "op", hash_password("pw", iterations=1000), success_ttl=300, clock=clock
+        {"op": hash_password("pw", iterations=1000)}, success_ttl=300, clock=clock
     )
     for _ in range(120):  # ten minutes of polls every 5 s
         assert auth.check(header("op", "pw"))
@@ -88,7 +88,7 @@ def test_a_polling_browser_costs_one_pbkdf2_per_cache_lifetime():
 def test_wrong_user_or_password_is_refused_and_failures_are_cached_briefly():
     clock = Clock()
     auth = BasicAuthenticator(
-        "op", hash_password("pw", iterations=1000), failure_ttl=30, clock=clock
+        {"op": hash_password("pw", iterations=1000)}, failure_ttl=30, clock=clock
     )
     assert not auth.check(header("op", "wrong"))
     assert not auth.check(header("intruder", "pw"))
@@ -103,7 +103,7 @@ def test_wrong_user_or_password_is_refused_and_failures_are_cached_briefly():
 
 
 def test_the_cache_is_bounded():
-    auth = BasicAuthenticator("op", hash_password("pw", iterations=10), max_entries=8)
+    auth = BasicAuthenticator({"op": hash_password("pw", iterations=10)}, max_entries=8)
     for i in range(50):
         auth.check(header("op", f"guess-{i}"))
     assert len(auth._cache) == 8

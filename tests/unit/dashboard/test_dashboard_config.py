@@ -94,7 +94,7 @@ def test_the_rendered_template_loads_into_a_valid_config(tmp_path):
     assert config.services[2].matches("aiia-certbot", {})
     assert config.log_source("nginx-access").file == Path("/srv/aiia/logs/nginx/access.log")
     assert config.log_source("postgres").container_label == "postgres"
-    assert verify_password("pw", config.auth_password_hash)
+    assert verify_password("pw", config.auth_users["operator"])
     assert config.status_path == Path("/srv/aiia/state/dashboard/status.json")
     assert config.certbot_state_file == Path("/srv/aiia/state/certbot.json")
     assert config.collect_every_seconds == 30  # the page's staleness alert measures by it

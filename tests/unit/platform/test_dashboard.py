@@ -194,3 +194,67 @@ def test_the_dashboard_expects_an_environment_s_processes_where_the_platform_res
     assert not worker.matches("aiia-app-prod-2026-11-26-1-0a1b2c3d",
                               {"aiia.service": "app", "aiia.environment": "prod"})
     assert worker.memory_limit_mb == 96
+
+
+def operators_run(*names: str):
+    """The prod stack with platform.dashboard.operators set (made-up secrets for each)."""
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:platform"]["dashboard"] = {"operators": list(names)}
+    return run_program("prod", config=config)
+
+
+def rendered_config(run) -> dict:
+    import json
+
+    from tests.harness.program import host_files
+
+    return json.loads(host_files(run)["/srv/aiia/dashboard/config.json"])
+
+
+def test_each_operator_signs_in_with_their_own_password_hashed_with_a_salt_of_their_own():
+    """Review L3: one account per operator, none shared."""
+    from dashboard.auth import BasicAuthenticator
+    from dashboard.config import parse_config
+    from tests.unit.dashboard.conftest import basic
+
+    run = operators_run("alice", "bob")
+    raw = rendered_config(run)
+    assert "auth_user" not in raw and "auth_password_hash" not in raw
+    assert sorted(raw["auth_users"]) == ["alice", "bob"]
+    salts = {name: encoded.split("$")[2] for name, encoded in raw["auth_users"].items()}
+    assert len(set(salts.values())) == 2
+    assert run.named("platform-dashboard-password-salt-alice")
+    assert "platform-dashboard-password-salt" not in [r.name for r in run.resources]
+    authenticator = BasicAuthenticator(parse_config(raw).auth_users)
+    assert authenticator.check(basic("alice", "test-dashboard-password-alice")) == "alice"
+    assert authenticator.check(basic("bob", "test-dashboard-password-bob")) == "bob"
+    assert authenticator.check(basic("bob", "test-dashboard-password-alice")) is None
+    assert authenticator.check(basic("admin", "test-dashboard-password")) is None
+
+
+def test_removing_an_operator_drops_them_from_the_config_whose_change_restarts_the_server():
+    """Review M4's mechanism revokes them: a changed config restarts what reads it."""
+    from components.platform.dashboard import restart_on_config_change
+
+    assert sorted(rendered_config(operators_run("alice"))["auth_users"]) == ["alice"]
+    install = operators_run("alice").named("platform-dashboard-config-install")
+    assert restart_on_config_change("aiia", local=False) in install.plain["create"]
+
+
+def test_a_stack_without_operators_renders_the_shared_account_as_before(prod):
+    raw = rendered_config(prod)
+    assert raw["auth_user"] == "admin" and "auth_users" not in raw
+    # nginx's fixed address on the status network: the one peer whose X-Real-IP is believed.
+    assert raw["trusted_proxies"] == ["172.30.1.2"]
+
+
+def test_a_short_operator_password_stops_the_preview():
+    from tests.harness.program import made_up_secrets
+
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:platform"]["dashboard"] = {"operators": ["alice"]}
+    secrets = {key: value for key, value in made_up_secrets(config).items()
+               if key != "aiia:dashboard_password"}
+    secrets["aiia:dashboard_password_alice"] = "short"
+    with pytest.raises(pulumi.RunError, match="aiia:dashboard_password_alice has 5 characters"):
+        run_program("prod", config=config, secrets=secrets)
