@@ -239,7 +239,8 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         auth_user=reader.text("auth_user", raw.get("auth_user")),
         auth_password_hash=password_hash,
         docker_socket=Path(
-            reader.text("docker_socket", raw.get("docker_socket", DEFAULT_DOCKER_SOCKET))
+            # The collector's way to Docker: the proxy's socket (review L2), null: Docker's.
+            reader.text("docker_socket", raw.get("docker_socket") or DEFAULT_DOCKER_SOCKET)
         ),
         poll_seconds=reader.positive_int("poll_seconds", raw.get("poll_seconds", 5)),
         probe_timeout_seconds=float(

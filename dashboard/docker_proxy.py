@@ -76,6 +76,10 @@ class Refusal(Exception):
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
+class ClosedEarly(Exception):
+    """A connection closed before sending a byte: a health check's, nothing to refuse."""
+
+
 def _label_filters(value: str) -> bool:
     """The collector's `filters`: {"label": ["key", "key=value", …]} and nothing else."""
     try:
@@ -204,6 +208,8 @@ def read_head(client: socket.socket) -> bytes:
         if len(head) > MAX_HEAD_BYTES:
             raise Refusal(431, f"head over {MAX_HEAD_BYTES} bytes")
         chunk = client.recv(4096)
+        if not chunk and not head:
+            raise ClosedEarly
         if not chunk:
             raise Refusal(400, "connection closed before the end of the head")
         head += chunk
@@ -254,6 +260,8 @@ def handle(client: socket.socket, upstream_path: str, log: Callable[[str], None]
             log(f"refused ({refusal.status}): {refusal.reason}")
             with contextlib.suppress(OSError):  # the client may be gone already
                 client.sendall(refusal.response())
+        except ClosedEarly:
+            pass
         except OSError as error:  # a timeout included: the client gets a cut answer
             log(f"connection dropped: {error}")
 

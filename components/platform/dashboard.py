@@ -1,9 +1,11 @@
 """The status dashboard: installed on the host, routed by nginx on the status domain.
 
-On a VPS it runs as two systemd units (components: dashboard/ package + templates/dashboard):
-an unprivileged, sandboxed HTTP server and a collector on a timer, which alone touches the
-Docker socket. On a developer's machine (`local`) the same package runs as two containers:
-the server (no socket, non-root) and the collector (the socket, no published port).
+On a VPS it runs as systemd units (components: dashboard/ package + templates/dashboard):
+an unprivileged, sandboxed HTTP server, a collector on a timer (its own account, not root),
+and the collector's GET-only allowlisting proxy to the Docker socket, started through its
+socket by the collector's requests (review L2). On a developer's machine (`local`) the
+same package runs as containers: the server (no socket, non-root), the collector (no
+socket, no published port) and the proxy (the socket, nothing else).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
 from components.platform.context import PlatformContext
+from components.platform.docker_proxy import (
+    DOCKER_PROXY_IDLE_EXIT_S,
+    DOCKER_PROXY_SOCKET,
+    local_docker_proxy,
+)
 from components.settings.alerts import secrets_document
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dashboard"
@@ -36,6 +43,9 @@ INSTALL_DIR = "/opt/aiia"
 # dir and the disk usage of the root (review M2).
 PRIVATE_DIRS = ("postgres", "pgbouncer", "redis", "secrets", "backup", "backups", "media",
                 "logs", "nginx")
+# What the collector reads of them: nginx's certificates and access log (so not all of
+# "nginx" and "logs" is hidden from it: the private keys and the apps' logs are).
+COLLECTOR_PRIVATE_DIRS = tuple(d for d in PRIVATE_DIRS if d not in ("nginx", "logs"))
 PASSWORD_ITERATIONS = 200_000
 # How often the collector runs: resident in a container locally, a systemd timer (every
 # minute, aiia-dashboard-collect.timer) on a VPS. The page's staleness alert reads it.
@@ -173,6 +183,7 @@ class Dashboard(pulumi.ComponentResource):
                 certbot_state_file=(None if platform.tls.mode == "self_signed"
                                     else context.host_path("state", "certbot.json")),
                 log_sources=log_sources, auth_user=settings.user, stack=context.prefix,
+                docker_socket=DOCKER_PROXY_SOCKET["local" if local else "vps"],
                 pulumi_stack=context.settings.stack,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 host_access=host_access, notify=self._notify_block(context, state_dir),
@@ -190,6 +201,7 @@ class Dashboard(pulumi.ComponentResource):
             prerequisites = [host_command(
                 f"{name}-prerequisites", context.connection,
                 render("dashboard/prepare-host.sh.j2", uid=uid,
+                       collector_uid=settings.collector_uid,
                        data_dirs=[context.host_path(d) for d in (*PRIVATE_DIRS, "www")],
                        config_dir=context.host_path("dashboard"), state_dir=state_dir),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))]
@@ -208,6 +220,19 @@ class Dashboard(pulumi.ComponentResource):
         else:
             self._systemd_units(name, args, config_path, state_dir, prerequisites)
         self.register_outputs({"address": self.address})
+
+    @staticmethod
+    def _collector_hidden(context: PlatformContext) -> list[str]:
+        """What the collector's sandbox hides (InaccessiblePaths): the private directories
+        but what it reads, and in those, the apps' logs, the certificates' private keys and
+        the alert channels' secrets."""
+        platform = context.platform
+        domains = [env.domain for env in platform.environments] + [platform.status_domain]
+        return ([context.host_path(d) for d in COLLECTOR_PRIVATE_DIRS]
+                + [context.host_path("logs", env.name) for env in platform.environments]
+                + [context.host_path("nginx", "tls", domain, "privkey.pem")
+                   for domain in domains]
+                + [context.host_path("dashboard", "notify-secrets.json")])
 
     @staticmethod
     def _notify_block(context: PlatformContext, state_dir: str) -> dict | None:
@@ -252,6 +277,7 @@ class Dashboard(pulumi.ComponentResource):
         root_mount = docker.ContainerVolumeArgs(host_path=context.root_dir,
                                                 container_path=context.root_dir, read_only=True)
         state_mount = docker.ContainerVolumeArgs(host_path=state_dir, container_path=state_dir)
+        proxy = local_docker_proxy(f"{name}-docker-proxy", context, image.image_id, self)
         # root:<the server's group>, setgid: the collector (root, without DAC_OVERRIDE)
         # writes as the owner, what it writes belongs to the server's group, the same
         # arrangement as the collector's systemd unit makes on a VPS.
@@ -267,21 +293,18 @@ class Dashboard(pulumi.ComponentResource):
                 memory_mb=platform.dashboard.collector_memory_mb,
                 command=["python3", "-m", "dashboard", "collect", "--config", config_path,
                          "--every", str(COLLECT_EVERY_S["local"])],
-                # The privileged half by design (it reads the Docker socket, root's); it
-                # publishes nothing and nginx never routes to it. Root by uid only: no
-                # capability, it owns what it writes.
+                # Root by uid only, in its container: no capability, it owns what it writes
+                # (the state dir, as on a VPS where its account does). No Docker socket: the
+                # proxy's (review L2). It publishes nothing and nginx never routes to it.
                 user="0:0",
                 cap_add=context.root_file_access(),
                 read_only=True,  # it writes its state dir (mounted) and SQLite's temp files
                 tmpfs={"/tmp": "size=4m,mode=1777"},
                 healthcheck=collector_healthcheck(f"{state_dir}/status.json",
                                                   COLLECT_EVERY_S["local"]),
-                volumes=[root_mount, state_mount,
-                         docker.ContainerVolumeArgs(host_path="/var/run/docker.sock",
-                                                    container_path="/var/run/docker.sock",
-                                                    read_only=True)],
+                volumes=[root_mount, state_mount, proxy.mount],
             ),
-            context.child(self, depends_on=[self.config, prepare]))
+            context.child(self, depends_on=[self.config, prepare, proxy.container]))
         self.server = service_container(
             f"{name}-server",
             context.service_args(
@@ -311,6 +334,10 @@ class Dashboard(pulumi.ComponentResource):
                         "server_memory_mb": platform.dashboard.memory_mb,
                         "collector_memory_mb": platform.dashboard.collector_memory_mb,
                         "inaccessible_paths": [context.host_path(d) for d in PRIVATE_DIRS],
+                        "collector_inaccessible_paths": self._collector_hidden(context),
+                        "docker_proxy_socket": DOCKER_PROXY_SOCKET["vps"],
+                        "docker_proxy_memory_mb": platform.dashboard.docker_proxy_memory_mb,
+                        "docker_proxy_idle_exit_s": DOCKER_PROXY_IDLE_EXIT_S,
                         # nginx's fixed address on the status network (networks.py).
                         "allowed_clients": [platform.nginx_status_address],
                         "notifier_memory_mb": platform.dashboard.notifier_memory_mb,
@@ -338,7 +365,8 @@ class Dashboard(pulumi.ComponentResource):
                                       if unit == "aiia-dashboard.service" else "")),
                      opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
             for unit in ("aiia-dashboard.service", "aiia-dashboard-collect.service",
-                         "aiia-dashboard-collect.timer") + (
+                         "aiia-dashboard-collect.timer", "aiia-dashboard-docker-proxy.socket",
+                         "aiia-dashboard-docker-proxy.service") + (
                 ("aiia-dashboard-notify.service", "aiia-dashboard-notify.timer")
                 if notify else ())
         ]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.settings.accounts import check_dashboard_uid
+from components.settings.accounts import check_dashboard_uids
 from components.settings.alerts import AlertSettings, parse_alerts
 from components.settings.backup import BackupSettings, parse_backup
 from components.settings.checks import (
@@ -125,6 +125,10 @@ class DashboardSettings:
     # The server's uid and gid: the aiia-dashboard account's on a VPS (made with it, and
     # moved to it if it has another), the server container's locally.
     uid: int = 10002
+    # The collector's account on a VPS, aiia-collector (review L2: not root), the one that
+    # may reach the Docker proxy (dashboard/docker_proxy.py), whose limit follows.
+    collector_uid: int = 10003
+    docker_proxy_memory_mb: int = 16
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,8 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     check_nginx_limits(platform.nginx, problems)
     _check_postgres(platform, problems)
     _check_ports(platform, problems)
-    check_dashboard_uid(platform.dashboard.uid, problems)
+    check_dashboard_uids({"uid": platform.dashboard.uid,
+                          "collector_uid": platform.dashboard.collector_uid}, problems)
     _check_domains_unique(platform, problems)
     _check_secrets(environments, secrets, problems)
     return platform
