@@ -43,13 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         "notify-test", help="send a test message through every alert channel now (root)")
     test.add_argument("--config", required=True, help="path to the dashboard's config.json")
 
-    proxy = commands.add_parser(
-        "docker-proxy", help="the collector's GET-only, allowlisting way to the Docker socket")
-    proxy.add_argument("--upstream", required=True, help="the Docker socket")
-    proxy.add_argument("--listen", help="where to listen, unless systemd passes the socket")
-    proxy.add_argument("--idle-exit", type=float, metavar="SECONDS",
-                       help="exit after SECONDS without a connection (socket activation)")
-
     hashing = commands.add_parser(
         "hash-password", help="print a pbkdf2_sha256 hash for auth_password_hash"
     )
@@ -61,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass()
         print(hash_password(password, iterations=args.iterations))
         return 0
-    if args.command == "docker-proxy":
-        return _docker_proxy(args.upstream, args.listen, args.idle_exit)
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -130,16 +121,6 @@ def _notify_test(config) -> int:
     for name, error in results.items():
         print(f"{name}: {'sent' if error is None else 'FAILED ' + error}")
     return 1 if any(results.values()) else 0
-
-
-def _docker_proxy(upstream: str, listen: str | None, idle_exit: float | None) -> int:
-    # Its own module only: the proxy needs no config and loads nothing of the collector's.
-    from pathlib import Path
-
-    from .docker_proxy import listening_socket, serve
-
-    serve(listening_socket(Path(listen) if listen else None), upstream, idle_exit)
-    return 0
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

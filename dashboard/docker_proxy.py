@@ -38,8 +38,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 MAX_HEAD_BYTES = 8192
 HEAD_TIMEOUT_S = 5.0
@@ -91,11 +89,13 @@ def _label_filters(value: str) -> bool:
             and all(isinstance(label, str) and len(label) <= 256 for label in filters["label"]))
 
 
-@dataclass(frozen=True)
 class Route:
-    name: str
-    path: re.Pattern[str]
-    parameters: dict[str, re.Pattern[str] | Callable[[str], bool]]
+    """A read the collector makes: its path and, per query parameter, its allowed values.
+    (Plain classes here, not dataclasses: importing those costs the proxy ~1.3 MB.)"""
+
+    def __init__(self, name: str, path: re.Pattern[str],
+                 parameters: dict[str, re.Pattern[str] | Callable[[str], bool]]) -> None:
+        self.name, self.path, self.parameters = name, path, parameters
 
     def allows(self, key: str, value: str) -> bool:
         check = self.parameters.get(key)
@@ -117,11 +117,11 @@ ROUTES = (
 )
 
 
-@dataclass(frozen=True)
 class Allowed:
-    route: str
-    path: str
-    parameters: tuple[tuple[str, str], ...]
+    """A request that passed: what Docker will be asked, and nothing else of the client's."""
+
+    def __init__(self, route: str, path: str, parameters: tuple[tuple[str, str], ...]) -> None:
+        self.route, self.path, self.parameters = route, path, parameters
 
     def upstream_head(self) -> bytes:
         """The request Docker gets: written here, nothing of the client's head but the
@@ -200,9 +200,8 @@ def parse_request(head: bytes) -> Allowed:
     raise Refusal(403, f"path {path[:120]!r} is not on the allowlist")
 
 
-def read_head(client: socket.socket) -> bytes:
-    """The request head, up to its empty line; nothing may follow it (a GET has no body,
-    and a second request in the same write is how smuggling starts)."""
+def read_head(client: socket.socket) -> tuple[bytes, bytes]:
+    """The request head, up to its empty line, and what came after it in the same reads."""
     head = b""
     while b"\r\n\r\n" not in head:
         if len(head) > MAX_HEAD_BYTES:
@@ -214,9 +213,7 @@ def read_head(client: socket.socket) -> bytes:
             raise Refusal(400, "connection closed before the end of the head")
         head += chunk
     end = head.index(b"\r\n\r\n") + 4
-    if head[end:]:
-        raise Refusal(400, "bytes after the head")
-    return head
+    return head[:end], head[end:]
 
 
 def relay(allowed: Allowed, client: socket.socket, upstream_path: str,
@@ -254,7 +251,12 @@ def handle(client: socket.socket, upstream_path: str, log: Callable[[str], None]
     with client:
         client.settimeout(HEAD_TIMEOUT_S)
         try:
-            allowed = parse_request(read_head(client))
+            head, after = read_head(client)
+            allowed = parse_request(head)  # a POST is refused as one, body or not
+            if after:
+                # A GET has no body; a second request in the same write is how smuggling
+                # starts.
+                raise Refusal(400, "bytes after the head")
             relay(allowed, client, upstream_path, deadline_s)
         except Refusal as refusal:
             log(f"refused ({refusal.status}): {refusal.reason}")
@@ -297,19 +299,42 @@ def serve(listener: socket.socket, upstream_path: str, idle_exit_s: float | None
         threading.Thread(target=run, args=(client,), daemon=True).start()
 
 
-def listening_socket(path: Path | None) -> socket.socket:
+def listening_socket(path: str | None) -> socket.socket:
     """systemd's socket (socket activation: fd 3) if it passed one, else one bound at path
     (0660: the owner and its group; the local stack's container)."""
     if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
         return socket.socket(fileno=SYSTEMD_FIRST_FD)
     if path is None:
         raise SystemExit("aiia-docker-proxy: no socket from systemd and no --listen path")
-    path.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o117)
     try:
-        listener.bind(str(path))
+        listener.bind(path)
     finally:
         os.umask(old_umask)
     listener.listen(16)
     return listener
+
+
+USAGE = ("usage: python3 -m dashboard.docker_proxy --upstream DOCKER_SOCKET "
+         "[--listen PATH] [--idle-exit SECONDS]")
+
+
+def main(argv: list[str]) -> int:
+    """Its own entry point, not `python3 -m dashboard`'s: that one's imports (argparse, the
+    config, the password hashing) would double what this process holds (~11 MB here)."""
+    options = dict(zip(argv[::2], argv[1::2], strict=False))
+    if len(argv) % 2 or "--upstream" not in options or set(options) - {
+            "--upstream", "--listen", "--idle-exit"}:
+        print(USAGE, file=sys.stderr)
+        return 2
+    idle_exit = options.get("--idle-exit")
+    serve(listening_socket(options.get("--listen")), options["--upstream"],
+          float(idle_exit) if idle_exit else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -49,7 +49,7 @@ def local_docker_proxy(name: str, context: PlatformContext, image: pulumi.Input[
         context.service_args(
             image=image, service="dashboard-docker-proxy",
             memory_mb=context.platform.dashboard.docker_proxy_memory_mb,
-            command=["python3", "-m", "dashboard", "docker-proxy",
+            command=["python3", "-m", "dashboard.docker_proxy",
                      "--upstream", "/var/run/docker.sock", "--listen", socket_path],
             user="0:0",
             read_only=True,

@@ -93,7 +93,7 @@ def refusals() -> list[str]:
 @pytest.fixture
 def proxy(tmp_path, docker, refusals) -> Iterator[Path]:
     path = tmp_path / "proxy.sock"
-    listener = docker_proxy.listening_socket(path)
+    listener = docker_proxy.listening_socket(str(path))
     thread = threading.Thread(target=docker_proxy.serve,
                               args=(listener, docker.server_address, 0.2, refusals.append),
                               daemon=True)
@@ -151,7 +151,8 @@ def test_docker_gets_a_fresh_head_not_the_clients(proxy, docker):
 
 REFUSED = {
     # name: (raw request, status, what the log line says)
-    "POST create": (b"POST /containers/create HTTP/1.1\r\nHost: d\r\n\r\n", 403, "method POST"),
+    "POST create": (b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\n"
+                    b"\r\n{}", 403, "method POST"),
     "POST stop": (f"POST /containers/{CONTAINER_ID}/stop HTTP/1.1\r\n\r\n".encode(), 403,
                   "method POST"),
     "DELETE": (f"DELETE /containers/{CONTAINER_ID} HTTP/1.1\r\n\r\n".encode(), 403,
@@ -248,7 +249,7 @@ def test_docker_down_is_a_502_not_a_hang(tmp_path):
 
 
 def test_it_exits_when_idle_and_not_before_its_last_answer(tmp_path, docker):
-    listener = docker_proxy.listening_socket(tmp_path / "proxy.sock")
+    listener = docker_proxy.listening_socket(str(tmp_path / "proxy.sock"))
     with listener:
         thread = threading.Thread(target=docker_proxy.serve,
                                   args=(listener, docker.server_address, 0.3, print))
@@ -260,5 +261,12 @@ def test_it_exits_when_idle_and_not_before_its_last_answer(tmp_path, docker):
 
 
 def test_the_socket_it_binds_is_for_its_owner_and_group_only(tmp_path):
-    with docker_proxy.listening_socket(tmp_path / "proxy.sock"):
+    with docker_proxy.listening_socket(str(tmp_path / "proxy.sock")):
         assert (tmp_path / "proxy.sock").stat().st_mode & 0o777 == 0o660
+
+
+@pytest.mark.parametrize("argv", [[], ["--listen", "/x"], ["--upstream"],
+                                  ["--upstream", "/x", "--follow", "1"]])
+def test_its_command_line_takes_only_its_three_options(argv, capsys):
+    assert docker_proxy.main(argv) == 2
+    assert "usage: python3 -m dashboard.docker_proxy --upstream" in capsys.readouterr().err

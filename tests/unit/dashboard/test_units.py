@@ -113,7 +113,7 @@ def test_the_collector_is_not_root_and_reaches_docker_only_through_the_proxy(ren
     # Review L2: its own account, one capability (reading files), no Docker socket.
     collector = directives((rendered / "aiia-dashboard-collect.service").read_text())
     assert collector["User"] == collector["Group"] == ["aiia-collector"]
-    assert "SupplementaryGroups" not in collector  # not the docker group
+    assert collector["SupplementaryGroups"] == ["aiia-dashboard"]  # its config; not docker
     assert collector["CapabilityBoundingSet"] == collector["AmbientCapabilities"] == [
         "CAP_DAC_READ_SEARCH"]
     assert collector["InaccessiblePaths"] == [
@@ -132,7 +132,7 @@ def test_the_proxy_alone_has_the_docker_socket_and_nothing_else(rendered):
     proxy = directives((rendered / "aiia-dashboard-docker-proxy.service").read_text())
     assert proxy["DynamicUser"] == ["yes"] and proxy["SupplementaryGroups"] == ["docker"]
     assert proxy["ExecStart"][0].endswith(
-        "-m dashboard docker-proxy --upstream /run/docker.sock --idle-exit 5")
+        "-m dashboard.docker_proxy --upstream /run/docker.sock --idle-exit 5")
     assert proxy["CapabilityBoundingSet"] == [""]
     assert proxy["RestrictAddressFamilies"] == ["AF_UNIX"]
     assert proxy["PrivateNetwork"] == ["yes"] and proxy["IPAddressDeny"] == ["any"]

@@ -210,7 +210,7 @@ def test_on_a_vps_the_collector_reaches_docker_only_through_its_proxy(prod):
     socket_unit = files["/etc/systemd/system/aiia-dashboard-docker-proxy.socket"]
     assert "ListenStream=/run/aiia-dashboard-docker-proxy.sock\n" in socket_unit
     assert "SocketGroup=aiia-collector\n" in socket_unit
-    assert "ExecStart=/usr/bin/python3 -m dashboard docker-proxy " in \
+    assert "ExecStart=/usr/bin/python3 -m dashboard.docker_proxy " in \
         files["/etc/systemd/system/aiia-dashboard-docker-proxy.service"]
     collector = files["/etc/systemd/system/aiia-dashboard-collect.service"]
     assert "User=aiia-collector\n" in collector
