@@ -173,8 +173,8 @@ def _parameters(route: Route, query: str) -> tuple[tuple[str, str], ...]:
         raise Refusal(400, "a query parameter given twice")
     for key, value in pairs:
         if not route.allows(key, value):
-            raise Refusal(403, f"query parameter {key}={value[:80]!r} not allowed on "
-                               f"{route.name}")
+            raise Refusal(403, f"query parameter {key[:40]!r}={value[:80]!r} not allowed "
+                               f"on {route.name}")
     return tuple(pairs)
 
 
@@ -203,10 +203,15 @@ def parse_request(head: bytes) -> Allowed:
 def read_head(client: socket.socket) -> tuple[bytes, bytes]:
     """The request head, up to its empty line, and what came after it in the same reads."""
     head = b""
+    deadline = time.monotonic() + HEAD_TIMEOUT_S  # for the whole head, not each read
     while b"\r\n\r\n" not in head:
         if len(head) > MAX_HEAD_BYTES:
             raise Refusal(431, f"head over {MAX_HEAD_BYTES} bytes")
-        chunk = client.recv(4096)
+        client.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            chunk = client.recv(4096)
+        except TimeoutError:
+            raise TimeoutError(f"no complete head within {HEAD_TIMEOUT_S:g} s") from None
         if not chunk and not head:
             raise ClosedEarly
         if not chunk:

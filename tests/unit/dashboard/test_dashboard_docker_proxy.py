@@ -9,10 +9,12 @@ closing after its answer (Connection: close, as Go's net/http does).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,13 +175,14 @@ REFUSED = {
     "double slash": (get("//containers/json"), 400, "empty or dot segment"),
     "absolute-form target": (get("http://docker/containers/json"), 400, "empty or dot segment"),
     "follow a log": (get(f"/containers/{CONTAINER_ID}/logs?stdout=1&follow=1"), 403,
-                     "follow='1' not allowed"),
+                     "'follow'='1' not allowed"),
     "streaming stats": (get(f"/containers/{CONTAINER_ID}/stats?stream=true"), 403,
-                        "stream='true' not allowed"),
-    "size on inspect": (get(f"/containers/{CONTAINER_ID}/json?size=1"), 403, "size='1'"),
+                        "'stream'='true' not allowed"),
+    "a newline in a parameter's name": (get("/containers/json?a%0Ab=1"), 403, "'a\\nb'='1'"),
+    "size on inspect": (get(f"/containers/{CONTAINER_ID}/json?size=1"), 403, "'size'='1'"),
     "filters other than labels": (
         get("/containers/json?" + urllib.parse.urlencode(
-            {"filters": json.dumps({"status": ["running"]})})), 403, "filters="),
+            {"filters": json.dumps({"status": ["running"]})})), 403, "'filters'="),
     "a parameter twice": (get("/containers/json?all=1&all=0"), 400, "given twice"),
     "Transfer-Encoding": (get("/containers/json", "Transfer-Encoding: chunked"), 400,
                           "header transfer-encoding"),
@@ -217,7 +220,7 @@ def test_everything_else_is_refused_before_docker_sees_it(proxy, docker, refusal
 
 def test_a_refusal_is_what_the_collector_reports(proxy):
     with pytest.raises(DockerError, match="HTTP 403 aiia-docker-proxy: refused: query "
-                                          "parameter follow"):
+                                          "parameter 'follow'"):
         DockerClient(proxy)._get(f"/containers/{CONTAINER_ID}/logs", {"follow": "1"})
 
 
@@ -236,6 +239,31 @@ def test_an_answer_that_never_ends_is_cut_at_the_deadline(tmp_path, docker):
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert logged == ["connection dropped: answer still streaming after 0.5 s"]
+
+
+def test_a_head_dribbled_byte_by_byte_is_cut_at_the_head_deadline(monkeypatch, docker):
+    monkeypatch.setattr(docker_proxy, "HEAD_TIMEOUT_S", 0.5)
+    client, server_side = socket.socketpair()
+    logged: list[str] = []
+    thread = threading.Thread(target=docker_proxy.handle,
+                              args=(server_side, docker.server_address, logged.append))
+    head = get("/containers/json")
+    sent = 0
+    with client:
+        thread.start()
+        for byte in head[:-1]:  # never the last byte
+            if not thread.is_alive():
+                break
+            with contextlib.suppress(OSError):
+                client.sendall(bytes([byte]))
+            sent += 1
+            time.sleep(0.05)
+        thread.join(timeout=5)
+    # Cut while the client still had bytes to send, each of them in time for a read's own
+    # timeout: the deadline is the whole head's.
+    assert sent < len(head) // 2
+    assert logged == ["connection dropped: no complete head within 0.5 s"]
+    assert docker.heads == []
 
 
 def test_docker_down_is_a_502_not_a_hang(tmp_path):
