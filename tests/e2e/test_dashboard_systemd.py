@@ -25,9 +25,9 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import jinja2
 import pytest
 
+from components.host.templates import render as render_template
 from components.platform.dashboard import COLLECT_EVERY_S, COLLECTOR_PRIVATE_DIRS, PRIVATE_DIRS
 from components.platform.docker_proxy import DOCKER_PROXY_IDLE_EXIT_S, DOCKER_PROXY_SOCKET
 from components.settings.platform import DashboardSettings
@@ -165,12 +165,9 @@ class Host:
 
 
 def render(template: str, **variables) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(REPO_ROOT / "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - units and JSON, not HTML
-    )
-    return environment.get_template(template).render(**variables)
+    """As the program renders it (components/host/templates.py), so the units run here are
+    the bytes a VPS gets."""
+    return render_template(template, **variables)
 
 
 @pytest.fixture(scope="module")

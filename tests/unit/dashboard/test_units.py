@@ -11,6 +11,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from components.host.templates import render as render_template
+
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer",
          "aiia-dashboard-notify.service", "aiia-dashboard-notify.timer",
@@ -40,12 +42,9 @@ needs_systemd = pytest.mark.skipif(systemd_analyze is None, reason="systemd-anal
 
 
 def render(unit: str, **variables) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader("templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - systemd units, not HTML
-    )
-    return environment.get_template(f"dashboard/{unit}.j2").render(**variables)
+    """As the program renders it (trim_blocks: a `{% endfor %}` at a line's end eats its
+    newline), so what systemd checks here is what lands on the host."""
+    return render_template(f"dashboard/{unit}.j2", **variables)
 
 
 @pytest.fixture(autouse=True)
