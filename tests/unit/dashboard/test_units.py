@@ -199,7 +199,7 @@ def test_systemd_notices_a_broken_setting(tmp_path):
 
 @needs_systemd
 @pytest.mark.parametrize(
-    ("unit", "limit"), [("aiia-dashboard.service", 2.0), ("aiia-dashboard-collect.service", 3.0),
+    ("unit", "limit"), [("aiia-dashboard.service", 2.0), ("aiia-dashboard-collect.service", 2.0),
                         ("aiia-dashboard-notify.service", 2.5),
                         ("aiia-dashboard-docker-proxy.service", 2.0)]
 )
