@@ -53,6 +53,7 @@ def local_docker_proxy(name: str, context: PlatformContext, image: pulumi.Input[
                      "--upstream", "/var/run/docker.sock", "--listen", socket_path],
             user="0:0",
             read_only=True,
+            network_mode="none",  # its one listener is a unix socket
             healthcheck=healthcheck(["CMD", "python3", "-c", probe]),
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name,
                                                 container_path=directory),
