@@ -355,21 +355,27 @@ class Dashboard(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
         # The running server keeps the sandbox it started with: a changed unit restarts it
         # (the collector's run by its timer, each run under the unit's current file).
-        units = [
-            HostFile(f"{name}-{unit.replace('.', '-')}",
-                     HostFileArgs(connection=context.connection,
-                                  path=f"/etc/systemd/system/{unit}",
-                                  content=render(f"dashboard/{unit}.j2", **unit_context),
-                                  mode="0644", on_change="systemctl daemon-reload" + (
-                                      " && " + render("dashboard/restart-service.sh.j2").strip()
-                                      if unit == "aiia-dashboard.service" else "")),
-                     opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
-            for unit in ("aiia-dashboard.service", "aiia-dashboard-collect.service",
-                         "aiia-dashboard-collect.timer", "aiia-dashboard-docker-proxy.socket",
-                         "aiia-dashboard-docker-proxy.service") + (
-                ("aiia-dashboard-notify.service", "aiia-dashboard-notify.timer")
-                if notify else ())
-        ]
+        def unit_file(unit: str, after: list[pulumi.Resource]) -> HostFile:
+            return HostFile(
+                f"{name}-{unit.replace('.', '-')}",
+                HostFileArgs(connection=context.connection, path=f"/etc/systemd/system/{unit}",
+                             content=render(f"dashboard/{unit}.j2", **unit_context),
+                             mode="0644", on_change="systemctl daemon-reload" + (
+                                 " && " + render("dashboard/restart-service.sh.j2").strip()
+                                 if unit == "aiia-dashboard.service" else "")),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+
+        units = [unit_file(unit, prerequisites) for unit in (
+            "aiia-dashboard.service", "aiia-dashboard-collect.service",
+            "aiia-dashboard-collect.timer") + (
+            ("aiia-dashboard-notify.service", "aiia-dashboard-notify.timer") if notify else ())]
+        # The proxy's units one after the other, after the collector's (enable.sh starts them
+        # all): a first `up`'s widest burst of SSH connections stays what sshd's per-source
+        # limit is sized to (components/host/provision.py, ssh_connections_at_once).
+        proxy_service = unit_file("aiia-dashboard-docker-proxy.service",
+                                  [*prerequisites, units[1]])
+        units += [proxy_service, unit_file("aiia-dashboard-docker-proxy.socket",
+                                           [*prerequisites, proxy_service])]
         self.enable = host_command(
             f"{name}-enable", context.connection,
             render("dashboard/enable.sh.j2", digest=hashlib.sha256(archive.encode()).hexdigest(),
