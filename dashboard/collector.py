@@ -1,7 +1,8 @@
 """The privileged half: gather everything the page shows and hand it over as files.
 
-Runs once a minute (systemd timer on a VPS, a loop in a container locally) as root or the
-docker group, because it needs the Docker socket and the certificate files. It writes
+Runs once a minute (systemd timer on a VPS, a loop in a container locally) with the right
+to read files of others (certificates, logs, the journal), and Docker's API through the
+GET-only proxy of docker_proxy.py, never the socket itself (review L2). It writes
 
     <state_dir>/dashboard.sqlite3       history (probes, host samples, request counts)
     <state_dir>/status.json             the snapshot the server serves (atomic rename)

@@ -237,7 +237,8 @@ def parse_config(raw: Any, source: str = "config") -> Config:
         log_sources=log_sources,
         auth_users=auth_users,
         docker_socket=Path(
-            reader.text("docker_socket", raw.get("docker_socket", DEFAULT_DOCKER_SOCKET))
+            # The collector's way to Docker: the proxy's socket (review L2), null: Docker's.
+            reader.text("docker_socket", raw.get("docker_socket") or DEFAULT_DOCKER_SOCKET)
         ),
         poll_seconds=reader.positive_int("poll_seconds", raw.get("poll_seconds", 5)),
         probe_timeout_seconds=float(

@@ -1,7 +1,9 @@
-"""A minimal Docker Engine API client over the unix socket (http.client, no docker CLI).
+"""A minimal Docker Engine API client over a unix socket (http.client, no docker CLI).
 
-Used by the collector only. The server never imports this module and refuses to start
-when it could reach the socket (see ``server.preflight``).
+Used by the collector only, on the socket of its GET-only proxy (docker_proxy.py, whose
+allowlist is exactly the reads below: change them together). The server never imports
+this module and refuses to start when it could reach the socket (see
+``server.preflight``).
 """
 
 from __future__ import annotations

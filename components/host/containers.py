@@ -55,6 +55,8 @@ class ServiceContainerArgs:
     extra_labels: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     read_only: bool = False
     tmpfs: dict[str, str] | None = None
+    # No network at all ("none": a container that talks only over a unix socket).
+    network_mode: str | None = None
     wait_timeout_seconds: int = 120
 
 
@@ -81,7 +83,8 @@ def service_container(
         wait_timeout=args.wait_timeout_seconds,
         restart=house_rules()["restart"],
         must_run=True,
-        networks_advanced=args.networks or [
+        network_mode=args.network_mode,
+        networks_advanced=None if args.network_mode == "none" else args.networks or [
             docker.ContainerNetworksAdvancedArgs(name=args.network)],
         mounts=args.mounts or None,
         volumes=args.volumes or None,

@@ -1,9 +1,11 @@
 """The status dashboard: installed on the host, routed by nginx on the status domain.
 
-On a VPS it runs as two systemd units (components: dashboard/ package + templates/dashboard):
-an unprivileged, sandboxed HTTP server and a collector on a timer, which alone touches the
-Docker socket. On a developer's machine (`local`) the same package runs as two containers:
-the server (no socket, non-root) and the collector (the socket, no published port).
+On a VPS it runs as systemd units (components: dashboard/ package + templates/dashboard):
+an unprivileged, sandboxed HTTP server, a collector on a timer (its own account, not root),
+and the collector's GET-only allowlisting proxy to the Docker socket, started through its
+socket by the collector's requests (review L2). On a developer's machine (`local`) the
+same package runs as containers: the server (no socket, non-root), the collector (no
+socket, no published port) and the proxy (the socket, nothing else).
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-import pulumi_command
 import pulumi_docker as docker
 
 from components.host.audit import known_keys
 from components.host.connection import HostFile, HostFileArgs, host_command
 from components.host.containers import healthcheck, service_container
 from components.host.templates import render
-from components.platform.context import RANDOM_SALT_COMMAND, PlatformContext
+from components.platform.context import PlatformContext
+from components.platform.dashboard_auth import auth_settings, dashboard_password_hashes
+from components.platform.docker_proxy import (
+    DOCKER_PROXY_IDLE_EXIT_S,
+    DOCKER_PROXY_SOCKET,
+    local_docker_proxy,
+)
 from components.settings.alerts import secrets_document
-from components.settings.platform import PlatformSettings
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "dashboard"
 INSTALL_DIR = "/opt/aiia"
@@ -37,7 +43,9 @@ INSTALL_DIR = "/opt/aiia"
 # dir and the disk usage of the root (review M2).
 PRIVATE_DIRS = ("postgres", "pgbouncer", "redis", "secrets", "backup", "backups", "media",
                 "logs", "nginx")
-PASSWORD_ITERATIONS = 200_000
+# What the collector reads of them: nginx's certificates and access log (so not all of
+# "nginx" and "logs" is hidden from it: the private keys and the apps' logs are).
+COLLECTOR_PRIVATE_DIRS = tuple(d for d in PRIVATE_DIRS if d not in ("nginx", "logs"))
 # How often the collector runs: resident in a container locally, a systemd timer (every
 # minute, aiia-dashboard-collect.timer) on a VPS. The page's staleness alert reads it.
 COLLECT_EVERY_S = {"local": 30, "vps": 60}
@@ -53,27 +61,6 @@ def collector_healthcheck(status_path: str, every_s: int) -> docker.ContainerHea
     script = render("dashboard/collector-health.sh.j2", status_path=status_path,
                     every_s=every_s, stale_after_s=2 * every_s + 15)
     return healthcheck(["CMD-SHELL", script])
-
-
-def hash_password(password: str, salt_hex: str) -> str:
-    """pbkdf2_sha256$<iterations>$<salt>$<hash>, with the stack's random salt (a Pulumi
-    resource: drawn once, kept in its state), so that the rendered config, and so the
-    preview, only changes when the password does, and no two stacks share a salt that an
-    attacker could have worked on in advance, as one derived from the stack's name was
-    (review L8)."""
-    salt = bytes.fromhex(salt_hex.strip())
-    if len(salt) < 16:
-        raise ValueError(f"the dashboard's password salt is {len(salt)} bytes, not 16")
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, PASSWORD_ITERATIONS)
-    return f"pbkdf2_sha256${PASSWORD_ITERATIONS}${salt.hex()}${digest.hex()}"
-
-
-def auth_settings(operators: tuple[str, ...], user: str, hashes: dict[str, str]) -> dict:
-    """The config's accounts: `auth_users` (operator → hash) for a stack that lists
-    operators, else the one shared account as every config before them had it."""
-    if operators:
-        return {"auth_users": {name: hashes[name] for name in operators}}
-    return {"auth_user": user, "auth_password_hash": hashes[user]}
 
 
 def restart_on_config_change(prefix: str, local: bool) -> str:
@@ -157,7 +144,7 @@ class Dashboard(pulumi.ComponentResource):
         host = context.settings.host
         host_access = None if local or host.ssh is None or host.provision is None else {
             "deploy_user": host.ssh.user, "known_keys": known_keys(host.provision.admin_ssh_keys)}
-        password_hashes = self._password_hashes(name, platform)
+        password_hashes = dashboard_password_hashes(name, platform, self)
         config_content = password_hashes.apply(
             lambda hashes: render(
                 "dashboard/config.json.j2",
@@ -171,6 +158,7 @@ class Dashboard(pulumi.ComponentResource):
                 certbot_state_file=(None if platform.tls.mode == "self_signed"
                                     else context.host_path("state", "certbot.json")),
                 log_sources=log_sources, stack=context.prefix,
+                docker_socket=DOCKER_PROXY_SOCKET["local" if local else "vps"],
                 pulumi_stack=context.settings.stack,
                 collect_every_s=COLLECT_EVERY_S["local" if local else "vps"],
                 host_access=host_access, notify=self._notify_block(context, state_dir),
@@ -190,6 +178,7 @@ class Dashboard(pulumi.ComponentResource):
             prerequisites = [host_command(
                 f"{name}-prerequisites", context.connection,
                 render("dashboard/prepare-host.sh.j2", uid=uid,
+                       collector_uid=settings.collector_uid,
                        data_dirs=[context.host_path(d) for d in (*PRIVATE_DIRS, "www")],
                        config_dir=context.host_path("dashboard"), state_dir=state_dir),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))]
@@ -209,24 +198,18 @@ class Dashboard(pulumi.ComponentResource):
             self._systemd_units(name, args, config_path, state_dir, prerequisites)
         self.register_outputs({"address": self.address})
 
-    def _password_hashes(self, name: str, platform: PlatformSettings) -> pulumi.Output:
-        """user → PBKDF2 hash, a secret: each operator's (platform.dashboard.operators) with
-        a salt of their own, or the shared account's. A salt is a command's output, kept in
-        the state: the same salt on every later run (nothing but a change of the command
-        draws a new one; the password keeps working then too), a new one for a name that
-        is listed again after it was removed."""
-        settings = platform.dashboard
-        passwords = (dict(platform.dashboard_passwords) if settings.operators
-                     else {settings.user: platform.dashboard_password})
-        hashes = {}
-        for user, password in passwords.items():
-            # The shared account's salt keeps its name (the resource in every stack's state).
-            salt = pulumi_command.local.Command(
-                f"{name}-password-salt" + (f"-{user}" if settings.operators else ""),
-                create=RANDOM_SALT_COMMAND, opts=pulumi.ResourceOptions(parent=self))
-            hashes[user] = pulumi.Output.all(pulumi.Output.secret(password), salt.stdout).apply(
-                lambda values: hash_password(*values))
-        return pulumi.Output.secret(pulumi.Output.all(**hashes))
+    @staticmethod
+    def _collector_hidden(context: PlatformContext) -> list[str]:
+        """What the collector's sandbox hides (InaccessiblePaths): the private directories
+        but what it reads, and in those, the apps' logs, the certificates' private keys and
+        the alert channels' secrets."""
+        platform = context.platform
+        domains = [env.domain for env in platform.environments] + [platform.status_domain]
+        return ([context.host_path(d) for d in COLLECTOR_PRIVATE_DIRS]
+                + [context.host_path("logs", env.name) for env in platform.environments]
+                + [context.host_path("nginx", "tls", domain, "privkey.pem")
+                   for domain in domains]
+                + [context.host_path("dashboard", "notify-secrets.json")])
 
     @staticmethod
     def _notify_block(context: PlatformContext, state_dir: str) -> dict | None:
@@ -271,6 +254,7 @@ class Dashboard(pulumi.ComponentResource):
         root_mount = docker.ContainerVolumeArgs(host_path=context.root_dir,
                                                 container_path=context.root_dir, read_only=True)
         state_mount = docker.ContainerVolumeArgs(host_path=state_dir, container_path=state_dir)
+        proxy = local_docker_proxy(f"{name}-docker-proxy", context, image.image_id, self)
         # root:<the server's group>, setgid: the collector (root, without DAC_OVERRIDE)
         # writes as the owner, what it writes belongs to the server's group, the same
         # arrangement as the collector's systemd unit makes on a VPS.
@@ -286,21 +270,18 @@ class Dashboard(pulumi.ComponentResource):
                 memory_mb=platform.dashboard.collector_memory_mb,
                 command=["python3", "-m", "dashboard", "collect", "--config", config_path,
                          "--every", str(COLLECT_EVERY_S["local"])],
-                # The privileged half by design (it reads the Docker socket, root's); it
-                # publishes nothing and nginx never routes to it. Root by uid only: no
-                # capability, it owns what it writes.
+                # Root by uid only, in its container: no capability, it owns what it writes
+                # (the state dir, as on a VPS where its account does). No Docker socket: the
+                # proxy's (review L2). It publishes nothing and nginx never routes to it.
                 user="0:0",
                 cap_add=context.root_file_access(),
                 read_only=True,  # it writes its state dir (mounted) and SQLite's temp files
                 tmpfs={"/tmp": "size=4m,mode=1777"},
                 healthcheck=collector_healthcheck(f"{state_dir}/status.json",
                                                   COLLECT_EVERY_S["local"]),
-                volumes=[root_mount, state_mount,
-                         docker.ContainerVolumeArgs(host_path="/var/run/docker.sock",
-                                                    container_path="/var/run/docker.sock",
-                                                    read_only=True)],
+                volumes=[root_mount, state_mount, proxy.mount],
             ),
-            context.child(self, depends_on=[self.config, prepare]))
+            context.child(self, depends_on=[self.config, prepare, proxy.container]))
         self.server = service_container(
             f"{name}-server",
             context.service_args(
@@ -330,6 +311,10 @@ class Dashboard(pulumi.ComponentResource):
                         "server_memory_mb": platform.dashboard.memory_mb,
                         "collector_memory_mb": platform.dashboard.collector_memory_mb,
                         "inaccessible_paths": [context.host_path(d) for d in PRIVATE_DIRS],
+                        "collector_inaccessible_paths": self._collector_hidden(context),
+                        "docker_proxy_socket": DOCKER_PROXY_SOCKET["vps"],
+                        "docker_proxy_memory_mb": platform.dashboard.docker_proxy_memory_mb,
+                        "docker_proxy_idle_exit_s": DOCKER_PROXY_IDLE_EXIT_S,
                         # nginx's fixed address on the status network (networks.py).
                         "allowed_clients": [platform.nginx_status_address],
                         "notifier_memory_mb": platform.dashboard.notifier_memory_mb,
@@ -347,20 +332,27 @@ class Dashboard(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on))
         # The running server keeps the sandbox it started with: a changed unit restarts it
         # (the collector's run by its timer, each run under the unit's current file).
-        units = [
-            HostFile(f"{name}-{unit.replace('.', '-')}",
-                     HostFileArgs(connection=context.connection,
-                                  path=f"/etc/systemd/system/{unit}",
-                                  content=render(f"dashboard/{unit}.j2", **unit_context),
-                                  mode="0644", on_change="systemctl daemon-reload" + (
-                                      " && " + render("dashboard/restart-service.sh.j2").strip()
-                                      if unit == "aiia-dashboard.service" else "")),
-                     opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites))
-            for unit in ("aiia-dashboard.service", "aiia-dashboard-collect.service",
-                         "aiia-dashboard-collect.timer") + (
-                ("aiia-dashboard-notify.service", "aiia-dashboard-notify.timer")
-                if notify else ())
-        ]
+        def unit_file(unit: str, after: list[pulumi.Resource]) -> HostFile:
+            return HostFile(
+                f"{name}-{unit.replace('.', '-')}",
+                HostFileArgs(connection=context.connection, path=f"/etc/systemd/system/{unit}",
+                             content=render(f"dashboard/{unit}.j2", **unit_context),
+                             mode="0644", on_change="systemctl daemon-reload" + (
+                                 " && " + render("dashboard/restart-service.sh.j2").strip()
+                                 if unit == "aiia-dashboard.service" else "")),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+
+        units = [unit_file(unit, prerequisites) for unit in (
+            "aiia-dashboard.service", "aiia-dashboard-collect.service",
+            "aiia-dashboard-collect.timer") + (
+            ("aiia-dashboard-notify.service", "aiia-dashboard-notify.timer") if notify else ())]
+        # The proxy's units one after the other, after the collector's (enable.sh starts them
+        # all): a first `up`'s widest burst of SSH connections stays what sshd's per-source
+        # limit is sized to (components/host/provision.py, ssh_connections_at_once).
+        proxy_service = unit_file("aiia-dashboard-docker-proxy.service",
+                                  [*prerequisites, units[1]])
+        units += [proxy_service, unit_file("aiia-dashboard-docker-proxy.socket",
+                                           [*prerequisites, proxy_service])]
         self.enable = host_command(
             f"{name}-enable", context.connection,
             render("dashboard/enable.sh.j2", digest=hashlib.sha256(archive.encode()).hexdigest(),

@@ -22,13 +22,20 @@ def data_owner(service: str) -> str:
     return f"{uid}:{uid}"
 
 
-def check_dashboard_uid(uid: int, problems: Problems) -> None:
-    """platform.dashboard.uid: a fixed uid of its own, out of the system range the data
-    owners' uids are in."""
+def check_dashboard_uids(uids: dict[str, int], problems: Problems) -> None:
+    """platform.dashboard.uid and .collector_uid: fixed uids of their own, out of the system
+    range the data owners' uids are in, and not each other's (the server must not own, nor
+    be able to signal, what the collector runs and writes)."""
     low, high = FIXED_UID_RANGE
-    if not low <= uid <= high:
-        owners = ", ".join(f"{service} {owner}" for service, owner in DATA_OWNER_UIDS.items())
-        problems.add(f"{NAMESPACE}:platform.dashboard.uid={uid} must be a fixed uid "
-                     f"between {low} and {high}, outside the system range where the "
-                     f"platform's data owners are ({owners}) and where useradd would pick "
-                     "one; the default is 10002")
+    for key, uid in uids.items():
+        if not low <= uid <= high:
+            owners = ", ".join(f"{service} {owner}" for service, owner in DATA_OWNER_UIDS.items())
+            default = {"uid": 10002, "collector_uid": 10003}[key]
+            problems.add(f"{NAMESPACE}:platform.dashboard.{key}={uid} must be a fixed uid "
+                         f"between {low} and {high}, outside the system range where the "
+                         f"platform's data owners are ({owners}) and where useradd would "
+                         f"pick one; the default is {default}")
+    if uids["uid"] == uids["collector_uid"]:
+        problems.add(f"{NAMESPACE}:platform.dashboard.collector_uid={uids['collector_uid']} "
+                     "is the server's uid (platform.dashboard.uid): the collector needs an "
+                     "account of its own; give one of them another uid")

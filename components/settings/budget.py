@@ -116,9 +116,17 @@ def memory_budget(host: HostSettings, platform: PlatformSettings) -> MemoryBudge
                                      "aiia:host.provision.integrity_check_memory_mb"))
     collector = MemoryShare("dashboard collector", platform.dashboard.collector_memory_mb,
                             f"{key}.dashboard.collector_memory_mb")
-    # On a VPS the collector is a systemd timer run for a second a minute; on a developer's
-    # machine it is a resident container.
-    (steady if host.kind == "local" else transient).append(collector)
+    proxy = MemoryShare("dashboard Docker proxy", platform.dashboard.docker_proxy_memory_mb,
+                        f"{key}.dashboard.docker_proxy_memory_mb")
+    if host.kind == "local":
+        # Resident containers on a developer's machine: the collector and its proxy.
+        steady += [collector, proxy]
+    else:
+        # A systemd timer run for a second a minute, and the proxy it starts through its
+        # socket, which exits a few seconds after the run: one transient job of the two.
+        transient.append(MemoryShare(
+            "dashboard collector + proxy", collector.memory_mb + proxy.memory_mb,
+            f"{collector.config_key} + docker_proxy_memory_mb"))
     if platform.alerts is not None and host.kind != "local":
         # Its own one-shot half a minute after the collector's (locally: inside its loop).
         transient.append(MemoryShare("dashboard alert notifier",

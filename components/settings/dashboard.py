@@ -46,6 +46,10 @@ class DashboardSettings:
     # The server's uid and gid: the aiia-dashboard account's on a VPS (made with it, and
     # moved to it if it has another), the server container's locally.
     uid: int = 10002
+    # The collector's account on a VPS, aiia-collector (review L2: not root), the one that
+    # may reach the Docker proxy (dashboard/docker_proxy.py), whose limit follows.
+    collector_uid: int = 10003
+    docker_proxy_memory_mb: int = 16
 
 
 # The dashboard's password alone guards the status site, which the whole internet reaches

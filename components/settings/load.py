@@ -222,14 +222,16 @@ def _check_dashboard_uid_apart(releases: tuple[ReleaseSettings, ...],
     """The dashboard's account owns nothing of an app's: the internet-facing server would
     read that environment's secret files. (An environment released from another stack is
     checked on the host: templates/dashboard/prepare-host.sh.j2.)"""
-    uid = platform.dashboard.uid
-    for release in releases:
-        ids = str(release.run_as).split(":")
-        if str(uid) in ids:
-            problems.add(f"{NAMESPACE}:releases.{release.environment}.run_as={release.run_as!r}"
-                         f" shares {uid} with the dashboard's account "
-                         f"({NAMESPACE}:platform.dashboard.uid): the dashboard's server could "
-                         "read the app's secret files; give one of them another uid")
+    for key, account in (("uid", "the dashboard's account"),
+                         ("collector_uid", "the dashboard collector's account")):
+        uid = getattr(platform.dashboard, key)
+        for release in releases:
+            ids = str(release.run_as).split(":")
+            if str(uid) in ids:
+                problems.add(f"{NAMESPACE}:releases.{release.environment}.run_as="
+                             f"{release.run_as!r} shares {uid} with {account} "
+                             f"({NAMESPACE}:platform.dashboard.{key}): the dashboard could "
+                             "read the app's secret files; give one of them another uid")
 
 
 def _check_processes_reserved(releases: tuple[ReleaseSettings, ...],

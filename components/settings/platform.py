@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.settings.accounts import check_dashboard_uid
+from components.settings.accounts import check_dashboard_uids
 from components.settings.alerts import AlertSettings, parse_alerts
 from components.settings.backup import BackupSettings, parse_backup
 from components.settings.checks import (
@@ -276,7 +276,8 @@ def parse_platform(raw: Mapping[str, Any], secrets: Callable[[str], Any],
     check_nginx_limits(platform.nginx, problems)
     _check_postgres(platform, problems)
     _check_ports(platform, problems)
-    check_dashboard_uid(platform.dashboard.uid, problems)
+    check_dashboard_uids({"uid": platform.dashboard.uid,
+                          "collector_uid": platform.dashboard.collector_uid}, problems)
     _check_domains_unique(platform, problems)
     _check_secrets(environments, dashboard, secrets, problems)
     return platform

@@ -1,4 +1,6 @@
-"""The dashboard's collector against a real Docker engine (not the stand-in API).
+"""The dashboard's collector against a real Docker engine (not the stand-in API), on the
+socket itself and through its allowlisting proxy (dashboard/docker_proxy.py, review L2), run
+as the local stack's proxy container runs it: the proxy must pass all the collector reads.
 
 Containers made for the test carry unique `aiia.service` labels, so whatever else runs on
 the engine (another e2e module's platform) does not disturb the assertions.
@@ -105,7 +107,30 @@ def containers(engine) -> Iterator[dict[str, str]]:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
 
 
-def test_the_collector_reads_states_health_restarts_memory_and_logs(containers, tmp_path):
+@pytest.fixture(params=["socket", "proxy"])
+def docker_socket(request, tmp_path) -> Iterator[str]:
+    """The Docker socket, or the proxy's in front of it (a process, as in its container)."""
+    if request.param == "socket":
+        yield SOCKET
+        return
+    listen = str(tmp_path / "docker-proxy.sock")
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.docker_proxy", "--upstream", SOCKET, "--listen", listen],
+        cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "docker-proxy.sock").exists():
+            assert time.monotonic() < deadline and proxy.poll() is None, "the proxy did not start"
+            time.sleep(0.1)
+        yield listen
+    finally:
+        proxy.terminate()
+        _, refused = proxy.communicate(timeout=10)
+    assert "refused" not in refused, refused  # the collector asks nothing it refuses
+
+
+def test_the_collector_reads_states_health_restarts_memory_and_logs(containers, tmp_path,
+                                                                    docker_socket):
     tag = containers["tag"]
     services = [
         {"name": kind, "container_label": label, "memory_limit_mb": 64}
@@ -130,7 +155,7 @@ def test_the_collector_reads_states_health_restarts_memory_and_logs(containers, 
         "log_sources": {"healthy": {"container_label": containers["healthy"]}},
         "auth_user": "operator",
         "auth_password_hash": hash_password("x", iterations=10),
-        "docker_socket": SOCKET,
+        "docker_socket": docker_socket,
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))

@@ -8,6 +8,11 @@ files are shared through the setgid state dir, and that the server refuses to ru
 or with access to the Docker socket even when its unit is changed to allow it. The account
 is first made as the program did before review M2 (`useradd --system`, a uid below 1000),
 then the program's own prerequisites step runs, as the first `pulumi up` with the fix does.
+
+Review L2: the collector runs as its own account and reaches Docker only through the
+socket-activated proxy, which collects a real labelled container (list, inspect, stats,
+logs) and refuses, as that account, a POST and an archive read that would change or leak
+something. Its state dir is first filled by a root collector, as before the fix.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import jinja2
 import pytest
 
-from components.platform.dashboard import COLLECT_EVERY_S, PRIVATE_DIRS
+from components.host.templates import render as render_template
+from components.platform.dashboard import COLLECT_EVERY_S, COLLECTOR_PRIVATE_DIRS, PRIVATE_DIRS
+from components.platform.docker_proxy import DOCKER_PROXY_IDLE_EXIT_S, DOCKER_PROXY_SOCKET
 from components.settings.platform import DashboardSettings
 from dashboard.auth import hash_password
 from tests.harness.dashboard_status import REPO_ROOT
@@ -40,7 +46,8 @@ RUN apt-get update \\
 STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]
 """
-UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer")
+UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer",
+         "aiia-dashboard-docker-proxy.socket", "aiia-dashboard-docker-proxy.service")
 VARIABLES = {
     "python": "/usr/bin/python3",
     "install_dir": "/opt/aiia",
@@ -51,6 +58,11 @@ VARIABLES = {
     "server_memory_mb": DashboardSettings().memory_mb,
     "collector_memory_mb": DashboardSettings().collector_memory_mb,
     "inaccessible_paths": [f"/srv/aiia/{directory}" for directory in PRIVATE_DIRS],
+    "collector_inaccessible_paths": [f"/srv/aiia/{directory}"
+                                     for directory in COLLECTOR_PRIVATE_DIRS],
+    "docker_proxy_socket": DOCKER_PROXY_SOCKET["vps"],
+    "docker_proxy_memory_mb": DashboardSettings().docker_proxy_memory_mb,
+    "docker_proxy_idle_exit_s": DOCKER_PROXY_IDLE_EXIT_S,
     # The test's requests come from inside the machine (on a VPS: nginx's address alone).
     "allowed_clients": ["localhost"],
     "notifier_memory_mb": DashboardSettings().notifier_memory_mb,
@@ -59,15 +71,33 @@ VARIABLES = {
     "requests_dir": "/srv/aiia/state/notify-requests",
 }
 FIXED_UID = DashboardSettings().uid
+COLLECTOR_UID = DashboardSettings().collector_uid
 # Files of the apps' that their modes would let anyone read: uploads and logs (PII).
 READABLE_APP_FILES = ("/srv/aiia/media/prod/upload.txt", "/srv/aiia/logs/prod/django.log")
 DOCKER_SOCKET = "/var/run/docker.sock"
+# A container on the host's engine for the collector to find through the proxy: its
+# service label is this run's own (other work may share the engine).
+PROBE_LABEL = f"l2probe-{secrets.token_hex(3)}"
+PROBE_LINE = f"probe says {secrets.token_hex(4)}"
+# A raw HTTP request over a unix socket, run as whichever account the test says.
+RAW_REQUEST = """
+import base64, socket, sys
+client = socket.socket(socket.AF_UNIX)
+client.settimeout(15)
+client.connect(sys.argv[1])
+client.sendall(base64.b64decode(sys.argv[2]))
+answer = b""
+while chunk := client.recv(65536):
+    answer += chunk
+sys.stdout.write(answer.decode("latin-1"))
+"""
 
 
 class Host:
     def __init__(self, name: str) -> None:
         self.name = name
         self.previous_uid = ""  # the uid useradd --system gave the account before the fix
+        self.probe_id = ""  # the labelled container the collector finds through the proxy
 
     def sh(self, script: str, check: bool = True, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -117,6 +147,15 @@ class Host:
         status, _, body = result.stdout.partition("\n")
         return int(status), body
 
+    def request_as(self, account: str, socket_path: str, raw: bytes
+                   ) -> subprocess.CompletedProcess:
+        """`raw` sent to `socket_path` by a process of `account` (its own groups only)."""
+        encoded = base64.b64encode(raw).decode()
+        return subprocess.run(
+            ["docker", "exec", self.name, "setpriv", f"--reuid={account}",
+             f"--regid={account}", "--init-groups", "python3", "/usr/local/bin/raw-request",
+             socket_path, encoded], capture_output=True, text=True, timeout=60)
+
     def wait_active(self, unit: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while self.sh(f"systemctl is-active {unit}", check=False) != "active":
@@ -126,12 +165,9 @@ class Host:
 
 
 def render(template: str, **variables) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(REPO_ROOT / "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - units and JSON, not HTML
-    )
-    return environment.get_template(template).render(**variables)
+    """As the program renders it (components/host/templates.py), so the units run here are
+    the bytes a VPS gets."""
+    return render_template(template, **variables)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +196,10 @@ def host() -> Iterator[Host]:
             "SYS_ADMIN",
             "--cap-add",
             "NET_ADMIN",
+            # A VPS's systemd has it (Docker's default set has not): the collector's one
+            # capability, reading files of others (review L2: it is no longer root).
+            "--cap-add",
+            "DAC_READ_SEARCH",
             "--security-opt",
             "seccomp=unconfined",
             "--cgroupns=host",
@@ -177,6 +217,12 @@ def host() -> Iterator[Host]:
         capture_output=True,
     )
     machine = Host(name)
+    probe = f"aiia-dashtest-{PROBE_LABEL}"
+    subprocess.run(["docker", "run", "-d", "--name", probe, "--label",
+                    f"aiia.service={PROBE_LABEL}", "--memory", "32m", BASE, "sh", "-c",
+                    f"echo '{PROBE_LINE}'; exec sleep 3600"], check=True, capture_output=True)
+    machine.probe_id = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", probe],
+                                      capture_output=True, text=True, check=True).stdout.strip()
     try:
         deadline = time.monotonic() + 60
         while machine.sh("systemctl is-system-running", check=False) not in ("running", "degraded"):
@@ -185,7 +231,7 @@ def host() -> Iterator[Host]:
         install(machine)
         yield machine
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+        subprocess.run(["docker", "rm", "-f", name, probe], capture_output=True, timeout=60)
 
 
 def program_script(resource: str) -> str:
@@ -234,7 +280,8 @@ def install(machine: Host) -> None:
                 }
             ],
             services=[
-                {"name": "anything", "container_label": "no-such-service", "memory_limit_mb": 32}
+                {"name": "anything", "container_label": "no-such-service", "memory_limit_mb": 32},
+                {"name": "probe", "container_label": PROBE_LABEL, "memory_limit_mb": 32},
             ],
             certificates=[],
             access_log="/srv/aiia/logs/nginx/access.log",
@@ -242,7 +289,8 @@ def install(machine: Host) -> None:
             backups_file="/srv/aiia/state/backups.jsonl",
             restore_tests_file="/srv/aiia/state/restore-tests.jsonl",
             certbot_state_file=None,  # tls.mode self_signed: nothing to issue
-            log_sources=[],
+            log_sources=[{"service": "probe", "container_label": PROBE_LABEL}],
+            docker_socket=DOCKER_PROXY_SOCKET["vps"],
             collect_every_s=COLLECT_EVERY_S["vps"],
             auth_user="operator",
             auth_password_hash=hash_password("pw", iterations=1000),
@@ -251,10 +299,22 @@ def install(machine: Host) -> None:
     machine.sh(
         f"chown root:aiia-dashboard {VARIABLES['config_path']} && "
         f"chmod 0640 {VARIABLES['config_path']} && systemctl daemon-reload && "
-        "systemctl enable --now aiia-dashboard-collect.timer aiia-dashboard.service"
+        "systemctl enable --now aiia-dashboard.service"
     )
     machine.wait_active("aiia-dashboard.service")
+    # What the collector left before review L2, when it ran as root: its state dir and
+    # files, root's (Docker is not reached: no proxy yet).
+    machine.sh(f"install -d -m 2750 -o root -g aiia-dashboard {VARIABLES['state_dir']} && "
+               "cd /opt/aiia && umask 0027 && PYTHONPATH=/opt/aiia python3 -m dashboard "
+               f"collect --config {VARIABLES['config_path']}")
     machine.bash(program_script("platform-dashboard-prerequisites"))
+    # On a VPS docker-ce's group owns the socket; here the host's socket carries its gid.
+    socket_gid = os.stat(DOCKER_SOCKET).st_gid
+    machine.sh(f"if getent group docker >/dev/null; then groupmod -o -g {socket_gid} docker; "
+               f"else groupadd -o -g {socket_gid} docker; fi")
+    machine.write("/usr/local/bin/raw-request", RAW_REQUEST)
+    machine.sh("chmod 0755 /usr/local/bin/raw-request && systemctl enable --now "
+               "aiia-dashboard-docker-proxy.socket aiia-dashboard-collect.timer")
 
 
 AUTH = "Basic " + base64.b64encode(b"operator:pw").decode()
@@ -358,17 +418,26 @@ def test_the_server_runs_sandboxed_and_unprivileged(host):
     assert host.get("/api/status", None)[0] == 401
 
 
+def collect(host: Host) -> None:
+    """One collection run of the unit, as its timer starts it."""
+    started = host.bash("systemctl start aiia-dashboard-collect.service", check=False)
+    assert started.returncode == 0, host.sh(
+        "journalctl -u aiia-dashboard-collect.service -u 'aiia-dashboard-docker-proxy*' "
+        "--no-pager -n 30", check=False)
+
+
 def test_the_collector_runs_from_the_timer_and_hands_over_through_the_state_dir(host):
-    host.sh("systemctl start aiia-dashboard-collect.service")
-    assert host.sh("stat -c '%a %U:%G' /srv/aiia/state/dashboard") == "2750 root:aiia-dashboard"
-    assert (
-        host.sh("stat -c '%a %U:%G' /srv/aiia/state/dashboard/status.json")
-        == "640 root:aiia-dashboard"
-    )
+    collect(host)
+    # What the root collector left is its account's now (the SQLite history above all).
+    state_dir = VARIABLES["state_dir"]
+    assert host.sh(f"stat -c '%a %U:%G' {state_dir}") == "2750 aiia-collector:aiia-dashboard"
+    assert host.sh(f"find {state_dir} ! -user aiia-collector") == ""
+    assert host.sh(f"stat -c '%a %U:%G' {state_dir}/status.json {state_dir}/dashboard.sqlite3"
+                   ).splitlines() == ["640 aiia-collector:aiia-dashboard"] * 2
     code, body = host.get("/api/status", AUTH)
     assert code == 200
     status = json.loads(body)
-    assert status["collector"]["errors"] == []  # the Docker socket was reached
+    assert status["collector"]["errors"] == []  # Docker was reached, the history written
     assert status["snapshot_error"] is None
     assert status["services"][0]["state"] == "missing"
     # The timer fires on the minute: wait for the next run.
@@ -386,6 +455,107 @@ def test_the_collector_runs_from_the_timer_and_hands_over_through_the_state_dir(
         assert time.monotonic() < deadline, host.sh("systemctl list-timers --no-pager")
         time.sleep(1)
     assert host.sh("systemctl show -p Result --value aiia-dashboard-collect.service") == "success"
+
+
+def proxy_state(host: Host) -> tuple[str, str]:
+    return (host.sh("systemctl is-active aiia-dashboard-docker-proxy.service", check=False),
+            host.sh("systemctl show -p MainPID --value aiia-dashboard-docker-proxy.service"))
+
+
+def test_the_collector_collects_containers_through_the_proxy_which_then_exits(host):
+    """Review L2: list, inspect, stats and logs of a real container, through the proxy
+    systemd starts on the collector's first request; gone again a few seconds later."""
+    collect(host)
+    state, pid = proxy_state(host)
+    assert state == "active", host.sh("journalctl -u 'aiia-dashboard-docker-proxy*' "
+                                      "--no-pager -n 20", check=False)
+    # Its peak resident memory over the collection (the kernel's high-water mark).
+    status = dict(line.split(":", 1) for line in host.sh(f"cat /proc/{pid}/status").splitlines())
+    peak_kb = int(status["VmHWM"].split()[0])
+    print(f"docker proxy: peak RSS {peak_kb / 1024:.1f} MiB over one collection; uid "
+          f"{status['Uid'].split()[0]}, CapEff {status['CapEff'].strip()}")
+    assert peak_kb < VARIABLES["docker_proxy_memory_mb"] * 1024
+    assert status["Uid"].split()[0] != "0" and status["CapEff"].strip() == "0000000000000000"
+    code, body = host.get("/api/status", AUTH)
+    assert code == 200
+    collected = json.loads(body)
+    assert collected["collector"]["errors"] == []
+    (probe,) = [s for s in collected["services"] if s["name"] == "probe"]
+    assert probe["state"] == "running" and probe["container"] == f"aiia-dashtest-{PROBE_LABEL}"
+    assert probe["memory_used_bytes"] and probe["memory_limit_bytes"] == 32 * 1024 * 1024
+    logs = json.loads(host.sh(f"cat {VARIABLES['state_dir']}/logs/probe.json"))
+    assert logs["error"] is None and PROBE_LINE in logs["lines"][-1]
+    # Nothing resident between collections.
+    deadline = time.monotonic() + DOCKER_PROXY_IDLE_EXIT_S + 15
+    while proxy_state(host)[0] == "active":
+        assert time.monotonic() < deadline, "the proxy did not exit when idle"
+        time.sleep(0.5)
+    assert host.sh("systemctl is-active aiia-dashboard-docker-proxy.socket") == "active"
+
+
+def test_the_collectors_account_cannot_open_the_docker_socket(host):
+    request = b"GET /containers/json HTTP/1.1\r\nHost: docker\r\n\r\n"
+    refused = host.request_as("aiia-collector", "/run/docker.sock", request)
+    assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused
+    # ... nor from its unit: the sandbox hides the socket even from a process of the unit's
+    # with the permission (a oneshot made of its unit file, its command swapped).
+    unit = host.sh("cat /etc/systemd/system/aiia-dashboard-collect.service")
+    check = ("import errno, os, socket; "
+             "docker = socket.socket(socket.AF_UNIX).connect_ex('/run/docker.sock'); "
+             f"proxy = socket.socket(socket.AF_UNIX).connect_ex('{DOCKER_PROXY_SOCKET['vps']}'); "
+             "print('seen:', errno.errorcode.get(docker, docker), proxy, os.getuid(), "
+             "open('/proc/self/status').read().split('CapEff:')[1].split()[0])")
+    probe = "\n".join(f"ExecStart=/usr/bin/python3 -c \"{check}\""
+                       if line.startswith("ExecStart=") else line for line in unit.splitlines())
+    host.write("/etc/systemd/system/aiia-dashboard-collect-probe.service", probe + "\n")
+    try:
+        host.sh("systemctl daemon-reload && systemctl start aiia-dashboard-collect-probe.service")
+        seen = host.sh("journalctl -u aiia-dashboard-collect-probe.service -o cat --no-pager "
+                       "| grep '^seen: '")
+        # Docker's socket refused; the proxy's connects; its uid; CAP_DAC_READ_SEARCH alone.
+        assert seen.split() == ["seen:", "EACCES", "0", str(COLLECTOR_UID), "0000000000000004"]
+    finally:
+        host.sh("rm -f /etc/systemd/system/aiia-dashboard-collect-probe.service && "
+                "systemctl daemon-reload && systemctl reset-failed", check=False)
+    # The proxy's socket is the collector's alone: the server's account is refused.
+    refused = host.request_as("aiia-dashboard", DOCKER_PROXY_SOCKET["vps"], request)
+    assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused
+
+
+def container_state(name: str) -> str | None:
+    result = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", name],
+                            capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def test_the_proxy_refuses_what_would_change_or_leak_something_and_changes_nothing(host):
+    created = f"aiia-dashtest-created-{secrets.token_hex(3)}"
+    body = json.dumps({"Image": BASE, "Cmd": ["true"]}).encode()
+    attempts = {
+        "create": (f"POST /v1.41/containers/create?name={created} HTTP/1.1\r\nHost: docker\r\n"
+                   "Content-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body,
+        "stop": f"POST /containers/{host.probe_id}/stop HTTP/1.1\r\nHost: docker\r\n"
+                "Content-Length: 0\r\n\r\n".encode(),
+        "archive": f"GET /containers/{host.probe_id}/archive?path=/etc HTTP/1.1\r\n"
+                   "Host: docker\r\n\r\n".encode(),
+    }
+    since = host.sh("date +'%Y-%m-%d %H:%M:%S'")
+    for name, raw in attempts.items():
+        answer = host.request_as("aiia-collector", DOCKER_PROXY_SOCKET["vps"], raw)
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.startswith("HTTP/1.1 403 Forbidden"), (name, answer.stdout[:300])
+    assert container_state(created) is None  # not created
+    assert container_state(f"aiia-dashtest-{PROBE_LABEL}") == "running"  # not stopped
+    # The same account, the same socket: a read the collector makes passes.
+    allowed = host.request_as("aiia-collector", DOCKER_PROXY_SOCKET["vps"],
+                              f"GET /containers/{host.probe_id}/json HTTP/1.1\r\n"
+                              "Host: docker\r\n\r\n".encode())
+    assert allowed.stdout.startswith("HTTP/1.1 200 OK"), allowed.stdout[:300]
+    journal = host.sh(f"journalctl -u aiia-dashboard-docker-proxy.service --since '{since}' "
+                      "-o cat --no-pager")
+    assert journal.count("refused (403): method POST") == 2, journal
+    assert f"path '/containers/{host.probe_id}/archive' is not on the allowlist" in journal
 
 
 @pytest.mark.parametrize(

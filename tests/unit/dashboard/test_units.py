@@ -11,9 +11,12 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from components.host.templates import render as render_template
+
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 UNITS = ("aiia-dashboard.service", "aiia-dashboard-collect.service", "aiia-dashboard-collect.timer",
-         "aiia-dashboard-notify.service", "aiia-dashboard-notify.timer")
+         "aiia-dashboard-notify.service", "aiia-dashboard-notify.timer",
+         "aiia-dashboard-docker-proxy.socket", "aiia-dashboard-docker-proxy.service")
 VARIABLES = {
     # An interpreter that exists here: `systemd-analyze verify` checks ExecStart's binary.
     "python": "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
@@ -24,6 +27,10 @@ VARIABLES = {
     "server_memory_mb": 32,
     "collector_memory_mb": 28,
     "inaccessible_paths": ["/srv/aiia/postgres", "/srv/aiia/secrets"],
+    "collector_inaccessible_paths": ["/srv/aiia/postgres", "/srv/aiia/logs/prod"],
+    "docker_proxy_socket": "/run/aiia-dashboard-docker-proxy.sock",
+    "docker_proxy_memory_mb": 16,
+    "docker_proxy_idle_exit_s": 5,
     "allowed_clients": ["172.30.1.2"],
     "notifier_memory_mb": 30,
     "secrets_path": "/srv/aiia/dashboard/notify-secrets.json",
@@ -35,12 +42,9 @@ needs_systemd = pytest.mark.skipif(systemd_analyze is None, reason="systemd-anal
 
 
 def render(unit: str, **variables) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader("templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - systemd units, not HTML
-    )
-    return environment.get_template(f"dashboard/{unit}.j2").render(**variables)
+    """As the program renders it (trim_blocks: a `{% endfor %}` at a line's end eats its
+    newline), so what systemd checks here is what lands on the host."""
+    return render_template(f"dashboard/{unit}.j2", **variables)
 
 
 @pytest.fixture(autouse=True)
@@ -94,14 +98,45 @@ def test_the_server_runs_unprivileged_without_the_docker_socket(rendered):
 
 def test_the_collector_writes_only_its_state_dir(rendered):
     collector = directives((rendered / "aiia-dashboard-collect.service").read_text())
-    assert "User" not in collector  # root: the Docker socket is root:docker
     assert collector["ReadWritePaths"] == ["-/srv/aiia/state/dashboard"]
-    # The state dir exists before the sandbox needs it, setgid to the server's group.
-    assert collector["ExecStartPre"] == [
-        "+/usr/bin/install -d -m 2750 -o root -g aiia-dashboard /srv/aiia/state/dashboard"
-    ]
+    # The state dir exists before the sandbox needs it, the collector's, setgid to the
+    # server's group; what a root collector left there is handed over first, once.
+    handover, make = collector["ExecStartPre"]
+    assert handover.startswith("+/bin/sh -c ") and "chown -h aiia-collector" in handover
+    assert make == "+/usr/bin/install -d -m 2750 -o aiia-collector -g aiia-dashboard " \
+                   "/srv/aiia/state/dashboard"
     assert collector["ProtectSystem"] == ["strict"]
-    assert collector["CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
+
+
+def test_the_collector_is_not_root_and_reaches_docker_only_through_the_proxy(rendered):
+    # Review L2: its own account, one capability (reading files), no Docker socket.
+    collector = directives((rendered / "aiia-dashboard-collect.service").read_text())
+    assert collector["User"] == collector["Group"] == ["aiia-collector"]
+    assert collector["SupplementaryGroups"] == ["aiia-dashboard"]  # its config; not docker
+    assert collector["CapabilityBoundingSet"] == collector["AmbientCapabilities"] == [
+        "CAP_DAC_READ_SEARCH"]
+    assert collector["InaccessiblePaths"] == [
+        "-/run/docker.sock -/var/run/docker.sock -/srv/aiia/postgres -/srv/aiia/logs/prod"]
+    assert collector["Wants"] == ["aiia-dashboard-docker-proxy.socket"]
+    assert "aiia-dashboard-docker-proxy.socket" in collector["After"][0].split()
+    # The proxy's socket: the collector's group alone may connect; one proxy per burst.
+    socket = directives((rendered / "aiia-dashboard-docker-proxy.socket").read_text())
+    assert socket["ListenStream"] == ["/run/aiia-dashboard-docker-proxy.sock"]
+    assert (socket["SocketUser"], socket["SocketGroup"], socket["SocketMode"]) == (
+        ["root"], ["aiia-collector"], ["0660"])
+    assert socket["Accept"] == ["no"]
+
+
+def test_the_proxy_alone_has_the_docker_socket_and_nothing_else(rendered):
+    proxy = directives((rendered / "aiia-dashboard-docker-proxy.service").read_text())
+    assert proxy["DynamicUser"] == ["yes"] and proxy["SupplementaryGroups"] == ["docker"]
+    assert proxy["ExecStart"][0].endswith(
+        "-m dashboard.docker_proxy --upstream /run/docker.sock --idle-exit 5")
+    assert proxy["CapabilityBoundingSet"] == [""]
+    assert proxy["RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert proxy["PrivateNetwork"] == ["yes"] and proxy["IPAddressDeny"] == ["any"]
+    assert proxy["InaccessiblePaths"] == ["-/srv/aiia -/etc/letsencrypt"]
+    assert proxy["Requires"] == ["aiia-dashboard-docker-proxy.socket"]
 
 
 def test_memory_limits_are_the_settings_not_numbers_of_their_own(rendered):
@@ -112,6 +147,8 @@ def test_memory_limits_are_the_settings_not_numbers_of_their_own(rendered):
     assert collector["MemoryMax"] == ["28M"] and collector["MemorySwapMax"] == ["0"]
     notifier = directives((rendered / "aiia-dashboard-notify.service").read_text())
     assert notifier["MemoryMax"] == ["30M"] and notifier["MemorySwapMax"] == ["0"]
+    proxy = directives((rendered / "aiia-dashboard-docker-proxy.service").read_text())
+    assert proxy["MemoryMax"] == ["16M"] and proxy["MemorySwapMax"] == ["0"]
 
 
 def test_the_notifier_has_the_internet_and_its_secrets_but_no_socket_and_no_privilege(rendered):
@@ -162,8 +199,9 @@ def test_systemd_notices_a_broken_setting(tmp_path):
 
 @needs_systemd
 @pytest.mark.parametrize(
-    ("unit", "limit"), [("aiia-dashboard.service", 2.0), ("aiia-dashboard-collect.service", 3.0),
-                        ("aiia-dashboard-notify.service", 2.5)]
+    ("unit", "limit"), [("aiia-dashboard.service", 2.0), ("aiia-dashboard-collect.service", 2.0),
+                        ("aiia-dashboard-notify.service", 2.5),
+                        ("aiia-dashboard-docker-proxy.service", 2.0)]
 )
 def test_systemd_rates_the_sandbox_as_tight(rendered, unit, limit):
     """`systemd-analyze security`: 0 is fully locked down, 10 is no sandbox at all."""

@@ -258,3 +258,102 @@ def test_a_short_operator_password_stops_the_preview():
     secrets["aiia:dashboard_password_alice"] = "short"
     with pytest.raises(pulumi.RunError, match="aiia:dashboard_password_alice has 5 characters"):
         run_program("prod", config=config, secrets=secrets)
+
+
+def test_on_a_vps_the_collector_reaches_docker_only_through_its_proxy(prod):
+    """Review L2: its config names the proxy's socket, which the program installs and
+    starts; its unit runs it as its own account and hides the Docker socket."""
+    import json
+
+    from dashboard.config import parse_config
+    from tests.harness.program import host_files, host_scripts
+
+    files = host_files(prod)
+    config = parse_config(json.loads(files["/srv/aiia/dashboard/config.json"]))
+    assert config.docker_socket.as_posix() == "/run/aiia-dashboard-docker-proxy.sock"
+    socket_unit = files["/etc/systemd/system/aiia-dashboard-docker-proxy.socket"]
+    assert "ListenStream=/run/aiia-dashboard-docker-proxy.sock\n" in socket_unit
+    assert "SocketGroup=aiia-collector\n" in socket_unit
+    assert "ExecStart=/usr/bin/python3 -m dashboard.docker_proxy " in \
+        files["/etc/systemd/system/aiia-dashboard-docker-proxy.service"]
+    collector = files["/etc/systemd/system/aiia-dashboard-collect.service"]
+    assert "User=aiia-collector\n" in collector
+    enable = host_scripts(prod)["platform-dashboard-enable"]
+    assert enable.index("enable --now aiia-dashboard-docker-proxy.socket") < \
+        enable.index("enable --now aiia-dashboard-collect.timer")
+
+
+def test_the_collectors_sandbox_hides_secrets_but_nothing_it_reads(prod):
+    import json
+    from pathlib import PurePosixPath
+
+    from dashboard.config import parse_config
+    from tests.harness.program import host_files
+
+    files = host_files(prod)
+    config = parse_config(json.loads(files["/srv/aiia/dashboard/config.json"]))
+    unit = files["/etc/systemd/system/aiia-dashboard-collect.service"]
+    (line,) = [line for line in unit.splitlines() if line.startswith("InaccessiblePaths=")]
+    hidden = [PurePosixPath(path.lstrip("-")) for path in line.split("=", 1)[1].split()]
+    for secret in ("/run/docker.sock", "/srv/aiia/secrets", "/srv/aiia/postgres",
+                   "/srv/aiia/backup", "/srv/aiia/logs/prod",
+                   "/srv/aiia/dashboard/notify-secrets.json",
+                   "/srv/aiia/nginx/tls/devstatus.eduaiia.com/privkey.pem"):
+        assert PurePosixPath(secret) in hidden, secret
+    read = [config.access_log, config.releases_file, config.backups_file,
+            config.restore_tests_file, config.state_dir, config.pitr_file,
+            *(certificate.path for certificate in config.certificates)]
+    assert config.certificates
+    for path in read:
+        assert not any(path == h or h in PurePosixPath(path).parents for h in hidden), path
+
+
+def test_locally_the_proxy_container_alone_has_the_docker_socket():
+    import json
+
+    from dashboard.config import parse_config
+    from tests.harness.program import host_files, service_of
+
+    run = run_program("local")
+    mounts = {service_of(container): {(v.get("host_path") or v.get("volume_name"),
+                                       v["container_path"]) for v in container.plain["volumes"]}
+              for container in run.containers().values()}
+    with_socket = {service for service, volumes in mounts.items()
+                   if any(path == "/var/run/docker.sock" for path, _ in volumes)}
+    assert with_socket == {"dashboard-docker-proxy"}
+    proxy_volume = ("aiia-local-dashboard-docker-proxy", "/run/aiia-docker-proxy")
+    assert proxy_volume in mounts["dashboard-collector"]
+    assert proxy_volume in mounts["dashboard-docker-proxy"]
+    assert proxy_volume not in mounts["dashboard"]  # the server: neither
+    content = next(content for path, content in host_files(run).items()
+                   if path.endswith("/dashboard/config.json"))
+    assert parse_config(json.loads(content)).docker_socket.as_posix() == \
+        "/run/aiia-docker-proxy/docker.sock"
+
+
+def test_the_collectors_account_gets_a_fixed_uid_of_its_own(prod):
+    script = prod.named("platform-dashboard-prerequisites").plain["create"]
+    assert "collector_uid=10003" in script
+    for uid, message in ((999, "platform.dashboard.collector_uid=999 must be a fixed uid"),
+                         (10002, "platform.dashboard.collector_uid=10002 is the server's uid")):
+        config = copy.deepcopy(stack_config("prod"))
+        config["aiia:platform"].setdefault("dashboard", {})["collector_uid"] = uid
+        with pytest.raises(pulumi.RunError, match=message):
+            run_program("prod", config=config)
+    config = copy.deepcopy(stack_config("prod"))
+    config["aiia:releases"]["prod"]["run_as"] = "10003:10003"
+    with pytest.raises(pulumi.RunError, match="releases.prod.run_as='10003:10003' shares "
+                                              "10003 with the dashboard collector's account"):
+        run_program("prod", config=config)
+
+
+def test_the_docker_proxy_is_counted_in_the_memory_budget_with_the_collector():
+    from tests.harness.settings import parse
+
+    prod = parse("prod")
+    dashboard = prod.platform.dashboard
+    (share,) = [s for s in prod.budget.transient if s.service == "dashboard collector + proxy"]
+    assert share.memory_mb == dashboard.collector_memory_mb + dashboard.docker_proxy_memory_mb
+    local = {s.service: s.memory_mb for s in parse("local").budget.steady}
+    assert local["dashboard Docker proxy"] == dashboard.docker_proxy_memory_mb
+    assert local["dashboard collector"] == dashboard.collector_memory_mb
