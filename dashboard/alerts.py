@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from . import host_access, integrity, pitr
+from . import host_access, integrity, log_shipping, pitr
 from .certificates import CRITICAL_DAYS, WARNING_DAYS
 from .timestamps import ago as _ago
 from .timestamps import parse_utc
@@ -43,6 +43,7 @@ def evaluate(status: dict[str, Any], now: float) -> list[dict[str, str]]:
     alerts += _certificate_renewal(status.get("certificate_renewal"), now)
     alerts += _backups(status.get("backups"), status.get("restore_tests"), now)
     alerts += pitr.alerts(status.get("pitr"), now)
+    alerts += log_shipping.alerts(status.get("log_shipping"), now)
     alerts += _releases(status.get("releases"), now)
     alerts += _host(status.get("host"))
     alerts += integrity.alerts((status.get("host") or {}).get("integrity"), now)

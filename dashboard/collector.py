@@ -27,7 +27,17 @@ from typing import Any
 
 import psutil
 
-from . import __version__, access_log, host, host_access, pitr, records, store, uptime
+from . import (
+    __version__,
+    access_log,
+    host,
+    host_access,
+    log_shipping,
+    pitr,
+    records,
+    store,
+    uptime,
+)
 from .certificates import certificate_status, renewal_state
 from .config import Config, Environment, LogSource
 from .docker_api import ContainerState, DockerClient, DockerError
@@ -118,6 +128,8 @@ class Collection:
         restore_tests = records.summarize_jobs(records.read_records(config.restore_tests_file))
         recovery = self.step("pitr", lambda: pitr.summarize(
             config.pitr_file, config.pitr_drills_file, config.pulumi_stack))
+        shipping = self.step("log shipping", lambda: log_shipping.summarize(
+            config.log_shipping_file, config.root_dir))
         journal = config.host_access
         logins = journal and self.step("logins", lambda: host_access.collect(
             config.state_dir, journal.deploy_user, journal.known_keys, self.now))
@@ -146,6 +158,7 @@ class Collection:
             "backups": backups,
             "restore_tests": restore_tests,
             "pitr": recovery,
+            "log_shipping": shipping,
             "host_access": logins,
             "logs": {name: info for name, info in logs.items() if info is not None},
         }

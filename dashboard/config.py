@@ -162,6 +162,11 @@ class Config:
     def pitr_drills_file(self) -> Path:
         return self.backups_file.with_name("pitr-drills.jsonl")
 
+    @property
+    def log_shipping_file(self) -> Path:
+        """`ship-logs.sh tick`'s snapshot (dashboard/log_shipping.py), by backups.jsonl."""
+        return self.backups_file.with_name("log-shipping.json")
+
     def log_source(self, service: str) -> LogSource | None:
         return next((s for s in self.log_sources if s.service == service), None)
 
