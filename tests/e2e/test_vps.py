@@ -294,13 +294,14 @@ def test_the_swap_file_is_active_with_the_configured_size(provisioned):
 def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
     """Each job of /etc/cron.d/aiia-* run once as cron would (root, its SHELL and PATH): the
     daily backup, then the monthly restore drill of that backup; PITR's tick, base backup and
-    monthly drill (docs/pitr.md)."""
+    monthly drill (docs/pitr.md); the trail's shipping tick."""
     vps = provisioned.vps
     prefix = provisioned.config["aiia:prefix"]
     entries = vps.sh(f"ls /etc/cron.d/{prefix}-*").stdout.split()
     # No renewal with self-signed certificates (tests/e2e/test_tls.py runs it against a CA).
     assert provisioned.settings().platform.tls.mode == "self_signed"
-    assert entries == [f"/etc/cron.d/{prefix}-backup", f"/etc/cron.d/{prefix}-pitr"]
+    assert entries == [f"/etc/cron.d/{prefix}-backup", f"/etc/cron.d/{prefix}-pitr",
+                       f"/etc/cron.d/{prefix}-ship-logs"]
     commands = []
     for entry in entries:
         for line in vps.sh(f"cat {entry}").stdout.splitlines():
@@ -309,9 +310,19 @@ def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
                 continue
             assert fields[5] == "root", line
             commands.append(fields[6])
-    # The backup, then its drill; PITR's tick, base backup, then its drill.
-    assert len(commands) == 5, commands
+    # The backup, then its drill; PITR's tick, base backup, then its drill; the trail's
+    # shipping tick, which has nothing to say in its log without an off-host target (its
+    # state file says it, below).
+    assert len(commands) == 6, commands
+    state = f"{provisioned.config['aiia:host']['root_dir']}/state"
     for command in commands:
+        if "ship-logs" in command:
+            vps.sh(f"cd / && env -i SHELL=/bin/bash PATH=/usr/sbin:/usr/bin:/sbin:/bin "
+                   f"bash -c {shlex.quote(command)}")
+            shipping = json.loads(vps.sh(f"cat {state}/log-shipping.json").stdout)
+            assert shipping["configured"] is False and shipping["pending"] == 0, shipping
+            assert "platform.backup.off_host is not set" in shipping["note"], shipping
+            continue
         log = command.split(">>")[1].split()[0]
         before = int(vps.sh(f"stat -c %s {log} 2>/dev/null || echo 0").stdout)
         ran = vps.sh(f"cd / && env -i SHELL=/bin/bash PATH=/usr/local/sbin:/usr/local/bin:"
@@ -320,7 +331,6 @@ def test_every_cron_entry_runs_by_hand_and_logs_its_run(provisioned):
         tail = vps.sh(f"tail -c 1500 {log}").stdout
         assert ran.returncode == 0, f"{command}\n{tail}"
         assert int(vps.sh(f"stat -c %s {log}").stdout) > before, f"{command} logged nothing"
-    state = f"{provisioned.config['aiia:host']['root_dir']}/state"
     records = vps.sh(f"cat {state}/restore-tests.jsonl").stdout.splitlines()
     assert json.loads(records[-1])["outcome"] == "succeeded", records[-1]
     drills = vps.sh(f"cat {state}/pitr-drills.jsonl").stdout.splitlines()
