@@ -91,7 +91,7 @@ CONTAINER_INPUTS = {
     "wait", "wait_timeout", "restart", "must_run", "networks_advanced", "mounts", "volumes",
     "ports", "user", "capabilities", "security_opts", "log_driver", "log_opts", "labels",
     "stop_signal", "stop_timeout", "destroy_grace_seconds", "read_only", "tmpfs", "uploads",
-    "working_dir", "max_retry_count", "group_adds", "hostname",
+    "working_dir", "max_retry_count", "group_adds", "hostname", "network_mode",
 }
 IMAGE_INPUTS = {"name", "keep_locally", "pull_triggers", "force_remove"}
 NETWORK_INPUTS = {"name", "driver", "ipam_configs", "internal", "attachable", "labels"}
@@ -339,7 +339,10 @@ def container_config(inputs: dict) -> dict:
             "ReadonlyRootfs": bool(inputs.get("read_only")),
             "Tmpfs": inputs.get("tmpfs") or {},
             "GroupAdd": inputs.get("group_adds"),
-            "NetworkMode": networks[0]["name"] if networks else "bridge",
+            # `network_mode` as declared (resourceDockerContainerCreate:
+            # hostConfig.NetworkMode from it, "none" for a container with no network).
+            "NetworkMode": inputs.get("network_mode") or (
+                networks[0]["name"] if networks else "bridge"),
         },
         "NetworkingConfig": {"EndpointsConfig": {
             network["name"]: endpoint_config(network) for network in networks[:1]}},

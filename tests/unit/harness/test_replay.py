@@ -337,6 +337,15 @@ def test_a_start_interval_is_sent_in_nanoseconds_and_left_out_when_unset():
         assert config["Healthcheck"]["Interval"] == 10_000_000_000
 
 
+def test_a_declared_network_mode_is_the_containers_and_otherwise_its_first_network():
+    # resourceDockerContainerCreate: hostConfig.NetworkMode from network_mode when set (the
+    # local Docker proxy's "none": no network at all).
+    assert container_config({"image": "img", "network_mode": "none"})["HostConfig"][
+        "NetworkMode"] == "none"
+    assert container_config({"image": "img", "networks_advanced": [{"name": "aiia"}]})[
+        "HostConfig"]["NetworkMode"] == "aiia"
+
+
 @pytest.mark.parametrize("api_version", ["1.41", "1.43"])
 def test_the_providers_client_refuses_a_start_interval_below_api_1_44(api_version):
     # docker/docker v28.5.2 client/container_create.go: NewVersionError("1.44", "specify
