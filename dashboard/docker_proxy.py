@@ -21,9 +21,9 @@ The collector's head is never forwarded: each request to Docker is written afres
 validated path and parameters (``Connection: close``), and the answer is streamed back
 as it comes, within a deadline. No dependency outside the standard library.
 
-On a VPS systemd owns the listening socket (aiia-docker-proxy.socket, 0660, the collector's
-group) and starts this on the first connection; it exits after a few idle seconds, so it
-holds no memory between collections.
+On a VPS systemd owns the listening socket (aiia-dashboard-docker-proxy.socket, 0660, the
+collector's group) and starts this on the first connection; it exits after a few idle
+seconds, so it holds no memory between collections.
 """
 
 from __future__ import annotations
