@@ -35,6 +35,7 @@ from components.platform.log_shipping import (
 )
 from components.settings.backup import OffHostSettings
 from tests.rendered.test_backup_scripts import RECEIVER, receive
+from tests.rendered.test_pitr_scripts import gpg
 from tests.rendered.test_shellcheck import shellcheck
 
 pytestmark = pytest.mark.rendered
@@ -67,11 +68,6 @@ total=$(wc -l < "$FAKE_DIR/journal")
 tail -n +$((after + 1)) "$FAKE_DIR/journal"
 if [ -n "$cursor_file" ] && [ "$total" -gt "$after" ]; then echo "$total" > "$cursor_file"; fi
 """
-
-
-def gpg(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
-                          capture_output=True, timeout=120, check=True)
 
 
 @pytest.fixture(scope="module")

@@ -273,22 +273,10 @@ def test_nginx_accepts_the_full_rendered_tree(rendered, standin_nginx, stack):
             == {"0o600"}
 
 
-def rendered_with_nginx(stack: str, **nginx: object) -> Rendered:
-    """`stack`'s program run with these platform.nginx settings."""
+def rendered_with(stack: str, section: str, **settings: object) -> Rendered:
+    """`stack`'s program run with these platform.<section> settings (nginx, dashboard)."""
     config = copy.deepcopy(stack_config(stack))
-    config["aiia:platform"]["nginx"] = nginx
-    program = run_program(stack, config=config)
-    raw = {key.split(":", 1)[1]: value for key, value in config.items()}
-    return Rendered(stack=stack, run=program,
-                    settings=parse_settings(stack, raw, stack_secrets(stack).get),
-                    files=host_files(program), scripts=host_scripts(program),
-                    secrets=stack_secrets(stack))
-
-
-def rendered_with_dashboard(stack: str, **dashboard: object) -> Rendered:
-    """`stack`'s program run with these platform.dashboard settings."""
-    config = copy.deepcopy(stack_config(stack))
-    config["aiia:platform"]["dashboard"] = dashboard
+    config["aiia:platform"][section] = settings
     program = run_program(stack, config=config)
     raw = {key.split(":", 1)[1]: value for key, value in config.items()}
     return Rendered(stack=stack, run=program,
@@ -300,7 +288,7 @@ def rendered_with_dashboard(stack: str, **dashboard: object) -> Rendered:
 def test_each_upload_path_gets_a_location_nginx_accepts(standin_nginx):
     """platform.nginx.upload_paths beyond /api/ (one under it, one beside it) each become a
     location nginx accepts, with the upload limit; everything else keeps the small one."""
-    stack = rendered_with_nginx("prod", upload_paths=["/api/", "/api/files/", "/uploads/"])
+    stack = rendered_with("prod", "nginx", upload_paths=["/api/", "/api/files/", "/uploads/"])
     domain = stack.settings.platform.environment("prod").domain
     with scratch_dir("nginx-uploads") as directory:
         tree = write_nginx_tree(stack, directory, container_names_to_loopback(stack))
@@ -713,7 +701,7 @@ def test_the_status_site_s_allowlist_refuses_other_addresses_and_lets_listed_one
     """platform.dashboard.allow_from (review L3): a listed address reaches the dashboard
     (which gets its address as X-Real-IP, what its audit lines name); any other gets 403 from
     nginx and never reaches it. Plain HTTP stays open for the redirect and ACME."""
-    prod = rendered_with_dashboard("prod", allow_from=["127.0.0.2"])
+    prod = rendered_with("prod", "dashboard", allow_from=["127.0.0.2"])
     seen: list[str] = []
     with running_site(prod) as site:
         domain = site.domains["status"]
